@@ -1,0 +1,253 @@
+"""The model registry: a name -> how to build the backbone, its study defaults, its pretrained mapping.
+
+A birdspec model is ``frontend -> input normalisation -> backbone``: it takes
+raw 32 kHz waveforms ``(B, C, T)`` and returns logits ``(B, K)``. Adding a
+model is one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from birdspec.config import FrontendConfig
+from birdspec.errors import ConfigError
+from birdspec.features import build_frontend
+from birdspec.models import backbones
+from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
+
+INPUT_NORMS = ("instance", "none")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one registered model.
+
+    Attributes:
+        name: registry name (``birdspec train --model NAME``).
+        build: ``(in_channels, num_classes, **options) -> backbone`` on spectrograms.
+        description: one line for ``birdspec models``.
+        train_defaults: the study's training settings for this model (lr, weight_decay, ...).
+        torchvision_arch: name in torchvision's weights API (for ``--pretrained imagenet``).
+        first_conv_key / classifier_prefix: state-dict names used by pretrained adaptation.
+        input: 'waveform' (frontend inside) or 'embedding' (precomputed features).
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    description: str
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    torchvision_arch: str | None = None
+    first_conv_key: str | None = None
+    classifier_prefix: str | None = None
+    input: str = "waveform"
+    note: str = ""
+    from_checkpoint: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    """For families that are not ``frontend + CNN``: rebuild an untrained module from a checkpoint dict."""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ConfigError(f"model {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown model {name!r}{hint} (`birdspec models` lists them: {', '.join(_REGISTRY)})")
+    return _REGISTRY[name]
+
+
+def list_models() -> list[ModelSpec]:
+    return list(_REGISTRY.values())
+
+
+register(
+    ModelSpec(
+        name="mobilenetv2-seed",
+        build=backbones.mobilenetv2_seed,
+        description="the study's custom MobileNetV2: settings [1,16,1,1],[6,24,2,2],[6,32,3,2],[6,64,2,2],[6,64,1,1]",
+        train_defaults={"lr": 0.01, "weight_decay": 0.01, "optimizer": "adamw", "batch_size": 16},
+        torchvision_arch="mobilenet_v2",
+        first_conv_key="features.0.0.weight",
+        classifier_prefix="classifier",
+    )
+)
+register(
+    ModelSpec(
+        name="mobilenetv2",
+        build=backbones.mobilenetv2,
+        description="torchvision's MobileNetV2 (base inverted-residual settings)",
+        train_defaults={"lr": 0.01, "weight_decay": 0.01, "optimizer": "adamw", "batch_size": 16},
+        torchvision_arch="mobilenet_v2",
+        first_conv_key="features.0.0.weight",
+        classifier_prefix="classifier",
+    )
+)
+register(
+    ModelSpec(
+        name="resnet18",
+        build=backbones.resnet18,
+        description="torchvision's ResNet18 (ImageNet-pretrainable, first conv adapted to C channels)",
+        train_defaults={"lr": 0.001, "weight_decay": 1e-4, "optimizer": "adamw", "batch_size": 16},
+        torchvision_arch="resnet18",
+        first_conv_key="conv1.weight",
+        classifier_prefix="fc",
+    )
+)
+
+
+class InputNorm(nn.Module):
+    """Per-sample, per-channel standardisation of log-mel dB (gain-invariant input).
+
+    ``(B, C, F, T)``: each ``(F, T)`` map gets zero mean and unit variance;
+    ``eps_db`` keeps near-silent maps from being blown up.
+    """
+
+    def __init__(self, eps_db: float = 1.0) -> None:
+        super().__init__()
+        self.eps_db = eps_db
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(-2, -1), keepdim=True)
+        std = x.std(dim=(-2, -1), keepdim=True)
+        return (x - mean) / (std + self.eps_db)
+
+
+class BirdspecModel(nn.Module):
+    """Raw audio to class logits: ``(B, C, T)`` waveforms -> ``(B, K)``.
+
+    Attributes:
+        frontend: log-mel module (``(B, C, T) -> (B, C, n_mels, frames)``).
+        norm: input normalisation of the spectrogram.
+        backbone: the CNN on spectrograms.
+        config: what :func:`build_model` needs to rebuild this model
+            (``name``, ``in_channels``, ``num_classes``, ``options``, ``input_norm``).
+    """
+
+    def __init__(self, frontend: nn.Module, backbone: nn.Module, *, config: dict[str, Any], input_norm: str = "instance") -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.norm = InputNorm() if input_norm == "instance" else nn.Identity()
+        self.backbone = backbone
+        self.config = config
+
+    @property
+    def frontend_config(self) -> FrontendConfig:
+        return self.frontend.config  # type: ignore[return-value]
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """The normalised spectrogram the backbone sees, ``(B, C, n_mels, frames)``."""
+        return self.norm(self.frontend(wave))
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.features(wave))
+
+    def forward_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        """Logits from a log-mel batch (skips the frontend)."""
+        return self.backbone(self.norm(spec))
+
+
+def build_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    frontend: FrontendConfig | None = None,
+    input_norm: str = "instance",
+    pretrained: str | None = None,
+    first_conv: str = "repeat",
+    options: Mapping[str, Any] | None = None,
+) -> BirdspecModel:
+    """Build a registered model for ``in_channels`` (10 for stack10, 1 for window) and ``num_classes``.
+
+    Args:
+        pretrained: ``None``, ``"imagenet"`` (torchvision's weights API) or a path to a
+            torchvision-format state dict; its first conv is adapted by ``first_conv``
+            ('repeat' or 'average') and its classifier replaced.
+        options: extra keyword arguments of the backbone (e.g. ``width_mult``, ``dropout``).
+    """
+    spec = get_spec(name)
+    if spec.input != "waveform":
+        raise ConfigError(f"model {name!r} does not take waveforms; it is built by its own family")
+    if in_channels < 1 or num_classes < 2:
+        raise ConfigError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+    if input_norm not in INPUT_NORMS:
+        raise ConfigError(f"unknown input_norm {input_norm!r}; use one of {', '.join(INPUT_NORMS)}")
+    opts = dict(options or {})
+    try:
+        backbone = spec.build(in_channels, num_classes, **opts)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for model {name!r}: {exc}") from exc
+    if pretrained:
+        if not (spec.torchvision_arch and spec.first_conv_key and spec.classifier_prefix):
+            raise ConfigError(f"model {name!r} has no pretrained weights mapping")
+        state = imagenet_state_dict(spec.torchvision_arch) if pretrained == "imagenet" else load_state_dict_file(pretrained)
+        adapted = adapt_state_dict(
+            state, backbone, first_conv_key=spec.first_conv_key, classifier_prefix=spec.classifier_prefix, first_conv=first_conv
+        )
+        missing, unexpected = backbone.load_state_dict(adapted, strict=False)
+        missing = [k for k in missing if not k.startswith(spec.classifier_prefix + ".")]
+        if missing or unexpected:
+            from birdspec.errors import CheckpointError
+
+            raise CheckpointError(
+                f"pretrained weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+    config = {
+        "name": name,
+        "in_channels": int(in_channels),
+        "num_classes": int(num_classes),
+        "options": opts,
+        "input_norm": input_norm,
+        "pretrained": str(pretrained) if pretrained else None,
+        "first_conv": first_conv if pretrained else None,
+    }
+    return BirdspecModel(build_frontend(frontend), backbone, config=config, input_norm=input_norm)
+
+
+def rebuild_model(config: Mapping[str, Any], frontend: FrontendConfig) -> BirdspecModel:
+    """An untrained model of the same architecture as ``config`` (pretraining not re-applied)."""
+    return build_model(
+        config["name"],
+        in_channels=int(config["in_channels"]),
+        num_classes=int(config["num_classes"]),
+        frontend=frontend,
+        input_norm=config.get("input_norm", "instance"),
+        options=config.get("options") or {},
+    )
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any]) -> nn.Module:
+    """The model a checkpoint dict describes, with its weights loaded."""
+    from birdspec.config import from_dict
+    from birdspec.errors import CheckpointError
+
+    config = dict(ckpt["model"])
+    spec = get_spec(config["name"])
+    if spec.from_checkpoint is not None:
+        model = spec.from_checkpoint(ckpt)
+    else:
+        model = rebuild_model(config, from_dict(FrontendConfig, ckpt["frontend"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit model {config['name']}: {exc}") from exc
+    if hasattr(model, "config"):
+        model.config = config
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

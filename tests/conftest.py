@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny synthetic prepared datasets (session-scoped) and the real shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from birdspec.config import EncodingConfig
+
+from helpers import shared_data_dir, write_prepared
+
+
+@pytest.fixture(scope="session")
+def tiny_stack_dataset(tmp_path_factory) -> Path:
+    """3 classes x 8 recordings of 3 s; stack encoding of 2 x 1 s windows (tile)."""
+    return write_prepared(
+        tmp_path_factory.mktemp("tiny_stack") / "ds",
+        encoding=EncodingConfig(name="stack10", num_windows=2, window_s=1.0, short_policy="tile"),
+        folds=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_window_dataset(tmp_path_factory) -> Path:
+    """3 classes x 8 recordings of 3 s; window encoding of 1 s windows (3 per recording)."""
+    return write_prepared(
+        tmp_path_factory.mktemp("tiny_window") / "ds",
+        encoding=EncodingConfig(name="window", window_s=1.0, short_policy="pad"),
+        folds=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real recordings in ../shared/data (skips the test when absent)."""
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("shared data (../shared/data or $BIRDSPEC_SHARED_DATA) not present")
+    return d
+
+
+@pytest.fixture(scope="session")
+def reed_warblers(shared_data) -> Path:
+    d = shared_data / "xc-reed-warblers"
+    if not (d / "train_metadata.csv").is_file():
+        pytest.skip("xc-reed-warblers not present in shared data")
+    return d

@@ -1,0 +1,110 @@
+"""Test helpers: synthetic audio and tiny prepared datasets written without `prepare`.
+
+Used by several test modules; kept deterministic and small so the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from birdspec.config import EncodingConfig, FrontendConfig, to_dict
+from birdspec.data.store import STORE_FILE, StoreWriter
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``../shared/data`` beside the repo, or ``$BIRDSPEC_SHARED_DATA``; None when absent."""
+    env = os.environ.get("BIRDSPEC_SHARED_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def tone(freq_hz: float, *, duration_s: float, sample_rate_hz: int = 32000, amplitude: float = 0.3,
+         noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(round(duration_s * sample_rate_hz))) / sample_rate_hz
+    x = amplitude * np.sin(2 * np.pi * freq_hz * t)
+    if noise:
+        x = x + noise * np.random.default_rng(seed).standard_normal(t.size)
+    return x.astype(np.float32)
+
+
+def class_signal(class_index: int, *, duration_s: float, sample_rate_hz: int = 32000, seed: int = 0) -> np.ndarray:
+    """An easy, learnable signal for class ``k``: chirped tone pulses around a class frequency, plus noise."""
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * sample_rate_hz))
+    t = np.arange(n) / sample_rate_hz
+    base = 1500.0 * (class_index + 1) * rng.uniform(0.95, 1.05)
+    phase = 2 * np.pi * (base * t + 200.0 * np.sin(2 * np.pi * 3 * t) / (2 * np.pi * 3))
+    envelope = (np.sin(2 * np.pi * rng.uniform(2, 4) * t + rng.uniform(0, 6)) > 0).astype(np.float64)
+    x = 0.3 * envelope * np.sin(phase) + 0.02 * rng.standard_normal(n)
+    return x.astype(np.float32)
+
+
+def write_audio(path: Path, wave: np.ndarray, sample_rate_hz: int, *, fmt: str | None = None) -> Path:
+    """Write mono or ``(n, channels)`` audio; Ogg is written in 1 s blocks (libsndfile crashes otherwise)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = fmt or path.suffix.lstrip(".").upper()
+    channels = 1 if wave.ndim == 1 else wave.shape[1]
+    if fmt == "OGG":
+        with sf.SoundFile(str(path), "w", sample_rate_hz, channels, format="OGG", subtype="VORBIS") as f:
+            for i in range(0, len(wave), sample_rate_hz):
+                f.write(wave[i : i + sample_rate_hz])
+    else:
+        sf.write(str(path), wave, sample_rate_hz, format=fmt)
+    return path
+
+
+def write_prepared(
+    out: Path,
+    *,
+    num_classes: int = 3,
+    per_class: int = 8,
+    duration_s: float = 3.0,
+    encoding: EncodingConfig | None = None,
+    frontend: FrontendConfig | None = None,
+    folds: int | None = None,
+    val_fraction: float = 0.25,
+    seed: int = 0,
+) -> Path:
+    """A prepared dataset in the on-disk format of `birdspec prepare`, from synthetic class signals."""
+    encoding = encoding or EncodingConfig(name="stack10", num_windows=2, window_s=1.0, short_policy="tile")
+    frontend = frontend or FrontendConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    classes = [f"synth{k}" for k in range(num_classes)]
+    rows = []
+    with StoreWriter(out / STORE_FILE) as writer:
+        for k, label in enumerate(classes):
+            for i in range(per_class):
+                wave = class_signal(k, duration_s=duration_s, seed=seed * 1000 + k * 100 + i)
+                offset, n = writer.append(wave)
+                n_val = max(1, int(round(per_class * val_fraction)))
+                rows.append({
+                    "id": f"{label}_{i:02d}", "source_path": f"/synthetic/{label}/{i:02d}.wav",
+                    "filename": f"{label}/{i:02d}.wav", "label": label, "label_id": k, "secondary_labels": "[]",
+                    "scientific_name": f"Synthetica {label}", "common_name": f"Synthetic {label}", "rating": 5.0,
+                    "duration_s": n / 32000, "offset": offset, "num_samples": n,
+                    "split": "val" if i < n_val else "train", "fold": (i % folds) if folds else -1,
+                })
+        total = writer.total_samples
+    pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
+    pd.DataFrame(columns=["path", "label", "reason"]).to_csv(out / "skipped.csv", index=False)
+    split_counts = pd.DataFrame(rows)["split"].value_counts().to_dict()
+    meta = {
+        "format": "birdspec-dataset", "format_version": 1, "birdspec_version": "test", "created_utc": "",
+        "source": "synthetic", "layout": "synthetic", "settings": {"seed": seed}, "sample_rate_hz": 32000,
+        "encoding": to_dict(encoding), "frontend": to_dict(frontend), "classes": classes,
+        "class_info": [{"label": c, "scientific_name": f"Synthetica {c}", "common_name": f"Synthetic {c}"} for c in classes],
+        "num_recordings": len(rows), "num_samples": len(rows), "splits": split_counts, "folds": folds,
+        "skipped": 0, "store": {"file": STORE_FILE, "dtype": "float16", "total_samples": total},
+    }
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
+    return out
