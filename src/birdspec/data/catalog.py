@@ -43,8 +43,9 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -196,7 +197,7 @@ def find_birdclef_metadata(root: Path) -> Path | None:
 
 
 def _has_audio_below(folder: Path) -> bool:
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for _, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         if any(is_audio_file(f) and not f.startswith(".") for f in filenames):
             return True
@@ -250,7 +251,7 @@ def read_birdclef(root: str | Path, *, layout: str = "birdclef2021") -> pd.DataF
     """
     if layout not in BIRDCLEF_AUDIO_DIRS:
         raise ConfigError(f"unknown BirdCLEF layout {layout!r}; use one of {', '.join(BIRDCLEF_AUDIO_DIRS)}")
-    root = Path(root).absolute()
+    root = Path(os.path.abspath(root))
     meta_path = find_birdclef_metadata(root)
     if meta_path is None:
         raise DataError(f"{root}: no {' or '.join(BIRDCLEF_METADATA_FILES)}; is this a BirdCLEF folder?")
@@ -299,7 +300,7 @@ def scan_folders(root: str | Path) -> pd.DataFrame:
     Raises:
         DataError: no class folder holds any audio.
     """
-    root = Path(root).absolute()
+    root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     rows = []
@@ -333,7 +334,9 @@ def scan_folders(root: str | Path) -> pd.DataFrame:
     return _finish(df)
 
 
-def _pick_column(columns: Sequence[str], given: str | None, candidates: Sequence[str], what: str, flag: str, csv: Path) -> str:
+def _pick_column(
+    columns: Sequence[str], given: str | None, candidates: Sequence[str], what: str, flag: str, csv: Path
+) -> str:
     if given is not None:
         if given not in columns:
             raise DataError(f"{csv}: no {what} column {given!r}; columns are {', '.join(columns)}")
@@ -398,7 +401,7 @@ def read_csv_manifest(
         DataError: unreadable CSV, missing columns, empty paths or labels, or
             rows without a fold value.
     """
-    csv = Path(csv).absolute()
+    csv = Path(os.path.abspath(csv))
     if not csv.is_file():
         raise DataError(f"{csv}: no such CSV file")
     meta = _read_csv(csv)
@@ -426,7 +429,11 @@ def read_csv_manifest(
             raise DataError(f"{csv}: {int(missing.sum())} row(s) have no value in fold column {fold_column!r}")
         fold, distinct = fold_codes(meta[fold_column].str.strip())
         log.info("%s: %d folds from column %r: %s", csv.name, len(distinct), fold_column, distinct)
-    opt = {c: c for c in ("secondary_labels", "scientific_name", "common_name", "rating") if c in cols and c not in (pcol, lcol)}
+    opt = {
+        c: c
+        for c in ("secondary_labels", "scientific_name", "common_name", "rating")
+        if c in cols and c not in (pcol, lcol)
+    }
     df = pd.DataFrame(
         {
             "id": unique_ids([PurePosixPath(r).stem for r in rel_posix], rel_posix),

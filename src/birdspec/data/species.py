@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -101,7 +101,6 @@ def resolve_species(names: str | Sequence[str], table: pd.DataFrame) -> list[str
             key = normalize_name(name)
             index.setdefault(key, set()).add(row["label"])
             shown.setdefault(key, (_display(row, name if column != "label" else row["label"]), row["label"]))
-    # Codes and scientific names first in suggestions: for a code-like query.
     out: set[str] = set()
     for name in wanted:
         key = normalize_name(name)

@@ -30,9 +30,12 @@ class StoreWriter:
 
     def append(self, wave: np.ndarray) -> tuple[int, int]:
         """Write ``wave`` (``(n,)`` float) and return ``(offset, n)`` in samples."""
-        data = np.ascontiguousarray(np.clip(wave, -65504.0, 65504.0), dtype=STORE_DTYPE)
+        if wave.dtype == STORE_DTYPE:
+            data = np.ascontiguousarray(wave)
+        else:
+            data = np.ascontiguousarray(np.clip(wave, -65504.0, 65504.0), dtype=STORE_DTYPE)
         offset = self._n
-        self._f.write(data.tobytes())
+        self._f.write(memoryview(data).cast("B"))
         self._n += data.size
         return offset, data.size
 

@@ -1,0 +1,136 @@
+"""``birdspec prepare SOURCE --out DIR``: decode a source into a prepared dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from birdspec.config import ENCODINGS, SHORT_POLICIES, EncodingConfig
+
+DESCRIPTION = """\
+Decode the recordings of SOURCE once (32 kHz mono, float16) into a prepared
+dataset directory that training and evaluation read.
+
+SOURCE is a BirdCLEF folder (train_metadata.csv + train_short_audio/ or
+train_audio/), a folder with one sub-folder of audio per class, or a CSV
+manifest with a file-path and a label column. Unusable recordings (unreadable,
+empty, all silent, too short for the encoding) are skipped and listed in
+DIR/skipped.csv. Re-running with the same settings reuses DIR; an interrupted
+run resumes from DIR.partial/.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``prepare`` on ``subparsers``; sets ``func``."""
+    p = subparsers.add_parser(
+        "prepare",
+        help="decode recordings into a prepared dataset",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="SOURCE", help="dataset folder or CSV manifest")
+    p.add_argument("--out", required=True, metavar="DIR", help="prepared dataset directory to write")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=("auto", "birdclef2021", "birdclef2022", "folders", "csv"),
+        help="layout of SOURCE (default: detect)",
+    )
+    sel = p.add_argument_group("species")
+    sel.add_argument(
+        "--species",
+        metavar="NAMES",
+        help="comma-separated eBird codes, scientific or common names (any case), "
+        'e.g. "grrwar1,Acrocephalus palustris,sedge warbler"',
+    )
+    sel.add_argument("--top-n", type=int, metavar="K", help="keep the K species with most recordings")
+    enc = p.add_argument_group("encoding")
+    enc.add_argument("--encoding", default="stack10", choices=ENCODINGS, help="stack10 (default, the study) or window")
+    enc.add_argument("--num-windows", type=int, default=10, metavar="N", help="windows stacked by stack10 (default 10)")
+    enc.add_argument("--window-s", type=float, default=5.0, metavar="S", help="window length in seconds (default 5)")
+    enc.add_argument(
+        "--short-policy",
+        default="drop",
+        choices=SHORT_POLICIES,
+        help="recordings too short for the encoding: drop (default), tile or pad",
+    )
+    clean = p.add_argument_group("cleaning")
+    clean.add_argument("--min-rating", type=float, metavar="R", help="skip recordings rated below R (unrated kept)")
+    clean.add_argument("--min-duration-s", type=float, metavar="S", help="skip recordings shorter than S seconds")
+    clean.add_argument(
+        "--max-duration-s", type=float, metavar="S", help="keep only the first S seconds of each recording"
+    )
+    split = p.add_argument_group("splits")
+    split.add_argument(
+        "--val-fraction", type=float, default=0.3, metavar="F", help="validation share per species (default 0.3)"
+    )
+    split.add_argument("--folds", type=int, metavar="K", help="also assign K stratified cross-validation folds")
+    split.add_argument("--seed", type=int, default=0, help="seed of the split and folds (default 0)")
+    csv = p.add_argument_group("CSV manifest")
+    csv.add_argument("--path-column", metavar="C", help="column with the audio paths (relative to the CSV)")
+    csv.add_argument("--label-column", metavar="C", help="column with the labels")
+    csv.add_argument("--fold-column", metavar="C", help="column whose values are the folds (replaces --folds)")
+    run = p.add_argument_group("run")
+    run.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: all cores)")
+    run.add_argument("--overwrite", action="store_true", help="replace DIR if it was prepared with other settings")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_prepare)
+    return p
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Run :func:`birdspec.data.prepare.prepare` and print a summary."""
+    from birdspec.data.prepare import describe, prepare
+
+    encoding = EncodingConfig(
+        name=args.encoding,
+        num_windows=args.num_windows,
+        window_s=args.window_s,
+        short_policy=args.short_policy,
+    )
+    out = prepare(
+        args.source,
+        args.out,
+        layout=args.layout,
+        species=args.species,
+        top_n=args.top_n,
+        encoding=encoding,
+        min_rating=args.min_rating,
+        min_duration_s=args.min_duration_s,
+        max_duration_s=args.max_duration_s,
+        val_fraction=args.val_fraction,
+        folds=args.folds,
+        seed=args.seed,
+        workers=args.workers,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        fold_column=args.fold_column,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(summary(describe(out)))
+    return 0
+
+
+def summary(d: dict[str, Any]) -> str:
+    """One paragraph about a prepared dataset, from :func:`~birdspec.data.prepare.describe`."""
+    per_class = ", ".join(f"{label} {n}" for label, n in d["per_class"].items())
+    splits = " / ".join(f"{name} {n}" for name, n in d["splits"].items())
+    enc = d["encoding"]
+    shape = "x".join(str(s) for s in d["sample_shape"])
+    text = (
+        f"Prepared {d['path']}: {d['num_recordings']} recordings of {len(d['classes'])} species "
+        f"({per_class}); {d['duration_s'] / 60:.1f} min of audio; {d['num_samples']} samples of {shape} "
+        f"({enc['name']}, short policy {enc['short_policy']}); {splits}"
+    )
+    if d.get("folds"):
+        text += f"; {len(d['folds'])} folds"
+    text += "."
+    report = Path(d["path"]) / "skipped.csv"
+    if d["skipped"]:
+        reasons = ", ".join(f"{kind} {n}" for kind, n in d["skipped_reasons"].items())
+        text += f" Skipped {d['skipped']} ({reasons}), listed in {report}."
+    else:
+        text += " Nothing skipped."
+    return text

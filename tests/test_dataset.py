@@ -1,0 +1,90 @@
+"""Reading prepared datasets: encodings, crops, splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from birdspec.config import EncodingConfig
+from birdspec.data.dataset import PreparedDataset, RecordingDataset, _fit_length
+from birdspec.data.store import StoreWriter, WaveformStore
+from birdspec.errors import ConfigError, DataError
+
+
+def test_stack_dataset_yields_logmel_stacks(tiny_stack_dataset):
+    ds = RecordingDataset(tiny_stack_dataset, split="train")
+    x, y = ds[0]
+    assert x.shape == (2, 128, 65) and x.dtype == torch.float32
+    assert ds.sample_shape == (2, 128, 65)
+    assert len(ds) == 18 and set(ds.labels) == {0, 1, 2}
+
+
+def test_waveform_features_and_first_windows(tiny_stack_dataset):
+    data = PreparedDataset(tiny_stack_dataset)
+    ds = RecordingDataset(data, split="val", features="waveform")
+    x, _ = ds[0]
+    assert x.shape == (2, 32000)
+    whole = data.waveform(int(ds.sample_rows[0]))
+    np.testing.assert_allclose(x.numpy().ravel(), whole[:64000])
+
+
+def test_window_encoding_gives_floor_duration_windows(tiny_window_dataset):
+    data = PreparedDataset(tiny_window_dataset)
+    ds = RecordingDataset(data, features="waveform")
+    assert len(ds) == 3 * len(data.manifest)  # 3 s recordings, 1 s windows
+    x, _ = ds[1]
+    whole = data.waveform(int(ds.sample_rows[1]))
+    np.testing.assert_allclose(x.numpy()[0], whole[32000:64000])
+
+
+def test_random_crops_stay_inside_the_recording(tiny_stack_dataset):
+    data = PreparedDataset(tiny_stack_dataset)
+    ds = RecordingDataset(data, features="waveform", random_crop=True)
+    torch.manual_seed(0)
+    whole = data.waveform(int(ds.sample_rows[0]))
+    starts = set()
+    for _ in range(10):
+        x = ds.waveform(0).ravel()
+        idx = np.flatnonzero(np.isclose(whole, x[0]) & np.isclose(np.roll(whole, -1), x[1]))
+        assert idx.size > 0
+        starts.add(int(idx[0]))
+    assert len(starts) > 1
+
+
+def test_encoding_override_reads_a_stack_dataset_per_window(tiny_stack_dataset):
+    enc = EncodingConfig(name="window", window_s=1.0, short_policy="pad")
+    ds = RecordingDataset(tiny_stack_dataset, split="train", encoding=enc)
+    assert ds.in_channels == 1 and len(ds) == 18 * 3
+
+
+@pytest.mark.parametrize("policy,expected", [("tile", [1, 2, 3, 1, 2, 3, 1]), ("pad", [1, 2, 3, 0, 0, 0, 0])])
+def test_short_recordings_tile_or_pad(policy, expected):
+    out = _fit_length(np.array([1, 2, 3], dtype=np.float32), 7, policy)
+    assert out.tolist() == expected
+
+
+def test_select_by_split_and_folds(tiny_stack_dataset):
+    data = PreparedDataset(tiny_stack_dataset)
+    train, val = data.select(split="train"), data.select(split="val")
+    assert not set(train) & set(val) and len(train) + len(val) == len(data.manifest)
+    f0 = data.select(folds=[0])
+    rest = data.select(exclude_folds=[0])
+    assert not set(f0) & set(rest) and len(f0) + len(rest) == len(data.manifest)
+    with pytest.raises(ConfigError):
+        data.select(split="test")
+
+
+def test_not_a_dataset_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="birdspec prepare"):
+        PreparedDataset(tmp_path)
+
+
+def test_store_round_trip(tmp_path):
+    waves = [np.linspace(-1, 1, 1000, dtype=np.float32), np.full(10, 0.5, dtype=np.float32)]
+    with StoreWriter(tmp_path / "w.f16") as w:
+        places = [w.append(x) for x in waves]
+    store = WaveformStore(tmp_path / "w.f16")
+    assert len(store) == 1010
+    np.testing.assert_allclose(store.read(*places[0]), waves[0], atol=1e-3)
+    np.testing.assert_allclose(store.read(*places[1], start=5, length=100), waves[1][5:])
