@@ -4,8 +4,8 @@ A torchvision-format state dict (ImageNet, 3 input channels, 1000 classes)
 is adapted to a birdspec backbone with C input channels and K classes:
 
 - the first conv goes from 3 to C channels by ``repeat`` (the RGB kernels
-  tiled over C channels and scaled by 3 / C, so a constant input gives the
-  same activations) or ``average`` (the mean of the RGB kernels in every
+  tiled over C channels and scaled by 3 / C, so activations keep their scale:
+  exactly for a constant input when 3 divides C, approximately otherwise) or ``average`` (the mean of the RGB kernels in every
   channel, the study's other option);
 - the final layer is dropped and re-initialised for K classes.
 """
@@ -57,17 +57,26 @@ def adapt_state_dict(
     first_conv_key: str,
     classifier_prefix: str,
     first_conv: str = "repeat",
+    drop_unmatched: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """A copy of ``state`` that loads into ``model``: first conv adapted, classifier dropped."""
+    """A copy of ``state`` that loads into ``model``: first conv adapted, classifier dropped.
+
+    ``drop_unmatched`` skips weights whose names the model lacks (a truncated
+    network such as ``mobilenetv2-seed`` takes the base network's first blocks).
+    """
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith(classifier_prefix + "."):
             continue
+        if drop_unmatched and key not in target:
+            continue
         if key == first_conv_key:
             want = target[key].shape[1]
             value = adapt_input_conv(value, want, mode=first_conv)
         if key in target and target[key].shape != value.shape:
+            if drop_unmatched and key != first_conv_key:
+                continue
             raise CheckpointError(
                 f"pretrained weight {key} has shape {tuple(value.shape)} but the model needs {tuple(target[key].shape)}; "
                 "is it a state dict of the same architecture?"
@@ -88,8 +97,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(p))
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, ValueError, ImportError) as exc:
-        raise CheckpointError(f"{p}: cannot read weights ({exc})") from exc
+    except Exception as exc:  # zip, pickle and safetensors errors come in many types
+        raise CheckpointError(f"{p}: cannot read weights ({type(exc).__name__}: {exc}); pass a torchvision-format state dict") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -7,6 +7,7 @@ model is one :func:`register` call.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -18,6 +19,8 @@ from birdspec.errors import ConfigError
 from birdspec.features import build_frontend
 from birdspec.models import backbones
 from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
+
+log = logging.getLogger(__name__)
 
 INPUT_NORMS = ("instance", "none")
 
@@ -45,6 +48,9 @@ class ModelSpec:
     classifier_prefix: str | None = None
     input: str = "waveform"
     note: str = ""
+    partial_pretrained: bool = False
+    """Pretrained weights of the base network load only where names and shapes match
+    (a truncated network); the other layers keep their fresh initialisation."""
     from_checkpoint: Callable[[Mapping[str, Any]], nn.Module] | None = None
     """For families that are not ``frontend + CNN``: rebuild an untrained module from a checkpoint dict."""
 
@@ -82,6 +88,7 @@ register(
         torchvision_arch="mobilenet_v2",
         first_conv_key="features.0.0.weight",
         classifier_prefix="classifier",
+        partial_pretrained=True,
     )
 )
 register(
@@ -195,10 +202,22 @@ def build_model(
             raise ConfigError(f"model {name!r} has no pretrained weights mapping")
         state = imagenet_state_dict(spec.torchvision_arch) if pretrained == "imagenet" else load_state_dict_file(pretrained)
         adapted = adapt_state_dict(
-            state, backbone, first_conv_key=spec.first_conv_key, classifier_prefix=spec.classifier_prefix, first_conv=first_conv
+            state,
+            backbone,
+            first_conv_key=spec.first_conv_key,
+            classifier_prefix=spec.classifier_prefix,
+            first_conv=first_conv,
+            drop_unmatched=spec.partial_pretrained,
         )
+        if spec.first_conv_key not in adapted:
+            from birdspec.errors import CheckpointError
+
+            raise CheckpointError(f"pretrained weights have no {spec.first_conv_key}: not a {spec.torchvision_arch} state dict")
         missing, unexpected = backbone.load_state_dict(adapted, strict=False)
         missing = [k for k in missing if not k.startswith(spec.classifier_prefix + ".")]
+        if spec.partial_pretrained and missing:
+            log.info("%s: %d pretrained tensors loaded, %d layers keep their initial weights", name, len(adapted), len(missing))
+            missing = []
         if missing or unexpected:
             from birdspec.errors import CheckpointError
 

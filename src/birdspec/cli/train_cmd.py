@@ -1,0 +1,193 @@
+"""``birdspec train DATASET_DIR --model NAME --out RUN_DIR``: train a model into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import Any
+
+DESCRIPTION = """\
+Train a registered model (`birdspec models`) on a prepared dataset and write
+RUN_DIR: config.json, metrics.csv (one row per epoch), curves.png,
+checkpoints/best.pt (best validation accuracy) and checkpoints/last.pt,
+predictions_val.csv (per validation sample, from best.pt) and summary.json.
+
+Unset optimizer, --lr, --weight-decay and --batch-size come from the model's
+study defaults (batch 16, AdamW; MobileNetV2 lr 0.01; ResNet18 lr 0.001 with
+weight decay 1e-4). Training runs on the GPU when there is one (--device
+auto), with 16-bit mixed precision on CUDA.
+
+Continue an interrupted run (Ctrl-C leaves checkpoints/last.pt) with
+`birdspec train --resume RUN_DIR`; options given with --resume (e.g. a larger
+--epochs) replace the saved ones, the model and data rows stay.
+
+Several GPUs: --devices N trains with DDP (one process per GPU; the batch size
+is per GPU, so the effective batch is N x --batch-size). For the 397-class
+BirdCLEF set e.g. `--devices 4 --batch-size 32 --workers 8`.
+"""
+
+# argparse dest -> TrainConfig field (only options given on the command line are passed)
+FIELDS = {
+    "model": "model",
+    "pretrained": "pretrained",
+    "first_conv": "first_conv",
+    "input_norm": "input_norm",
+    "optimizer": "optimizer",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "batch_size": "batch_size",
+    "epochs": "epochs",
+    "schedule": "schedule",
+    "warmup_epochs": "warmup_epochs",
+    "early_stopping": "early_stopping_patience",
+    "early_stopping_on": "early_stopping_metric",
+    "label_smoothing": "label_smoothing",
+    "grad_clip": "grad_clip_norm",
+    "random_crop": "random_crop",
+    "gain_db": "gain_db",
+    "time_mask": "time_mask_frames",
+    "freq_mask": "freq_mask_bins",
+    "num_masks": "num_masks",
+    "mixup": "mixup_alpha",
+    "encoding_override": "encoding_override",
+    "device": "device",
+    "precision": "precision",
+    "devices": "devices",
+    "seed": "seed",
+    "workers": "workers",
+    "max_minutes": "max_minutes",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from birdspec.training.config import (
+        DEVICES,
+        EARLY_STOPPING_METRICS,
+        FIRST_CONV_MODES,
+        OPTIMIZERS,
+        PRECISIONS,
+        SCHEDULES,
+    )
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on a prepared dataset",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", metavar="DATASET_DIR", nargs="?", help="a folder written by `birdspec prepare` (optional with --resume)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory to write (must not hold another run)")
+    p.add_argument(
+        "--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+        help="continue RUN_DIR (or --out) from its last completed epoch with its saved settings",
+    )
+    m = p.add_argument_group("model")
+    m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
+    m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
+    m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
+    m.add_argument("--input-norm", choices=("instance", "none"), help="per-sample standardisation of the log-mel input (default instance)")
+    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, help="default: the model's (adamw)")
+    o.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the model's)")
+    o.add_argument("--weight-decay", type=float, metavar="WD", help="default: the model's")
+    o.add_argument("--batch-size", type=int, metavar="N", help="samples per step and device (default: the model's, 16)")
+    o.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (default 30)")
+    o.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default constant)")
+    o.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warm-up (onecycle: rising phase) in epochs")
+    o.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement of --early-stopping-on")
+    o.add_argument("--early-stopping-on", choices=EARLY_STOPPING_METRICS, help="metric watched by --early-stopping (default val_loss)")
+    o.add_argument("--label-smoothing", type=float, metavar="S", help="cross-entropy label smoothing (default 0)")
+    o.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--random-crop", action=argparse.BooleanOptionalAction, default=None, help="random time crops of longer recordings (default on)")
+    a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
+    a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
+    a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")
+    a.add_argument("--num-masks", type=int, metavar="N", help="SpecAugment masks per axis (default 1)")
+    a.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights")
+    d = p.add_argument_group("data")
+    d.add_argument("--encoding-override", choices=("window", "stack10"), help="train per window on a stack10 dataset (window)")
+    d.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
+    h = p.add_argument_group("hardware and run")
+    h.add_argument("--device", choices=DEVICES, help="auto (default: cuda > mps > cpu), cpu, cuda or mps")
+    h.add_argument("--precision", choices=PRECISIONS, help="default 16-mixed on CUDA, 32-true elsewhere")
+    h.add_argument("--devices", type=int, metavar="N", help="devices; N > 1 trains with DDP")
+    h.add_argument("--seed", type=int, help="random seed (default 0)")
+    h.add_argument("--max-minutes", type=float, metavar="M", help="stop at the epoch end after which another epoch would exceed M minutes")
+    h.add_argument("--no-progress", action="store_true", help="no progress bar")
+    h.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def _model_options(items: list[str]) -> dict[str, Any]:
+    from birdspec.errors import ConfigError
+
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-option needs KEY=VALUE, got {item!r}")
+        try:
+            opts[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key.replace("-", "_")] = value
+    return opts
+
+
+def config_from_args(args: argparse.Namespace, base: Any = None) -> Any:
+    """The TrainConfig of the command line: ``base`` (a resumed run's) or the defaults, with given options."""
+    from birdspec.training.config import TrainConfig
+
+    given = {field: getattr(args, dest) for dest, field in FIELDS.items() if getattr(args, dest) is not None}
+    if args.model_option:
+        given["model_options"] = _model_options(args.model_option)
+    given["progress_bar"] = not args.no_progress
+    return replace(base, **given) if base is not None else TrainConfig(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    from birdspec.errors import ConfigError
+    from birdspec.training import TrainConfig, read_run_config, train
+
+    if isinstance(args.resume, str):
+        if args.out and args.out != args.resume:
+            raise ConfigError("give the run directory once: --resume RUN_DIR (or --out RUN_DIR --resume)")
+        args.out = args.resume
+    if not args.out:
+        raise ConfigError("give the run directory with --out RUN_DIR")
+    if args.resume:
+        saved = TrainConfig.from_dict(read_run_config(args.out)["train_config"])
+        result = train(args.dataset, args.out, config_from_args(args, saved), resume=True)
+    else:
+        if not args.dataset:
+            raise ConfigError("give the prepared dataset: birdspec train DATASET_DIR --out RUN_DIR")
+        result = train(args.dataset, args.out, config_from_args(args))
+    if not result.is_global_zero:  # an extra DDP process: rank 0 reports
+        return 0
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "best_epoch": result.best_epoch,
+                    "best_val_acc": result.best_val_acc,
+                    "best_val_loss": result.best_val_loss,
+                    "epochs_run": result.epochs_run,
+                    "train_time_s": result.train_time_s,
+                    "status": result.status,
+                    "device": result.device,
+                    "best_checkpoint": str(result.best_checkpoint),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"run            {result.run_dir}")
+    print(f"model          {result.config.model} ({result.num_parameters:,} parameters) on {result.device}")
+    print(f"epochs         {result.epochs_run} ({result.status}, {result.train_time_s:.1f} s)")
+    print(f"best epoch     {result.best_epoch}: val acc {result.best_val_acc:.4f}, val loss {result.best_val_loss:.4f}")
+    print(f"checkpoint     {result.best_checkpoint}")
+    return 0

@@ -1,0 +1,223 @@
+"""Callbacks writing a run directory while Lightning trains.
+
+:class:`RunRecorder`, at the end of every epoch (after validation):
+
+- appends one row to ``metrics.csv`` (epoch, train_loss, train_acc, val_loss,
+  val_acc, lr, epoch_time_s, elapsed_s; epochs counted from 1);
+- writes ``checkpoints/last.pt`` and, when validation accuracy improved (ties:
+  lower validation loss), ``checkpoints/best.pt`` (birdspec checkpoints);
+- saves Lightning's resume state to ``lightning/last.ckpt``;
+- stops the run when ``max_minutes`` would be exceeded by the next epoch.
+
+On an exception (Ctrl-C included) it writes ``last.pt`` from the current
+weights (marked ``partial_epoch``) and ``curves.png``. Its history travels
+in Lightning's checkpoint, so a resumed run continues the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
+from birdspec.training.plots import plot_curves
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "elapsed_s")
+LIGHTNING_DIR = "lightning"
+LIGHTNING_LAST = "last.ckpt"
+
+
+def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -> bool:
+    """Higher validation accuracy wins; equal accuracy: lower validation loss."""
+    if best is None or best.get("epoch") is None:
+        return True
+    if not math.isfinite(val_acc):
+        return False
+    if val_acc != best["val_acc"]:
+        return val_acc > best["val_acc"]
+    return val_loss < best["val_loss"]
+
+
+def write_metrics_csv(rows: list[dict[str, float]], path: Path) -> None:
+    """Write all epoch rows (atomically) with :data:`METRIC_COLUMNS`."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    tmp.replace(path)
+
+
+class RunRecorder(pl.Callback):
+    """Writes ``metrics.csv``, ``checkpoints/{best,last}.pt``, ``curves.png`` and Lightning's resume state.
+
+    Args:
+        run_dir: the run directory.
+        checkpoint_meta: keyword arguments of :func:`make_checkpoint` besides the
+            model, epoch and metrics (model_config, classes, class_info, frontend,
+            encoding, train_config, extra).
+        max_minutes: training-time budget (None = none).
+        title: title of ``curves.png``.
+        network: ``module -> nn.Module`` giving the network to checkpoint.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        checkpoint_meta: Mapping[str, Any],
+        max_minutes: float | None,
+        title: str,
+        network: Callable[[pl.LightningModule], Any],
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.meta = dict(checkpoint_meta)
+        self.max_minutes = max_minutes
+        self.title = title
+        self.network = network
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None
+        self.elapsed_before_s = 0.0
+        self.stop_reason: str | None = None
+        self._t0: float | None = None
+        self._epoch_t0 = 0.0
+        self._epoch_lr = float("nan")
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def lightning_last(self) -> Path:
+        return self.run_dir / LIGHTNING_DIR / LIGHTNING_LAST
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before_s + (time.monotonic() - self._t0 if self._t0 is not None else 0.0)
+
+    # ------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "best": self.best, "elapsed_s": self.elapsed_s()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+        self.best = state_dict.get("best")
+        self.elapsed_before_s = float(state_dict.get("elapsed_s", 0.0))
+
+    # ------------------------------------------------------------------ hooks
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._t0 = time.monotonic()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_t0 = time.monotonic()
+        opts = trainer.optimizers
+        self._epoch_lr = float(opts[0].param_groups[0]["lr"]) if opts else float("nan")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        m = trainer.callback_metrics
+
+        def metric(name: str) -> float:
+            return float(m[name]) if name in m else float("nan")
+
+        epoch = trainer.current_epoch + 1
+        now = time.monotonic()
+        row = {
+            "epoch": epoch,
+            "train_loss": metric("train_loss"),
+            "train_acc": metric("train_acc"),
+            "val_loss": metric("val_loss"),
+            "val_acc": metric("val_acc"),
+            "lr": self._epoch_lr,
+            "epoch_time_s": now - self._epoch_t0,
+            "elapsed_s": self.elapsed_s(),
+        }
+        self.history = [r for r in self.history if r["epoch"] < epoch] + [row]
+        improved = is_better(row["val_acc"], row["val_loss"], self.best)
+        if improved:
+            self.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+        if trainer.is_global_zero:
+            metrics = {k: row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
+            ckpt = self._checkpoint(pl_module, epoch=epoch, metrics=metrics)
+            save_checkpoint(ckpt, self.checkpoint_dir / "last.pt")
+            if improved:
+                save_checkpoint(ckpt, self.checkpoint_dir / "best.pt")
+            write_metrics_csv(self.history, self.run_dir / "metrics.csv")
+            log.info(
+                "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
+                epoch, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], " (best)" if improved else "",
+            )
+        if self.max_minutes is not None and not trainer.should_stop:
+            # stop when the next epoch (as long as this one) would not finish within the budget
+            over = self.elapsed_s() + row["epoch_time_s"] > self.max_minutes * 60.0
+            if trainer.strategy.reduce_boolean_decision(over, all=False) and epoch < (trainer.max_epochs or epoch + 1):
+                trainer.should_stop = True
+                self.stop_reason = "time_limit"
+                log.info("stopping after epoch %d: --max-minutes %.4g would be exceeded by another epoch", epoch, self.max_minutes)
+        self._save_lightning(trainer)
+
+    def _save_lightning(self, trainer: pl.Trainer) -> None:
+        """Lightning's full resume state (optimizer, scheduler, loops, callbacks), atomically."""
+        target = self.lightning_last
+        tmp = target.with_name(target.name + ".tmp")
+        trainer.save_checkpoint(tmp)  # collective under DDP; rank 0 writes
+        if trainer.is_global_zero and tmp.exists():
+            tmp.replace(target)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not trainer.is_global_zero:
+            return
+        self.stop_reason = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        try:
+            if isinstance(exception, KeyboardInterrupt):
+                done = len(self.history)
+                ckpt = self._checkpoint(
+                    pl_module,
+                    epoch=done,
+                    metrics={},
+                    extra={"partial_epoch": True, "interrupted_in_epoch": trainer.current_epoch + 1, "global_step": trainer.global_step},
+                )
+                save_checkpoint(ckpt, self.checkpoint_dir / "last.pt")
+                log.warning(
+                    "interrupted in epoch %d: current weights saved to %s; continue with `birdspec train --resume %s`",
+                    trainer.current_epoch + 1, self.checkpoint_dir / "last.pt", self.run_dir,
+                )
+            self.write_curves()
+        except Exception as exc:  # never mask the original exception
+            log.warning("could not save the state of the interrupted run: %s", exc)
+
+    # --------------------------------------------------------------- outputs
+    def _checkpoint(
+        self, pl_module: pl.LightningModule, *, epoch: int, metrics: Mapping[str, float], extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        meta = dict(self.meta)
+        meta["extra"] = {**dict(meta.get("extra") or {}), **dict(extra or {})}
+        return make_checkpoint(self.network(pl_module), epoch=epoch, metrics=metrics, **meta)
+
+    def write_curves(self) -> Path | None:
+        if not self.history:
+            return None
+        best = self.best["epoch"] if self.best else None
+        return plot_curves(self.history, self.run_dir / "curves.png", title=self.title, best_epoch=best)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar with epochs counted from 1 ("Epoch 3/30") and without the logger version."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items

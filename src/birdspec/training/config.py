@@ -1,0 +1,193 @@
+"""Training settings: :class:`TrainConfig`, resolved against a model's study defaults.
+
+Fields left ``None`` (optimizer, lr, weight decay, batch size) are filled from
+the model's :attr:`~birdspec.models.registry.ModelSpec.train_defaults` by
+:meth:`TrainConfig.resolved`, so ``config.json`` of a run always records the
+values actually used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from birdspec.config import ENCODINGS
+from birdspec.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
+FIRST_CONV_MODES = ("repeat", "average")
+
+FALLBACK_DEFAULTS: Mapping[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.01, "batch_size": 16}
+"""Used when a model's ``train_defaults`` do not name a setting."""
+
+ARCHITECTURE_FIELDS = ("model", "model_options", "input_norm", "encoding_override")
+"""Fields a resumed run may not change (they define the network and its input)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (besides the data rows).
+
+    Attributes:
+        model: registry name (``birdspec models``).
+        model_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.3}``).
+        input_norm: 'instance' (per-sample standardised log-mel, default) or 'none'.
+        pretrained: None, 'imagenet' or a path to a torchvision state dict.
+        first_conv: how pretrained RGB kernels become C channels: 'repeat' or 'average'.
+        optimizer: adamw | adam | sgd (momentum 0.9) | rmsprop; None = the model's default.
+        lr: peak learning rate; None = the model's default (mobilenet 0.01, resnet 0.001).
+        weight_decay: None = the model's default (AdamW 0.01; resnet 1e-4).
+        batch_size: samples per step and device; None = the model's default (16).
+        epochs: maximum number of epochs.
+        schedule: 'constant', 'cosine' (to 0 at the last epoch) or 'onecycle'
+            (lr/25 -> lr over the warm-up, then cosine to ~0).
+        warmup_epochs: linear warm-up from ~0 (constant/cosine); for onecycle the
+            rising phase (default 30 % of the run when 0).
+        early_stopping_patience: stop after this many epochs without improvement
+            of ``early_stopping_metric``; None = never.
+        early_stopping_metric: 'val_loss' (default, lower is better) or 'val_acc'.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        grad_clip_norm: clip the global gradient norm; None = no clipping.
+        random_crop: training crops at random positions of longer recordings.
+        gain_db: random gain, uniform in [-gain_db, +gain_db] dB per sample (0 = off).
+        time_mask_frames / freq_mask_bins: SpecAugment mask widths (up to N frames /
+            N mel bins, ``num_masks`` masks per axis and channel; 0 = off).
+        num_masks: masks per axis for SpecAugment.
+        mixup_alpha: mixup of waveforms with Beta(alpha, alpha) weights (0 = off).
+        encoding_override: None, or 'window' to train a per-window model on a
+            stack10-prepared dataset (or 'stack10' on a window one with enough audio).
+        device: auto (cuda > mps > cpu) | cpu | cuda | mps.
+        precision: None = '16-mixed' on CUDA, '32-true' elsewhere.
+        devices: number of devices; > 1 trains with DDP (strategy 'ddp').
+        seed: seeds Python, NumPy, torch and data-loader workers.
+        workers: data-loader worker processes; None = min(8, CPU cores - 1).
+        max_minutes: stop at the end of the epoch after which the next epoch would
+            not finish within this many minutes (None = no limit).
+        progress_bar: Lightning's progress bar (running loss and accuracy).
+    """
+
+    model: str = "mobilenetv2-seed"
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    input_norm: str = "instance"
+    pretrained: str | None = None
+    first_conv: str = "repeat"
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    batch_size: int | None = None
+    epochs: int = 30
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    early_stopping_patience: int | None = None
+    early_stopping_metric: str = "val_loss"
+    label_smoothing: float = 0.0
+    grad_clip_norm: float | None = None
+    random_crop: bool = True
+    gain_db: float = 0.0
+    time_mask_frames: int = 0
+    freq_mask_bins: int = 0
+    num_masks: int = 1
+    mixup_alpha: float = 0.0
+    encoding_override: str | None = None
+    device: str = "auto"
+    precision: str | None = None
+    devices: int = 1
+    seed: int = 0
+    workers: int | None = None
+    max_minutes: float | None = None
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        def choice(name: str, value: Any, options: tuple[str, ...], *, optional: bool = False) -> None:
+            if value is None and optional:
+                return
+            if value not in options:
+                raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(options)}")
+
+        choice("optimizer", self.optimizer, OPTIMIZERS, optional=True)
+        choice("schedule", self.schedule, SCHEDULES)
+        choice("device", self.device, DEVICES)
+        choice("precision", self.precision, PRECISIONS, optional=True)
+        choice("early-stopping metric", self.early_stopping_metric, EARLY_STOPPING_METRICS)
+        choice("first-conv mode", self.first_conv, FIRST_CONV_MODES)
+        choice("encoding override", self.encoding_override, ENCODINGS, optional=True)
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--warmup-epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(f"--early-stopping needs a patience >= 1 epoch, got {self.early_stopping_patience}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ConfigError(f"--grad-clip must be positive, got {self.grad_clip_norm}")
+        if self.gain_db < 0 or self.time_mask_frames < 0 or self.freq_mask_bins < 0 or self.mixup_alpha < 0:
+            raise ConfigError("--gain-db, --time-mask, --freq-mask and --mixup must be >= 0 (0 turns them off)")
+        if self.num_masks < 1:
+            raise ConfigError(f"num_masks must be >= 1, got {self.num_masks}")
+        if self.devices < 1:
+            raise ConfigError(f"--devices must be >= 1, got {self.devices}")
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be >= 0, got {self.workers}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.input_norm not in ("instance", "none"):
+            raise ConfigError(f"unknown input_norm {self.input_norm!r}; use instance or none")
+        if not isinstance(self.model_options, Mapping):
+            raise ConfigError("model_options must be a mapping of backbone keyword arguments")
+        object.__setattr__(self, "model_options", dict(self.model_options))  # a private copy
+
+    def __hash__(self) -> int:  # model_options is a dict; hash the JSON form
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
+        """The study's settings for ``model`` (its ``train_defaults``), with ``overrides``."""
+        return cls(model=model, **overrides).resolved()
+
+    def resolved(self) -> TrainConfig:
+        """A copy with optimizer, lr, weight decay and batch size filled from the model's defaults."""
+        from birdspec.models.registry import get_spec
+
+        defaults = {**FALLBACK_DEFAULTS, **dict(get_spec(self.model).train_defaults)}
+        changes = {
+            name: defaults[name]
+            for name in ("optimizer", "lr", "weight_decay", "batch_size")
+            if getattr(self, name) is None
+        }
+        return replace(self, **changes) if changes else self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict (``model_options`` as a dict)."""
+        out = dataclasses.asdict(self)
+        out["model_options"] = dict(self.model_options)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"expected a mapping to build TrainConfig, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def architecture_changes(self, other: TrainConfig) -> list[str]:
+        """Names of :data:`ARCHITECTURE_FIELDS` that differ between ``self`` and ``other``."""
+        return [
+            name
+            for name in ARCHITECTURE_FIELDS
+            if (dict(getattr(self, name)) if name == "model_options" else getattr(self, name))
+            != (dict(getattr(other, name)) if name == "model_options" else getattr(other, name))
+        ]

@@ -1,0 +1,104 @@
+"""Data for training: the train/validation :class:`RecordingDataset` pair and their loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from birdspec.config import EncodingConfig
+from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+def default_workers() -> int:
+    """Data-loader workers when not given: min(8, CPU cores - 1)."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def resolve_encoding(data: PreparedDataset, override: str | None) -> EncodingConfig:
+    """The encoding to train with: the dataset's, or the dataset's with ``name=override``."""
+    if override is None or override == data.encoding.name:
+        return data.encoding
+    from birdspec.data.dataset import with_encoding
+
+    return with_encoding(data, name=override)
+
+
+def select_rows(
+    data: PreparedDataset, rows_train: Sequence[int] | None, rows_val: Sequence[int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Manifest rows for training and validation (default: the dataset's train/val split).
+
+    Raises:
+        DataError: when a side is empty, rows are out of range, or the sides overlap.
+    """
+    n = len(data.manifest)
+    if (rows_train is None) != (rows_val is None):
+        raise ConfigError("pass both rows_train and rows_val (or neither, for the dataset's train/val split)")
+    train = np.asarray(data.select(split="train") if rows_train is None else rows_train, dtype=np.int64)
+    val = np.asarray(data.select(split="val") if rows_val is None else rows_val, dtype=np.int64)
+    for name, rows in (("training", train), ("validation", val)):
+        if rows.size == 0:
+            raise DataError(f"{data.root}: no {name} recordings; prepare the dataset with a validation split (--val-fraction)")
+        if rows.min() < 0 or rows.max() >= n:
+            raise DataError(f"{name} rows must be manifest rows in [0, {n}), got {rows.min()}..{rows.max()}")
+    overlap = np.intersect1d(train, val)
+    if overlap.size:
+        raise DataError(f"{overlap.size} recordings are in both the training and the validation rows; they must be disjoint")
+    return train, val
+
+
+class BirdspecDataModule(pl.LightningDataModule):
+    """Train/validation loaders over raw waveforms (the model computes the spectrograms).
+
+    Batches are ``(waves (B, C, window_samples) float32, label_ids (B,) int64)``.
+    The last training batch is dropped only when it would hold a single sample
+    (BatchNorm cannot train on it).
+    """
+
+    def __init__(
+        self,
+        data: PreparedDataset,
+        *,
+        rows_train: np.ndarray,
+        rows_val: np.ndarray,
+        encoding: EncodingConfig,
+        batch_size: int,
+        workers: int,
+        random_crop: bool,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.batch_size = batch_size
+        self.workers = workers
+        self.pin_memory = pin_memory
+        self.train_set = RecordingDataset(data, rows=rows_train, features="waveform", encoding=encoding, random_crop=random_crop)
+        self.val_set = RecordingDataset(data, rows=rows_val, features="waveform", encoding=encoding, random_crop=False)
+        if len(self.train_set) == 0 or len(self.val_set) == 0:
+            raise DataError(f"{data.root}: the training or validation rows give no samples under encoding {encoding.name}")
+
+    def _loader(self, dataset: RecordingDataset, *, train: bool) -> DataLoader:
+        drop_last = train and len(dataset) % self.batch_size == 1 and len(dataset) > 1
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=drop_last,
+            num_workers=self.workers,
+            persistent_workers=self.workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)

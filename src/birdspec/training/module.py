@@ -1,0 +1,138 @@
+"""The LightningModule: loss, augmentation on the device, metrics, optimizer and schedule."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from birdspec.errors import TrainingError
+from birdspec.training.augment import mixup, random_gain, spec_augment
+from birdspec.training.config import TrainConfig
+from birdspec.training.schedule import build_optimizer, lr_multiplier
+
+log = logging.getLogger(__name__)
+
+
+class BirdspecLightning(pl.LightningModule):
+    """Trains a birdspec model (raw waveforms ``(B, C, T)`` -> logits ``(B, K)``).
+
+    Augmentations run here, on the training device: random gain and mixup on
+    the waveforms, SpecAugment masks on the normalised spectrogram between
+    the model's frontend and its backbone. Validation sees clean audio.
+
+    Logged per epoch (also synced across DDP processes): ``train_loss``,
+    ``train_acc`` (with mixup: against the dominant label of each mixed
+    pair), ``val_loss`` (plain cross entropy, no label smoothing), ``val_acc``;
+    the progress bar shows the running ``loss``/``acc`` of the current epoch.
+
+    Raises:
+        TrainingError: when the training loss is not finite.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self._sum_loss = 0.0
+        self._sum_correct = 0.0
+        self._seen = 0
+        self.uses_waveforms = all(hasattr(model, a) for a in ("features", "backbone"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ------------------------------------------------------------------ training
+    def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if self.uses_waveforms and (c.time_mask_frames > 0 or c.freq_mask_bins > 0):
+            spec = self.model.features(x)  # (B, C, n_mels, frames), normalised
+            spec = spec_augment(
+                spec, time_mask_frames=c.time_mask_frames, freq_mask_bins=c.freq_mask_bins, num_masks=c.num_masks
+            )
+            return self.model.backbone(spec)
+        return self.model(x)
+
+    def on_train_start(self) -> None:
+        """Apply the configured lr and weight decay (also after a resume that changed them).
+
+        A restored optimizer keeps the lr of its last step; the schedule's multiplier for the
+        current step is re-applied here so a resumed run with more epochs continues smoothly.
+        """
+        c = self.config
+        schedulers = [s.scheduler for s in self.trainer.lr_scheduler_configs]
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = c.lr
+                group["initial_lr"] = c.lr
+                group["weight_decay"] = c.weight_decay
+        for s in schedulers:
+            if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
+                s.base_lrs = [c.lr for _ in s.base_lrs]
+                for group, fn in zip(s.optimizer.param_groups, s.lr_lambdas):
+                    group["lr"] = c.lr * fn(s.last_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        self._sum_loss, self._sum_correct, self._seen = 0.0, 0.0, 0
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        c = self.config
+        x, y = batch
+        if self.uses_waveforms and c.gain_db > 0:
+            x = random_gain(x, max_db=c.gain_db)
+        if c.mixup_alpha > 0:
+            x, y_a, y_b, lam = mixup(x, y, alpha=c.mixup_alpha)
+        else:
+            y_a, y_b, lam = y, y, 1.0
+        logits = self._train_logits(x).float()
+        loss = F.cross_entropy(logits, y_a, label_smoothing=c.label_smoothing)
+        if lam < 1.0:
+            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y_b, label_smoothing=c.label_smoothing)
+        if not torch.isfinite(loss):
+            lr = self.optimizers().param_groups[0]["lr"] if self._trainer is not None else c.lr
+            raise TrainingError(
+                f"loss became NaN at epoch {self.current_epoch + 1} step {batch_idx + 1} "
+                f"(global step {self.global_step + 1}); lower --lr (now {lr:.3g}), add --grad-clip, "
+                "or train with --precision 32-true; if it happens at the first step, check the data"
+            )
+        target = y_a if lam >= 0.5 else y_b
+        correct = (logits.argmax(dim=1) == target).float()
+        n = int(y.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("train_acc", correct.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self._sum_loss += float(loss.detach()) * n
+        self._sum_correct += float(correct.sum())
+        self._seen += n
+        self.log("loss", self._sum_loss / self._seen, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        self.log("acc", self._sum_correct / self._seen, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+        return loss
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x).float()
+        n = int(y.shape[0])
+        self.log("val_loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return torch.softmax(self.model(x).float(), dim=1)
+
+    # ----------------------------------------------------------------- optimizer
+    def configure_optimizers(self) -> Any:
+        c = self.config
+        assert c.lr is not None and c.weight_decay is not None and c.optimizer is not None  # resolved by train()
+        optimizer = build_optimizer(self.model.parameters(), name=c.optimizer, lr=c.lr, weight_decay=c.weight_decay)
+        if c.schedule == "constant" and c.warmup_epochs == 0:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = total / max(1, int(self.trainer.max_epochs or c.epochs))
+        warmup = int(round(c.warmup_epochs * steps_per_epoch))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(c.schedule, total_steps=total, warmup_steps=warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
