@@ -1,0 +1,41 @@
+"""Evaluation: metrics, figures, reports, sweeps, cross-validation and run comparison.
+
+- :func:`evaluate_run` / :func:`evaluate_checkpoint` (``birdspec evaluate``): recording- and
+  sample-level metrics, ``predictions.csv``, confusion matrix and per-class figures.
+- :func:`run_sweep` (``birdspec sweep``): optimizer x learning-rate sweep and its figure.
+- :func:`run_cv` (``birdspec cv``): K-fold cross-validation with honest model selection.
+- :func:`compare_runs` (``birdspec compare``): table, overlaid curves, HTML report.
+- :class:`Section` / :func:`write_report`: self-contained HTML reports (figures embedded).
+
+Names are imported lazily, so ``import birdspec.evaluation.metrics`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "evaluate_run": "birdspec.evaluation.evaluate",
+    "evaluate_checkpoint": "birdspec.evaluation.evaluate",
+    "EvaluationResult": "birdspec.evaluation.evaluate",
+    "run_sweep": "birdspec.evaluation.sweep",
+    "SweepResult": "birdspec.evaluation.sweep",
+    "run_cv": "birdspec.evaluation.cv",
+    "CVResult": "birdspec.evaluation.cv",
+    "compare_runs": "birdspec.evaluation.compare",
+    "CompareResult": "birdspec.evaluation.compare",
+    "Section": "birdspec.evaluation.report",
+    "write_report": "birdspec.evaluation.report",
+    "classification_metrics": "birdspec.evaluation.metrics",
+    "profile_model": "birdspec.evaluation.profile",
+    "ModelProfile": "birdspec.evaluation.profile",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'birdspec.evaluation' has no attribute {name!r}")

@@ -1,0 +1,411 @@
+"""Side-by-side comparison of training runs (the study's MobileNetV2 vs ResNet18 figure).
+
+:func:`compare_runs` reads each run directory, evaluates its checkpoint on
+the run's validation recordings (recording level; an up-to-date
+``RUN_DIR/eval_val`` from ``birdspec evaluate`` is reused), measures its cost
+(:mod:`birdspec.evaluation.profile`) and writes into ``out_dir``:
+
+``comparison.csv``
+    one row per run: ``run, model, encoding, num_parameters, multiply_adds_per_sample,
+    best_val_acc, best_epoch, epochs_run, accuracy, macro_f1, balanced_accuracy, cmap,
+    roc_auc_macro, log_loss, n_val_recordings, train_time_s, inference_ms_per_sample,
+    train_device, checkpoint, run_dir``.
+``comparison.md``
+    the same table, readable, with links to the figures.
+``compare_curves.png`` / ``compare_metrics.png`` / ``compare_confusion.png``
+    validation curves overlaid; metric bars; row-normalised confusion matrices side by side
+    (one consistent color per run in all of them).
+``report.html``
+    everything above plus each run's ``curves.png`` and per-class scores, in one
+    self-contained file (figures embedded), built with :mod:`birdspec.evaluation.report`.
+``runs/<name>/eval_<split>/``
+    the evaluations made here (when no up-to-date one was found in the run).
+
+Inference time is measured on the CPU in this process, one model after the
+other, so the numbers compare with each other but not across machines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdspec.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"
+REPORT_HTML = "report.html"
+CURVES_PNG = "compare_curves.png"
+METRICS_PNG = "compare_metrics.png"
+CONFUSION_PNG = "compare_confusion.png"
+
+DISPLAY_COLUMNS = (
+    ("run", "run"),
+    ("model", "model"),
+    ("encoding", "encoding"),
+    ("num_parameters", "parameters (M)"),
+    ("multiply_adds_per_sample", "multiply-adds / sample (M)"),
+    ("best_val_acc", "best val acc"),
+    ("best_epoch", "best epoch"),
+    ("accuracy", "val acc (rec.)"),
+    ("macro_f1", "macro F1 (rec.)"),
+    ("cmap", "cmAP (rec.)"),
+    ("train_time_s", "train time (min)"),
+    ("inference_ms_per_sample", "CPU ms / sample"),
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run's data for a comparison."""
+
+    name: str
+    run_dir: Path
+    config: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    curves: pd.DataFrame
+    metrics: Mapping[str, Any]
+    confusion: np.ndarray
+    class_names: list[str]
+    per_class: pd.DataFrame
+    eval_dir: Path
+    profile: Any = None
+    row: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What :func:`compare_runs` produced.
+
+    Attributes:
+        out_dir: the output folder.
+        table: the ``comparison.csv`` frame.
+        runs: per-run details.
+        files: file name -> path of everything written.
+    """
+
+    out_dir: Path
+    table: pd.DataFrame
+    runs: tuple[RunInfo, ...]
+    files: Mapping[str, Path]
+
+    @property
+    def report(self) -> Path:
+        return self.files[REPORT_HTML]
+
+
+def run_names(run_dirs: Sequence[Path]) -> list[str]:
+    """Short unique names: the folder name, or ``parent/name`` when folder names repeat."""
+    names = [p.name or str(p) for p in run_dirs]
+    out = []
+    for p, n in zip(run_dirs, names):
+        out.append(f"{p.parent.name}/{n}" if names.count(n) > 1 else n)
+    seen: dict[str, int] = {}
+    final = []
+    for n in out:
+        seen[n] = seen.get(n, 0) + 1
+        final.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return final
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _cached_evaluation(run_dir: Path, ckpt: Path, split: str) -> Path | None:
+    """``RUN_DIR/eval_<split>`` when it evaluated ``ckpt`` after the checkpoint was written."""
+    from birdspec.evaluation.evaluate import (
+        METRICS_FILE,
+        PER_CLASS_FILE,
+        PREDICTIONS_FILE,
+    )
+
+    d = run_dir / f"eval_{split}"
+    m = _read_json(d / METRICS_FILE)
+    if not m or not (d / PREDICTIONS_FILE).is_file() or not (d / PER_CLASS_FILE).is_file():
+        return None
+    try:
+        same = Path(str(m.get("checkpoint"))).resolve() == ckpt.resolve()
+        fresh = (d / METRICS_FILE).stat().st_mtime >= ckpt.stat().st_mtime
+    except OSError:
+        return None
+    return d if same and fresh and m.get("split") == split and "recording" in m else None
+
+
+def _load_run(
+    run_dir: Path,
+    name: str,
+    *,
+    out: Path,
+    data: str | Path | None,
+    split: str,
+    checkpoint: str,
+    device: str,
+    batch_size: int,
+    reuse: bool,
+) -> RunInfo:
+    from birdspec.evaluation.evaluate import (
+        METRICS_FILE,
+        PER_CLASS_FILE,
+        PREDICTIONS_FILE,
+        evaluate_run,
+        run_checkpoint_path,
+    )
+    from birdspec.evaluation.inference import predictions_from_frame
+    from birdspec.evaluation.metrics import class_display_names, confusion_counts
+    from birdspec.training import read_run_config
+
+    cfg = read_run_config(run_dir)
+    summary = _read_json(run_dir / "summary.json")
+    if summary is None:
+        log.warning("%s has no summary.json (unfinished run?); comparing what it has", run_dir)
+        summary = {}
+    metrics_csv = run_dir / "metrics.csv"
+    curves = pd.read_csv(metrics_csv) if metrics_csv.is_file() else pd.DataFrame(columns=["epoch", "val_acc", "val_loss"])
+    ckpt = run_checkpoint_path(run_dir, checkpoint)
+    eval_dir = _cached_evaluation(run_dir, ckpt, split) if (reuse and data is None and checkpoint == "best") else None
+    if eval_dir is None:
+        safe = name.replace("/", "_").replace(" ", "_")
+        eval_dir = out / "runs" / safe / f"eval_{split}"
+        evaluate_run(run_dir, data=data, split=split, checkpoint=checkpoint, out_dir=eval_dir, device=device,
+                     batch_size=batch_size)
+    else:
+        log.info("%s: reusing %s", name, eval_dir)
+    metrics = json.loads((eval_dir / METRICS_FILE).read_text())
+    preds = pd.read_csv(eval_dir / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
+    rec = predictions_from_frame(preds, level="recording")
+    per_class = pd.read_csv(eval_dir / PER_CLASS_FILE, keep_default_na=False, na_values=[""])
+    per_class = per_class[per_class["level"] == "recording"].drop(columns="level")
+    names = class_display_names(list(rec.classes), cfg.get("class_info"))
+    counts = confusion_counts(rec.y_true, rec.y_pred, num_classes=len(rec.classes))
+    return RunInfo(name, run_dir, cfg, summary, curves, metrics, counts, names, per_class, eval_dir)
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    *,
+    out_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "val",
+    checkpoint: str = "best",
+    device: str = "cpu",
+    batch_size: int = 32,
+    profile: bool = True,
+    timing: bool = True,
+    timing_batch_size: int = 4,
+    timing_repeats: int = 5,
+    reuse: bool = True,
+    title: str = "birdspec model comparison",
+    extra_sections: Sequence[Any] = (),
+) -> CompareResult:
+    """Compare training runs: one table, overlaid curves, confusion matrices, an HTML report.
+
+    Args:
+        run_dirs: run directories (``birdspec train``), at least one.
+        out_dir: where to write (see the module doc).
+        data: evaluate on this prepared dataset instead of each run's own.
+        split: 'val' (default: each run's validation recordings), 'train' or 'all'.
+        checkpoint: 'best' or 'last'.
+        device: where evaluation runs (timing is always on the CPU).
+        profile / timing: measure multiply-adds / CPU inference time.
+        timing_batch_size / timing_repeats: timing settings.
+        reuse: reuse an up-to-date ``RUN_DIR/eval_<split>``.
+        title: the report's title.
+        extra_sections: :class:`~birdspec.evaluation.report.Section` objects appended to the report.
+
+    Raises:
+        ConfigError: no runs given.
+        CheckpointError: a folder that is not a run directory.
+    """
+    from birdspec.evaluation.plots import (
+        plot_confusion_grid,
+        plot_curves_overlay,
+        plot_metric_bars,
+        run_colors,
+    )
+    from birdspec.evaluation.profile import profile_checkpoint
+
+    if not run_dirs:
+        raise ConfigError("give at least one run directory to compare")
+    paths = [Path(p) for p in run_dirs]
+    for p in paths:
+        if not p.is_dir():
+            raise CheckpointError(f"{p}: no such run directory")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = run_names(paths)
+    runs: list[RunInfo] = []
+    rows = []
+    for path, name in zip(paths, names):
+        info = _load_run(path, name, out=out, data=data, split=split, checkpoint=checkpoint, device=device,
+                         batch_size=batch_size, reuse=reuse)
+        prof = None
+        if profile:
+            from birdspec.evaluation.evaluate import run_checkpoint_path
+
+            prof = profile_checkpoint(str(run_checkpoint_path(path, checkpoint)), timing=timing,
+                                      batch_size=timing_batch_size, repeats=timing_repeats)
+        rec = info.metrics["recording"]
+        s = info.summary
+        cfg = info.config
+        row = {
+            "run": name,
+            "model": s.get("model") or (cfg.get("model") or {}).get("name"),
+            "encoding": s.get("encoding") or (cfg.get("encoding") or {}).get("name"),
+            "num_parameters": s.get("num_parameters") or cfg.get("num_parameters") or (prof.num_parameters if prof else None),
+            "multiply_adds_per_sample": prof.multiply_adds_per_sample if prof else None,
+            "best_val_acc": s.get("best_val_acc"),
+            "best_epoch": s.get("best_epoch"),
+            "epochs_run": s.get("epochs_run"),
+            "accuracy": rec.get("accuracy"),
+            "macro_f1": rec.get("macro_f1"),
+            "balanced_accuracy": rec.get("balanced_accuracy"),
+            "cmap": rec.get("cmap"),
+            "roc_auc_macro": rec.get("roc_auc_macro"),
+            "log_loss": rec.get("log_loss"),
+            "n_val_recordings": rec.get("n"),
+            "train_time_s": s.get("train_time_s"),
+            "inference_ms_per_sample": prof.inference_ms_per_sample if prof else None,
+            "train_device": s.get("device") or (cfg.get("runtime") or {}).get("device"),
+            "checkpoint": info.metrics.get("checkpoint"),
+            "run_dir": str(path),
+        }
+        rows.append(row)
+        runs.append(replace(info, profile=prof, row=row))
+    table = pd.DataFrame(rows)
+    files: dict[str, Path] = {}
+    tmp = out / (COMPARISON_CSV + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(out / COMPARISON_CSV)
+    files[COMPARISON_CSV] = out / COMPARISON_CSV
+
+    # figure labels: the run name, plus its model when the name does not say it
+    labels = {r.name: r.name if str(r.row["model"]) in r.name else f"{r.name} ({r.row['model']})" for r in runs}
+    colors = run_colors(list(labels.values()))
+    files[CURVES_PNG] = plot_curves_overlay(
+        {labels[r.name]: r.curves for r in runs}, out / CURVES_PNG, colors=colors,
+        title="Validation accuracy and loss per epoch",
+    )
+    files[METRICS_PNG] = plot_metric_bars(
+        table.assign(run=table["run"].map(labels)), out / METRICS_PNG, colors=colors,
+        metrics=(("best_val_acc", "best val accuracy\n(sample level, training)"), ("accuracy", "accuracy\n(recording level)"),
+                 ("macro_f1", "macro F1\n(recording level)"), ("cmap", "cmAP\n(recording level)")),
+        title=f"Validation metrics per run ({split} split, {checkpoint} checkpoint)",
+    )
+    files[CONFUSION_PNG] = plot_confusion_grid(
+        [(labels[r.name], r.confusion, r.class_names) for r in runs], out / CONFUSION_PNG, colors=colors,
+        title=f"Row-normalised confusion matrices, recording level ({split} split, {checkpoint} checkpoint)",
+    )
+    display = display_table(table)
+    files[COMPARISON_MD] = _write_markdown(out / COMPARISON_MD, display, runs, split=split, checkpoint=checkpoint, title=title)
+    files[REPORT_HTML] = _write_html(out / REPORT_HTML, display, runs, files, split=split, checkpoint=checkpoint,
+                                     title=title, extra_sections=extra_sections)
+    log.info("wrote the comparison of %d runs to %s", len(runs), out)
+    return CompareResult(out, table, tuple(runs), files)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table with readable headers and units (parameters and multiply-adds in millions, minutes)."""
+    df = pd.DataFrame()
+    for col, header in DISPLAY_COLUMNS:
+        if col not in table:
+            continue
+        values = table[col]
+        if col in ("num_parameters", "multiply_adds_per_sample"):
+            values = values.map(lambda v: round(float(v) / 1e6, 3) if pd.notna(v) else None)
+        elif col == "train_time_s":
+            values = values.map(lambda v: round(float(v) / 60, 2) if pd.notna(v) else None)
+        elif col in ("best_val_acc", "accuracy", "macro_f1", "cmap"):
+            values = values.map(lambda v: round(float(v), 4) if pd.notna(v) else None)
+        elif col == "inference_ms_per_sample":
+            values = values.map(lambda v: round(float(v), 2) if pd.notna(v) else None)
+        df[header] = values
+    return df
+
+
+NOTES = (
+    "best val acc: the training run's own selection metric (sample level, from summary.json). "
+    "val acc / macro F1 / cmAP: the selected checkpoint evaluated again on the run's validation recordings, "
+    "at the recording level (window probabilities averaged per recording). "
+    "Multiply-adds: Conv2d + Linear layers for one sample (log-mel frontend excluded). "
+    "CPU ms / sample: median wall-clock of a small batch on this machine's CPU, frontend included; "
+    "comparable between the runs of this report only."
+)
+
+
+def _write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], *, split: str, checkpoint: str,
+                    title: str) -> Path:
+    from birdspec.evaluation.report import markdown_table
+
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(runs)} runs, {split} split, {checkpoint} checkpoint.",
+        "",
+        markdown_table(display),
+        "",
+        NOTES,
+        "",
+        f"![Validation curves]({CURVES_PNG})",
+        "",
+        f"![Validation metrics]({METRICS_PNG})",
+        "",
+        f"![Confusion matrices]({CONFUSION_PNG})",
+        "",
+        "## Runs",
+        "",
+    ]
+    for r in runs:
+        lines.append(f"- **{r.name}**: `{r.run_dir}` (evaluation: `{r.eval_dir}`)")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _write_html(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], files: Mapping[str, Path], *,
+                split: str, checkpoint: str, title: str, extra_sections: Sequence[Any]) -> Path:
+    from birdspec.evaluation.report import Section, write_report
+
+    sections = [
+        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{NOTES}",
+                table=display),
+        Section("Validation curves", figures=[files[CURVES_PNG]],
+                captions=["Validation accuracy and loss per epoch (solid), training (dashed); one color per run."]),
+        Section("Validation metrics", figures=[files[METRICS_PNG]],
+                captions=["Best validation accuracy from training, and recording-level accuracy, macro F1 and cmAP."]),
+        Section("Confusion matrices", figures=[files[CONFUSION_PNG]],
+                captions=["Row-normalised: each row sums to 1; the diagonal is the recall of each class."]),
+    ]
+    for r in runs:
+        figs, caps = [], []
+        curves = r.run_dir / "curves.png"
+        if curves.is_file():
+            figs.append(curves)
+            caps.append(f"{r.name}: training and validation loss and accuracy per epoch (curves.png).")
+        per_class_png = r.eval_dir / "per_class.png"
+        if per_class_png.is_file():
+            figs.append(per_class_png)
+            caps.append(f"{r.name}: per-class precision, recall and F1 (recording level).")
+        cols = [c for c in ("label", "common_name", "precision", "recall", "f1", "support") if c in r.per_class]
+        tc = r.config.get("train_config") or {}
+        text = (
+            f"Run directory: {r.run_dir}\n\nModel {tc.get('model')}, optimizer {tc.get('optimizer')}, lr {tc.get('lr')}, "
+            f"weight decay {tc.get('weight_decay')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs "
+            f"(schedule {tc.get('schedule')}), seed {tc.get('seed')}; trained on {r.row.get('train_device')}."
+        )
+        sections.append(Section(f"Run {r.name}", text=text, table=r.per_class[cols], figures=figs, captions=caps))
+    sections.extend(extra_sections)
+    return write_report(path, sections, title=title, subtitle=", ".join(r.name for r in runs))

@@ -1,0 +1,379 @@
+"""K-fold cross-validation over a prepared dataset's fold assignment (``manifest.csv`` ``fold``).
+
+For every fold ``k`` the recordings of fold ``k`` are the **test** set and
+all other folds the training pool. Two protocols:
+
+``inner-val`` (default)
+    The training pool is split per class (stratified, seeded by
+    ``seed + k``) into inner-train and inner-validation recordings
+    (``inner_val_fraction``). Training selects its best epoch on the inner
+    validation split (``checkpoints/best.pt``); the test fold is never seen
+    before the final evaluation.
+``fixed-epochs``
+    No inner split: train on the whole training pool for exactly
+    ``config.epochs`` epochs and evaluate the **last** checkpoint. Training
+    needs validation rows, so its per-epoch validation curves are computed on
+    the test fold *for monitoring only*: nothing is selected on them (early
+    stopping is refused in this mode, and ``best.pt`` is not used).
+
+The selected checkpoint is evaluated on the test fold at the recording level
+(windows: mean of probabilities). ``CV_DIR`` then holds:
+
+``fold_<k>/``
+    the fold's training run (``config.json`` lists its train/val recording ids),
+    ``eval_test/`` (the evaluation files) and ``fold_result.json``.
+``cv.json``
+    ``accuracy_mean, accuracy_std, macro_f1_mean, macro_f1_std, balanced_accuracy_mean/std,
+    folds: [{fold, accuracy, macro_f1, balanced_accuracy, roc_auc_macro, cmap, n, n_samples,
+    n_train, n_val, run_dir, checkpoint, best_epoch, epochs_run, train_time_s}], pooled: {metrics
+    of all test predictions together}, model, encoding, protocol, inner_val_fraction, seed,
+    dataset, train_config, std_ddof``. Standard deviations are sample standard deviations
+    (``ddof=1``) over folds.
+``cv_predictions.csv``
+    pooled recording-level test predictions (``fold`` column + ``predictions.csv`` columns).
+``cv_confusion_matrix.png`` / ``cv_folds.png``
+    pooled confusion matrix; accuracy and macro F1 per fold.
+
+Resuming: a fold with ``fold_result.json`` is skipped; a fold whose training
+finished (``summary.json``) is only evaluated; an interrupted fold's training
+continues from its last epoch. Changing the settings between runs is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdspec import __version__
+from birdspec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("inner-val", "fixed-epochs")
+CV_JSON = "cv.json"
+CV_SETTINGS = "cv_settings.json"
+CV_PREDICTIONS = "cv_predictions.csv"
+CV_CONFUSION = "cv_confusion_matrix.png"
+CV_FOLDS_PNG = "cv_folds.png"
+FOLD_RESULT = "fold_result.json"
+IGNORED_FIELDS = ("device", "workers", "progress_bar", "precision", "devices", "max_minutes")
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """What :func:`run_cv` produced.
+
+    Attributes:
+        out_dir: the CV directory.
+        summary: the ``cv.json`` object.
+        predictions: pooled recording-level test predictions (``cv_predictions.csv``).
+        trained: folds trained (or continued) in this call.
+        skipped: folds found finished on disk.
+    """
+
+    out_dir: Path
+    summary: dict[str, Any]
+    predictions: pd.DataFrame
+    trained: int
+    skipped: int
+
+
+def inner_split(
+    rows: np.ndarray, labels: np.ndarray, *, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of recordings ``rows`` (labels ``labels``) into (train, val).
+
+    Each class with n >= 2 recordings gives ``round(fraction * n)`` of them,
+    clamped to ``[1, n - 1]``, to validation; a class with a single recording
+    stays in training.
+
+    Raises:
+        ConfigError: ``fraction`` outside (0, 1).
+        DataError: no class has two recordings (no validation split possible).
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--inner-val-fraction must be in (0, 1), got {fraction}")
+    rows = np.asarray(rows, dtype=np.int64)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for c in np.unique(labels):
+        members = rows[labels == c]
+        if members.size < 2:
+            continue
+        n_val = int(np.clip(round(fraction * members.size), 1, members.size - 1))
+        val.extend(rng.permutation(members)[:n_val].tolist())
+    if not val:
+        raise DataError("the training folds have no class with 2 recordings; an inner validation split is impossible "
+                        "(use --fixed-epochs, or fewer folds)")
+    val_arr = np.sort(np.asarray(val, dtype=np.int64))
+    return np.setdiff1d(rows, val_arr), val_arr
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        log.warning("%s is corrupt; ignoring it", path)
+        return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def dataset_folds(data: Any) -> list[int]:
+    """The fold ids of a prepared dataset's manifest.
+
+    Raises:
+        ConfigError: when the dataset has no folds, or only one.
+    """
+    folds = sorted(int(f) for f in set(data.manifest["fold"]) if int(f) >= 0) if "fold" in data.manifest else []
+    if len(folds) < 2:
+        raise ConfigError(
+            f"{data.root} has no fold assignment (or one fold); prepare it with --folds K (e.g. 5) to cross-validate"
+        )
+    return folds
+
+
+def run_cv(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    config: Any,
+    *,
+    inner_val_fraction: float = 0.2,
+    fixed_epochs: bool = False,
+    folds: Sequence[int] | None = None,
+    eval_batch_size: int = 32,
+    train_fn: Callable[..., Any] | None = None,
+) -> CVResult:
+    """Cross-validate ``config`` over the dataset's folds (see the module doc).
+
+    Args:
+        dataset_dir: a prepared dataset with folds (``birdspec prepare --folds K``).
+        out_dir: the CV directory (an existing one with the same settings is resumed).
+        config: the :class:`~birdspec.training.TrainConfig` every fold trains with.
+        inner_val_fraction: share of each class's training-pool recordings used for
+            model selection (inner-val protocol).
+        fixed_epochs: the fixed-epochs protocol instead.
+        folds: a subset of fold ids to run (default: all).
+        eval_batch_size: batch size of the test-fold evaluation.
+        train_fn: the training function (default :func:`birdspec.training.train`).
+
+    Raises:
+        ConfigError: no folds, bad settings, or a resumed CV with other settings.
+    """
+    from birdspec.data.dataset import PreparedDataset
+    from birdspec.evaluation.evaluate import PREDICTIONS_FILE, evaluate_checkpoint
+    from birdspec.training import train as default_train
+
+    train_fn = train_fn or default_train
+    cfg = config.resolved()
+    protocol = "fixed-epochs" if fixed_epochs else "inner-val"
+    if fixed_epochs and cfg.early_stopping_patience:
+        raise ConfigError("--fixed-epochs trains for exactly --epochs epochs; drop --early-stopping")
+    if not fixed_epochs and not 0 < inner_val_fraction < 1:
+        raise ConfigError(f"--inner-val-fraction must be in (0, 1), got {inner_val_fraction}")
+    data = PreparedDataset(dataset_dir)
+    all_folds = dataset_folds(data)
+    chosen = all_folds if folds is None else [int(f) for f in folds]
+    unknown = sorted(set(chosen) - set(all_folds))
+    if unknown:
+        raise ConfigError(f"unknown folds {unknown}; {data.root} has folds {all_folds}")
+    out = Path(out_dir)
+    settings = {
+        "format": "birdspec-cv",
+        "dataset": str(data.root.resolve()),
+        "protocol": protocol,
+        "inner_val_fraction": None if fixed_epochs else inner_val_fraction,
+        "train_config": {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS},
+    }
+    old = _read_json(out / CV_SETTINGS)
+    if old:
+        diffs = [k for k in settings if old.get(k) != settings[k]]
+        if diffs:
+            detail = "; ".join(
+                f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diffs if k != "train_config"
+            ) or ", ".join(
+                f"{k} {old['train_config'].get(k)!r} -> {v!r}"
+                for k, v in settings["train_config"].items() if (old.get("train_config") or {}).get(k) != v
+            )
+            raise ConfigError(f"{out} holds a cross-validation with other settings ({detail}); "
+                              "resume it with the same settings, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / CV_SETTINGS, settings)
+    manifest = data.manifest
+    labels = manifest["label_id"].to_numpy()
+    trained = skipped = 0
+    fold_results: list[dict[str, Any]] = []
+    pooled: list[pd.DataFrame] = []
+    for k in chosen:
+        fold_dir = out / f"fold_{k}"
+        test_rows = data.select(folds=[k])
+        pool = data.select(exclude_folds=[k])
+        if test_rows.size == 0 or pool.size == 0:
+            raise DataError(f"fold {k} of {data.root} leaves no test or no training recordings; prepare with fewer folds")
+        result = _read_json(fold_dir / FOLD_RESULT)
+        if result is not None:
+            skipped += 1
+            log.info("fold %d: finished earlier (accuracy %.4f), skipped", k, result.get("accuracy") or float("nan"))
+        else:
+            if fixed_epochs:
+                train_rows, val_rows = pool, test_rows
+            else:
+                train_rows, val_rows = inner_split(pool, labels[pool], fraction=inner_val_fraction, seed=cfg.seed + k)
+            if not (fold_dir / "summary.json").is_file():
+                trained += 1
+                if (fold_dir / "config.json").is_file():
+                    log.info("fold %d: continuing its interrupted training", k)
+                    train_fn(dataset_dir, fold_dir, cfg, resume=True)
+                else:
+                    log.info("fold %d: training on %d recordings, %s %d, testing on %d", k, train_rows.size,
+                             "monitoring on the test fold," if fixed_epochs else "inner validation", val_rows.size,
+                             test_rows.size)
+                    train_fn(dataset_dir, fold_dir, cfg, rows_train=train_rows, rows_val=val_rows)
+            summary = _read_json(fold_dir / "summary.json") or {}
+            run_cfg = _read_json(fold_dir / "config.json") or {}
+            _check_no_leak(run_cfg, manifest["id"].astype(str).to_numpy()[test_rows], fixed_epochs=fixed_epochs, fold=k)
+            ckpt = fold_dir / "checkpoints" / ("last.pt" if fixed_epochs else "best.pt")
+            ev = evaluate_checkpoint(
+                ckpt, data, rows=test_rows, out_dir=fold_dir / "eval_test", split=f"fold {k} (test)",
+                batch_size=eval_batch_size, device=cfg.device,
+                meta={"run_dir": str(fold_dir.resolve()), "fold": k, "protocol": protocol},
+            )
+            rec = ev.metrics["recording"]
+            result = {
+                "fold": k,
+                "accuracy": rec["accuracy"],
+                "macro_f1": rec["macro_f1"],
+                "balanced_accuracy": rec["balanced_accuracy"],
+                "roc_auc_macro": rec["roc_auc_macro"],
+                "cmap": rec["cmap"],
+                "log_loss": rec["log_loss"],
+                "n": rec["n"],
+                "n_samples": ev.metrics["sample"]["n"],
+                "n_train": len((run_cfg.get("rows") or {}).get("train") or []),
+                "n_val": len((run_cfg.get("rows") or {}).get("val") or []),
+                "run_dir": str(fold_dir),
+                "checkpoint": str(ckpt),
+                "best_epoch": summary.get("best_epoch"),
+                "epochs_run": summary.get("epochs_run"),
+                "train_time_s": summary.get("train_time_s"),
+            }
+            _write_json(fold_dir / FOLD_RESULT, result)
+            log.info("fold %d: test accuracy %.4f, macro F1 %.4f (n=%d)", k, result["accuracy"], result["macro_f1"], result["n"])
+        fold_results.append(result)
+        preds = pd.read_csv(fold_dir / "eval_test" / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
+        preds = preds[preds["level"] == "recording"].drop(columns="level")
+        preds.insert(0, "fold", k)
+        pooled.append(preds)
+    predictions = pd.concat(pooled, ignore_index=True)
+    summary = _summarise(fold_results, predictions, data=data, cfg=cfg, protocol=protocol,
+                         inner_val_fraction=None if fixed_epochs else inner_val_fraction, out=out)
+    return CVResult(out, summary, predictions, trained, skipped)
+
+
+def _check_no_leak(run_cfg: Mapping[str, Any], test_ids: np.ndarray, *, fixed_epochs: bool, fold: int) -> None:
+    """Guard: no test recording in the fold's training rows (nor in its validation rows, for inner-val)."""
+    rows = run_cfg.get("rows") or {}
+    test = set(test_ids.tolist())
+    sides = ["train"] + ([] if fixed_epochs else ["val"])
+    for side in sides:
+        leaked = test & set(rows.get(side) or [])
+        if leaked:
+            raise DataError(
+                f"fold {fold}: {len(leaked)} test recordings are in the run's {side} rows; the fold's run directory "
+                "does not belong to this cross-validation (delete it and re-run)"
+            )
+
+
+def _summarise(
+    fold_results: list[dict[str, Any]],
+    predictions: pd.DataFrame,
+    *,
+    data: Any,
+    cfg: Any,
+    protocol: str,
+    inner_val_fraction: float | None,
+    out: Path,
+) -> dict[str, Any]:
+    from birdspec.evaluation.inference import predictions_from_frame
+    from birdspec.evaluation.metrics import (
+        class_display_names,
+        classification_metrics,
+        confusion_counts,
+        mean_std,
+    )
+    from birdspec.evaluation.plots import plot_confusion, plot_fold_scores
+
+    summary: dict[str, Any] = {"format": "birdspec-cv"}
+    for key in ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc_macro", "cmap"):
+        mean, std = mean_std([f.get(key) for f in fold_results])
+        summary[f"{key}_mean"], summary[f"{key}_std"] = mean, std
+    pred = predictions_from_frame(predictions.drop(columns="fold"), level="recording")
+    summary.update({
+        "std_ddof": 1,
+        "num_folds": len(fold_results),
+        "folds": fold_results,
+        "pooled": classification_metrics(pred.y_true, pred.probs, classes=pred.classes),
+        "model": cfg.model,
+        "encoding": cfg.encoding_override or data.encoding.name,
+        "protocol": protocol,
+        "inner_val_fraction": inner_val_fraction,
+        "selection": "best.pt on the inner validation split" if protocol == "inner-val" else "last.pt after exactly `epochs` epochs",
+        "level": "recording (windows: mean of probabilities)",
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "dataset": str(data.root.resolve()),
+        "classes": list(pred.classes),
+        "train_config": cfg.to_dict(),
+        "total_train_time_s": float(sum(f.get("train_time_s") or 0.0 for f in fold_results)),
+        "birdspec_version": __version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    tmp = out / (CV_PREDICTIONS + ".tmp")
+    predictions.to_csv(tmp, index=False)  # full precision: the pooled metrics recompute exactly
+    tmp.replace(out / CV_PREDICTIONS)
+    names = class_display_names(pred.classes, data.class_info)
+    counts = confusion_counts(pred.y_true, pred.y_pred, num_classes=len(pred.classes))
+    acc, f1 = summary["accuracy_mean"], summary["macro_f1_mean"]
+    plot_confusion(
+        counts, names, out / CV_CONFUSION,
+        title=f"Cross-validation, pooled test folds, recording level\n{cfg.model} ({summary['encoding']}), "
+        f"{len(fold_results)} folds, {protocol}: accuracy {acc:.3f} \u00b1 {summary['accuracy_std']:.3f}",
+    )
+    plot_fold_scores(
+        fold_results, out / CV_FOLDS_PNG,
+        title=f"Test-fold accuracy and macro F1, recording level\n{cfg.model} ({summary['encoding']}), {protocol}: "
+        f"accuracy {acc:.3f} \u00b1 {summary['accuracy_std']:.3f}, macro F1 {f1:.3f} \u00b1 {summary['macro_f1_std']:.3f}",
+    )
+    _write_json(out / CV_JSON, summary)
+    log.info("cross-validation: accuracy %.4f \u00b1 %.4f, macro F1 %.4f \u00b1 %.4f over %d folds",
+             acc, summary["accuracy_std"], f1, summary["macro_f1_std"], len(fold_results))
+    return summary
+
+
+def format_cv(summary: Mapping[str, Any]) -> str:
+    """A readable text table of a ``cv.json`` object."""
+    lines = [
+        f"{summary['model']} ({summary['encoding']}), {summary['protocol']}, {summary['num_folds']} folds, recording level",
+        f"{'fold':>6} {'n':>6} {'accuracy':>10} {'macro F1':>10} {'bal. acc':>10} {'train s':>9}",
+    ]
+    for f in summary["folds"]:
+        lines.append(
+            f"{f['fold']:>6} {f['n']:>6} {f['accuracy']:>10.4f} {f['macro_f1']:>10.4f} {f['balanced_accuracy']:>10.4f} "
+            f"{(f.get('train_time_s') or 0):>9.1f}"
+        )
+    lines.append(f"accuracy  {summary['accuracy_mean']:.4f} \u00b1 {summary['accuracy_std']:.4f} (mean \u00b1 sample std over folds)")
+    lines.append(f"macro F1  {summary['macro_f1_mean']:.4f} \u00b1 {summary['macro_f1_std']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,399 @@
+"""Optimizer x learning-rate sweep: the study's "validation accuracy per optimizer and lr" figure.
+
+Every trial is an ordinary training run directory
+``SWEEP_DIR/trials/<optimizer>_lr<lr>`` (``birdspec evaluate`` works on it).
+The sweep writes:
+
+``sweep.csv``
+    (rewritten after every trial) one row per trial: ``trial, optimizer, lr, status, best_val_acc, best_val_loss,
+    best_epoch, epochs_run, train_time_s, run_dir, error``; ``status`` is ``ok``,
+    ``failed`` (e.g. a non-finite loss; ``error`` says why) or ``pending``
+    (not run yet: the sweep was interrupted).
+``sweep.png``
+    best validation accuracy vs learning rate (log axis), one line per optimizer.
+``sweep.json``
+    the settings (dataset, model, grid, mode, base training config) and, for an
+    Optuna search, the trials asked so far (to resume the same search).
+
+Resuming: re-running the same command skips finished trials (a trial is
+finished when its ``summary.json`` exists), continues a trial interrupted
+mid-training from its last epoch, and retries failed trials (unless
+``retry_failed=False``). A trial fails on :class:`~birdspec.errors.TrainingError`
+(non-finite loss, out of memory) or a ``RuntimeError``; settings or data
+errors (the same for every trial) stop the sweep. Changing settings other than the grid, the device
+or the workers between runs is refused (the results would not be comparable).
+
+Search modes: the full grid (default), or, with ``trials=N`` smaller than the
+grid, an Optuna TPE search of N trials over the optimizers (categorical) x a
+log-uniform learning rate in ``[min(lrs), max(lrs)]`` (lr rounded to 3
+significant digits so trial names stay readable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from birdspec.errors import ConfigError, DependencyError, TrainingError
+
+log = logging.getLogger(__name__)
+
+SWEEP_CSV = "sweep.csv"
+SWEEP_PNG = "sweep.png"
+SWEEP_JSON = "sweep.json"
+TRIALS_DIR = "trials"
+FAILED_FILE = "failed.json"
+SWEEP_COLUMNS = (
+    "trial", "optimizer", "lr", "status", "best_val_acc", "best_val_loss", "best_epoch", "epochs_run",
+    "train_time_s", "run_dir", "error",
+)
+IGNORED_FIELDS = ("optimizer", "lr", "device", "workers", "progress_bar", "max_minutes", "precision", "devices")
+"""TrainConfig fields that may change between runs of one sweep."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One (optimizer, learning rate) combination."""
+
+    optimizer: str
+    lr: float
+
+    @property
+    def name(self) -> str:
+        """``<optimizer>_lr<lr>`` with the lr in ``%g`` notation (``adamw_lr0.001``, ``sgd_lr1e-05``)."""
+        return f"{self.optimizer}_lr{self.lr:g}"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` produced.
+
+    Attributes:
+        out_dir: the sweep directory.
+        table: the ``sweep.csv`` frame.
+        best: the best finished trial's row (highest best_val_acc, then lowest loss), or None.
+        trained: trials trained (or continued) in this call.
+        skipped: finished trials found on disk and not retrained.
+        mode: 'grid' or 'optuna'.
+    """
+
+    out_dir: Path
+    table: pd.DataFrame
+    best: dict[str, Any] | None
+    trained: int
+    skipped: int
+    mode: str
+
+    @property
+    def csv_path(self) -> Path:
+        return self.out_dir / SWEEP_CSV
+
+    @property
+    def figure_path(self) -> Path:
+        return self.out_dir / SWEEP_PNG
+
+
+def parse_list(text: str | Sequence[Any], *, kind: type = str, what: str = "values") -> list[Any]:
+    """``"a,b,c"`` (or a sequence) -> a list of ``kind`` without duplicates, order kept.
+
+    Raises:
+        ConfigError: an empty list or a value that is not a ``kind``.
+    """
+    items = [t.strip() for t in text.split(",")] if isinstance(text, str) else list(text)
+    items = [t for t in items if t != ""]
+    out: list[Any] = []
+    for t in items:
+        try:
+            v = kind(t)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"bad {what} {t!r}; give a comma-separated list, e.g. 0.1,0.01,0.001") from exc
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ConfigError(f"no {what} given")
+    return out
+
+
+def grid_trials(optimizers: Sequence[str], lrs: Sequence[float]) -> list[Trial]:
+    """Every optimizer x learning rate, optimizers outermost.
+
+    Raises:
+        ConfigError: an unknown optimizer or a non-positive learning rate.
+    """
+    from birdspec.training.config import OPTIMIZERS
+
+    for opt in optimizers:
+        if opt not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {opt!r}; choose from {', '.join(OPTIMIZERS)}")
+    for lr in lrs:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"learning rates must be positive numbers, got {lr!r}")
+    return [Trial(opt, float(lr)) for opt in optimizers for lr in lrs]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        log.warning("%s is corrupt; ignoring it", path)
+        return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _row(trial: Trial, run_dir: Path, summary: dict[str, Any] | None, *, status: str, error: str = "") -> dict[str, Any]:
+    s = summary or {}
+    return {
+        "trial": trial.name,
+        "optimizer": trial.optimizer,
+        "lr": trial.lr,
+        "status": status,
+        "best_val_acc": s.get("best_val_acc"),
+        "best_val_loss": s.get("best_val_loss"),
+        "best_epoch": s.get("best_epoch"),
+        "epochs_run": s.get("epochs_run"),
+        "train_time_s": s.get("train_time_s"),
+        "run_dir": str(run_dir),
+        "error": error,
+    }
+
+
+def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg_dict.items() if k not in IGNORED_FIELDS}
+
+
+def _check_state(state: dict[str, Any] | None, new: dict[str, Any], out: Path) -> None:
+    """Refuse to resume a sweep with other settings."""
+    if not state:
+        return
+    old_cfg, new_cfg = state.get("base_config") or {}, new["base_config"]
+    diffs = [f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in new_cfg if old_cfg.get(k) != new_cfg.get(k)]
+    if state.get("dataset") != new["dataset"]:
+        diffs.append(f"dataset {state.get('dataset')} -> {new['dataset']}")
+    if state.get("mode") == "optuna" and new["mode"] == "optuna":
+        for key in ("optimizers", "lr_range"):
+            if state.get(key) != new.get(key):
+                diffs.append(f"{key} {state.get(key)} -> {new.get(key)}")
+    if diffs:
+        raise ConfigError(
+            f"{out} holds a sweep with other settings ({'; '.join(diffs)}); "
+            "resume it with the same settings, or choose another --out"
+        )
+
+
+def best_trial(table: pd.DataFrame) -> dict[str, Any] | None:
+    """The finished trial with the highest best_val_acc (ties: lower best_val_loss)."""
+    ok = table[(table["status"] == "ok") & table["best_val_acc"].notna()]
+    if not len(ok):
+        return None
+    ok = ok.assign(_loss=ok["best_val_loss"].fillna(np.inf)).sort_values(["best_val_acc", "_loss"], ascending=[False, True])
+    return ok.drop(columns="_loss").iloc[0].to_dict()
+
+
+def write_sweep_outputs(table: pd.DataFrame, out: Path, *, title: str, figure: bool = True) -> None:
+    """``sweep.csv`` (and ``sweep.png`` when ``figure``) of a table."""
+    from birdspec.evaluation.plots import plot_sweep
+
+    tmp = out / (SWEEP_CSV + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(out / SWEEP_CSV)
+    if figure:
+        plot_sweep(table, out / SWEEP_PNG, title=title)
+
+
+def run_sweep(
+    dataset_dir: str | Path,
+    out_dir: str | Path,
+    config: Any,
+    *,
+    optimizers: Sequence[str],
+    lrs: Sequence[float],
+    trials: int | None = None,
+    rows_train: Sequence[int] | np.ndarray | None = None,
+    rows_val: Sequence[int] | np.ndarray | None = None,
+    retry_failed: bool = True,
+    train_fn: Callable[..., Any] | None = None,
+) -> SweepResult:
+    """Train one run per (optimizer, lr) and collect their best validation accuracy.
+
+    Args:
+        dataset_dir: the prepared dataset.
+        out_dir: the sweep directory (created; an existing sweep there is resumed).
+        config: the base :class:`~birdspec.training.TrainConfig`; each trial replaces its
+            ``optimizer`` and ``lr`` (weight decay, batch size, ... stay as given or the
+            model's study defaults).
+        optimizers / lrs: the grid.
+        trials: None (or >= the grid size): the full grid; smaller: an Optuna search of
+            that many trials (needs ``optuna``).
+        rows_train / rows_val: manifest rows (default: the dataset's train/val split).
+        retry_failed: re-run trials that failed in an earlier run.
+        train_fn: the training function (default :func:`birdspec.training.train`; tests
+            may wrap it).
+
+    Returns:
+        a :class:`SweepResult`; ``sweep.csv``, ``sweep.png`` and ``sweep.json`` are written.
+
+    Raises:
+        ConfigError: a bad grid or a resumed sweep with other settings.
+        DependencyError: ``trials`` needs Optuna and it is not installed.
+    """
+    from birdspec.data.dataset import PreparedDataset
+    from birdspec.training import train as default_train
+
+    train_fn = train_fn or default_train
+    out = Path(out_dir)
+    optimizers = parse_list(optimizers, what="optimizers")
+    lrs = parse_list(lrs, kind=float, what="learning rates")
+    grid = grid_trials(optimizers, lrs)
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    mode = "optuna" if trials is not None and trials < len(grid) else "grid"
+    if trials is not None and mode == "grid":
+        log.info("--trials %d covers the %d-trial grid; running the full grid", trials, len(grid))
+    base = config.resolved()
+    data = PreparedDataset(dataset_dir)
+    base_dict = base.to_dict()
+    state = {
+        "format": "birdspec-sweep",
+        "dataset": str(data.root.resolve()),
+        "model": base.model,
+        "mode": mode,
+        "optimizers": optimizers,
+        "lrs": lrs,
+        "lr_range": [min(lrs), max(lrs)],
+        "trials": trials,
+        "base_config": _comparable(base_dict),
+    }
+    old = _read_json(out / SWEEP_JSON)
+    _check_state(old, state, out)
+    if old and old.get("mode") == "optuna" and mode == "optuna":
+        state["asked"] = list(old.get("asked") or [])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRIALS_DIR).mkdir(exist_ok=True)
+    _write_json(out / SWEEP_JSON, state)
+    encoding = base.encoding_override or data.encoding.name
+    title = (
+        f"Validation accuracy per optimizer and learning rate\n{base.model} ({encoding}), "
+        f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}, "
+        f"batch {base.batch_size}, weight decay {base.weight_decay:g}"
+    )
+    counters = {"trained": 0, "skipped": 0}
+    rows: dict[str, dict[str, Any]] = {}
+
+    def run_trial(trial: Trial) -> dict[str, Any]:
+        run_dir = out / TRIALS_DIR / trial.name
+        summary = _read_json(run_dir / "summary.json")
+        if summary is not None:
+            counters["skipped"] += 1
+            log.info("trial %s: finished earlier (best val acc %.4f), skipped", trial.name, summary.get("best_val_acc", float("nan")))
+            return _row(trial, run_dir, summary, status="ok")
+        failed = _read_json(run_dir / FAILED_FILE)
+        if failed is not None and not retry_failed:
+            counters["skipped"] += 1
+            return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
+        cfg = replace(base, optimizer=trial.optimizer, lr=trial.lr)
+        resume = (run_dir / "config.json").is_file()
+        log.info("trial %s: %s", trial.name, "continuing" if resume else "training")
+        counters["trained"] += 1
+        try:
+            if resume:
+                train_fn(dataset_dir, run_dir, cfg, resume=True)
+            else:
+                train_fn(dataset_dir, run_dir, cfg, rows_train=rows_train, rows_val=rows_val)
+        except (TrainingError, RuntimeError, FloatingPointError) as exc:
+            log.warning("trial %s failed: %s", trial.name, exc)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
+            return _row(trial, run_dir, None, status="failed", error=str(exc))
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        summary = _read_json(run_dir / "summary.json")
+        if summary is None:
+            return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")
+        return _row(trial, run_dir, summary, status="ok")
+
+    def table_of(planned: Sequence[Trial]) -> pd.DataFrame:
+        data_rows = [
+            rows.get(t.name) or _row(t, out / TRIALS_DIR / t.name, None, status="pending") for t in planned
+        ]
+        return pd.DataFrame(data_rows, columns=list(SWEEP_COLUMNS))
+
+    if mode == "grid":
+        planned = grid
+        for trial in grid:
+            rows[trial.name] = run_trial(trial)
+            write_sweep_outputs(table_of(planned), out, title=title, figure=False)
+    else:
+        planned = _optuna_search(
+            grid_optimizers=optimizers, lr_range=(min(lrs), max(lrs)), n_trials=int(trials or 0), seed=base.seed,
+            state=state, out=out, rows=rows, run_trial=run_trial,
+            write=lambda p: write_sweep_outputs(table_of(p), out, title=title, figure=False),
+        )
+    table = table_of(planned)
+    write_sweep_outputs(table, out, title=title)
+    best = best_trial(table)
+    if best:
+        log.info("best trial %s: val acc %.4f (epoch %s)", best["trial"], best["best_val_acc"], best["best_epoch"])
+    return SweepResult(out, table, best, counters["trained"], counters["skipped"], mode)
+
+
+def _optuna_search(
+    *,
+    grid_optimizers: Sequence[str],
+    lr_range: tuple[float, float],
+    n_trials: int,
+    seed: int,
+    state: dict[str, Any],
+    out: Path,
+    rows: dict[str, dict[str, Any]],
+    run_trial: Callable[[Trial], dict[str, Any]],
+    write: Callable[[list[Trial]], None],
+) -> list[Trial]:
+    """Optuna TPE over optimizer x log-uniform lr; replays the trials asked by earlier runs first."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise DependencyError("--trials (an Optuna search) needs optuna: pip install 'birdspec[search]'") from exc
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    lo, hi = lr_range
+    if lo == hi:
+        raise ConfigError("an Optuna search needs a learning-rate range: give at least two --lrs")
+    dists = {
+        "optimizer": optuna.distributions.CategoricalDistribution(list(grid_optimizers)),
+        "lr": optuna.distributions.FloatDistribution(lo, hi, log=True),
+    }
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    asked: list[dict[str, Any]] = list(state.get("asked") or [])
+    for params in asked[:n_trials]:
+        study.enqueue_trial(params)
+    planned: list[Trial] = []
+    for i in range(n_trials):
+        ot = study.ask(dists)
+        lr = min(hi, max(lo, float(f"{ot.params['lr']:.3g}")))
+        trial = Trial(str(ot.params["optimizer"]), lr)
+        if i >= len(asked):
+            asked.append({"optimizer": trial.optimizer, "lr": trial.lr})
+            state["asked"] = asked
+            _write_json(out / SWEEP_JSON, state)
+        if trial not in planned:
+            planned.append(trial)
+        if trial.name not in rows:
+            rows[trial.name] = run_trial(trial)
+        row = rows[trial.name]
+        if row["status"] == "ok" and row["best_val_acc"] is not None:
+            study.tell(ot, float(row["best_val_acc"]))
+        else:
+            study.tell(ot, state=optuna.trial.TrialState.FAIL)
+        write(planned)
+    return planned
