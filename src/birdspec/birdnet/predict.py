@@ -1,0 +1,229 @@
+"""A trained ``birdnet-*`` head on raw audio: BirdNET embeddings -> per-window class probabilities.
+
+How BirdNET's 3 s windows map onto the requested output windows
+(``window_s`` / ``hop_s``, e.g. 5 s / 5 s as the CNN models):
+
+1. The recording (32 kHz) is resampled to 48 kHz and cut into BirdNET
+   windows of 3 s starting every ``embed_hop_s`` (default 1 s) seconds,
+   fully inside the recording (a recording shorter than 3 s gives one
+   zero-padded window), exactly as ``birdspec embed`` does with its hop.
+2. Output window ``[t, t + window_s)`` (its end clipped to the recording)
+   gets the head applied to the embeddings of the BirdNET windows **fully
+   inside it**, pooled like in training (mean and max over windows). With
+   5 s output windows and a 1 s embedding hop that is 3 windows:
+   ``[t, t+3), [t+1, t+4), [t+2, t+5)``.
+3. An output window holding no full BirdNET window (shorter than 3 s: a
+   trailing partial window, or ``window_s < 3``) uses the one BirdNET window
+   that overlaps it most.
+
+Probabilities are the softmax of the head's logits (as for every birdspec
+model). Cost: BirdNET runs ``3 / embed_hop_s`` times per 3 s of audio
+(``embed_hop_s=3`` is cheapest but then a 5 s window sees one 3 s window).
+
+Output windows: pass the caller's own ``bounds_s`` (``(M, 2)`` start/end
+seconds, e.g. from :mod:`birdspec.prediction.windows`) so both agree; without
+them, windows start at ``0, hop_s, ...`` while a full window fits, plus a
+trailing partial window holding at least ``min_partial_s`` of audio no full
+window covered (a recording shorter than ``window_s`` gives one window).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from birdspec.birdnet.backend import SAMPLE_RATE_HZ, WINDOW_S, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
+from birdspec.config import SAMPLE_RATE_HZ as STORE_RATE_HZ
+from birdspec.errors import CheckpointError, ConfigError
+from birdspec.models import birdnet_head as _family  # noqa: F401  (registers birdnet-linear / birdnet-mlp)
+
+log = logging.getLogger(__name__)
+
+_EPS_S = 1e-6
+EMBED_CHUNK_WINDOWS = 64
+"""BirdNET windows materialised at once (bounds memory on long recordings)."""
+
+
+@dataclass(frozen=True)
+class WindowProbabilities:
+    """Per-output-window predictions.
+
+    Attributes:
+        probs: ``(M, K)`` softmax probabilities in ``classes`` order.
+        starts_s / ends_s: ``(M,)`` window bounds in seconds (ends clipped to the recording).
+        classes: the checkpoint's labels.
+    """
+
+    probs: np.ndarray
+    starts_s: np.ndarray
+    ends_s: np.ndarray
+    classes: tuple[str, ...]
+
+
+def is_embedding_checkpoint(ckpt: Mapping[str, Any]) -> bool:
+    """True for checkpoints of models that take embeddings (the ``birdnet-*`` heads)."""
+    model = ckpt.get("model") or {}
+    if model.get("input") == "embedding":
+        return True
+    from birdspec.models.registry import get_spec
+
+    try:
+        return get_spec(str(model.get("name"))).input == "embedding"
+    except ConfigError:  # unknown model name: not ours
+        return False
+
+
+def output_windows(duration_s: float, *, window_s: float = 5.0, hop_s: float = 5.0, min_partial_s: float = 1.0) -> np.ndarray:
+    """Default output windows ``(M, 2)`` (start, end) in seconds; see the module docs."""
+    if window_s <= 0 or hop_s <= 0:
+        raise ConfigError(f"window_s and hop_s must be positive, got {window_s} and {hop_s}")
+    if duration_s <= window_s + _EPS_S:
+        return np.array([[0.0, max(duration_s, 0.0)]])
+    n_full = int(np.floor((duration_s - window_s) / hop_s + _EPS_S)) + 1
+    starts = np.arange(n_full) * hop_s
+    bounds = [(s, s + window_s) for s in starts]
+    covered = starts[-1] + window_s
+    nxt = starts[-1] + hop_s
+    if duration_s - covered >= min_partial_s - _EPS_S and nxt < duration_s:
+        bounds.append((nxt, duration_s))
+    return np.asarray(bounds, dtype=np.float64)
+
+
+def assign_windows(embed_starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float, embed_window_s: float = WINDOW_S) -> list[np.ndarray]:
+    """Indices of the embedding windows pooled for each output window (see the module docs)."""
+    starts = np.asarray(embed_starts_s, dtype=np.float64)
+    ends = np.minimum(starts + embed_window_s, max(duration_s, embed_window_s))
+    out = []
+    for a, b in np.asarray(bounds_s, dtype=np.float64).reshape(-1, 2):
+        b = min(b, max(duration_s, embed_window_s)) if duration_s > 0 else b
+        inside = np.flatnonzero((starts >= a - _EPS_S) & (starts + embed_window_s <= b + _EPS_S))
+        if inside.size == 0:
+            overlap = np.minimum(ends, b) - np.maximum(starts, a)
+            inside = np.array([int(np.argmax(overlap))])
+        out.append(inside)
+    return out
+
+
+class BirdnetAudioClassifier:
+    """A ``birdnet-*`` head with the BirdNET backbone in front: raw audio -> window probabilities.
+
+    Args:
+        head: a trained head (``(B, W, 1024)`` -> ``(B, K)`` logits), e.g. from
+            :func:`~birdspec.models.registry.model_from_checkpoint`.
+        backbone: a :class:`BirdnetBackbone` (default: a new one on all cores).
+        classes: the head's labels (default ``class_0 ...``).
+        embed_hop_s: hop of the BirdNET windows (default 1 s).
+    """
+
+    def __init__(
+        self,
+        head: nn.Module,
+        backbone: BirdnetBackbone | None = None,
+        *,
+        classes: Sequence[str] | None = None,
+        embed_hop_s: float = 1.0,
+    ) -> None:
+        if embed_hop_s <= 0:
+            raise ConfigError(f"embed_hop_s must be positive, got {embed_hop_s}")
+        self.head = head.eval()
+        self.backbone = backbone if backbone is not None else BirdnetBackbone()
+        num_classes = int(getattr(head, "num_classes", 0) or 0)
+        self.classes = tuple(classes) if classes is not None else tuple(f"class_{i}" for i in range(num_classes))
+        self.embed_hop_s = float(embed_hop_s)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: Mapping[str, Any] | str | Path,
+        *,
+        backbone: BirdnetBackbone | None = None,
+        num_threads: int | None = None,
+        embed_hop_s: float = 1.0,
+    ) -> "BirdnetAudioClassifier":
+        """From a checkpoint dict or file of a ``birdnet-*`` head."""
+        from birdspec.models.checkpoint import read_checkpoint
+        from birdspec.models.registry import model_from_checkpoint
+
+        ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+        if not is_embedding_checkpoint(ckpt):
+            raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: model {ckpt.get('model', {}).get('name')!r} is not a BirdNET head")
+        head = model_from_checkpoint(ckpt)
+        return cls(head, backbone or BirdnetBackbone(num_threads=num_threads), classes=ckpt.get("classes"), embed_hop_s=embed_hop_s)
+
+    def embed(self, wave: np.ndarray, *, sample_rate_hz: int = STORE_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
+        """BirdNET embeddings of a recording: ``((N, 1024) float32, starts_s (N,))``."""
+        x = to_birdnet_rate(np.asarray(wave, dtype=np.float32).reshape(-1), sample_rate_hz=sample_rate_hz)
+        hop = int(round(self.embed_hop_s * SAMPLE_RATE_HZ))
+        if x.shape[0] <= WINDOW_SAMPLES:
+            padded = np.zeros((1, WINDOW_SAMPLES), dtype=np.float32)
+            padded[0, : x.shape[0]] = x
+            return self.backbone.embed(padded), np.zeros(1)
+        n = 1 + (x.shape[0] - WINDOW_SAMPLES) // hop
+        view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[::hop][:n]
+        parts = [self.backbone.embed(np.ascontiguousarray(view[i : i + EMBED_CHUNK_WINDOWS])) for i in range(0, n, EMBED_CHUNK_WINDOWS)]
+        return np.concatenate(parts), np.arange(n) * hop / SAMPLE_RATE_HZ
+
+    @torch.no_grad()
+    def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
+        """Head probabilities ``(M, K)`` for output windows ``bounds_s`` ``(M, 2)`` from window embeddings."""
+        groups = assign_windows(starts_s, bounds_s, duration_s=duration_s)
+        if not groups:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        w = max(len(g) for g in groups)
+        x = torch.zeros(len(groups), w, embeddings.shape[1])
+        mask = torch.zeros(len(groups), w, dtype=torch.bool)
+        emb = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
+        for i, g in enumerate(groups):
+            x[i, : len(g)] = emb[torch.from_numpy(g)]
+            mask[i, : len(g)] = True
+        param = next(self.head.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        logits = self.head(x.to(device), mask.to(device)).float()
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def predict_windows(
+        self,
+        wave: np.ndarray,
+        *,
+        sample_rate_hz: int = STORE_RATE_HZ,
+        window_s: float = 5.0,
+        hop_s: float = 5.0,
+        bounds_s: np.ndarray | Sequence[tuple[float, float]] | None = None,
+        min_partial_s: float = 1.0,
+    ) -> WindowProbabilities:
+        """Per-output-window probabilities of a mono recording ``(n,)`` at ``sample_rate_hz``."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        duration_s = wave.shape[0] / sample_rate_hz
+        bounds = (
+            output_windows(duration_s, window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s)
+            if bounds_s is None
+            else np.asarray(bounds_s, dtype=np.float64).reshape(-1, 2)
+        )
+        emb, starts = self.embed(wave, sample_rate_hz=sample_rate_hz)
+        probs = self.predict_embeddings(emb, starts, bounds, duration_s=duration_s)
+        return WindowProbabilities(probs, bounds[:, 0].copy(), np.minimum(bounds[:, 1], max(duration_s, 0.0)), self.classes)
+
+
+def predict_windows(
+    checkpoint: Mapping[str, Any] | str | Path,
+    wave_32k: np.ndarray,
+    *,
+    window_s: float = 5.0,
+    hop_s: float = 5.0,
+    bounds_s: np.ndarray | Sequence[tuple[float, float]] | None = None,
+    embed_hop_s: float = 1.0,
+    backbone: BirdnetBackbone | None = None,
+) -> np.ndarray:
+    """``(num_windows, K)`` softmax probabilities of a ``birdnet-*`` checkpoint on 32 kHz audio ``(n,)``.
+
+    A convenience wrapper of :class:`BirdnetAudioClassifier` (builds the
+    backbone unless given one; reuse a classifier for many files).
+    """
+    clf = BirdnetAudioClassifier.from_checkpoint(checkpoint, backbone=backbone, embed_hop_s=embed_hop_s)
+    return clf.predict_windows(wave_32k, window_s=window_s, hop_s=hop_s, bounds_s=bounds_s).probs
