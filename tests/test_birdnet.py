@@ -417,3 +417,29 @@ def test_predict_windows_on_raw_audio(birdnet_backbone):
     clf = BirdnetAudioClassifier.from_checkpoint(ckpt, backbone=birdnet_backbone, embed_hop_s=3.0)
     out = clf.predict_windows(class_signal(0, duration_s=2.0), window_s=5, hop_s=5)
     assert out.probs.shape == (1, 3) and out.classes == ("a", "b", "c") and out.ends_s[0] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------- the family in every command
+
+
+def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path, request):
+    """birdnet-linear goes through the same train / evaluate / cv code as the CNNs (fake embeddings)."""
+    from birdspec.evaluation.cv import run_cv
+    from birdspec.evaluation.evaluate import evaluate_run
+    from birdspec.models import load_model
+    from birdspec.training import TrainConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    cfg = TrainConfig(model="birdnet-linear", epochs=15, lr=0.01, device="cpu", workers=0, progress_bar=False)
+    result = train(embedded_ds, tmp_path / "run", cfg)
+    assert result.best_val_acc >= 0.8
+    model, ckpt = load_model(result.best_checkpoint)
+    assert ckpt["model"]["input"] == "embedding" and ckpt["classes"] == ["synth0", "synth1", "synth2"]
+    evaluation = evaluate_run(tmp_path / "run", plots=False)
+    assert evaluation.metrics["recording"]["accuracy"] == pytest.approx(result.best_val_acc)
+    cv = run_cv(embedded_ds, tmp_path / "cv", cfg, folds=[0])
+    assert cv.summary["folds"][0]["accuracy"] >= 0.5
+    with pytest.raises(ConfigError, match="mixup"):
+        train(embedded_ds, tmp_path / "run_mixup", TrainConfig(model="birdnet-linear", epochs=1, mixup_alpha=0.2, device="cpu"))

@@ -26,7 +26,7 @@ Re-running resumes: finished folds are skipped. Training options are those of
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.cli.sweep_cmd import add_train_options
+    from birdspec.cli.train_cmd import add_train_options
 
     p = sub.add_parser(
         "cv",
@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--folds", metavar="LIST", help="run only these fold ids, e.g. 0,1 (default: all)")
     p.add_argument("--eval-batch-size", type=int, default=32, metavar="N", help="batch size of the test-fold evaluation (default 32)")
     p.add_argument("--json", action="store_true", help="print cv.json")
-    add_train_options(p)
+    add_train_options(p, within=" (as in `birdspec train`)")
     p.set_defaults(func=run)
     return p
 

@@ -60,7 +60,13 @@ FIELDS = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, within: str = "") -> None:
+    """The training options, shared by ``train``, ``sweep`` and ``cv``.
+
+    Dests match :data:`FIELDS` so :func:`config_from_args` builds the TrainConfig.
+    ``optimizer=False`` leaves out --optimizer/--lr (a sweep sets them);
+    ``within`` names the command in group titles (e.g. ``" (as in `birdspec train`)"``).
+    """
     from birdspec.training.config import (
         DEVICES,
         EARLY_STOPPING_METRICS,
@@ -70,6 +76,46 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         SCHEDULES,
     )
 
+    m = p.add_argument_group("model" + within)
+    m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
+    m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
+    m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
+    m.add_argument("--input-norm", choices=("instance", "none"), help="per-sample standardisation of the log-mel input (default instance)")
+    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
+    o = p.add_argument_group("optimisation" + within)
+    if optimizer:
+        o.add_argument("--optimizer", choices=OPTIMIZERS, help="default: the model's (adamw)")
+        o.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the model's)")
+    else:
+        p.set_defaults(optimizer=None, lr=None)
+    o.add_argument("--weight-decay", type=float, metavar="WD", help="default: the model's")
+    o.add_argument("--batch-size", type=int, metavar="N", help="samples per step and device (default: the model's, 16)")
+    o.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (default 30)")
+    o.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default constant)")
+    o.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warm-up (onecycle: rising phase) in epochs")
+    o.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement of --early-stopping-on")
+    o.add_argument("--early-stopping-on", choices=EARLY_STOPPING_METRICS, help="metric watched by --early-stopping (default val_loss)")
+    o.add_argument("--label-smoothing", type=float, metavar="S", help="cross-entropy label smoothing (default 0)")
+    o.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
+    a = p.add_argument_group("augmentation" + within)
+    a.add_argument("--random-crop", action=argparse.BooleanOptionalAction, default=None, help="random time crops of longer recordings (default on)")
+    a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
+    a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
+    a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")
+    a.add_argument("--num-masks", type=int, metavar="N", help="SpecAugment masks per axis (default 1)")
+    a.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (waveform models)")
+    h = p.add_argument_group("data and hardware" + within)
+    h.add_argument("--encoding-override", choices=("window", "stack10"), help="train per window on a stack10 dataset (window)")
+    h.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
+    h.add_argument("--device", choices=DEVICES, help="auto (default: cuda > mps > cpu), cpu, cuda or mps")
+    h.add_argument("--precision", choices=PRECISIONS, help="default 16-mixed on CUDA, 32-true elsewhere")
+    h.add_argument("--devices", type=int, metavar="N", help="devices per run; N > 1 trains with DDP")
+    h.add_argument("--seed", type=int, help="random seed (default 0)")
+    h.add_argument("--max-minutes", type=float, metavar="M", help="stop at the epoch end after which another epoch would exceed M minutes")
+    h.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train a model on a prepared dataset",
@@ -82,42 +128,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
         help="continue RUN_DIR (or --out) from its last completed epoch with its saved settings",
     )
-    m = p.add_argument_group("model")
-    m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
-    m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
-    m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
-    m.add_argument("--input-norm", choices=("instance", "none"), help="per-sample standardisation of the log-mel input (default instance)")
-    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, help="default: the model's (adamw)")
-    o.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the model's)")
-    o.add_argument("--weight-decay", type=float, metavar="WD", help="default: the model's")
-    o.add_argument("--batch-size", type=int, metavar="N", help="samples per step and device (default: the model's, 16)")
-    o.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (default 30)")
-    o.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default constant)")
-    o.add_argument("--warmup-epochs", type=float, metavar="E", help="linear warm-up (onecycle: rising phase) in epochs")
-    o.add_argument("--early-stopping", type=int, metavar="N", help="stop after N epochs without improvement of --early-stopping-on")
-    o.add_argument("--early-stopping-on", choices=EARLY_STOPPING_METRICS, help="metric watched by --early-stopping (default val_loss)")
-    o.add_argument("--label-smoothing", type=float, metavar="S", help="cross-entropy label smoothing (default 0)")
-    o.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
-    a = p.add_argument_group("augmentation")
-    a.add_argument("--random-crop", action=argparse.BooleanOptionalAction, default=None, help="random time crops of longer recordings (default on)")
-    a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
-    a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
-    a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")
-    a.add_argument("--num-masks", type=int, metavar="N", help="SpecAugment masks per axis (default 1)")
-    a.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights")
-    d = p.add_argument_group("data")
-    d.add_argument("--encoding-override", choices=("window", "stack10"), help="train per window on a stack10 dataset (window)")
-    d.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
-    h = p.add_argument_group("hardware and run")
-    h.add_argument("--device", choices=DEVICES, help="auto (default: cuda > mps > cpu), cpu, cuda or mps")
-    h.add_argument("--precision", choices=PRECISIONS, help="default 16-mixed on CUDA, 32-true elsewhere")
-    h.add_argument("--devices", type=int, metavar="N", help="devices; N > 1 trains with DDP")
-    h.add_argument("--seed", type=int, help="random seed (default 0)")
-    h.add_argument("--max-minutes", type=float, metavar="M", help="stop at the epoch end after which another epoch would exceed M minutes")
-    h.add_argument("--no-progress", action="store_true", help="no progress bar")
-    h.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_train_options(p)
     p.set_defaults(func=run)
     return p
 

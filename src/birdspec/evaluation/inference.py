@@ -162,12 +162,17 @@ def checkpoint_dataset(
     ckpt: Mapping[str, Any],
     *,
     rows: Sequence[int] | np.ndarray,
-) -> RecordingDataset:
-    """A waveform dataset over ``rows`` read with the checkpoint's encoding.
+) -> Any:
+    """The dataset the checkpoint's model reads over ``rows`` (waveforms with its encoding,
+    or cached embeddings for embedding heads; see :mod:`birdspec.data.inputs`).
 
     Raises:
         DataError: when the sample rate or channel count does not fit the checkpoint.
     """
+    from birdspec.data.inputs import checkpoint_input, model_dataset
+
+    if checkpoint_input(dict(ckpt)) != "waveform":
+        return model_dataset(data, model_input=checkpoint_input(dict(ckpt)), rows=rows)
     encoding = from_dict(EncodingConfig, ckpt["encoding"]) if ckpt.get("encoding") else data.encoding
     fe_rate = int((ckpt.get("frontend") or {}).get("sample_rate_hz", data.sample_rate_hz))
     if fe_rate != data.sample_rate_hz:
@@ -204,14 +209,17 @@ def predict_samples(
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    if dataset.features != "waveform":
+    if getattr(dataset, "features", "waveform") == "logmel":
         raise ConfigError("predict_samples needs a features='waveform' dataset (the model computes its spectrograms)")
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     mapping = label_map(dataset.classes, classes)
     was_training = model.training
     model.eval().to(dev)
     outs = []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    from birdspec.data.inputs import model_collate
+
+    collate = model_collate("embedding") if getattr(dataset, "features", "waveform") == "embedding" else None
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
     started = time.perf_counter()
     for x, _ in loader:
         logits = model(x.to(dev, non_blocking=True)).float()

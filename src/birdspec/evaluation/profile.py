@@ -43,6 +43,7 @@ class ModelProfile:
         input_shape: the per-sample input ``(C, T)`` (raw audio).
         batch_size: samples per timed forward pass.
         threads: torch CPU threads used for timing.
+        note: what the figures leave out (e.g. the BirdNET backbone of an embedding head).
     """
 
     num_parameters: int
@@ -51,6 +52,7 @@ class ModelProfile:
     input_shape: tuple[int, ...]
     batch_size: int
     threads: int
+    note: str = ""
 
     @property
     def mega_multiply_adds(self) -> float:
@@ -185,8 +187,20 @@ def profile_checkpoint(checkpoint: str, **kwargs) -> ModelProfile:
     from birdspec.config import EncodingConfig, FrontendConfig, from_dict
     from birdspec.models.checkpoint import load_model
 
+    from dataclasses import replace
+
+    from birdspec.data.inputs import checkpoint_input
+
     model, ckpt = load_model(checkpoint, map_location="cpu")
+    if checkpoint_input(ckpt) == "embedding":
+        # one recording of 60 s = 20 BirdNET windows of 3 s; the (frozen, TFLite) backbone is not counted
+        shape = (EMBEDDING_PROFILE_WINDOWS, int(ckpt["model"].get("in_channels", 1024)))
+        prof = profile_model(model, input_shape=shape, **kwargs)
+        return replace(prof, note="head only, on 20 window embeddings (60 s); the BirdNET backbone is not included")
     encoding = from_dict(EncodingConfig, ckpt["encoding"])
     frontend = from_dict(FrontendConfig, ckpt["frontend"])
     shape = (encoding.in_channels, encoding.window_samples(frontend.sample_rate_hz))
     return profile_model(model, input_shape=shape, **kwargs)
+
+
+EMBEDDING_PROFILE_WINDOWS = 20

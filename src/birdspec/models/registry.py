@@ -176,8 +176,12 @@ def build_model(
     pretrained: str | None = None,
     first_conv: str = "repeat",
     options: Mapping[str, Any] | None = None,
-) -> BirdspecModel:
+) -> nn.Module:
     """Build a registered model for ``in_channels`` (10 for stack10, 1 for window) and ``num_classes``.
+
+    Waveform models come back as a :class:`BirdspecModel`; models of another
+    input kind (``ModelSpec.input``, e.g. embedding heads with ``in_channels``
+    the embedding size) as their family builds them, with a ``config`` dict.
 
     Args:
         pretrained: ``None``, ``"imagenet"`` (torchvision's weights API) or a path to a
@@ -186,13 +190,15 @@ def build_model(
         options: extra keyword arguments of the backbone (e.g. ``width_mult``, ``dropout``).
     """
     spec = get_spec(name)
-    if spec.input != "waveform":
-        raise ConfigError(f"model {name!r} does not take waveforms; it is built by its own family")
     if in_channels < 1 or num_classes < 2:
         raise ConfigError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
     if input_norm not in INPUT_NORMS:
         raise ConfigError(f"unknown input_norm {input_norm!r}; use one of {', '.join(INPUT_NORMS)}")
     opts = dict(options or {})
+    if spec.input != "waveform":  # e.g. heads over precomputed embeddings: no frontend, no pretraining
+        if pretrained:
+            raise ConfigError(f"model {name!r} takes {spec.input}s; --pretrained applies to the CNNs only")
+        return spec.build(in_channels, num_classes, **opts)
     try:
         backbone = spec.build(in_channels, num_classes, **opts)
     except TypeError as exc:

@@ -8,10 +8,11 @@ from typing import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from birdspec.config import EncodingConfig
-from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.data.dataset import PreparedDataset
+from birdspec.data.inputs import model_collate, model_dataset
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,12 @@ def select_rows(
 
 
 class BirdspecDataModule(pl.LightningDataModule):
-    """Train/validation loaders over raw waveforms (the model computes the spectrograms).
+    """Train/validation loaders of what the model reads (see :mod:`birdspec.data.inputs`).
 
-    Batches are ``(waves (B, C, window_samples) float32, label_ids (B,) int64)``.
-    The last training batch is dropped only when it would hold a single sample
-    (BatchNorm cannot train on it).
+    For the CNNs, batches are raw waveforms ``(B, C, window_samples)`` (the model
+    computes the spectrograms) with label ids ``(B,)``; for embedding heads,
+    zero-padded window embeddings ``(B, W, D)``. The last training batch is
+    dropped only when it would hold a single sample (BatchNorm cannot train on it).
     """
 
     def __init__(
@@ -74,18 +76,22 @@ class BirdspecDataModule(pl.LightningDataModule):
         workers: int,
         random_crop: bool,
         pin_memory: bool = False,
+        model_input: str = "waveform",
     ) -> None:
         super().__init__()
         self.data = data
         self.batch_size = batch_size
         self.workers = workers
         self.pin_memory = pin_memory
-        self.train_set = RecordingDataset(data, rows=rows_train, features="waveform", encoding=encoding, random_crop=random_crop)
-        self.val_set = RecordingDataset(data, rows=rows_val, features="waveform", encoding=encoding, random_crop=False)
+        self.collate_fn = model_collate(model_input)
+        self.train_set = model_dataset(
+            data, model_input=model_input, rows=rows_train, encoding=encoding, random_crop=random_crop
+        )
+        self.val_set = model_dataset(data, model_input=model_input, rows=rows_val, encoding=encoding, random_crop=False)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DataError(f"{data.root}: the training or validation rows give no samples under encoding {encoding.name}")
 
-    def _loader(self, dataset: RecordingDataset, *, train: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
         drop_last = train and len(dataset) % self.batch_size == 1 and len(dataset) > 1
         return DataLoader(
             dataset,
@@ -95,6 +101,7 @@ class BirdspecDataModule(pl.LightningDataModule):
             num_workers=self.workers,
             persistent_workers=self.workers > 0,
             pin_memory=self.pin_memory,
+            collate_fn=self.collate_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

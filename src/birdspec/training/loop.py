@@ -52,7 +52,7 @@ import torch
 
 from birdspec import __version__
 from birdspec.config import to_dict
-from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
 from birdspec.training.config import TrainConfig
 
@@ -333,11 +333,15 @@ def _fit(
     resume = saved is not None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     spec = get_spec(cfg.model)
-    if spec.input != "waveform":
-        raise ConfigError(f"model {cfg.model!r} takes {spec.input}s, not waveforms; train it with its own command ({spec.note})")
+    dm = BirdspecDataModule(
+        data, rows_train=train_rows, rows_val=val_rows, encoding=encoding, batch_size=int(cfg.batch_size or 16),
+        workers=workers, random_crop=cfg.random_crop, pin_memory=device == "cuda", model_input=spec.input,
+    )
+    if spec.input != "waveform" and cfg.mixup_alpha > 0:
+        raise ConfigError(f"--mixup applies to waveform models; {cfg.model} reads {spec.input}s")
     model = build_model(
         cfg.model,
-        in_channels=encoding.in_channels,
+        in_channels=dm.train_set.in_channels,
         num_classes=len(data.classes),
         frontend=data.frontend,
         input_norm=cfg.input_norm,
@@ -348,10 +352,6 @@ def _fit(
     model_config = dict(saved["model"]) if saved else dict(model.config)
     num_parameters = count_parameters(model)
     ids = data.manifest["id"].astype(str).to_numpy()
-    dm = BirdspecDataModule(
-        data, rows_train=train_rows, rows_val=val_rows, encoding=encoding, batch_size=int(cfg.batch_size or 16),
-        workers=workers, random_crop=cfg.random_crop, pin_memory=device == "cuda",
-    )
     device_name = _device_name(device, cfg.devices)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -514,6 +514,7 @@ def _fit(
         write_val_predictions(
             model, result.best_checkpoint, dm.val_set, out / PREDICTIONS_FILE,
             batch_size=2 * int(cfg.batch_size or 16), device=_root_device(trainer), precision=precision,
+            collate_fn=dm.collate_fn,
         )
     summary = {
         "model": cfg.model,
@@ -552,12 +553,13 @@ def _root_device(trainer: Any) -> torch.device:
 def write_val_predictions(
     model: torch.nn.Module,
     checkpoint_path: Path,
-    dataset: RecordingDataset,
+    dataset: Any,
     out_path: Path,
     *,
     batch_size: int,
     device: torch.device,
     precision: str = "32-true",
+    collate_fn: Any = None,
 ) -> pd.DataFrame:
     """Per-sample class probabilities of ``dataset`` from the weights in ``checkpoint_path``.
 
@@ -568,7 +570,7 @@ def write_val_predictions(
     ckpt = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate_fn)
     autocast = device.type == "cuda" and precision in ("16-mixed", "bf16-mixed")
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
     probs = []

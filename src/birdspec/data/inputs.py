@@ -1,0 +1,60 @@
+"""What a model reads, in one place: the dataset and collate function for a model's input kind.
+
+- ``waveform`` models (the CNNs, frontend inside) read raw audio from the
+  waveform store: :class:`~birdspec.data.dataset.RecordingDataset`.
+- ``embedding`` models (heads over BirdNET embeddings) read the embedding
+  cache written by ``birdspec embed``: one sample per recording, all its
+  window embeddings, zero-padded per batch.
+
+Training, evaluation and cross-validation call :func:`model_dataset` and
+:func:`model_collate`, so a new input kind is added here only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from birdspec.config import EncodingConfig
+from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.errors import ConfigError
+
+MODEL_INPUTS = ("waveform", "embedding")
+
+
+def model_dataset(
+    data: PreparedDataset,
+    *,
+    model_input: str,
+    rows: Sequence[int] | np.ndarray,
+    encoding: EncodingConfig | None = None,
+    random_crop: bool = False,
+) -> Dataset:
+    """The dataset a model of ``model_input`` reads over manifest ``rows``.
+
+    Every returned dataset yields ``(x, label_id)`` and has ``sample_rows``,
+    ``sample_windows``, ``labels``, ``classes``, ``in_channels`` and ``data``.
+    """
+    if model_input == "waveform":
+        return RecordingDataset(data, rows=rows, features="waveform", encoding=encoding, random_crop=random_crop)
+    if model_input == "embedding":
+        from birdspec.data.embeddings import EmbeddingDataset
+
+        return EmbeddingDataset(data, rows=rows, level="recording", random_crop=random_crop)
+    raise ConfigError(f"unknown model input {model_input!r}; one of {', '.join(MODEL_INPUTS)}")
+
+
+def model_collate(model_input: str) -> Callable[[Any], Any] | None:
+    """The DataLoader ``collate_fn`` for ``model_input`` (None: the default one)."""
+    if model_input == "embedding":
+        from birdspec.data.embeddings import collate_embeddings
+
+        return collate_embeddings
+    return None
+
+
+def checkpoint_input(ckpt: dict) -> str:
+    """The input kind of a checkpoint's model ('waveform' for CNNs)."""
+    return str((ckpt.get("model") or {}).get("input", "waveform"))
