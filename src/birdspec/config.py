@@ -20,6 +20,8 @@ SAMPLE_RATE_HZ = 32_000
 
 ENCODINGS = ("stack10", "window")
 SHORT_POLICIES = ("drop", "tile", "pad")
+EVAL_SPLITS = ("val", "train", "all")
+"""Recordings a run can be evaluated on: its validation or training recordings, or all."""
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ including each run's curves.png and per-class scores.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.evaluation.evaluate import SPLITS
+    from birdspec.config import EVAL_SPLITS as SPLITS
 
     p = sub.add_parser(
         "compare",

@@ -25,7 +25,7 @@ The dataset defaults to the one recorded in RUN_DIR/config.json.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.evaluation.evaluate import SPLITS
+    from birdspec.config import EVAL_SPLITS as SPLITS
 
     p = sub.add_parser(
         "evaluate",

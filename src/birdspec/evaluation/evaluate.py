@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec import __version__
+from birdspec.config import EVAL_SPLITS
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError
 from birdspec.evaluation.inference import Predictions, predict_checkpoint
@@ -55,7 +56,7 @@ PER_CLASS_FILE = "per_class.csv"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
 PER_CLASS_PLOT = "per_class.png"
-SPLITS = ("val", "train", "all")
+SPLITS = EVAL_SPLITS
 CHECKPOINTS = ("best", "last")
 AGGREGATION = "recording probabilities = mean of its window (sample) softmax probabilities; predicted = arg-max"
 

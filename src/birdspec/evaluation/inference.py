@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+from birdspec.runtime import use_fast_cpu_math
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -212,6 +214,7 @@ def predict_samples(
     if getattr(dataset, "features", "waveform") == "logmel":
         raise ConfigError("predict_samples needs a features='waveform' dataset (the model computes its spectrograms)")
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    use_fast_cpu_math()
     mapping = label_map(dataset.classes, classes)
     was_training = model.training
     model.eval().to(dev)

@@ -155,15 +155,23 @@ class BirdspecModel(nn.Module):
         return self.frontend.config  # type: ignore[return-value]
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """The normalised spectrogram the backbone sees, ``(B, C, n_mels, frames)``."""
-        return self.norm(self.frontend(wave))
+        """The normalised spectrogram the backbone sees, ``(B, C, n_mels, frames)``.
+
+        In channels-last memory order, like the backbone's weights: depthwise and
+        1x1 convolutions run markedly faster that way on CPUs and tensor cores.
+        """
+        return _channels_last(self.norm(self.frontend(wave)))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.features(wave))
 
     def forward_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
         """Logits from a log-mel batch (skips the frontend)."""
-        return self.backbone(self.norm(spec))
+        return self.backbone(_channels_last(self.norm(spec)))
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def build_model(
@@ -239,6 +247,7 @@ def build_model(
         "pretrained": str(pretrained) if pretrained else None,
         "first_conv": first_conv if pretrained else None,
     }
+    backbone = backbone.to(memory_format=torch.channels_last)
     return BirdspecModel(build_frontend(frontend), backbone, config=config, input_norm=input_norm)
 
 

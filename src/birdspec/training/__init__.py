@@ -3,9 +3,27 @@
 ``TrainConfig`` holds the settings (study defaults per model), ``TrainResult``
 what a run produced; the run directory layout is described in
 :mod:`birdspec.training.loop`.
+
+Names are imported lazily, so ``import birdspec.training.config`` (the CLI's
+option lists) does not pull in PyTorch Lightning.
 """
 
-from birdspec.training.config import TrainConfig
-from birdspec.training.loop import TrainResult, read_run_config, train
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "TrainResult", "train", "read_run_config"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "birdspec.training.config",
+    "TrainResult": "birdspec.training.loop",
+    "train": "birdspec.training.loop",
+    "read_run_config": "birdspec.training.loop",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'birdspec.training' has no attribute {name!r}")

@@ -54,6 +54,7 @@ from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
+from birdspec.runtime import use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -332,6 +333,7 @@ def _fit(
 
     resume = saved is not None
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    use_fast_cpu_math()
     spec = get_spec(cfg.model)
     dm = BirdspecDataModule(
         data, rows_train=train_rows, rows_val=val_rows, encoding=encoding, batch_size=int(cfg.batch_size or 16),

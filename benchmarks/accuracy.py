@@ -1,0 +1,216 @@
+"""Accuracy benchmark: 5-fold cross-validation on real recordings (the reed warblers by default).
+
+    python benchmarks/accuracy.py [BIRDCLEF_DIR] [--out bench-out/accuracy] [--epochs N]
+        [--models mobilenetv2-seed,resnet18] [--encodings stack10,window] [--recipes plain,recipe]
+        [--device auto] [--no-birdnet]
+
+Protocol (fixed, so the numbers compare across machines and with BirdNET):
+- folds: the rows of ``train_metadata.csv`` sorted by filename,
+  ``StratifiedKFold(n_splits=5, shuffle=True, random_state=0)`` on ``primary_label``
+  (``birdspec prepare --folds 5 --seed 0`` assigns exactly these; the script checks it);
+- encodings: ``stack10`` with the ``tile`` policy (so every recording counts) and ``window``;
+- every fold trains on the other four folds and selects its epoch on an inner validation
+  split of them (20 % of each species, seeded); the test fold is never looked at before
+  the final score (``birdspec cv``);
+- scores: recording-level accuracy and macro F1 (windows averaged per recording), mean +- std
+  over the 5 folds; training time summed over folds;
+- recipes: ``plain`` = the study's settings (constant lr: 0.01 MobileNetV2 / 0.001 ResNet18,
+  AdamW, batch 16, no augmentation besides random crops); ``recipe`` = birdspec's from-scratch
+  recipe (one-cycle lr with warm-up, SpecAugment masks, random gain, mixup, label smoothing);
+- if the optional extra is installed (``pip install 'birdspec[birdnet]'``): BirdNET as a closed-set
+  classifier over the species (argmax of its per-recording maximum confidence), and the
+  ``birdnet-linear`` head on BirdNET embeddings under the same cross-validation.
+
+Writes OUT/accuracy.json and OUT/accuracy.md (the table for benchmarks/README.md) and prints it.
+Re-running resumes: finished folds are not trained again (delete OUT to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
+
+RECIPES = {
+    "plain": {"schedule": "constant"},
+    "recipe": {
+        "schedule": "onecycle",
+        "time_mask_frames": 40,
+        "freq_mask_bins": 16,
+        "num_masks": 2,
+        "gain_db": 6.0,
+        "mixup_alpha": 0.2,
+        "label_smoothing": 0.1,
+    },
+}
+RECIPE_LR = {"mobilenetv2-seed": 0.003, "mobilenetv2": 0.003, "resnet18": 0.001}
+"""Peak lr of the one-cycle recipe (chosen on inner validation of fold 0's training folds)."""
+
+
+def reference_folds(root: Path, *, n_splits: int = 5, seed: int = 0) -> dict[str, int]:
+    """filename -> fold, exactly the benchmark protocol, from train_metadata.csv alone."""
+    meta = pd.read_csv(root / "train_metadata.csv").sort_values("filename", kind="mergesort").reset_index(drop=True)
+    folds: dict[str, int] = {}
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(skf.split(np.zeros(len(meta)), meta["primary_label"])):
+        folds.update({str(f): k for f in meta["filename"].iloc[test]})
+    return folds
+
+
+def prepare_encoding(root: Path, out: Path, encoding: str) -> Path:
+    from birdspec.config import EncodingConfig
+    from birdspec.data.prepare import prepare
+
+    enc = EncodingConfig(name=encoding, short_policy="tile")
+    ds = prepare(root, out / f"data-{encoding}", encoding=enc, folds=5, seed=0, progress=False)
+    manifest = pd.read_csv(ds / "manifest.csv", dtype={"filename": str})
+    ref = reference_folds(root)
+    got = dict(zip(manifest["filename"], manifest["fold"]))
+    if any(ref[f] != got[f] for f in got) or len(got) != len(ref):
+        raise SystemExit(f"fold assignment of {ds} differs from the protocol (or files were skipped)")
+    return ds
+
+
+def cv_row(name: str, model: str, encoding: str, recipe: str, summary: dict, seconds: float) -> dict:
+    folds = summary["folds"]
+    return {
+        "name": name,
+        "model": model,
+        "encoding": encoding,
+        "recipe": recipe,
+        "accuracy_mean": summary["accuracy_mean"],
+        "accuracy_std": summary["accuracy_std"],
+        "macro_f1_mean": summary["macro_f1_mean"],
+        "macro_f1_std": summary["macro_f1_std"],
+        "correct": int(round(sum(f["accuracy"] * f["n"] for f in folds))),
+        "total": int(sum(f["n"] for f in folds)),
+        "train_time_min": round(sum(float(f.get("train_time_s") or 0) for f in folds) / 60, 1),
+        "epochs": summary.get("epochs"),
+        "wall_min": round(seconds / 60, 1),
+    }
+
+
+def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epochs: int, device: str, seed: int) -> dict:
+    from birdspec.evaluation.cv import run_cv
+    from birdspec.training import TrainConfig
+
+    settings = dict(RECIPES[recipe])
+    if recipe != "plain":
+        settings["lr"] = RECIPE_LR.get(model, 0.001)
+    cfg = TrainConfig(model=model, epochs=epochs, device=device, seed=seed, progress_bar=False, **settings)
+    name = f"{model} / {encoding} / {recipe}"
+    t0 = time.perf_counter()
+    result = run_cv(ds, out / f"cv-{model}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2)
+    return cv_row(name, model, encoding, recipe, result.summary, time.perf_counter() - t0)
+
+
+def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
+    """BirdNET closed-set and the birdnet-linear head (needs the optional extra)."""
+    from birdspec.birdnet.backend import birdnet_available
+    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.embeddings import embed_dataset, load_embedding_cache
+    from birdspec.evaluation.cv import run_cv
+    from birdspec.training import TrainConfig
+
+    if not birdnet_available():
+        print("BirdNET: skipped (pip install 'birdspec[birdnet]' to compare with it)")
+        return []
+    sys.path.insert(0, str(Path(__file__).parent))
+    from birdnet_baseline import birdnet_closed_set
+
+    embed_dataset(ds, progress=False)
+    data = PreparedDataset(ds)
+    closed = birdnet_closed_set(data, load_embedding_cache(data))
+    rows = [{
+        "name": "BirdNET closed set (no training)", "model": "birdnet", "encoding": "3 s windows", "recipe": "-",
+        "accuracy_mean": closed["accuracy"], "accuracy_std": None, "macro_f1_mean": None, "macro_f1_std": None,
+        "correct": closed["correct"], "total": closed["total"], "train_time_min": 0.0, "epochs": None, "wall_min": None,
+    }]
+    cfg = TrainConfig(model="birdnet-linear", epochs=epochs, device="cpu", seed=seed, progress_bar=False)
+    t0 = time.perf_counter()
+    result = run_cv(ds, out / "cv-birdnet-linear", cfg, inner_val_fraction=0.2)
+    rows.append(cv_row("birdnet-linear (BirdNET embeddings)", "birdnet-linear", "3 s windows", "head",
+                       result.summary, time.perf_counter() - t0))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def pm(mean, std):
+        if mean is None:
+            return "-"
+        return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+    lines = [
+        "| model | encoding | recipe | epochs | recording accuracy | macro F1 | correct | training time (min) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['encoding']} | {r['recipe']} | {r['epochs'] or '-'} | "
+            f"{pm(r['accuracy_mean'], r['accuracy_std'])} | {pm(r['macro_f1_mean'], r['macro_f1_std'])} | "
+            f"{r['correct']}/{r['total']} | {r['train_time_min']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a BirdCLEF-2021-format folder")
+    p.add_argument("--out", default="bench-out/accuracy", help="work and output folder")
+    p.add_argument("--models", default="mobilenetv2-seed,resnet18")
+    p.add_argument("--encodings", default="stack10,window")
+    p.add_argument("--recipes", default="plain,recipe")
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold (selection on inner validation)")
+    p.add_argument("--head-epochs", type=int, default=60, help="epochs of the birdnet-linear head")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-birdnet", action="store_true", help="skip BirdNET even when installed")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    root, out = Path(args.data), Path(args.out)
+    if not (root / "train_metadata.csv").is_file():
+        raise SystemExit(f"{root}: no train_metadata.csv (give a BirdCLEF-2021-format folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"accuracy benchmark on {root} ({machine}), folds verified against the protocol")
+
+    rows: list[dict] = []
+    datasets = {enc: prepare_encoding(root, out, enc) for enc in args.encodings.split(",")}
+    for recipe in args.recipes.split(","):
+        for model in args.models.split(","):
+            for enc, ds in datasets.items():
+                rows.append(run_cnn(ds, out, model=model, encoding=enc, recipe=recipe, epochs=args.epochs,
+                                    device=device, seed=args.seed))
+                print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    if not args.no_birdnet:
+        window_ds = datasets.get("window") or prepare_encoding(root, out, "window")
+        rows.extend(run_birdnet(window_ds, out, epochs=args.head_epochs, seed=args.seed))
+    table = markdown(rows)
+    (out / "accuracy.json").write_text(json.dumps({"machine": machine, "data": str(root), "rows": rows}, indent=2))
+    (out / "accuracy.md").write_text(f"Machine: {machine}\n\n{table}\n")
+    print()
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""``birdspec predict``: species scores for recordings of any length."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Score recordings (files, or folders searched recursively for audio) with a checkpoint.
+
+Audio is decoded in blocks (memory stays flat for multi-hour files) and cut
+into the checkpoint's windows (5 s) every --hop-s seconds. The last partial
+window is scored when it holds at least --min-partial-s seconds of audio
+(default 1 s): it is zero-padded to a full window (tiled for checkpoints
+trained with short_policy 'tile') and reported with its true end time; a
+shorter tail is dropped.
+
+stack10 checkpoints see 50 s (10 windows) at a time: each 5 s window is
+scored from the 10 consecutive windows centred on it (4 before, 5 after;
+--context trailing: the window and the 9 before it), shifted to stay inside
+the recording at its start and end; the columns context_start_s and
+context_end_s say which audio each score comes from. Recordings shorter than
+50 s are scored once as a whole (tiled or zero-padded per the checkpoint).
+
+Scores are softmax probabilities for single-label models (the study's: the
+scores of one window sum to 1 over the classes) and sigmoid scores for
+multi-label ones. For each window, the --top-k best classes scoring at least
+--min-conf are written.
+
+A recording that cannot be decoded is logged, listed in failed.csv (beside the
+output) and skipped; with --strict the command stops with exit status 2.
+"""
+
+EPILOG = """\
+formats:
+  csv       one table: file, window, start_s, end_s, [context_start_s, context_end_s,]
+            rank, label, scientific_name, common_name, confidence
+            (--scores all: one row per window, one score column per class)
+  parquet   the same table as Parquet (needs pyarrow)
+  raven     OUT/<stem>.BirdSpec.selection.table.txt per recording (Raven Pro selection tables)
+  audacity  OUT/<stem>.BirdSpec.labels.txt per recording (start, end, "label confidence")
+  birdclef  BirdCLEF 2021 submission: row_id (<stem>_<end second>), birds (codes or nocall)
+
+examples:
+  birdspec predict runs/best.pt soundscapes/ --format birdclef --out submission.csv
+  birdspec predict runs/best.pt rec.flac --format raven --out selections/ --min-conf 0.3
+  birdspec predict runs/best.pt rec.flac --scores all --out scores.csv
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from birdspec.prediction.outputs import FORMATS
+
+    p = subparsers.add_parser(
+        "predict",
+        help="score recordings with a checkpoint (CSV, Raven, Audacity, BirdCLEF, Parquet)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="checkpoint file (or a run folder with best.pt / last.pt)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="recordings or folders (searched recursively)")
+    p.add_argument("--window-s", type=float, default=None, help="window length; must be the checkpoint's (default: the checkpoint's, 5 s)")
+    p.add_argument("--hop-s", type=float, default=None, help="seconds between window starts (default: the window length)")
+    p.add_argument("--min-partial-s", type=float, default=1.0, help="least audio a last partial window needs to be scored (default 1)")
+    p.add_argument("--min-conf", type=float, default=0.1, help="lowest score written (default 0.1)")
+    p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above --min-conf)")
+    p.add_argument("--scores", choices=["topk", "all"], default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
+    p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
+    p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or folder (raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 8 on CPU, 64 on CUDA)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto: CUDA when present)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto", help="auto: ONNX Runtime on CPU (exported once and cached), PyTorch on CUDA")
+    p.add_argument("--context", choices=["centre", "trailing"], default="centre", help="stack10: position of a window in its 50 s context (default centre)")
+    p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto", help="score function (default: softmax unless the checkpoint was trained multi-label)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
+    p.add_argument("--strict", action="store_true", help="stop with exit status 2 at the first recording that cannot be decoded")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from birdspec.errors import ConfigError
+    from birdspec.prediction.outputs import PredictionWriter, default_out
+    from birdspec.prediction.predictor import Predictor, collect_audio_paths
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.scores == "all" and args.format not in ("csv", "parquet"):
+        raise ConfigError(f"--scores all is for csv and parquet, not {args.format}")
+    out = args.out or default_out(args.format)
+    collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
+    predictor = Predictor(
+        args.checkpoint,
+        device=args.device,
+        batch_size=args.batch_size,
+        backend=args.backend,
+        window_s=args.window_s,
+        hop_s=args.hop_s,
+        min_partial_s=args.min_partial_s,
+        min_conf=args.min_conf,
+        top_k=args.top_k,
+        scores=args.scores,
+        context=args.context,
+        threads=args.threads,
+        activation=args.activation,
+    )
+    fe = predictor.frontend
+    writer = PredictionWriter(
+        args.format,
+        out,
+        class_info=predictor.class_info,
+        min_conf=args.min_conf,
+        top_k=args.top_k,
+        scores=args.scores,
+        freq_band_hz=(fe.fmin_hz, fe.fmax_hz),
+    )
+    log.info(
+        "%s: %s encoding, %d classes, %s scores, %s on %s",
+        args.checkpoint, predictor.encoding.name, len(predictor.classes), predictor.activation, predictor.backend, predictor.device,
+    )
+    t0 = time.perf_counter()
+    n_ok = n_failed = 0
+    audio_s = 0.0
+    progress = not args.no_progress
+    try:
+        for result in predictor.predict_paths(args.paths, strict=args.strict, progress=progress):
+            writer.write(result)
+            if result.ok:
+                n_ok += 1
+                audio_s += result.duration_s
+            else:
+                n_failed += 1
+    finally:
+        failed_path = writer.close()
+        predictor.close()
+    wall = time.perf_counter() - t0
+    where = "stdout" if out == "-" else out
+    log.info(
+        "%d recording(s), %.1f min of audio in %.1f s (%.0fx real time); %d row(s) -> %s",
+        n_ok, audio_s / 60, wall, audio_s / wall if wall > 0 else float("inf"), writer.rows, where,
+    )
+    if n_failed:
+        log.warning("%d recording(s) could not be decoded and were skipped; see %s", n_failed, failed_path)
+    return 0

@@ -1,0 +1,344 @@
+"""Prediction tables and the files ``birdspec predict`` writes.
+
+Formats (``--format``):
+
+``csv`` (default) / ``parquet``
+    One table for all recordings. ``--scores topk``: one row per kept
+    (window, class): ``file, window, start_s, end_s, [context_start_s,
+    context_end_s,] rank, label, scientific_name, common_name, confidence``
+    (``window`` is the window index in the file; the context columns, for
+    stack10 checkpoints, give the 50 s of audio the score was computed from).
+    ``--scores all``: one row per window, one score column per class.
+``raven``
+    A Raven Pro selection table per recording,
+    ``<stem>.BirdSpec.selection.table.txt`` (tab-separated; columns
+    ``Selection, View, Channel, Begin Time (s), End Time (s), Low Freq (Hz),
+    High Freq (Hz), Species Code, Common Name, Confidence``; View
+    "Spectrogram 1", Channel 1, the frequency band of the checkpoint's
+    frontend).
+``audacity``
+    An Audacity label track per recording, ``<stem>.BirdSpec.labels.txt``:
+    ``start<TAB>end<TAB>label confidence``.
+``birdclef``
+    A BirdCLEF 2021 submission: ``row_id,birds`` with one row per window,
+    ``row_id = <soundscape stem>_<end second>`` and ``birds`` the
+    space-separated codes kept, or ``nocall``. Kaggle's soundscape names
+    ``<audio_id>_<site>_<yyyymmdd>`` become ``<audio_id>_<site>_<end second>``
+    (the date dropped), as in Kaggle's ``row_id``.
+
+Scores are kept when ``>= min_conf``, at most ``top_k`` per window (0: no limit).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from birdspec.errors import ConfigError, DependencyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from birdspec.prediction.predictor import FileResult
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "raven", "audacity", "birdclef", "parquet")
+RAVEN_COLUMNS = (
+    "Selection",
+    "View",
+    "Channel",
+    "Begin Time (s)",
+    "End Time (s)",
+    "Low Freq (Hz)",
+    "High Freq (Hz)",
+    "Species Code",
+    "Common Name",
+    "Confidence",
+)
+RAVEN_SUFFIX = ".BirdSpec.selection.table.txt"
+AUDACITY_SUFFIX = ".BirdSpec.labels.txt"
+NOCALL = "nocall"
+LONG_COLUMNS = ("rank", "label", "scientific_name", "common_name", "confidence")
+_KAGGLE_STEM = re.compile(r"^(\d+_[A-Za-z0-9]+)_\d{8}$")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def topk_indices(scores: np.ndarray, *, min_conf: float, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(window_idx, rank, class_idx)`` of the kept scores, ranked by score per window.
+
+    ``scores`` is ``(n, K)``; kept: ``score >= min_conf``, at most ``top_k`` per window (0: all).
+    """
+    n, k = scores.shape
+    if n == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e, e
+    order = np.argsort(-scores, axis=1, kind="stable")
+    if top_k:
+        order = order[:, : min(top_k, k)]
+    sorted_scores = np.take_along_axis(scores, order, axis=1)
+    keep = sorted_scores >= min_conf
+    rows, ranks = np.nonzero(keep)
+    return rows.astype(np.int64), (ranks + 1).astype(np.int64), order[rows, ranks].astype(np.int64)
+
+
+def scores_table(
+    result: "FileResult",
+    *,
+    class_info: Sequence[Mapping[str, Any]],
+    mode: str = "topk",
+    min_conf: float = 0.1,
+    top_k: int = 3,
+) -> pd.DataFrame:
+    """One result as a long top-k table (``mode='topk'``) or a wide score matrix (``'all'``)."""
+    windows = result.windows.reset_index(drop=True)
+    labels = [str(c["label"]) for c in class_info]
+    if mode == "all":
+        wide = pd.DataFrame(result.scores, columns=labels) if len(labels) else pd.DataFrame(index=windows.index)
+        out = pd.concat([windows, wide], axis=1)
+        out.insert(0, "file", result.path)
+        return out
+    if mode != "topk":
+        raise ConfigError(f"unknown scores mode {mode!r}; use 'topk' or 'all'")
+    rows, ranks, cls = topk_indices(result.scores, min_conf=min_conf, top_k=top_k)
+    out = windows.iloc[rows].reset_index(drop=True)
+    out.insert(0, "file", result.path)
+    out["rank"] = ranks
+    out["label"] = [labels[c] for c in cls]
+    out["scientific_name"] = [str(class_info[c].get("scientific_name") or "") for c in cls]
+    out["common_name"] = [str(class_info[c].get("common_name") or "") for c in cls]
+    out["confidence"] = result.scores[rows, cls].astype(np.float64) if len(rows) else np.zeros(0)
+    return out
+
+
+def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int, low_freq_hz: float, high_freq_hz: float) -> pd.DataFrame:
+    """The Raven selection table of one result (columns :data:`RAVEN_COLUMNS`)."""
+    t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
+    t = t.sort_values(["start_s", "rank"], kind="stable").reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "Selection": np.arange(1, len(t) + 1, dtype=np.int64),
+            "View": "Spectrogram 1",
+            "Channel": 1,
+            "Begin Time (s)": t["start_s"].round(6),
+            "End Time (s)": t["end_s"].round(6),
+            "Low Freq (Hz)": float(low_freq_hz),
+            "High Freq (Hz)": float(high_freq_hz),
+            "Species Code": t["label"],
+            "Common Name": t["common_name"].where(t["common_name"] != "", t["label"]),
+            "Confidence": t["confidence"].round(4),
+        },
+        columns=list(RAVEN_COLUMNS),
+    )
+
+
+def audacity_lines(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int) -> list[str]:
+    """Audacity label lines ``start\\tend\\tlabel confidence`` of one result."""
+    t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
+    return [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(t["start_s"], t["end_s"], t["label"], t["confidence"])]
+
+
+def birdclef_row_id(stem: str, end_s: float) -> str:
+    """``<stem>_<end second>``; Kaggle's ``<id>_<site>_<yyyymmdd>`` stems lose the date (``7019_COR_5``)."""
+    m = _KAGGLE_STEM.match(stem)
+    base = m.group(1) if m else stem
+    return f"{base}_{int(round(end_s))}"
+
+
+def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int) -> pd.DataFrame:
+    """Submission rows ``row_id, birds`` of one result: every window, ``nocall`` when nothing is kept."""
+    labels = [str(c["label"]) for c in class_info]
+    stem = Path(result.path).stem
+    rows, _ranks, cls = topk_indices(result.scores, min_conf=min_conf, top_k=top_k)
+    birds: list[list[str]] = [[] for _ in range(len(result.windows))]
+    for r, c in zip(rows, cls):
+        birds[r].append(labels[c])
+    return pd.DataFrame(
+        {
+            "row_id": [birdclef_row_id(stem, e) for e in result.windows["end_s"]],
+            "birds": [" ".join(b) if b else NOCALL for b in birds],
+        }
+    )
+
+
+# --------------------------------------------------------------------------- writers
+
+
+class _PerFileNames:
+    """Output file names per recording, unique even when stems repeat across folders."""
+
+    def __init__(self, out_dir: Path, suffix: str) -> None:
+        self.out_dir = out_dir
+        self.suffix = suffix
+        self.used: set[Path] = set()
+
+    def __call__(self, name: str) -> Path:
+        rel = Path(name)
+        base = self.out_dir / rel.parent / (rel.stem + self.suffix)
+        path, n = base, 2
+        while path in self.used:
+            path = base.with_name(f"{rel.stem}_{n}{self.suffix}")
+            n += 1
+        self.used.add(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class PredictionWriter:
+    """Writes :class:`FileResult` objects as they come, in one ``--format``.
+
+    Args:
+        fmt: one of :data:`FORMATS`.
+        out: a file (csv, parquet, birdclef; '-' is stdout for csv and birdclef) or a
+            folder (raven, audacity).
+        class_info: per-class label and names.
+        min_conf / top_k: which scores to keep.
+        scores: 'topk' or 'all' (csv and parquet only).
+        freq_band_hz: (low, high) for Raven selections.
+
+    Failed recordings are collected in :attr:`failed` and written by :meth:`close`
+    to ``failed.csv`` (in the output folder, or ``<out>.failed.csv`` beside a file).
+    """
+
+    def __init__(
+        self,
+        fmt: str,
+        out: str | Path,
+        *,
+        class_info: Sequence[Mapping[str, Any]],
+        min_conf: float,
+        top_k: int,
+        scores: str = "topk",
+        freq_band_hz: tuple[float, float] = (0.0, 16000.0),
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        if scores == "all" and fmt not in ("csv", "parquet"):
+            raise ConfigError(f"--scores all is for csv and parquet; {fmt} lists the kept classes (use --top-k 0 --min-conf 0 for all)")
+        self.fmt = fmt
+        self.out = Path(out) if str(out) != "-" else None
+        if self.out is None and fmt not in ("csv", "birdclef"):
+            raise ConfigError(f"--format {fmt} writes files; give --out a {'folder' if fmt in ('raven', 'audacity') else 'file'}")
+        self.class_info = list(class_info)
+        self.min_conf = min_conf
+        self.top_k = top_k
+        self.scores = scores
+        self.freq_band_hz = freq_band_hz
+        self.failed: list[dict[str, str]] = []
+        self.written: list[Path] = []
+        self.rows = 0
+        self._fh = None
+        self._header_done = False
+        self._parquet = None
+        self._started = False
+        if fmt in ("raven", "audacity") and self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._names = _PerFileNames(self.out, RAVEN_SUFFIX if fmt == "raven" else AUDACITY_SUFFIX)
+        elif self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+                import pyarrow.parquet  # noqa: F401
+            except ImportError as exc:
+                raise DependencyError("--format parquet needs pyarrow: pip install 'birdspec[parquet]'") from exc
+
+    def write(self, result: "FileResult") -> None:
+        self._started = True
+        if not result.ok:
+            self.failed.append({"path": result.path, "error": str(result.error)})
+            return
+        kw = dict(class_info=self.class_info, min_conf=self.min_conf, top_k=self.top_k)
+        if self.fmt in ("csv", "parquet"):
+            table = scores_table(result, mode=self.scores, **kw)
+            self._append_table(table)
+        elif self.fmt == "birdclef":
+            self._append_table(birdclef_rows(result, **kw))
+        elif self.fmt == "raven":
+            t = raven_table(result, low_freq_hz=self.freq_band_hz[0], high_freq_hz=self.freq_band_hz[1], **kw)
+            path = self._names(result.name)
+            t.to_csv(path, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            self.written.append(path)
+            self.rows += len(t)
+        else:
+            lines = audacity_lines(result, **kw)
+            path = self._names(result.name)
+            path.write_text("".join(line + "\n" for line in lines))
+            self.written.append(path)
+            self.rows += len(lines)
+
+    def _append_table(self, table: pd.DataFrame) -> None:
+        self.rows += len(table)
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if not len(table):
+                return  # the schema comes from the first non-empty table
+            tbl = pa.Table.from_pandas(table, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(str(self.out), tbl.schema)
+                self.written.append(self.out)  # type: ignore[arg-type]
+            elif tbl.schema != self._parquet.schema:
+                tbl = tbl.cast(self._parquet.schema)
+            self._parquet.write_table(tbl)
+            return
+        if self._fh is None:
+            if self.out is None:
+                self._fh = sys.stdout
+            else:
+                self._fh = open(self.out, "w", newline="")
+                self.written.append(self.out)
+        if len(table) or not self._header_done:
+            table.to_csv(self._fh, index=False, header=not self._header_done, lineterminator="\n", float_format="%.6g")
+            self._header_done = True
+
+    def close(self) -> Path | None:
+        """Finish the outputs; write ``failed.csv`` when recordings failed. Returns its path."""
+        if self._started and self.fmt in ("csv", "birdclef") and not self._header_done:
+            # no recording succeeded: still write the header so downstream tools see the columns
+            empty = (
+                pd.DataFrame(columns=["row_id", "birds"])
+                if self.fmt == "birdclef"
+                else pd.DataFrame(columns=["file", "window", "start_s", "end_s", *LONG_COLUMNS])
+            )
+            self._append_table(empty)
+        if self._fh is not None and self._fh is not sys.stdout:
+            self._fh.close()
+        elif self._fh is sys.stdout:
+            sys.stdout.flush()
+        self._fh = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        elif self._started and self.fmt == "parquet" and self.out is not None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            empty = pd.DataFrame(columns=["row_id", "birds"]) if self.fmt == "birdclef" else pd.DataFrame(
+                {"file": pd.Series(dtype=str), "window": pd.Series(dtype="int64"), "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)}
+            )
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), str(self.out))
+            self.written.append(self.out)
+        if not self.failed:
+            return None
+        if self.fmt in ("raven", "audacity"):
+            path = self.out / "failed.csv"  # type: ignore[operator]
+        elif self.out is not None:
+            path = self.out.with_name(self.out.name + ".failed.csv")
+        else:
+            path = Path("failed.csv")
+        pd.DataFrame(self.failed, columns=["path", "error"]).to_csv(path, index=False)
+        return path
+
+
+def default_out(fmt: str) -> str:
+    """Where ``birdspec predict`` writes when ``--out`` is not given."""
+    return {"csv": "predictions.csv", "parquet": "predictions.parquet", "birdclef": "submission.csv"}.get(fmt, "predictions")

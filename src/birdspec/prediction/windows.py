@@ -1,0 +1,198 @@
+"""Cutting recordings into analysis windows: pure functions on lengths, no audio.
+
+The rules (shared by :func:`window_bounds`, :func:`clip_times` and the
+streaming windower of :mod:`birdspec.prediction.predictor`, which must agree):
+
+- Windows start at ``0, hop, 2 * hop, ...``; a *full* window lies inside the
+  recording (``start + window <= length``).
+- **The last partial window.** After the last full window, the next window
+  (starting one hop later) runs past the end of the recording. It is kept
+  when it holds at least ``min_partial`` of audio *and* reaches audio no full
+  window covered; it is then filled to the window length (zero-padded, or
+  tiled for checkpoints trained with ``short_policy='tile'``) and reported
+  with its *true* end time (the end of the recording). Later windows, which
+  would only hold a subset of its audio, are never made. A partial window
+  shorter than ``min_partial`` (default 1 s) is dropped.
+- A recording shorter than one window gives that one partial window (when
+  at least ``min_partial`` long) or no window at all.
+
+Example (window 5 s, hop 5 s, 12.3 s of audio): ``[0, 5)``, ``[5, 10)``,
+``[10, 12.3)`` (2.3 s of audio + 2.7 s of padding). With 10.6 s: only two
+windows (the 0.6 s tail is dropped).
+
+**Context of stack models** (``stack10``: ``num_windows`` consecutive
+windows as channels, 50 s): output window ``i`` is scored from the
+``num_windows`` grid windows ``s, s + r, ..., s + (num_windows - 1) * r``
+(``r = window / hop`` grid steps, so the channels do not overlap, as in
+training), with ``s`` chosen so that window ``i`` sits at position
+``(num_windows - 1) // 2`` (*centred*: 4 windows before, 5 after) or last
+(*trailing*), then clamped into the recording: near the start and the end
+the context is shifted to stay inside the audio, never padded. Files shorter
+than the context are handled by the caller (one context for the whole file,
+tiled or padded by the checkpoint's ``short_policy``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.errors import ConfigError
+
+DEFAULT_MIN_PARTIAL_S = 1.0
+"""A trailing partial window needs at least this much audio to be scored."""
+
+CONTEXT_POSITIONS = ("centre", "trailing")
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Window layout in samples (all positive except ``min_partial_samples`` >= 1).
+
+    Attributes:
+        window_samples: samples the model sees per window.
+        hop_samples: distance between consecutive window starts.
+        min_partial_samples: the least audio a trailing partial window must hold.
+        fill: how a partial window is filled to ``window_samples``: 'pad' (zeros) or 'tile'.
+    """
+
+    window_samples: int
+    hop_samples: int
+    min_partial_samples: int
+    fill: str = "pad"
+
+    def __post_init__(self) -> None:
+        if self.window_samples <= 0 or self.hop_samples <= 0:
+            raise ConfigError(f"window and hop must be positive, got {self.window_samples} and {self.hop_samples} samples")
+        if self.min_partial_samples < 1:
+            raise ConfigError(f"min_partial_samples must be >= 1, got {self.min_partial_samples}")
+        if self.fill not in ("pad", "tile"):
+            raise ConfigError(f"fill must be 'pad' or 'tile', got {self.fill!r}")
+
+    @classmethod
+    def from_seconds(
+        cls,
+        *,
+        window_s: float,
+        hop_s: float | None = None,
+        min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
+        sample_rate_hz: int = SAMPLE_RATE_HZ,
+        fill: str = "pad",
+    ) -> "WindowGeometry":
+        """Geometry from seconds (``hop_s=None``: hop = window)."""
+        if window_s is None or not window_s > 0:
+            raise ConfigError(f"window_s must be positive, got {window_s}")
+        hop_s = window_s if hop_s is None else hop_s
+        if not hop_s > 0:
+            raise ConfigError(f"hop_s must be positive, got {hop_s}")
+        if not min_partial_s > 0:
+            raise ConfigError(f"min_partial_s must be positive, got {min_partial_s}; use a tiny value to keep every tail")
+        w = int(round(window_s * sample_rate_hz))
+        h = int(round(hop_s * sample_rate_hz))
+        m = max(1, int(math.ceil(min_partial_s * sample_rate_hz - 1e-9)))
+        return cls(window_samples=w, hop_samples=h, min_partial_samples=m, fill=fill)
+
+
+def num_full_windows(*, num_samples: int, window_samples: int, hop_samples: int) -> int:
+    """How many windows fit entirely inside ``num_samples``."""
+    if num_samples < window_samples:
+        return 0
+    return (num_samples - window_samples) // hop_samples + 1
+
+
+def partial_window(*, num_samples: int, geometry: WindowGeometry) -> tuple[int, int] | None:
+    """``(start, end)`` of the kept trailing partial window, or None (see the module rules)."""
+    g = geometry
+    n_full = num_full_windows(num_samples=num_samples, window_samples=g.window_samples, hop_samples=g.hop_samples)
+    start = n_full * g.hop_samples
+    if start >= num_samples or num_samples - start < g.min_partial_samples:
+        return None
+    if n_full and num_samples <= (n_full - 1) * g.hop_samples + g.window_samples:
+        return None  # its audio is already inside the last full window
+    return start, num_samples
+
+
+def window_bounds(*, num_samples: int, geometry: WindowGeometry) -> np.ndarray:
+    """``(n, 2)`` int64 ``[start, end)`` sample bounds of every window; ``end`` is the true end.
+
+    A window with ``end - start < window_samples`` is the partial last one.
+    """
+    if num_samples < 0:
+        raise ConfigError(f"num_samples must be >= 0, got {num_samples}")
+    g = geometry
+    n_full = num_full_windows(num_samples=num_samples, window_samples=g.window_samples, hop_samples=g.hop_samples)
+    starts = np.arange(n_full, dtype=np.int64) * g.hop_samples
+    bounds = np.stack([starts, starts + g.window_samples], axis=1) if n_full else np.zeros((0, 2), np.int64)
+    tail = partial_window(num_samples=num_samples, geometry=g)
+    if tail is not None:
+        bounds = np.concatenate([bounds, np.asarray([tail], dtype=np.int64)])
+    return bounds
+
+
+def clip_times(
+    *,
+    duration_s: float,
+    window_s: float = 5.0,
+    hop_s: float | None = None,
+    min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+) -> pd.DataFrame:
+    """Windows of a recording of ``duration_s`` seconds (like opensoundscape's ``generate_clip_times_df``).
+
+    Returns:
+        DataFrame with one row per window: ``start_s``, ``end_s`` (true end,
+        clipped to the recording) and ``partial`` (True for a padded last window).
+    """
+    if duration_s < 0:
+        raise ConfigError(f"duration_s must be >= 0, got {duration_s}")
+    g = WindowGeometry.from_seconds(window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=sample_rate_hz)
+    n = int(round(duration_s * sample_rate_hz))
+    b = window_bounds(num_samples=n, geometry=g)
+    return pd.DataFrame(
+        {
+            "start_s": b[:, 0] / sample_rate_hz,
+            "end_s": b[:, 1] / sample_rate_hz,
+            "partial": (b[:, 1] - b[:, 0]) < g.window_samples,
+        }
+    )
+
+
+def fit_window(samples: np.ndarray, *, length: int, fill: str) -> np.ndarray:
+    """``samples`` (n,) filled to ``(length,)`` float32: zero-padded ('pad') or repeated ('tile')."""
+    n = samples.shape[0]
+    if n >= length:
+        return np.ascontiguousarray(samples[:length], dtype=np.float32)
+    if fill == "tile" and n > 0:
+        reps = -(-length // n)
+        return np.tile(samples, reps)[:length].astype(np.float32, copy=False)
+    out = np.zeros(length, dtype=np.float32)
+    out[:n] = samples
+    return out
+
+
+def context_offset(*, context_windows: int, stride: int, position: str = "centre") -> int:
+    """Grid steps from the first context window to the output window (before clamping)."""
+    if position not in CONTEXT_POSITIONS:
+        raise ConfigError(f"context position must be one of {', '.join(CONTEXT_POSITIONS)}, got {position!r}")
+    before = (context_windows - 1) // 2 if position == "centre" else context_windows - 1
+    return before * stride
+
+
+def context_starts(*, num_windows: int, context_windows: int, stride: int, position: str = "centre") -> np.ndarray:
+    """First grid index of the context of every output window, ``(num_windows,)`` int64.
+
+    Context of window ``i``: grid windows ``s[i] + j * stride`` for ``j < context_windows``.
+
+    Raises:
+        ConfigError: fewer than ``(context_windows - 1) * stride + 1`` windows (the caller
+            must treat such a recording as shorter than the context).
+    """
+    span = (context_windows - 1) * stride
+    if num_windows < span + 1:
+        raise ConfigError(f"{num_windows} windows cannot hold a context of {context_windows} windows at stride {stride}")
+    off = context_offset(context_windows=context_windows, stride=stride, position=position)
+    return np.clip(np.arange(num_windows, dtype=np.int64) - off, 0, num_windows - 1 - span)
