@@ -443,3 +443,22 @@ def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path, 
     assert cv.summary["folds"][0]["accuracy"] >= 0.5
     with pytest.raises(ConfigError, match="mixup"):
         train(embedded_ds, tmp_path / "run_mixup", TrainConfig(model="birdnet-linear", epochs=1, mixup_alpha=0.2, device="cpu"))
+
+
+def test_predictor_runs_birdnet_head_checkpoints(tmp_path):
+    """`birdspec predict` / Predictor with a birdnet-* head: 5 s output windows scored from BirdNET's 3 s windows."""
+    needs_birdnet()
+    from birdspec.prediction.predictor import Predictor
+
+    head = build_head("birdnet-linear", num_classes=3)
+    ckpt = make_checkpoint(
+        head, model_config=head.config, classes=["a", "b", "c"], frontend=FrontendConfig(),
+        encoding=EncodingConfig(name="window", short_policy="pad"),
+    )
+    path = save_checkpoint(ckpt, tmp_path / "head.pt")
+    wave = np.random.default_rng(0).standard_normal(32000 * 12).astype(np.float32) * 0.05
+    pred = Predictor(path, scores="all")
+    table = pred.predict_array(wave, 32000)
+    assert pred.backend == "birdnet"
+    assert list(table["start_s"]) == [0.0, 5.0, 10.0] and list(table["end_s"]) == [5.0, 10.0, 12.0]
+    np.testing.assert_allclose(table[["a", "b", "c"]].sum(axis=1), 1.0, atol=1e-5)

@@ -10,8 +10,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole pipeline on built-in synthetic calls (a few minutes on a CPU)",
         description="Synthesize a small BirdCLEF-2021-format dataset of four synthetic call types (trill, whistle, "
-        "harmonic stack, buzz — not real species), then prepare it, train mobilenetv2-seed on the CPU, evaluate it "
-        "and write an HTML report. Finishes in a few minutes on 2 CPU cores.",
+        "harmonic stack, buzz — not real species), then prepare it, train the study's two models (mobilenetv2-seed "
+        "and resnet18) on the CPU, evaluate and compare them in one HTML report. Finishes in a few minutes on 2 CPU "
+        "cores.",
     )
     p.add_argument("--out", default="birdspec-demo", help="output folder (default: ./birdspec-demo)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
@@ -32,18 +33,20 @@ def run(args: argparse.Namespace) -> int:
     if args.per_class is not None:
         cfg = replace(cfg, per_class=args.per_class)
     res = run_demo(args.out, cfg)
-    acc = "n/a" if res.accuracy is None else f"{res.accuracy:.2f}"
-    f1 = "n/a" if res.macro_f1 is None else f"{res.macro_f1:.2f}"
     print()
     print(f"birdspec demo finished in {res.seconds:.0f} s")
-    print(f"  validation accuracy (recordings): {acc}, macro F1 {f1} (chance: {res.chance:.2f})")
+    print(f"  validation recordings, chance accuracy {res.chance:.2f}:")
+    for model, sc in res.scores.items():
+        acc = "n/a" if sc["accuracy"] is None else f"{sc['accuracy']:.2f}"
+        f1 = "n/a" if sc["macro_f1"] is None else f"{sc['macro_f1']:.2f}"
+        print(f"    {model:<18} accuracy {acc}, macro F1 {f1}")
     print(f"  report:   {res.report}")
-    print(f"  run:      {res.run_dir}  (metrics.csv, curves.png, checkpoints/best.pt)")
+    print(f"  runs:     {res.out_dir / 'runs'}  (metrics.csv, curves.png, checkpoints/best.pt each)")
     print(f"  dataset:  {res.dataset_dir}")
     print()
     print("Next, on real recordings (e.g. Kaggle's BirdCLEF 2021 train_short_audio):")
     print("  birdspec prepare BIRDCLEF_DIR --species sonspa,comrav,gbwwre1,houspa,norcar,redcro --out data/six")
     print("  birdspec train data/six --model mobilenetv2-seed --out runs/mnv2")
     print("  birdspec evaluate runs/mnv2")
-    print(f"  birdspec predict {res.run_dir}/checkpoints/best.pt YOUR_RECORDINGS/ --format raven --out detections/")
+    print(f"  birdspec predict {res.runs[0]}/checkpoints/best.pt YOUR_RECORDINGS/ --format raven --out detections/")
     return 0

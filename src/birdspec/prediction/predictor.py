@@ -308,9 +308,14 @@ class Predictor:
             raise ConfigError(f"min_conf must be in [0, 1], got {min_conf}")
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0: no limit), got {top_k}")
-        self.runtime: Runtime = load_runtime(
-            checkpoint, device=device, backend=backend, threads=threads, activation=activation, cache_dir=cache_dir
-        )
+        self._birdnet = None  # a BirdnetAudioClassifier for birdnet-* head checkpoints
+        ckpt = _embedding_checkpoint(checkpoint)
+        if ckpt is not None:
+            self.runtime, self._birdnet = _birdnet_runtime(ckpt, threads=threads)
+        else:
+            self.runtime = load_runtime(
+                checkpoint, device=device, backend=backend, threads=threads, activation=activation, cache_dir=cache_dir
+            )
         meta = self.runtime.meta
         enc, fe = meta.encoding, meta.frontend
         if fe.sample_rate_hz != SAMPLE_RATE_HZ:
@@ -512,6 +517,9 @@ class Predictor:
         strict: bool,
         progress: Callable[[float, int], None] | None,
     ) -> Iterator[FileResult]:
+        if self._birdnet is not None:
+            yield from self._run_birdnet(sources, strict=strict, progress=progress)
+            return
         q: queue.Queue = queue.Queue(maxsize=_QUEUE_ITEMS)
         stop = threading.Event()
         worker = threading.Thread(target=self._producer, args=(sources, q, stop), name="birdspec-decode", daemon=True)
@@ -665,6 +673,46 @@ class Predictor:
             return st.n_outputs == 0 or "short" in st.scores
         return len(st.scores) == st.n_outputs
 
+    def _run_birdnet(
+        self,
+        sources: Sequence[tuple[str, str, Callable[[], Iterable[np.ndarray]]]],
+        *,
+        strict: bool,
+        progress: Callable[[float, int], None] | None,
+    ) -> Iterator[FileResult]:
+        """birdnet-* heads: BirdNET embeds 3 s windows every 1 s, and each output window is
+        scored by the head over the 3 s windows inside it (see :mod:`birdspec.birdnet.predict`).
+
+        The recording is decoded whole (BirdNET runs at 48 kHz on its own windows), so memory
+        grows with file length: about 0.2 GB per hour of audio besides BirdNET itself.
+        """
+        sr = SAMPLE_RATE_HZ
+        k = len(self.runtime.meta.classes)
+        for path, name, blocks in sources:
+            try:
+                parts = list(blocks())
+                wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+                if wave.size == 0:
+                    raise AudioError(f"{path}: no audio frames")
+                bounds = window_bounds(num_samples=wave.size, geometry=self.geometry)
+                if bounds.shape[0] == 0:  # shorter than the shortest partial window: one padded window
+                    bounds = np.asarray([[0, wave.size]], dtype=np.int64)
+                probs = self._birdnet.predict_windows(wave, sample_rate_hz=sr, bounds_s=bounds / sr).probs
+            except BirdspecError as exc:
+                if strict:
+                    raise
+                log.warning("skipped %s: %s", path, exc)
+                if progress:
+                    progress(0.0, 1)
+                yield FileResult(path, name, 0.0, _empty_windows(False), np.zeros((0, k), np.float32), str(exc))
+                continue
+            if progress:
+                progress(wave.size / sr, 1)
+            windows = pd.DataFrame(
+                {"window": np.arange(len(bounds), dtype=np.int64), "start_s": bounds[:, 0] / sr, "end_s": bounds[:, 1] / sr}
+            )
+            yield FileResult(path, name, wave.size / sr, windows, probs.astype(np.float32), None)
+
     def _result(self, st: _FileState) -> FileResult:
         sr = SAMPLE_RATE_HZ
         k = len(self.runtime.meta.classes)
@@ -686,6 +734,38 @@ class Predictor:
                 cols["context_start_s"] = starts[first] / sr if n else np.zeros(0)
                 cols["context_end_s"] = ends[first + self.span] / sr if n else np.zeros(0)
         return FileResult(st.path, st.name, st.num_samples / sr, pd.DataFrame(cols), scores.astype(np.float32), None)
+
+
+def _embedding_checkpoint(checkpoint: str | Path | Mapping[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint dict when it holds a head over BirdNET embeddings, else None."""
+    from birdspec.models.checkpoint import read_checkpoint
+
+    ckpt = dict(checkpoint) if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
+    return ckpt if (ckpt.get("model") or {}).get("input") == "embedding" else None
+
+
+def _birdnet_runtime(ckpt: Mapping[str, Any], *, threads: int | None) -> tuple[Runtime, Any]:
+    """Metadata for the engine and the BirdNET + head classifier (needs the optional extra)."""
+    from dataclasses import replace
+
+    from birdspec.birdnet.predict import BirdnetAudioClassifier
+    from birdspec.config import EncodingConfig, FrontendConfig, from_dict
+    from birdspec.prediction.fast import ModelMeta
+
+    classifier = BirdnetAudioClassifier.from_checkpoint(ckpt, num_threads=threads)
+    encoding = from_dict(EncodingConfig, ckpt.get("encoding") or {})
+    meta = ModelMeta(
+        classes=tuple(ckpt["classes"]),
+        class_info=tuple(ckpt.get("class_info") or [{"label": c} for c in ckpt["classes"]]),
+        frontend=from_dict(FrontendConfig, ckpt.get("frontend") or {}),
+        encoding=replace(encoding, name="window"),  # the head scores every output window on its own
+        activation="softmax",
+        norm=None,
+        model=dict(ckpt["model"]),
+        source=str(ckpt.get("path", "<memory>")),
+    )
+    unused = lambda *_a, **_k: None  # noqa: E731  (the streaming engine's stages are not used)
+    return Runtime(meta=meta, features=unused, head=unused, stack=unused, backend="birdnet", device="cpu"), classifier
 
 
 def _empty_windows(stacked: bool) -> pd.DataFrame:
