@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from birdspec.models.registry import build_model, count_parameters
+from birdspec.runtime import use_fast_cpu_math
 
 MODELS = ("mobilenetv2-seed", "mobilenetv2", "resnet18")
 ENCODINGS = {"stack10": 10, "window": 1}
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.device == "cuda":
             p.error("no CUDA GPU visible")
     torch.set_num_threads(args.threads)
+    use_fast_cpu_math()  # as `birdspec train` does
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
 

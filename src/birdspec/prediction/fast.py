@@ -602,6 +602,14 @@ def load_runtime(
     return _torch_runtime(model, meta, device=dev)
 
 
+def has_cached_runtime(checkpoint: str | Path | Mapping[str, Any], *, cache_dir: str | Path | None = None) -> bool:
+    """True when an ONNX export of this checkpoint file is cached (it then loads without PyTorch)."""
+    if isinstance(checkpoint, Mapping):
+        return False
+    p = _resolve_checkpoint_file(Path(checkpoint))
+    return p.is_file() and _cached_entry(cache_root(cache_dir), file_key(p)) is not None
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0)) or 1

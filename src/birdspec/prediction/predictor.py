@@ -51,7 +51,7 @@ import pandas as pd
 from birdspec import audio
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, BirdspecError, ConfigError, DataError
-from birdspec.prediction.fast import Runtime, apply_activation, load_runtime
+from birdspec.prediction.fast import Runtime, apply_activation, has_cached_runtime, load_runtime
 from birdspec.prediction.outputs import scores_table
 from birdspec.prediction.windows import (
     CONTEXT_POSITIONS,
@@ -309,7 +309,8 @@ class Predictor:
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0: no limit), got {top_k}")
         self._birdnet = None  # a BirdnetAudioClassifier for birdnet-* head checkpoints
-        ckpt = _embedding_checkpoint(checkpoint)
+        # a cached ONNX export means a CNN checkpoint: skip reading it (that would import PyTorch)
+        ckpt = None if has_cached_runtime(checkpoint, cache_dir=cache_dir) else _embedding_checkpoint(checkpoint)
         if ckpt is not None:
             self.runtime, self._birdnet = _birdnet_runtime(ckpt, threads=threads)
         else:
