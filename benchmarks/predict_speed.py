@@ -66,7 +66,8 @@ def write_long_recording(path: Path, *, minutes: float, sample_rate_hz: int = 32
 
 def make_checkpoint(path: Path, *, model: str, encoding: str, num_classes: int) -> Path:
     from birdspec.config import EncodingConfig, FrontendConfig
-    from birdspec.models.checkpoint import make_checkpoint as mk, save_checkpoint
+    from birdspec.models.checkpoint import make_checkpoint as mk
+    from birdspec.models.checkpoint import save_checkpoint
     from birdspec.models.registry import build_model
 
     enc = EncodingConfig(name=encoding, num_windows=10, window_s=5.0, short_policy="pad")

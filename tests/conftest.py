@@ -5,10 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import shared_data_dir, write_prepared
 
 from birdspec.config import EncodingConfig
+from birdspec.runtime import use_fast_cpu_math
 
-from helpers import shared_data_dir, write_prepared
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite: the tensors are tiny, and on a small (or shared)
+    machine spinning thread pools made CPU training 3-5x slower. Denormals flushed as in training."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    use_fast_cpu_math()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -309,12 +309,9 @@ def test_embedding_dataset_levels(tmp_path):
         EmbeddingDataset(data, level="frame")
 
 
-def test_heads_learn_fake_embeddings(embedded_ds, request):
+def test_heads_learn_fake_embeddings(embedded_ds):
     """A short training run on the fake (spectral) embeddings separates the 3 synthetic classes."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread hand-offs would cost more than the maths
-    request.addfinalizer(lambda: torch.set_num_threads(threads))
     data = PreparedDataset(embedded_ds)
     train = EmbeddingDataset(data, split="train", random_crop=True)
     val = EmbeddingDataset(data, split="val")
@@ -374,8 +371,9 @@ def birdnet_backbone():
 
 
 def test_birdnet_embeds_synthetic_audio(birdnet_backbone):
-    from birdspec.birdnet import frame_windows, to_birdnet_rate
     from helpers import class_signal
+
+    from birdspec.birdnet import frame_windows, to_birdnet_rate
 
     wave = to_birdnet_rate(class_signal(1, duration_s=7.0, seed=3), sample_rate_hz=32000)
     windows, starts = frame_windows(wave, hop_s=3.0)
@@ -406,8 +404,9 @@ def test_embed_cli_on_tiny_dataset(window_ds, capsys):
 
 
 def test_predict_windows_on_raw_audio(birdnet_backbone):
-    from birdspec.birdnet.predict import BirdnetAudioClassifier, predict_windows
     from helpers import class_signal
+
+    from birdspec.birdnet.predict import BirdnetAudioClassifier, predict_windows
 
     head = build_head("birdnet-linear", num_classes=3)
     ckpt = make_checkpoint(head, model_config=head.config, classes=["a", "b", "c"], frontend=FrontendConfig(), encoding=EncodingConfig(name="window"))
@@ -422,16 +421,13 @@ def test_predict_windows_on_raw_audio(birdnet_backbone):
 # ------------------------------------------------------- the family in every command
 
 
-def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path, request):
+def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
     """birdnet-linear goes through the same train / evaluate / cv code as the CNNs (fake embeddings)."""
     from birdspec.evaluation.cv import run_cv
     from birdspec.evaluation.evaluate import evaluate_run
     from birdspec.models import load_model
     from birdspec.training import TrainConfig, train
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    request.addfinalizer(lambda: torch.set_num_threads(threads))
     cfg = TrainConfig(model="birdnet-linear", epochs=15, lr=0.01, device="cpu", workers=0, progress_bar=False)
     result = train(embedded_ds, tmp_path / "run", cfg)
     assert result.best_val_acc >= 0.8

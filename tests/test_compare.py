@@ -16,17 +16,6 @@ from birdspec.evaluation.evaluate import evaluate_run
 PNGS = ("compare_curves.png", "compare_metrics.png", "compare_confusion.png")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's 2 cores are shared: one torch thread avoids oversubscription."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def two_runs(tiny_stack_dataset, tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("cmp")

@@ -21,17 +21,6 @@ CV_KEYS = ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "fo
 FOLD_KEYS = ("fold", "accuracy", "macro_f1", "n", "run_dir", "train_time_s")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's 2 cores are shared: one torch thread avoids oversubscription (3-5x faster here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def fast_dataset(tmp_path_factory) -> Path:
     """3 classes x 8 recordings of 2 s, stack of 2 x 1 s windows, small log-mel (fast training), 4 folds."""

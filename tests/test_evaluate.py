@@ -27,17 +27,6 @@ from birdspec.evaluation.evaluate import evaluate_run
 EVAL_FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confusion_matrix.png", "per_class.png")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's 2 cores are shared: one torch thread avoids oversubscription (3-5x faster here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_run(
     root: Path,
     dataset: Path,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_predict import CLASSES, write_checkpoint
 
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
@@ -14,8 +15,6 @@ from birdspec.features import LogMelFrontend
 from birdspec.models.checkpoint import read_checkpoint
 from birdspec.models.registry import model_from_checkpoint
 from birdspec.prediction.export import DFTLogMel, check_waveforms, export_checkpoint
-
-from test_predict import CLASSES, write_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -22,15 +22,6 @@ from birdspec.models.registry import (
 WAVEFORM_MODELS = [s.name for s in list_models() if s.input == "waveform"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared machine, spinning thread pools make CPU training many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_registry_has_the_study_models():
     names = [s.name for s in list_models()]
     assert {"mobilenetv2-seed", "mobilenetv2", "resnet18"} <= set(names)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import class_signal, write_audio
 from torch import nn
 
 from birdspec import audio
@@ -24,8 +25,6 @@ from birdspec.prediction.fast import NumpyLogMel, instance_norm
 from birdspec.prediction.outputs import RAVEN_COLUMNS
 from birdspec.prediction.predictor import Predictor
 from birdspec.prediction.windows import clip_times, context_starts, fit_window
-
-from helpers import class_signal, write_audio
 
 SR = 32000
 W = 5 * SR

@@ -11,15 +11,6 @@ from birdspec.models.pretrained import adapt_input_conv
 from birdspec.models.registry import build_model, get_spec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared machine, spinning thread pools make CPU training many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def resnet18_file(tmp_path_factory):
     torch.manual_seed(1)

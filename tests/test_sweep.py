@@ -21,17 +21,6 @@ FAST = {"epochs": 1, "batch_size": 8, "device": "cpu", "workers": 0, "progress_b
 SWEEP_KEYS = ("optimizer", "lr", "best_val_acc", "best_val_loss", "best_epoch", "train_time_s", "run_dir", "status")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The test machine's 2 cores are shared: one torch thread avoids oversubscription (3-5x faster here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def fast_dataset(tmp_path_factory) -> Path:
     """3 classes x 8 recordings of 2 s, stack of 2 x 1 s windows, small frontend, 4 folds."""

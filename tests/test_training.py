@@ -30,15 +30,6 @@ from birdspec.training.schedule import build_optimizer, lr_multiplier
 FAST = dict(workers=0, progress_bar=False, device="cpu", seed=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a small shared machine, spinning thread pools make CPU training many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- units
 
 

@@ -12,7 +12,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from birdspec.config import EncodingConfig
 from birdspec.errors import ConfigError

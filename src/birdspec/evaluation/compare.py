@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import CheckpointError, ConfigError
+from birdspec.jsonio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,6 @@ def run_names(run_dirs: Sequence[Path]) -> list[str]:
     return final
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
-        return None
-
 
 def _cached_evaluation(run_dir: Path, ckpt: Path, split: str) -> Path | None:
     """``RUN_DIR/eval_<split>`` when it evaluated ``ckpt`` after the checkpoint was written."""
@@ -133,7 +128,7 @@ def _cached_evaluation(run_dir: Path, ckpt: Path, split: str) -> Path | None:
     )
 
     d = run_dir / f"eval_{split}"
-    m = _read_json(d / METRICS_FILE)
+    m = read_json(d / METRICS_FILE)
     if not m or not (d / PREDICTIONS_FILE).is_file() or not (d / PER_CLASS_FILE).is_file():
         return None
     try:
@@ -168,7 +163,7 @@ def _load_run(
     from birdspec.training import read_run_config
 
     cfg = read_run_config(run_dir)
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_json(run_dir / "summary.json")
     if summary is None:
         log.warning("%s has no summary.json (unfinished run?); comparing what it has", run_dir)
         summary = {}

@@ -42,7 +42,6 @@ continues from its last epoch. Changing the settings between runs is refused.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.errors import ConfigError, DataError
+from birdspec.jsonio import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -118,18 +118,6 @@ def inner_split(
     return np.setdiff1d(rows, val_arr), val_arr
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
-        log.warning("%s is corrupt; ignoring it", path)
-        return None
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
 
 
 def dataset_folds(data: Any) -> list[int]:
@@ -198,7 +186,7 @@ def run_cv(
         "inner_val_fraction": None if fixed_epochs else inner_val_fraction,
         "train_config": {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS},
     }
-    old = _read_json(out / CV_SETTINGS)
+    old = read_json(out / CV_SETTINGS)
     if old:
         diffs = [k for k in settings if old.get(k) != settings[k]]
         if diffs:
@@ -211,7 +199,7 @@ def run_cv(
             raise ConfigError(f"{out} holds a cross-validation with other settings ({detail}); "
                               "resume it with the same settings, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / CV_SETTINGS, settings)
+    write_json(out / CV_SETTINGS, settings)
     manifest = data.manifest
     labels = manifest["label_id"].to_numpy()
     trained = skipped = 0
@@ -223,7 +211,7 @@ def run_cv(
         pool = data.select(exclude_folds=[k])
         if test_rows.size == 0 or pool.size == 0:
             raise DataError(f"fold {k} of {data.root} leaves no test or no training recordings; prepare with fewer folds")
-        result = _read_json(fold_dir / FOLD_RESULT)
+        result = read_json(fold_dir / FOLD_RESULT)
         if result is not None:
             skipped += 1
             log.info("fold %d: finished earlier (accuracy %.4f), skipped", k, result.get("accuracy") or float("nan"))
@@ -242,8 +230,8 @@ def run_cv(
                              "monitoring on the test fold," if fixed_epochs else "inner validation", val_rows.size,
                              test_rows.size)
                     train_fn(dataset_dir, fold_dir, cfg, rows_train=train_rows, rows_val=val_rows)
-            summary = _read_json(fold_dir / "summary.json") or {}
-            run_cfg = _read_json(fold_dir / "config.json") or {}
+            summary = read_json(fold_dir / "summary.json") or {}
+            run_cfg = read_json(fold_dir / "config.json") or {}
             _check_no_leak(run_cfg, manifest["id"].astype(str).to_numpy()[test_rows], fixed_epochs=fixed_epochs, fold=k)
             ckpt = fold_dir / "checkpoints" / ("last.pt" if fixed_epochs else "best.pt")
             ev = evaluate_checkpoint(
@@ -270,7 +258,7 @@ def run_cv(
                 "epochs_run": summary.get("epochs_run"),
                 "train_time_s": summary.get("train_time_s"),
             }
-            _write_json(fold_dir / FOLD_RESULT, result)
+            write_json(fold_dir / FOLD_RESULT, result)
             log.info("fold %d: test accuracy %.4f, macro F1 %.4f (n=%d)", k, result["accuracy"], result["macro_f1"], result["n"])
         fold_results.append(result)
         preds = pd.read_csv(fold_dir / "eval_test" / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
@@ -357,7 +345,7 @@ def _summarise(
         title=f"Test-fold accuracy and macro F1, recording level\n{cfg.model} ({summary['encoding']}), {protocol}: "
         f"accuracy {acc:.3f} \u00b1 {summary['accuracy_std']:.3f}, macro F1 {f1:.3f} \u00b1 {summary['macro_f1_std']:.3f}",
     )
-    _write_json(out / CV_JSON, summary)
+    write_json(out / CV_JSON, summary)
     log.info("cross-validation: accuracy %.4f \u00b1 %.4f, macro F1 %.4f \u00b1 %.4f over %d folds",
              acc, summary["accuracy_std"], f1, summary["macro_f1_std"], len(fold_results))
     return summary

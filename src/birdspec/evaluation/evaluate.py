@@ -48,6 +48,7 @@ from birdspec.evaluation.metrics import (
     confusion_counts,
     per_class_metrics,
 )
+from birdspec.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,6 @@ class EvaluationResult:
         """The metrics object of ``'recording'`` or ``'sample'``."""
         return self.metrics[name]
 
-
-def _json_write(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
 
 
 def _csv_write(path: Path, df: pd.DataFrame, *, exact: bool = False) -> None:
@@ -135,7 +131,7 @@ def evaluate_predictions(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        _json_write(out / METRICS_FILE, metrics)
+        write_json(out / METRICS_FILE, metrics)
         _csv_write(out / PER_CLASS_FILE, per_class)
         _csv_write(out / PREDICTIONS_FILE, pd.concat([samples.to_frame(), recordings.to_frame()], ignore_index=True), exact=True)
         files = {METRICS_FILE: out / METRICS_FILE, PER_CLASS_FILE: out / PER_CLASS_FILE, PREDICTIONS_FILE: out / PREDICTIONS_FILE}

@@ -30,14 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
-from birdspec.runtime import use_fast_cpu_math
 from torch import nn
 from torch.utils.data import DataLoader
 
 from birdspec.config import EncodingConfig, from_dict
 from birdspec.data.dataset import PreparedDataset, RecordingDataset
 from birdspec.errors import ConfigError, DataError
+from birdspec.runtime import use_fast_cpu_math
 
 log = logging.getLogger(__name__)
 

@@ -184,12 +184,11 @@ def profile_model(
 
 def profile_checkpoint(checkpoint: str, **kwargs) -> ModelProfile:
     """:func:`profile_model` of a checkpoint on its own input shape (channels x window samples)."""
-    from birdspec.config import EncodingConfig, FrontendConfig, from_dict
-    from birdspec.models.checkpoint import load_model
-
     from dataclasses import replace
 
+    from birdspec.config import EncodingConfig, FrontendConfig, from_dict
     from birdspec.data.inputs import checkpoint_input
+    from birdspec.models.checkpoint import load_model
 
     model, ckpt = load_model(checkpoint, map_location="cpu")
     if checkpoint_input(ckpt) == "embedding":

@@ -31,7 +31,6 @@ significant digits so trial names stay readable).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError, TrainingError
+from birdspec.jsonio import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +139,6 @@ def grid_trials(optimizers: Sequence[str], lrs: Sequence[float]) -> list[Trial]:
     return [Trial(opt, float(lr)) for opt in optimizers for lr in lrs]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError:
-        log.warning("%s is corrupt; ignoring it", path)
-        return None
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
 
 
 def _row(trial: Trial, run_dir: Path, summary: dict[str, Any] | None, *, status: str, error: str = "") -> dict[str, Any]:
@@ -276,13 +264,13 @@ def run_sweep(
         "trials": trials,
         "base_config": _comparable(base_dict),
     }
-    old = _read_json(out / SWEEP_JSON)
+    old = read_json(out / SWEEP_JSON)
     _check_state(old, state, out)
     if old and old.get("mode") == "optuna" and mode == "optuna":
         state["asked"] = list(old.get("asked") or [])
     out.mkdir(parents=True, exist_ok=True)
     (out / TRIALS_DIR).mkdir(exist_ok=True)
-    _write_json(out / SWEEP_JSON, state)
+    write_json(out / SWEEP_JSON, state)
     encoding = base.encoding_override or data.encoding.name
     title = (
         f"Validation accuracy per optimizer and learning rate\n{base.model} ({encoding}), "
@@ -294,12 +282,12 @@ def run_sweep(
 
     def run_trial(trial: Trial) -> dict[str, Any]:
         run_dir = out / TRIALS_DIR / trial.name
-        summary = _read_json(run_dir / "summary.json")
+        summary = read_json(run_dir / "summary.json")
         if summary is not None:
             counters["skipped"] += 1
             log.info("trial %s: finished earlier (best val acc %.4f), skipped", trial.name, summary.get("best_val_acc", float("nan")))
             return _row(trial, run_dir, summary, status="ok")
-        failed = _read_json(run_dir / FAILED_FILE)
+        failed = read_json(run_dir / FAILED_FILE)
         if failed is not None and not retry_failed:
             counters["skipped"] += 1
             return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
@@ -315,10 +303,10 @@ def run_sweep(
         except (TrainingError, RuntimeError, FloatingPointError) as exc:
             log.warning("trial %s failed: %s", trial.name, exc)
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
+            write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
             return _row(trial, run_dir, None, status="failed", error=str(exc))
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
-        summary = _read_json(run_dir / "summary.json")
+        summary = read_json(run_dir / "summary.json")
         if summary is None:
             return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")
         return _row(trial, run_dir, summary, status="ok")
@@ -385,7 +373,7 @@ def _optuna_search(
         if i >= len(asked):
             asked.append({"optimizer": trial.optimizer, "lr": trial.lr})
             state["asked"] = asked
-            _write_json(out / SWEEP_JSON, state)
+            write_json(out / SWEEP_JSON, state)
         if trial not in planned:
             planned.append(trial)
         if trial.name not in rows:

@@ -54,6 +54,7 @@ from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
+from birdspec.jsonio import write_json
 from birdspec.runtime import use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 
@@ -175,11 +176,6 @@ def _quiet_lightning() -> Iterator[None]:
         for lg, level in zip(loggers, before):
             lg.setLevel(level)
 
-
-def _json_write(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -391,7 +387,7 @@ def _fit(
             },
             "resumes": (saved.get("resumes", []) + [_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")]) if saved else [],
         }
-        _json_write(out / CONFIG_FILE, run_config)
+        write_json(out / CONFIG_FILE, run_config)
     if rank == 0:
         log.info(
             "training %s (%s parameters) on %d %s samples, validating on %d; %s, %s",
@@ -536,7 +532,7 @@ def _fit(
         "final": recorder.history[-1] if recorder.history else None,
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    _json_write(out / SUMMARY_FILE, summary)
+    write_json(out / SUMMARY_FILE, summary)
     log.info(
         "best epoch %d: val acc %.4f, val loss %.4f (%s after %d epochs, %.1f s); run in %s",
         result.best_epoch, result.best_val_acc, result.best_val_loss, status, result.epochs_run, result.train_time_s, out,
