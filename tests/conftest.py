@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import shared_data_dir, write_prepared
 
-from birdspec.config import EncodingConfig
+from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.runtime import use_fast_cpu_math
 
 
@@ -59,3 +59,16 @@ def reed_warblers(shared_data) -> Path:
     if not (d / "train_metadata.csv").is_file():
         pytest.skip("xc-reed-warblers not present in shared data")
     return d
+
+
+FAST_FRONTEND = FrontendConfig(n_fft=512, hop_length=1000, n_mels=32)
+"""A small log-mel (32 x 33 per 1 s window) keeps real training in tests well under a second per run."""
+
+
+@pytest.fixture(scope="session")
+def fast_dataset(tmp_path_factory) -> Path:
+    """3 classes x 8 recordings of 2 s, stack of 2 x 1 s windows, small log-mel (fast training), 4 folds."""
+    return write_prepared(
+        tmp_path_factory.mktemp("fast") / "ds", duration_s=2.0, frontend=FAST_FRONTEND, folds=4,
+        encoding=EncodingConfig(name="stack10", num_windows=2, window_s=1.0, short_policy="tile"),
+    )

@@ -435,6 +435,11 @@ def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
     assert ckpt["model"]["input"] == "embedding" and ckpt["classes"] == ["synth0", "synth1", "synth2"]
     evaluation = evaluate_run(tmp_path / "run", plots=False)
     assert evaluation.metrics["recording"]["accuracy"] == pytest.approx(result.best_val_acc)
+    from birdspec.evaluation.compare import compare_runs
+
+    compared = compare_runs([tmp_path / "run"], out_dir=tmp_path / "cmp", timing=False)
+    assert "BirdNET backbone is not included" in compared.table["cost_note"].iloc[0]
+    assert "BirdNET backbone is not included" in (tmp_path / "cmp" / "comparison.md").read_text()
     cv = run_cv(embedded_ds, tmp_path / "cv", cfg, folds=[0])
     assert cv.summary["folds"][0]["accuracy"] >= 0.5
     with pytest.raises(ConfigError, match="mixup"):

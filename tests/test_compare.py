@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_evaluate import make_run
+from helpers import make_run
 
 from birdspec.cli.main import main
 from birdspec.evaluation.compare import compare_runs, run_names

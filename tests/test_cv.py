@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from birdspec.cli.main import main
-from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.cv import inner_split, run_cv
@@ -19,18 +18,6 @@ from birdspec.training import TrainConfig, train
 FAST = {"model": "mobilenetv2-seed", "epochs": 1, "batch_size": 8, "device": "cpu", "workers": 0, "progress_bar": False}
 CV_KEYS = ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std", "folds", "model", "encoding", "protocol")
 FOLD_KEYS = ("fold", "accuracy", "macro_f1", "n", "run_dir", "train_time_s")
-
-
-@pytest.fixture(scope="module")
-def fast_dataset(tmp_path_factory) -> Path:
-    """3 classes x 8 recordings of 2 s, stack of 2 x 1 s windows, small log-mel (fast training), 4 folds."""
-    from helpers import write_prepared
-
-    return write_prepared(
-        tmp_path_factory.mktemp("fastcv") / "ds", duration_s=2.0, folds=4,
-        frontend=FrontendConfig(n_fft=512, hop_length=1000, n_mels=32),
-        encoding=EncodingConfig(name="stack10", num_windows=2, window_s=1.0, short_policy="tile"),
-    )
 
 
 @pytest.fixture(scope="module")

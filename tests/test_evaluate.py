@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from helpers import make_run
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -19,7 +19,6 @@ from sklearn.metrics import (
 )
 
 from birdspec.cli.main import main
-from birdspec.config import to_dict
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import DataError
 from birdspec.evaluation.evaluate import evaluate_run
@@ -27,57 +26,6 @@ from birdspec.evaluation.evaluate import evaluate_run
 EVAL_FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confusion_matrix.png", "per_class.png")
 
 
-def make_run(
-    root: Path,
-    dataset: Path,
-    *,
-    model: str = "mobilenetv2-seed",
-    seed: int = 0,
-    epochs: int = 4,
-    train_time_s: float = 12.5,
-) -> Path:
-    """A run directory in `birdspec train`'s layout, built by hand (untrained weights, made-up curves)."""
-    from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
-    from birdspec.models.registry import build_model, count_parameters
-    from birdspec.training.plots import plot_curves
-
-    data = PreparedDataset(dataset)
-    torch.manual_seed(seed)
-    net = build_model(model, in_channels=data.encoding.in_channels, num_classes=len(data.classes), frontend=data.frontend)
-    ckpt = make_checkpoint(
-        net, model_config=net.config, classes=data.classes, frontend=data.frontend, encoding=data.encoding,
-        class_info=data.class_info, train_config={"model": model}, epoch=epochs - 1,
-    )
-    save_checkpoint(ckpt, root / "checkpoints" / "best.pt")
-    save_checkpoint(ckpt, root / "checkpoints" / "last.pt")
-    ids = data.manifest["id"].astype(str).to_numpy()
-    config = {
-        "format": "birdspec-run", "format_version": 1, "train_config": {"model": model, "optimizer": "adamw", "lr": 0.01,
-                                                                          "epochs": epochs, "batch_size": 8, "seed": seed},
-        "model": net.config, "num_parameters": count_parameters(net), "dataset": {"path": str(Path(dataset).resolve())},
-        "encoding": to_dict(data.encoding), "frontend": to_dict(data.frontend), "classes": data.classes,
-        "class_info": data.class_info,
-        "rows": {"train": ids[data.select(split="train")].tolist(), "val": ids[data.select(split="val")].tolist()},
-        "runtime": {"device": "cpu"},
-    }
-    (root / "config.json").write_text(json.dumps(config))
-    rng = np.random.default_rng(seed)
-    epochs_ = np.arange(1, epochs + 1)
-    curves = pd.DataFrame({
-        "epoch": epochs_, "train_loss": 1.1 / epochs_, "train_acc": 1 - 0.6 / epochs_,
-        "val_loss": 1.2 / epochs_ + rng.uniform(0, 0.1, epochs), "val_acc": 1 - 0.7 / epochs_ - rng.uniform(0, 0.1, epochs),
-        "lr": 0.01, "epoch_time_s": train_time_s / epochs, "elapsed_s": epochs_ * train_time_s / epochs,
-    })
-    curves.to_csv(root / "metrics.csv", index=False)
-    plot_curves(curves, root / "curves.png", title=f"Training & Validation Metrics: {model}")
-    best = int(curves["val_acc"].idxmax())
-    summary = {
-        "model": model, "encoding": data.encoding.name, "best_epoch": int(curves.loc[best, "epoch"]),
-        "best_val_acc": float(curves.loc[best, "val_acc"]), "best_val_loss": float(curves.loc[best, "val_loss"]),
-        "train_time_s": train_time_s, "epochs_run": epochs, "num_parameters": count_parameters(net), "device": "cpu",
-    }
-    (root / "summary.json").write_text(json.dumps(summary))
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -10,26 +10,12 @@ import pandas as pd
 import pytest
 
 from birdspec.cli.main import main
-from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.errors import ConfigError, TrainingError
 from birdspec.evaluation.sweep import Trial, grid_trials, parse_list, run_sweep
 from birdspec.training import TrainConfig
 
-FAST_FRONTEND = FrontendConfig(n_fft=512, hop_length=1000, n_mels=32)
-"""A small log-mel (32 x 33 per 1 s window) keeps real training in these tests well under a second per run."""
 FAST = {"epochs": 1, "batch_size": 8, "device": "cpu", "workers": 0, "progress_bar": False}
 SWEEP_KEYS = ("optimizer", "lr", "best_val_acc", "best_val_loss", "best_epoch", "train_time_s", "run_dir", "status")
-
-
-@pytest.fixture(scope="module")
-def fast_dataset(tmp_path_factory) -> Path:
-    """3 classes x 8 recordings of 2 s, stack of 2 x 1 s windows, small frontend, 4 folds."""
-    from helpers import write_prepared
-
-    return write_prepared(
-        tmp_path_factory.mktemp("fast") / "ds", duration_s=2.0, frontend=FAST_FRONTEND, folds=4,
-        encoding=EncodingConfig(name="stack10", num_windows=2, window_s=1.0, short_policy="tile"),
-    )
 
 
 class FakeTrain:

@@ -1,16 +1,68 @@
-"""Process-wide numeric settings that make CPU training and inference fast.
+"""Process-wide runtime choices: fast CPU math and the device to run on.
 
 Flushing denormal floats to zero matters a lot here: the backward pass of the
 small CNNs produces denormals, which the CPU handles in microcode, and a
 MobileNetV2 training step then takes 4-10x longer, erratically (measured on
 a 2-core x86 machine: 0.4-0.55 s instead of 1-4.6 s per batch of 16 windows).
+
+This module imports PyTorch only when it has to, so the ONNX prediction path
+can resolve its device without it.
 """
 
 from __future__ import annotations
 
-import torch
+import sys
+from pathlib import Path
+from collections.abc import Sequence
+
+from birdspec.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def use_fast_cpu_math() -> None:
     """Flush denormals to zero on the CPU (no effect on results beyond ~1e-38)."""
+    import torch
+
     torch.set_flush_denormal(True)
+
+
+def cuda_available() -> bool:
+    """Whether CUDA can be used, without importing PyTorch on machines with no NVIDIA driver."""
+    if "torch" not in sys.modules and not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists()):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def mps_available() -> bool:
+    """Whether Apple's MPS backend can be used (never on Linux; no PyTorch import there)."""
+    if sys.platform != "darwin":
+        return False
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def resolve_device(device: str | None, *, allowed: Sequence[str] = DEVICES) -> str:
+    """The device to run on, as a string: 'auto' (or None) -> cuda > mps > cpu.
+
+    An explicit device must be in ``allowed`` (``cuda:N`` counts as cuda) and available.
+
+    Raises:
+        ConfigError: an unknown or unavailable device.
+    """
+    name = (device or "auto").lower()
+    kind = name.split(":", 1)[0]
+    if kind not in allowed:
+        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(allowed)}")
+    if name == "auto":
+        if cuda_available():
+            return "cuda"
+        return "mps" if "mps" in allowed and mps_available() else "cpu"
+    if kind == "cuda" and not cuda_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is visible to PyTorch here; use --device cpu (or auto)")
+    if kind == "mps" and not mps_available():
+        raise ConfigError("--device mps: Apple's MPS backend is not available here; use --device cpu (or auto)")
+    return name

@@ -8,7 +8,7 @@ the run's validation recordings (recording level; an up-to-date
 ``comparison.csv``
     one row per run: ``run, model, encoding, num_parameters, multiply_adds_per_sample,
     best_val_acc, best_epoch, epochs_run, accuracy, macro_f1, balanced_accuracy, cmap,
-    roc_auc_macro, log_loss, n_val_recordings, train_time_s, inference_ms_per_sample,
+    roc_auc_macro, log_loss, n_val_recordings, train_time_s, inference_ms_per_sample, cost_note,
     train_device, checkpoint, run_dir``.
 ``comparison.md``
     the same table, readable, with links to the figures.
@@ -273,6 +273,7 @@ def compare_runs(
             "n_val_recordings": rec.get("n"),
             "train_time_s": s.get("train_time_s"),
             "inference_ms_per_sample": prof.inference_ms_per_sample if prof else None,
+            "cost_note": prof.note if prof else "",
             "train_device": s.get("device") or (cfg.get("runtime") or {}).get("device"),
             "checkpoint": info.metrics.get("checkpoint"),
             "run_dir": str(path),
@@ -340,6 +341,11 @@ NOTES = (
 )
 
 
+def cost_notes(runs: Sequence[RunInfo]) -> str:
+    """What the cost columns leave out, per run (e.g. an embedding head's BirdNET backbone); '' when nothing."""
+    return "\n".join(f"- {r.name}: {r.row['cost_note']}" for r in runs if r.row.get("cost_note"))
+
+
 def _write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], *, split: str, checkpoint: str,
                     title: str) -> Path:
     from birdspec.evaluation.report import markdown_table
@@ -353,6 +359,7 @@ def _write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], 
         "",
         NOTES,
         "",
+        *([f"Costs leave out:\n\n{cost_notes(runs)}", ""] if cost_notes(runs) else []),
         f"![Validation curves]({CURVES_PNG})",
         "",
         f"![Validation metrics]({METRICS_PNG})",
@@ -375,8 +382,8 @@ def _write_html(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], file
     from birdspec.evaluation.report import Section, write_report
 
     sections = [
-        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{NOTES}",
-                table=display),
+        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{NOTES}"
+                + (f"\n\nCosts leave out:\n{cost_notes(runs)}" if cost_notes(runs) else ""), table=display),
         Section("Validation curves", figures=[files[CURVES_PNG]],
                 captions=["Validation accuracy and loss per epoch (solid), training (dashed); one color per run."]),
         Section("Validation metrics", figures=[files[METRICS_PNG]],

@@ -204,14 +204,6 @@ def evaluate_checkpoint(
     )
 
 
-def rows_from_ids(data: PreparedDataset, ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Manifest rows of recording ``ids`` and the ids that are not in the dataset."""
-    index = {rid: i for i, rid in enumerate(data.manifest["id"].astype(str))}
-    found = [index[i] for i in ids if i in index]
-    missing = [i for i in ids if i not in index]
-    return np.asarray(found, dtype=np.int64), missing
-
-
 def run_checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
     """``RUN_DIR/checkpoints/{best,last}.pt`` (or ``checkpoint`` itself when it is a file).
 
@@ -243,7 +235,7 @@ def run_rows(data: PreparedDataset, run_config: Mapping[str, Any], split: str) -
         return data.select(split="all"), "all"
     ids = list((run_config.get("rows") or {}).get(split) or [])
     if ids:
-        rows, missing = rows_from_ids(data, ids)
+        rows, missing = data.rows_for_ids(ids)
         if not missing:
             return rows, "run"
         log.warning(

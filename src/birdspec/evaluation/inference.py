@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from birdspec.config import EncodingConfig, from_dict
 from birdspec.data.dataset import PreparedDataset, RecordingDataset
 from birdspec.errors import ConfigError, DataError
-from birdspec.runtime import use_fast_cpu_math
+from birdspec.runtime import resolve_device, use_fast_cpu_math
 
 log = logging.getLogger(__name__)
 
@@ -119,29 +119,6 @@ def predictions_from_frame(df: pd.DataFrame, *, level: str | None = None) -> Pre
     )
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """'auto' (or None) -> cuda when available, else mps, else cpu; otherwise the named device.
-
-    Raises:
-        ConfigError: when the named accelerator is not available.
-    """
-    name = (device or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise ConfigError("--device mps: MPS is not available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or mps") from exc
-
-
 def label_map(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> np.ndarray:
     """Index array mapping dataset label ids to the model's class ids.
 
@@ -212,7 +189,7 @@ def predict_samples(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     if getattr(dataset, "features", "waveform") == "logmel":
         raise ConfigError("predict_samples needs a features='waveform' dataset (the model computes its spectrograms)")
-    dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    dev = torch.device(resolve_device(str(device))) if not isinstance(device, torch.device) else device
     use_fast_cpu_math()
     mapping = label_map(dataset.classes, classes)
     was_training = model.training
@@ -294,7 +271,7 @@ def predict_checkpoint(
     from birdspec.models.checkpoint import load_model
 
     data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(device))
     model, ckpt = load_model(checkpoint, map_location=dev)
     classes = list(ckpt["classes"])
     dataset = checkpoint_dataset(data, ckpt, rows=rows)

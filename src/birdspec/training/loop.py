@@ -55,7 +55,7 @@ from birdspec.config import to_dict
 from birdspec.data.dataset import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
 from birdspec.jsonio import write_json
-from birdspec.runtime import use_fast_cpu_math
+from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -123,19 +123,6 @@ def _env_rank() -> int:
     return int(os.environ.get("LOCAL_RANK") or 0) + int(os.environ.get("NODE_RANK") or 0)
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' if available, else 'mps', else 'cpu'; an unavailable explicit device -> ConfigError."""
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-    if device == "auto":
-        return "cuda" if cuda else "mps" if mps else "cpu"
-    if device == "cuda" and not cuda:
-        raise ConfigError("--device cuda: no CUDA GPU is visible to torch; use --device cpu (or auto)")
-    if device == "mps" and not mps:
-        raise ConfigError("--device mps: Apple's MPS backend is not available; use --device cpu (or auto)")
-    return device
-
-
 def resolve_precision(precision: str | None, device: str) -> str:
     """None -> '16-mixed' on CUDA, '32-true' elsewhere; float16 autocast on CPU is refused."""
     if precision is None:
@@ -193,14 +180,13 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _rows_from_ids(data: PreparedDataset, ids: Sequence[str], what: str) -> np.ndarray:
-    index = {rid: i for i, rid in enumerate(data.manifest["id"].astype(str))}
-    missing = [rid for rid in ids if rid not in index]
+    rows, missing = data.rows_for_ids(ids)
     if missing:
         raise DataError(
             f"{len(missing)} {what} recordings of the run (e.g. {missing[:3]}) are not in {data.root}; "
             "resume with the dataset the run was trained on"
         )
-    return np.asarray([index[rid] for rid in ids], dtype=np.int64)
+    return rows
 
 
 def _check_fresh_run_dir(out: Path) -> None:
@@ -334,6 +320,8 @@ def _fit(
     dm = BirdspecDataModule(
         data, rows_train=train_rows, rows_val=val_rows, encoding=encoding, batch_size=int(cfg.batch_size or 16),
         workers=workers, random_crop=cfg.random_crop, pin_memory=device == "cuda", model_input=spec.input,
+        crops_per_recording=cfg.crops_per_recording,
+        crop_samples=None if cfg.crop_s is None else round(cfg.crop_s * data.sample_rate_hz),
     )
     if spec.input != "waveform" and cfg.mixup_alpha > 0:
         raise ConfigError(f"--mixup applies to waveform models; {cfg.model} reads {spec.input}s")
