@@ -15,8 +15,10 @@ Protocol (fixed, so the numbers compare across machines and with BirdNET):
 - scores: recording-level accuracy and macro F1 (windows averaged per recording), mean +- std
   over the 5 folds; training time summed over folds;
 - recipes: ``plain`` = the study's settings (constant lr: 0.01 MobileNetV2 / 0.001 ResNet18,
-  AdamW, batch 16, no augmentation besides random crops); ``recipe`` = birdspec's from-scratch
-  recipe (one-cycle lr with warm-up, SpecAugment masks, random gain, mixup, label smoothing);
+  AdamW, batch 16, every window once per epoch, no augmentation besides random crops);
+  ``recipe`` = birdspec's from-scratch recipe (:data:`RECIPE`: 8 random 3 s crops of every
+  recording per epoch for 40 epochs, one-cycle lr, SpecAugment masks, mixup, label smoothing);
+  ``recipe-*`` = the recipe with one change (:data:`ABLATIONS`), for the ablation table;
 - if the optional extra is installed (``pip install 'birdspec[birdnet]'``): BirdNET as a closed-set
   classifier over the species (argmax of its per-recording maximum confidence), and the
   ``birdnet-linear`` head on BirdNET embeddings under the same cross-validation.
@@ -41,20 +43,41 @@ from sklearn.model_selection import StratifiedKFold
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
 
-RECIPES = {
-    "plain": {"schedule": "constant"},
-    "recipe": {
-        "schedule": "onecycle",
-        "time_mask_frames": 40,
-        "freq_mask_bins": 16,
-        "num_masks": 2,
-        "gain_db": 6.0,
-        "mixup_alpha": 0.2,
-        "label_smoothing": 0.1,
-    },
+RECIPE = {
+    "epochs": 40,
+    "schedule": "onecycle",
+    "crops_per_recording": 8,
+    "crop_s": 3.0,
+    "time_mask_frames": 40,
+    "freq_mask_bins": 16,
+    "num_masks": 2,
+    "mixup_alpha": 0.2,
+    "label_smoothing": 0.1,
 }
+"""birdspec's from-scratch recipe (its ``epochs`` fix the budget: 40 x 8 crops of every recording)."""
+
 RECIPE_LR = {"mobilenetv2-seed": 0.003, "mobilenetv2": 0.003, "resnet18": 0.001}
-"""Peak lr of the one-cycle recipe: a first choice, not tuned yet (selection would use inner validation only)."""
+"""Peak lr of the one-cycle recipe (AdamW, the models' default weight decay): a first choice, not tuned on the test folds."""
+
+ABLATIONS = {
+    "recipe-band": ({"input_norm": "band"}, "+ per-band mean removal (input norm band)"),
+    "recipe-no-aug": ({"time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0}, "- SpecAugment masks and mixup"),
+    "recipe-constant-lr": ({"schedule": "constant"}, "- one-cycle schedule (constant lr)"),
+    "recipe-no-smoothing": ({"label_smoothing": 0.0}, "- label smoothing"),
+}
+"""Changes to :data:`RECIPE` measured one at a time (``--configs MODEL/window/recipe-no-aug``)."""
+
+RECIPES = {"plain": {"schedule": "constant"}, "recipe": RECIPE} | {k: RECIPE | v for k, (v, _) in ABLATIONS.items()}
+
+
+def recipe_settings(recipe: str, model: str, encoding: str) -> dict:
+    """TrainConfig fields of ``recipe`` for ``model`` and ``encoding`` (no short crops for stack10)."""
+    settings = dict(RECIPES[recipe])
+    if recipe != "plain":
+        settings["lr"] = RECIPE_LR.get(model, 0.001)
+        if encoding != "window":
+            settings.pop("crop_s", None)
+    return settings
 
 
 def reference_folds(root: Path, *, n_splits: int = 5, seed: int = 0) -> dict[str, int]:
@@ -104,10 +127,8 @@ def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epoc
     from birdspec.evaluation.cv import run_cv
     from birdspec.training import TrainConfig
 
-    settings = dict(RECIPES[recipe])
-    if recipe != "plain":
-        settings["lr"] = RECIPE_LR.get(model, 0.001)
-    cfg = TrainConfig(model=model, epochs=epochs, device=device, seed=seed, progress_bar=False, **settings)
+    settings = {"epochs": epochs, **recipe_settings(recipe, model, encoding)}  # a recipe fixes its own budget
+    cfg = TrainConfig(model=model, device=device, seed=seed, progress_bar=False, **settings)
     name = f"{model} / {encoding} / {recipe}"
     t0 = time.perf_counter()
     result = run_cv(ds, out / f"cv-{model}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2)
@@ -171,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encodings", default="stack10,window")
     p.add_argument("--recipes", default="plain,recipe")
     p.add_argument("--configs", help="instead of the full grid: MODEL/ENCODING/RECIPE,... in this order")
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per fold (selection on inner validation)")
+    p.add_argument("--epochs", type=int, default=30,
+                   help="maximum epochs per fold of the plain recipe (selection on inner validation); the recipe fixes its own")
     p.add_argument("--window-epochs", type=int, help="maximum epochs for the window encoding (default --epochs)")
     p.add_argument("--head-epochs", type=int, default=60, help="epochs of the birdnet-linear head")
     p.add_argument("--device", default="auto")

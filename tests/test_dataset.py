@@ -52,6 +52,40 @@ def test_random_crops_stay_inside_the_recording(tiny_stack_dataset):
     assert len(starts) > 1
 
 
+def test_crops_per_recording_weigh_recordings_equally(tiny_window_dataset):
+    data = PreparedDataset(tiny_window_dataset)
+    rows = data.select(split="train")
+    ds = RecordingDataset(data, rows=rows, features="waveform", random_crop=True, crops_per_recording=4)
+    assert len(ds) == 4 * len(rows)  # not 3 windows per recording
+    assert np.bincount(ds.sample_rows).max() == 4
+    torch.manual_seed(0)
+    whole = data.waveform(int(ds.sample_rows[0]))
+    starts = set()
+    for _ in range(12):
+        x = ds.waveform(0).ravel()
+        assert x.shape == (32000,)
+        idx = np.flatnonzero(np.isclose(whole, x[0]) & np.isclose(np.roll(whole, -1), x[1]))
+        starts.add(int(idx[0]))
+    assert len(starts) > 3 and max(starts) <= whole.shape[0] - 32000  # anywhere in the recording, never past its end
+
+
+def test_short_training_crops(tiny_window_dataset):
+    ds = RecordingDataset(tiny_window_dataset, features="waveform", random_crop=True, crop_samples=16000)
+    assert ds.sample_shape == (1, 16000) and ds[0][0].shape == (1, 16000)
+    assert RecordingDataset(tiny_window_dataset, crop_samples=16000).sample_shape == (1, 128, 33)
+
+
+def test_crop_options_are_checked(tiny_window_dataset, tiny_stack_dataset):
+    with pytest.raises(ConfigError, match="random_crop"):
+        RecordingDataset(tiny_window_dataset, crops_per_recording=2)
+    with pytest.raises(ConfigError, match="window encoding"):
+        RecordingDataset(tiny_stack_dataset, random_crop=True, crop_samples=16000)
+    with pytest.raises(ConfigError, match="crop length"):
+        RecordingDataset(tiny_window_dataset, random_crop=True, crop_samples=64000)
+    stacks = RecordingDataset(tiny_stack_dataset, split="train", features="waveform", random_crop=True, crops_per_recording=2)
+    assert len(stacks) == 2 * 18 and stacks[0][0].shape == (2, 32000)
+
+
 def test_encoding_override_reads_a_stack_dataset_per_window(tiny_stack_dataset):
     enc = EncodingConfig(name="window", window_s=1.0, short_policy="pad")
     ds = RecordingDataset(tiny_stack_dataset, split="train", encoding=enc)

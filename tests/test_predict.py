@@ -37,11 +37,13 @@ CLASS_INFO = [
 ]
 
 
-def calibrated_model(encoding: EncodingConfig, *, name: str = "mobilenetv2-seed", seed: int = 0) -> nn.Module:
+def calibrated_model(
+    encoding: EncodingConfig, *, name: str = "mobilenetv2-seed", seed: int = 0, input_norm: str = "instance"
+) -> nn.Module:
     """An untrained model whose batch norms are calibrated on synthetic audio, so scores depend on the input."""
     torch.manual_seed(seed)
     opts = {"width_mult": 0.5} if name.startswith("mobilenet") else {}
-    model = build_model(name, in_channels=encoding.in_channels, num_classes=len(CLASSES), options=opts)
+    model = build_model(name, in_channels=encoding.in_channels, num_classes=len(CLASSES), options=opts, input_norm=input_norm)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None  # cumulative average over the calibration batch
@@ -78,6 +80,12 @@ def cache_dir(tmp_path_factory) -> Path:
 def window_ckpt(tmp_path_factory) -> Path:
     enc = EncodingConfig(name="window", window_s=5.0, short_policy="pad")
     return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "window.pt", enc)
+
+
+@pytest.fixture(scope="session")
+def band_ckpt(tmp_path_factory) -> Path:
+    enc = EncodingConfig(name="window", window_s=5.0, short_policy="pad")
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "band.pt", enc, seed=2, input_norm="band")
 
 
 @pytest.fixture(scope="session")
@@ -126,18 +134,24 @@ def test_numpy_logmel_matches_torch_frontend(cfg):
     np.testing.assert_allclose(got, ref, atol=2e-3)  # dB; typically ~1e-5
 
 
-def test_instance_norm_matches_torch():
+@pytest.mark.parametrize("per_band", [False, True])
+def test_instance_norm_matches_torch(per_band):
     from birdspec.models.registry import InputNorm
 
     x = np.random.default_rng(0).standard_normal((3, 128, 321)).astype(np.float32) * 20 - 30
-    ref = InputNorm()(torch.from_numpy(x)[:, None])[:, 0].numpy()
-    np.testing.assert_allclose(instance_norm(x.copy(), eps_db=1.0), ref, atol=1e-5)
+    x += np.linspace(-20, 20, 128, dtype=np.float32)[:, None]  # a coloured background
+    ref = InputNorm(per_band=per_band)(torch.from_numpy(x)[:, None])[:, 0].numpy()
+    np.testing.assert_allclose(instance_norm(x.copy(), eps_db=1.0, per_band=per_band), ref, atol=1e-5)
+    if per_band:  # every band's mean over time is removed
+        np.testing.assert_allclose(ref.mean(axis=2), 0.0, atol=1e-5)
 
 
 # --------------------------------------------------------------------------- window encoding
 
 
-def test_window_scores_match_pytorch_model(window_ckpt, cache_dir):
+@pytest.mark.parametrize("ckpt_fixture", ["window_ckpt", "band_ckpt"])
+def test_window_scores_match_pytorch_model(ckpt_fixture, cache_dir, request):
+    window_ckpt = request.getfixturevalue(ckpt_fixture)
     wave = synthetic(23.4)  # 4 full windows + a 3.4 s tail (zero-padded)
     windows = np.stack([fit_window(wave[a : a + W], length=W, fill="pad") for a in range(0, 5 * W, W)])
     ref = reference_scores(window_ckpt, windows[:, None])

@@ -41,7 +41,8 @@ def test_train_config_validation_and_resolution():
     for bad in (
         dict(optimizer="lamb"), dict(lr=0), dict(epochs=0), dict(schedule="step"), dict(device="tpu"),
         dict(label_smoothing=1.0), dict(early_stopping_patience=0), dict(mixup_alpha=-1), dict(warmup_epochs=30),
-        dict(encoding_override="frames"), dict(first_conv="sum"),
+        dict(encoding_override="frames"), dict(first_conv="sum"), dict(crops_per_recording=-1), dict(crop_s=0),
+        dict(crops_per_recording=2, random_crop=False), dict(input_norm="pcen"),
     ):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
@@ -196,7 +197,8 @@ def test_rows_encoding_override_and_options(tiny_stack_dataset, tmp_path, monkey
     cfg = TrainConfig(
         model="mobilenetv2-seed", epochs=3, encoding_override="window", gain_db=6, time_mask_frames=8,
         freq_mask_bins=8, num_masks=2, mixup_alpha=0.4, label_smoothing=0.1, schedule="onecycle", grad_clip_norm=1.0,
-        early_stopping_patience=2, early_stopping_metric="val_acc", max_minutes=1e-4, optimizer="sgd", lr=0.05, **FAST,
+        early_stopping_patience=2, early_stopping_metric="val_acc", max_minutes=1e-4, optimizer="sgd", lr=0.05,
+        crops_per_recording=2, crop_s=0.5, input_norm="band", **FAST,
     )
     run = tmp_path / "run"
     result = train(tiny_stack_dataset, run, cfg, rows_train=rows_train, rows_val=rows_val)
@@ -207,9 +209,11 @@ def test_rows_encoding_override_and_options(tiny_stack_dataset, tmp_path, monkey
     assert config["rows"]["train"] == ids[rows_train].tolist() and config["rows"]["val"] == ids[rows_val].tolist()
     assert config["encoding"]["name"] == "window" and config["dataset"]["encoding"]["name"] == "stack10"
     assert config["num_samples"]["val"] == 3 * len(rows_val)  # 3 s recordings, 1 s windows
+    assert config["num_samples"]["train"] == 2 * len(rows_train)  # 2 random crops per recording and epoch
     preds = pd.read_csv(run / "predictions_val.csv")
     assert len(preds) == 3 * len(rows_val) and set(preds["window"]) == {0, 1, 2}
-    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"]["in_channels"] == 1
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"]
+    assert best["in_channels"] == 1 and best["input_norm"] == "band"
     with pytest.raises(DataError, match="disjoint"):
         train(tiny_stack_dataset, tmp_path / "r2", cfg, rows_train=rows_train, rows_val=rows_train[:2])
 

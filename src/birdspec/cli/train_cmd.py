@@ -45,6 +45,8 @@ FIELDS = {
     "label_smoothing": "label_smoothing",
     "grad_clip": "grad_clip_norm",
     "random_crop": "random_crop",
+    "crops_per_recording": "crops_per_recording",
+    "crop_s": "crop_s",
     "gain_db": "gain_db",
     "time_mask": "time_mask_frames",
     "freq_mask": "freq_mask_bins",
@@ -80,7 +82,9 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
     m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
     m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
-    m.add_argument("--input-norm", choices=("instance", "none"), help="per-sample standardisation of the log-mel input (default instance)")
+    m.add_argument("--input-norm", choices=("instance", "band", "none"),
+                   help="per-sample standardisation of the log-mel input (default instance); band also removes "
+                        "each mel band's mean over time (stationary background)")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
     o = p.add_argument_group("optimisation" + within)
     if optimizer:
@@ -99,6 +103,11 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     o.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
     a = p.add_argument_group("augmentation" + within)
     a.add_argument("--random-crop", action=argparse.BooleanOptionalAction, default=None, help="random time crops of longer recordings (default on)")
+    a.add_argument("--crops-per-recording", type=int, metavar="K",
+                   help="an epoch draws K random crops from every training recording (recordings weigh equally) "
+                        "instead of every window once (default 0: every window)")
+    a.add_argument("--crop-s", type=float, metavar="S",
+                   help="train on random S-second crops (window encoding; evaluation still scores full windows)")
     a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
     a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
     a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")

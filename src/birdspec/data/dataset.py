@@ -115,6 +115,13 @@ class PreparedDataset:
                 mask &= ~df["fold"].isin(list(exclude_folds)).to_numpy()
         return np.flatnonzero(mask)
 
+    def rows_for_ids(self, ids: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Manifest rows of recording ``ids`` (in their order) and the ids this dataset does not hold."""
+        index = {rid: i for i, rid in enumerate(self.manifest["id"].astype(str))}
+        found = [index[str(i)] for i in ids if str(i) in index]
+        missing = [str(i) for i in ids if str(i) not in index]
+        return np.asarray(found, dtype=np.int64), missing
+
     def waveform(self, row: int) -> np.ndarray:
         """The whole stored recording of manifest row ``row``, float32 ``(num_samples,)``."""
         r = self.manifest.iloc[row]
@@ -154,6 +161,13 @@ class RecordingDataset(Dataset):
             dataset per window); ``short_policy`` 'drop' falls back to 'pad'
             for recordings that are too short.
         random_crop: training-time crops at random positions.
+        crops_per_recording: 0 (default) = every window of a recording is one
+            sample; K > 0 = every recording gives K samples, each a crop at a
+            random position anywhere in it (needs ``random_crop``), so an epoch
+            weighs recordings equally whatever their length.
+        crop_samples: training crop length in samples for the window encoding
+            (None = the window length); shorter crops train faster and the
+            convolutional models still score full windows at evaluation.
 
     Attributes:
         sample_rows: manifest row of every sample (to aggregate windows per recording).
@@ -169,6 +183,8 @@ class RecordingDataset(Dataset):
         features: str = "logmel",
         encoding: EncodingConfig | None = None,
         random_crop: bool = False,
+        crops_per_recording: int = 0,
+        crop_samples: int | None = None,
     ) -> None:
         self.data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         if features not in FEATURES:
@@ -183,7 +199,21 @@ class RecordingDataset(Dataset):
         self._label_ids = m["label_id"].to_numpy(np.int64)
         self.window_samples = self.encoding.window_samples(self.data.sample_rate_hz)
         self.policy = self.encoding.short_policy if self.encoding.short_policy != "drop" else "pad"
-        if self.encoding.name == "stack10":
+        if crops_per_recording < 0:
+            raise ConfigError(f"crops_per_recording must be >= 0, got {crops_per_recording}")
+        if crops_per_recording and not random_crop:
+            raise ConfigError("crops_per_recording draws random crops; it needs random_crop=True")
+        if crop_samples is not None:
+            if self.encoding.name != "window":
+                raise ConfigError("a training crop length applies to the window encoding only")
+            if not 0 < crop_samples <= self.window_samples:
+                raise ConfigError(f"crop length must be in (0, {self.window_samples}] samples, got {crop_samples}")
+        self.crops_per_recording = int(crops_per_recording)
+        self.crop_samples = int(crop_samples) if crop_samples is not None else None
+        if self.crops_per_recording:
+            self.sample_rows = np.repeat(self.rows, self.crops_per_recording)
+            self.sample_windows = np.zeros(len(self.sample_rows), dtype=np.int64)
+        elif self.encoding.name == "stack10":
             self.sample_rows = self.rows.copy()
             self.sample_windows = np.zeros(len(self.rows), dtype=np.int64)
         else:
@@ -204,10 +234,11 @@ class RecordingDataset(Dataset):
     @property
     def sample_shape(self) -> tuple[int, ...]:
         c = self.in_channels
+        length = self.crop_samples or self.window_samples
         if self.features == "waveform":
-            return (c, self.window_samples)
+            return (c, length)
         fe = self.data.frontend
-        return (c, fe.n_mels, fe.num_frames(self.window_samples))
+        return (c, fe.n_mels, fe.num_frames(length))
 
     def __len__(self) -> int:
         return len(self.sample_rows)
@@ -231,6 +262,8 @@ class RecordingDataset(Dataset):
             else:
                 wave = _fit_length(store.read(offset, n), need, self.policy, start)
             return wave.reshape(self.encoding.num_windows, w)
+        if self.crops_per_recording or self.crop_samples:
+            return self._crop(offset, n)
         k = int(self.sample_windows[index])
         start = k * w
         if self.random_crop and n > w:
@@ -239,6 +272,15 @@ class RecordingDataset(Dataset):
         if wave.shape[0] < w:
             wave = _fit_length(store.read(offset, n), w, self.policy, min(start, max(0, n - 1)) if self.policy == "tile" else 0)
         return wave.reshape(1, w)
+
+    def _crop(self, offset: int, n: int) -> np.ndarray:
+        """One training crop ``(1, crop length)`` at a random position (anywhere when ``crops_per_recording``)."""
+        length = self.crop_samples or self.window_samples
+        store = self.data.store
+        if n < length:
+            return _fit_length(store.read(offset, n), length, self.policy, self._rand(n) if self.policy == "tile" else 0).reshape(1, length)
+        start = self._rand(n - length + 1) if self.random_crop else 0
+        return store.read(offset, n, start=start, length=length).reshape(1, length)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x = torch.from_numpy(np.ascontiguousarray(self.waveform(index)))

@@ -31,14 +31,23 @@ def model_dataset(
     rows: Sequence[int] | np.ndarray,
     encoding: EncodingConfig | None = None,
     random_crop: bool = False,
+    crops_per_recording: int = 0,
+    crop_samples: int | None = None,
 ) -> Dataset:
     """The dataset a model of ``model_input`` reads over manifest ``rows``.
 
     Every returned dataset yields ``(x, label_id)`` and has ``sample_rows``,
     ``sample_windows``, ``labels``, ``classes``, ``in_channels`` and ``data``.
+    ``crops_per_recording`` and ``crop_samples`` (training crops, see
+    :class:`~birdspec.data.dataset.RecordingDataset`) apply to waveform models.
     """
     if model_input == "waveform":
-        return RecordingDataset(data, rows=rows, features="waveform", encoding=encoding, random_crop=random_crop)
+        return RecordingDataset(
+            data, rows=rows, features="waveform", encoding=encoding, random_crop=random_crop,
+            crops_per_recording=crops_per_recording, crop_samples=crop_samples,
+        )
+    if crops_per_recording or crop_samples:
+        raise ConfigError("training crops (--crops-per-recording, --crop-s) apply to waveform models only")
     if model_input == "embedding":
         from birdspec.data.embeddings import EmbeddingDataset
 

@@ -22,7 +22,8 @@ from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, lo
 
 log = logging.getLogger(__name__)
 
-INPUT_NORMS = ("instance", "none")
+INPUT_NORMS = ("instance", "band", "none")
+"""Input normalisations of the log-mel (see :class:`InputNorm`): ``band`` also removes each mel band's mean."""
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,20 @@ class InputNorm(nn.Module):
     """Per-sample, per-channel standardisation of log-mel dB (gain-invariant input).
 
     ``(B, C, F, T)``: each ``(F, T)`` map gets zero mean and unit variance;
-    ``eps_db`` keeps near-silent maps from being blown up.
+    ``eps_db`` keeps near-silent maps from being blown up. With
+    ``per_band=True`` (input norm ``band``) every mel band first loses its own
+    mean over time: a stationary background (wind, water, traffic, a
+    recorder's colouring) becomes flat and the calls stand out.
     """
 
-    def __init__(self, eps_db: float = 1.0) -> None:
+    def __init__(self, eps_db: float = 1.0, *, per_band: bool = False) -> None:
         super().__init__()
         self.eps_db = eps_db
+        self.per_band = per_band
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.per_band:
+            x = x - x.mean(dim=-1, keepdim=True)
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True)
         return (x - mean) / (std + self.eps_db)
@@ -146,7 +153,7 @@ class BirdspecModel(nn.Module):
     def __init__(self, frontend: nn.Module, backbone: nn.Module, *, config: dict[str, Any], input_norm: str = "instance") -> None:
         super().__init__()
         self.frontend = frontend
-        self.norm = InputNorm() if input_norm == "instance" else nn.Identity()
+        self.norm = InputNorm(per_band=input_norm == "band") if input_norm in ("instance", "band") else nn.Identity()
         self.backbone = backbone
         self.config = config
 

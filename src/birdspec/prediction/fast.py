@@ -50,6 +50,7 @@ import numpy as np
 from birdspec import __version__
 from birdspec.config import EncodingConfig, FrontendConfig, from_dict, to_dict
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
+from birdspec.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ModelMeta:
         class_info: ``[{label, scientific_name, common_name}]`` per class.
         frontend / encoding: the checkpoint's configs.
         activation: 'softmax' (single-label training: scores sum to 1 per window) or 'sigmoid'.
-        norm: ``{"kind": "instance", "eps_db": 1.0}`` or ``{"kind": "none"}``; None when the
+        norm: ``{"kind": "instance" | "band", "eps_db": 1.0}`` or ``{"kind": "none"}``; None when the
             model is not split into frontend / norm / backbone.
         model: the checkpoint's model config (name, in_channels, num_classes, ...).
         source: the checkpoint path (or '<memory>').
@@ -279,12 +280,15 @@ class NumpyLogMel:
             self._pool = None
 
 
-def instance_norm(x: np.ndarray, *, eps_db: float) -> np.ndarray:
+def instance_norm(x: np.ndarray, *, eps_db: float, per_band: bool = False) -> np.ndarray:
     """NumPy :class:`~birdspec.models.registry.InputNorm`: per window ``(x - mean) / (std + eps)``, in place.
 
     ``x`` is ``(n, F, T)``; the standard deviation is the unbiased one, as ``torch.std``.
+    ``per_band`` first removes every band's mean over time (input norm ``band``).
     """
     n = x.shape[1] * x.shape[2]
+    if per_band:
+        x -= x.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
     mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
     var = np.square(x - mean.astype(np.float32)).sum(axis=(1, 2), keepdims=True, dtype=np.float64) / max(1, n - 1)
     x -= mean.astype(np.float32)
@@ -322,25 +326,6 @@ class Runtime:
             except Exception:  # pragma: no cover - best effort
                 pass
         self.closers.clear()
-
-
-def cuda_available() -> bool:
-    """Whether CUDA can be used, without importing PyTorch on machines with no NVIDIA driver."""
-    if "torch" not in sys.modules and not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidia0").exists()):
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def resolve_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device == "cuda" and not cuda_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    return device
 
 
 def onnxruntime_available() -> bool:
@@ -407,7 +392,11 @@ def _meta_from(ckpt: Mapping[str, Any], model: Any, *, activation: str) -> Model
 
     norm: dict[str, Any] | None = None
     if _split_layout(model):
-        norm = {"kind": "instance", "eps_db": float(model.norm.eps_db)} if isinstance(model.norm, InputNorm) else {"kind": "none"}
+        if isinstance(model.norm, InputNorm):
+            kind = "band" if getattr(model.norm, "per_band", False) else "instance"
+            norm = {"kind": kind, "eps_db": float(model.norm.eps_db)}
+        else:
+            norm = {"kind": "none"}
     return ModelMeta(
         classes=tuple(str(c) for c in ckpt["classes"]),
         class_info=class_info_of(ckpt),
@@ -480,7 +469,8 @@ def _onnx_runtime(entry: Path, *, threads: int, device: str, frontend_threads: i
 
     def features(waves: np.ndarray) -> np.ndarray:
         x = logmel(waves)
-        return instance_norm(x, eps_db=eps) if norm.get("kind") == "instance" else x
+        kind = norm.get("kind")
+        return instance_norm(x, eps_db=eps, per_band=kind == "band") if kind in ("instance", "band") else x
 
     def head(x: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
@@ -540,7 +530,7 @@ def load_runtime(
         raise ConfigError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if activation not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(ACTIVATIONS)}")
-    dev = resolve_device(device)
+    dev = resolve_device(device, allowed=DEVICES)
     if backend == "auto":
         backend = "onnx" if dev == "cpu" and onnxruntime_available() else "torch"
     if backend == "onnx" and not onnxruntime_available():

@@ -37,7 +37,8 @@ class TrainConfig:
     Attributes:
         model: registry name (``birdspec models``).
         model_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.3}``).
-        input_norm: 'instance' (per-sample standardised log-mel, default) or 'none'.
+        input_norm: 'instance' (per-sample standardised log-mel, default), 'band'
+            (each mel band's mean over time removed first) or 'none'.
         pretrained: None, 'imagenet' or a path to a torchvision state dict.
         first_conv: how pretrained RGB kernels become C channels: 'repeat' or 'average'.
         optimizer: adamw | adam | sgd (momentum 0.9) | rmsprop; None = the model's default.
@@ -55,6 +56,11 @@ class TrainConfig:
         label_smoothing: cross-entropy label smoothing in [0, 1).
         grad_clip_norm: clip the global gradient norm; None = no clipping.
         random_crop: training crops at random positions of longer recordings.
+        crops_per_recording: 0 = an epoch sees every window once (long recordings
+            weigh more); K > 0 = an epoch draws K random crops from anywhere in
+            every training recording (recordings weigh equally; needs random_crop).
+        crop_s: training crop length in seconds for the window encoding (None =
+            the full window); validation and evaluation still score full windows.
         gain_db: random gain, uniform in [-gain_db, +gain_db] dB per sample (0 = off).
         time_mask_frames / freq_mask_bins: SpecAugment mask widths (up to N frames /
             N mel bins, ``num_masks`` masks per axis and channel; 0 = off).
@@ -89,6 +95,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     grad_clip_norm: float | None = None
     random_crop: bool = True
+    crops_per_recording: int = 0
+    crop_s: float | None = None
     gain_db: float = 0.0
     time_mask_frames: int = 0
     freq_mask_bins: int = 0
@@ -135,6 +143,12 @@ class TrainConfig:
             raise ConfigError(f"--grad-clip must be positive, got {self.grad_clip_norm}")
         if self.gain_db < 0 or self.time_mask_frames < 0 or self.freq_mask_bins < 0 or self.mixup_alpha < 0:
             raise ConfigError("--gain-db, --time-mask, --freq-mask and --mixup must be >= 0 (0 turns them off)")
+        if self.crops_per_recording < 0:
+            raise ConfigError(f"--crops-per-recording must be >= 0, got {self.crops_per_recording}")
+        if self.crops_per_recording and not self.random_crop:
+            raise ConfigError("--crops-per-recording draws random crops; drop --no-random-crop")
+        if self.crop_s is not None and not self.crop_s > 0:
+            raise ConfigError(f"--crop-s must be positive, got {self.crop_s}")
         if self.num_masks < 1:
             raise ConfigError(f"num_masks must be >= 1, got {self.num_masks}")
         if self.devices < 1:
@@ -143,8 +157,8 @@ class TrainConfig:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if self.input_norm not in ("instance", "none"):
-            raise ConfigError(f"unknown input_norm {self.input_norm!r}; use instance or none")
+        if self.input_norm not in ("instance", "band", "none"):
+            raise ConfigError(f"unknown input_norm {self.input_norm!r}; use instance, band or none")
         if not isinstance(self.model_options, Mapping):
             raise ConfigError("model_options must be a mapping of backbone keyword arguments")
         object.__setattr__(self, "model_options", dict(self.model_options))  # a private copy

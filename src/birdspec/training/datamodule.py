@@ -77,6 +77,8 @@ class BirdspecDataModule(pl.LightningDataModule):
         random_crop: bool,
         pin_memory: bool = False,
         model_input: str = "waveform",
+        crops_per_recording: int = 0,
+        crop_samples: int | None = None,
     ) -> None:
         super().__init__()
         self.data = data
@@ -85,7 +87,8 @@ class BirdspecDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.collate_fn = model_collate(model_input)
         self.train_set = model_dataset(
-            data, model_input=model_input, rows=rows_train, encoding=encoding, random_crop=random_crop
+            data, model_input=model_input, rows=rows_train, encoding=encoding, random_crop=random_crop,
+            crops_per_recording=crops_per_recording, crop_samples=crop_samples,
         )
         self.val_set = model_dataset(data, model_input=model_input, rows=rows_val, encoding=encoding, random_crop=False)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
