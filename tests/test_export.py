@@ -47,7 +47,15 @@ def test_dft_frontend_matches_stft(cfg):
     assert (got - ref).abs().max().item() < 1e-3  # dB
 
 
-def test_onnx_export_matches_torch(window_ckpt, tmp_path):
+@pytest.fixture(scope="module")
+def band_ckpt(tmp_path_factory):
+    enc = EncodingConfig(name="window", window_s=5.0, short_policy="pad")
+    return write_checkpoint(tmp_path_factory.mktemp("exp") / "b.pt", enc, seed=2, input_norm="band")
+
+
+@pytest.mark.parametrize("ckpt_fixture", ["window_ckpt", "band_ckpt"])
+def test_onnx_export_matches_torch(ckpt_fixture, tmp_path, request):
+    window_ckpt = request.getfixturevalue(ckpt_fixture)
     audio = _real_or_none()
     out = tmp_path / "model.onnx"
     res = export_checkpoint(window_ckpt, fmt="onnx", out=out, check_audio=audio)

@@ -83,8 +83,8 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
     m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
     m.add_argument("--input-norm", choices=("instance", "band", "none"),
-                   help="per-sample standardisation of the log-mel input (default instance); band also removes "
-                        "each mel band's mean over time (stationary background)")
+                   help="per-sample standardisation of the log-mel input (default instance); band first removes "
+                        "each mel band's median over time (its noise floor: stationary background, recorder colouring)")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
     o = p.add_argument_group("optimisation" + within)
     if optimizer:

@@ -23,7 +23,7 @@ from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, lo
 log = logging.getLogger(__name__)
 
 INPUT_NORMS = ("instance", "band", "none")
-"""Input normalisations of the log-mel (see :class:`InputNorm`): ``band`` also removes each mel band's mean."""
+"""Input normalisations of the log-mel (see :class:`InputNorm`): ``band`` first removes each mel band's median."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,12 @@ class InputNorm(nn.Module):
     ``(B, C, F, T)``: each ``(F, T)`` map gets zero mean and unit variance;
     ``eps_db`` keeps near-silent maps from being blown up. With
     ``per_band=True`` (input norm ``band``) every mel band first loses its own
-    mean over time: a stationary background (wind, water, traffic, a
-    recorder's colouring) becomes flat and the calls stand out.
+    median over time, its noise floor: a stationary background (wind, water,
+    traffic, a recorder's colouring) becomes flat and the calls stand out.
+    The median (the lower one for an even frame count, as ``torch.median``)
+    is robust to calls that fill up to half of the window, unlike the mean;
+    on the reed warbler cross-validation it lifted a from-scratch
+    MobileNetV2 from 0.72 to over 0.8 recording accuracy (benchmarks/README.md).
     """
 
     def __init__(self, eps_db: float = 1.0, *, per_band: bool = False) -> None:
@@ -133,10 +137,20 @@ class InputNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.per_band:
-            x = x - x.mean(dim=-1, keepdim=True)
+            x = x - band_floor(x)
         mean = x.mean(dim=(-2, -1), keepdim=True)
         std = x.std(dim=(-2, -1), keepdim=True)
         return (x - mean) / (std + self.eps_db)
+
+
+def band_floor(x: torch.Tensor) -> torch.Tensor:
+    """The median of every band over time, ``(..., F, T) -> (..., F, 1)`` (lower median).
+
+    Written with ``sort`` rather than ``torch.median`` so that the ONNX export
+    (TorchScript exporter) can express it.
+    """
+    k = (x.shape[-1] - 1) // 2
+    return x.sort(dim=-1).values[..., k : k + 1]
 
 
 class BirdspecModel(nn.Module):

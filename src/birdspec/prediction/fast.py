@@ -284,11 +284,12 @@ def instance_norm(x: np.ndarray, *, eps_db: float, per_band: bool = False) -> np
     """NumPy :class:`~birdspec.models.registry.InputNorm`: per window ``(x - mean) / (std + eps)``, in place.
 
     ``x`` is ``(n, F, T)``; the standard deviation is the unbiased one, as ``torch.std``.
-    ``per_band`` first removes every band's mean over time (input norm ``band``).
+    ``per_band`` first removes every band's (lower) median over time (input norm ``band``).
     """
     n = x.shape[1] * x.shape[2]
     if per_band:
-        x -= x.mean(axis=2, keepdims=True, dtype=np.float64).astype(np.float32)
+        k = (x.shape[2] - 1) // 2
+        x -= np.partition(x, k, axis=2)[:, :, k : k + 1]
     mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
     var = np.square(x - mean.astype(np.float32)).sum(axis=(1, 2), keepdims=True, dtype=np.float64) / max(1, n - 1)
     x -= mean.astype(np.float32)

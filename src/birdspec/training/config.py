@@ -38,7 +38,7 @@ class TrainConfig:
         model: registry name (``birdspec models``).
         model_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.3}``).
         input_norm: 'instance' (per-sample standardised log-mel, default), 'band'
-            (each mel band's mean over time removed first) or 'none'.
+            (each mel band's median over time, its noise floor, removed first) or 'none'.
         pretrained: None, 'imagenet' or a path to a torchvision state dict.
         first_conv: how pretrained RGB kernels become C channels: 'repeat' or 'average'.
         optimizer: adamw | adam | sgd (momentum 0.9) | rmsprop; None = the model's default.
