@@ -1,29 +1,32 @@
 """Accuracy benchmark: 5-fold cross-validation on real recordings (the reed warblers by default).
 
-    python benchmarks/accuracy.py [BIRDCLEF_DIR] [--out bench-out/accuracy] [--epochs N]
-        [--models mobilenetv2-seed,resnet18] [--encodings stack10,window] [--recipes plain,recipe]
-        [--device auto] [--no-birdnet]
+    python benchmarks/accuracy.py [BIRDCLEF_DIR] [--out bench-out/accuracy] [--epochs N] [--window-epochs N]
+        [--configs MODEL/ENCODING/RECIPE,...] [--no-ablations] [--device auto] [--no-birdnet]
 
 Protocol (fixed, so the numbers compare across machines and with BirdNET):
 - folds: the rows of ``train_metadata.csv`` sorted by filename,
   ``StratifiedKFold(n_splits=5, shuffle=True, random_state=0)`` on ``primary_label``
   (``birdspec prepare --folds 5 --seed 0`` assigns exactly these; the script checks it);
 - encodings: ``stack10`` with the ``tile`` policy (so every recording counts) and ``window``;
-- every fold trains on the other four folds and selects its epoch on an inner validation
-  split of them (20 % of each species, seeded); the test fold is never looked at before
-  the final score (``birdspec cv``);
+- every fold trains on the other four folds and is scored on the held-out one, which is never
+  looked at before the final score (``birdspec cv``): the ``study`` rows select their epoch on an
+  inner validation split of the training folds (20 % of each species, seeded); the ``small-data``
+  rows train the recipe's fixed epoch budget on all training folds and score the last epoch;
 - scores: recording-level accuracy and macro F1 (windows averaged per recording), mean +- std
   over the 5 folds; training time summed over folds;
-- recipes: ``plain`` = the study's settings (constant lr: 0.01 MobileNetV2 / 0.001 ResNet18,
-  AdamW, batch 16, every window once per epoch, no augmentation besides random crops);
-  ``recipe`` = birdspec's from-scratch recipe (:data:`RECIPE`: 8 random 3 s crops of every
-  recording per epoch for 40 epochs, one-cycle lr, SpecAugment masks, mixup, label smoothing);
-  ``recipe-*`` = the recipe with one change (:data:`ABLATIONS`), for the ablation table;
+- recipes (``birdspec.training.recipes``, the same as ``birdspec train --recipe``): ``study`` =
+  the study's settings (constant lr: 0.01 MobileNetV2 / 0.001 ResNet18, AdamW, batch 16, every
+  window once per epoch, at most ``--epochs`` epochs); ``small-data`` = birdspec's from-scratch
+  recipe; ``small-data-*`` = the recipe with one change (:data:`ABLATIONS`), the ablation table;
 - if the optional extra is installed (``pip install 'birdspec[birdnet]'``): BirdNET as a closed-set
   classifier over the species (argmax of its per-recording maximum confidence), and the
   ``birdnet-linear`` head on BirdNET embeddings under the same cross-validation.
 
-Writes OUT/accuracy.json and OUT/accuracy.md (the table for benchmarks/README.md) and prints it.
+The default configurations (:data:`DEFAULT_CONFIGS`) are the study's two models x two encodings
+with the ``study`` recipe, the ``small-data`` recipe for both models per window, then (unless
+``--no-ablations``) the ablations of the recipe with ``mobilenetv2-seed``.
+
+Writes OUT/accuracy.json and OUT/accuracy.md (the tables for benchmarks/README.md) and prints them.
 Re-running resumes: finished folds are not trained again (delete OUT to start over).
 """
 
@@ -43,41 +46,39 @@ from sklearn.model_selection import StratifiedKFold
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
 
-RECIPE = {
-    "epochs": 40,
-    "schedule": "onecycle",
-    "crops_per_recording": 8,
-    "crop_s": 3.0,
-    "time_mask_frames": 40,
-    "freq_mask_bins": 16,
-    "num_masks": 2,
-    "mixup_alpha": 0.2,
-    "label_smoothing": 0.1,
-}
-"""birdspec's from-scratch recipe (its ``epochs`` fix the budget: 40 x 8 crops of every recording)."""
-
-RECIPE_LR = {"mobilenetv2-seed": 0.003, "mobilenetv2": 0.003, "resnet18": 0.001}
-"""Peak lr of the one-cycle recipe (AdamW, the models' default weight decay): a first choice, not tuned on the test folds."""
-
 ABLATIONS = {
-    "recipe-band": ({"input_norm": "band"}, "+ per-band mean removal (input norm band)"),
-    "recipe-no-aug": ({"time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0}, "- SpecAugment masks and mixup"),
-    "recipe-constant-lr": ({"schedule": "constant"}, "- one-cycle schedule (constant lr)"),
-    "recipe-no-smoothing": ({"label_smoothing": 0.0}, "- label smoothing"),
+    "small-data-no-band": ({"input_norm": "instance"}, "- band noise-floor removal (instance norm only)"),
+    "small-data-no-crops": ({"crops_per_recording": 0, "crop_s": None}, "- random 3 s crops (every 5 s window once per epoch)"),
+    "small-data-no-aug": ({"time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0}, "- SpecAugment masks and mixup"),
+    "small-data-constant-lr": ({"schedule": "constant"}, "- one-cycle schedule (constant lr)"),
+    "small-data-no-smoothing": ({"label_smoothing": 0.0}, "- label smoothing"),
+    "small-data-inner-val": ({}, "- fixed epoch budget: epoch selected on an inner validation split (20 % fewer training recordings)"),
 }
-"""Changes to :data:`RECIPE` measured one at a time (``--configs MODEL/window/recipe-no-aug``)."""
+"""The ``small-data`` recipe with one change each, for the ablation table (``--configs MODEL/window/NAME``)."""
 
-RECIPES = {"plain": {"schedule": "constant"}, "recipe": RECIPE} | {k: RECIPE | v for k, (v, _) in ABLATIONS.items()}
+RECIPE_NAMES = ("study", "small-data", *ABLATIONS)
+
+DEFAULT_CONFIGS = (
+    "mobilenetv2-seed/stack10/study,resnet18/stack10/study,mobilenetv2-seed/window/study,resnet18/window/study,"
+    "mobilenetv2-seed/window/small-data,resnet18/window/small-data"
+)
+ABLATION_MODEL = "mobilenetv2-seed"
 
 
 def recipe_settings(recipe: str, model: str, encoding: str) -> dict:
-    """TrainConfig fields of ``recipe`` for ``model`` and ``encoding`` (no short crops for stack10)."""
-    settings = dict(RECIPES[recipe])
-    if recipe != "plain":
-        settings["lr"] = RECIPE_LR.get(model, 0.001)
-        if encoding != "window":
-            settings.pop("crop_s", None)
+    """TrainConfig fields of ``recipe`` (a birdspec recipe or an ablation of ``small-data``)."""
+    from birdspec.training.recipes import recipe_fields
+
+    base, changes = (recipe, {}) if recipe in ("study", "small-data") else ("small-data", ABLATIONS[recipe][0])
+    settings = {**recipe_fields(base, model=model, encoding=encoding), **changes, "recipe": base}
+    if encoding != "window":
+        settings.pop("crop_s", None)
     return settings
+
+
+def fixed_epochs(recipe: str) -> bool:
+    """The CV protocol: ``study`` selects its epoch on inner validation; the recipe trains a fixed budget."""
+    return recipe != "study" and recipe != "small-data-inner-val"
 
 
 def reference_folds(root: Path, *, n_splits: int = 5, seed: int = 0) -> dict[str, int]:
@@ -118,7 +119,7 @@ def cv_row(name: str, model: str, encoding: str, recipe: str, summary: dict, sec
         "correct": int(round(sum(f["accuracy"] * f["n"] for f in folds))),
         "total": int(sum(f["n"] for f in folds)),
         "train_time_min": round(sum(float(f.get("train_time_s") or 0) for f in folds) / 60, 1),
-        "epochs": summary.get("epochs"),
+        "epochs": (summary.get("train_config") or {}).get("epochs"),
         "wall_min": round(seconds / 60, 1),
     }
 
@@ -131,7 +132,8 @@ def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epoc
     cfg = TrainConfig(model=model, device=device, seed=seed, progress_bar=False, **settings)
     name = f"{model} / {encoding} / {recipe}"
     t0 = time.perf_counter()
-    result = run_cv(ds, out / f"cv-{model}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2)
+    result = run_cv(ds, out / f"cv-{model}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2,
+                    fixed_epochs=fixed_epochs(recipe))
     return cv_row(name, model, encoding, recipe, result.summary, time.perf_counter() - t0)
 
 
@@ -176,6 +178,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["recipe"] in ABLATIONS:
+            continue
         lines.append(
             f"| {r['model']} | {r['encoding']} | {r['recipe']} | {r['epochs'] or '-'} | "
             f"{pm(r['accuracy_mean'], r['accuracy_std'])} | {pm(r['macro_f1_mean'], r['macro_f1_std'])} | "
@@ -184,17 +188,35 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ablation_markdown(rows: list[dict]) -> str:
+    """The recipe against each of its ablations ('' when none ran)."""
+    base = {r["model"]: r for r in rows if r["recipe"] == "small-data" and r["encoding"] == "window"}
+    abl = [r for r in rows if r["recipe"] in ABLATIONS]
+    if not abl:
+        return ""
+    lines = ["| model | change to small-data | recording accuracy | macro F1 | correct | difference |", "|---|---|---|---|---|---|"]
+    for m in dict.fromkeys(r["model"] for r in abl):
+        ref = base.get(m)
+        if ref:
+            lines.append(f"| {m} | none (the recipe) | {ref['accuracy_mean']:.3f} | {ref['macro_f1_mean']:.3f} | "
+                         f"{ref['correct']}/{ref['total']} | - |")
+        for r in (x for x in abl if x["model"] == m):
+            diff = f"{r['correct'] - ref['correct']:+d} recordings" if ref else "-"
+            lines.append(f"| {m} | {ABLATIONS[r['recipe']][1]} | {r['accuracy_mean']:.3f} | {r['macro_f1_mean']:.3f} | "
+                         f"{r['correct']}/{r['total']} | {diff} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a BirdCLEF-2021-format folder")
     p.add_argument("--out", default="bench-out/accuracy", help="work and output folder")
-    p.add_argument("--models", default="mobilenetv2-seed,resnet18")
-    p.add_argument("--encodings", default="stack10,window")
-    p.add_argument("--recipes", default="plain,recipe")
-    p.add_argument("--configs", help="instead of the full grid: MODEL/ENCODING/RECIPE,... in this order")
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help="MODEL/ENCODING/RECIPE,... in this order "
+                   f"(RECIPE: {', '.join(RECIPE_NAMES)}; default: the study's models x encodings, and small-data per window)")
+    p.add_argument("--no-ablations", action="store_true", help=f"skip the ablations of small-data ({ABLATION_MODEL}, window)")
     p.add_argument("--epochs", type=int, default=30,
-                   help="maximum epochs per fold of the plain recipe (selection on inner validation); the recipe fixes its own")
-    p.add_argument("--window-epochs", type=int, help="maximum epochs for the window encoding (default --epochs)")
+                   help="maximum epochs per fold of the study recipe (selection on inner validation); small-data fixes its own")
+    p.add_argument("--window-epochs", type=int, help="maximum epochs of the study recipe for the window encoding (default --epochs)")
     p.add_argument("--head-epochs", type=int, default=60, help="epochs of the birdnet-linear head")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -216,13 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"accuracy benchmark on {root} ({machine}), folds verified against the protocol")
 
-    if args.configs:
-        configs = [tuple(c.split("/")) for c in args.configs.split(",")]
-    else:
-        configs = [(m, e, r) for r in args.recipes.split(",") for m in args.models.split(",") for e in args.encodings.split(",")]
-    bad = [c for c in configs if len(c) != 3 or c[1] not in ("stack10", "window") or c[2] not in RECIPES]
+    configs = [tuple(c.split("/")) for c in args.configs.split(",") if c]
+    if not args.no_ablations:
+        configs += [(ABLATION_MODEL, "window", a) for a in ABLATIONS if (ABLATION_MODEL, "window", a) not in configs]
+    bad = [c for c in configs if len(c) != 3 or c[1] not in ("stack10", "window") or c[2] not in RECIPE_NAMES]
     if bad:
-        raise SystemExit(f"bad --configs entries {bad}; use MODEL/stack10|window/{'|'.join(RECIPES)}")
+        raise SystemExit(f"bad --configs entries {bad}; use MODEL/stack10|window/{'|'.join(RECIPE_NAMES)}")
     rows: list[dict] = []
     datasets = {enc: prepare_encoding(root, out, enc) for enc in dict.fromkeys(e for _, e, _ in configs)}
     if not args.no_birdnet:
@@ -239,13 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     _write(out, machine, root, rows)
     print()
     print(markdown(rows))
+    if ablation_markdown(rows):
+        print()
+        print(ablation_markdown(rows))
     return 0
 
 
 def _write(out: Path, machine: str, root: Path, rows: list[dict]) -> None:
     """accuracy.json and accuracy.md, rewritten after every configuration (partial results survive)."""
     (out / "accuracy.json").write_text(json.dumps({"machine": machine, "data": str(root), "rows": rows}, indent=2))
-    (out / "accuracy.md").write_text(f"Machine: {machine}\n\n{markdown(rows)}\n")
+    ablations = ablation_markdown(rows)
+    (out / "accuracy.md").write_text(f"Machine: {machine}\n\n{markdown(rows)}\n" + (f"\n{ablations}\n" if ablations else ""))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,32 @@ def test_train_config_validation_and_resolution():
     assert cfg.architecture_changes(replace(cfg, model="mobilenetv2")) == ["model"]
 
 
+def test_recipes_give_settings_that_explicit_options_override(tiny_stack_dataset, tiny_window_dataset):
+    from birdspec.cli.main import build_parser
+    from birdspec.cli.train_cmd import config_from_args
+    from birdspec.training.recipes import RECIPES
+
+    cfg = TrainConfig.from_recipe("small-data", model="resnet18", epochs=5)
+    small = RECIPES["small-data"]
+    assert cfg.recipe == "small-data" and cfg.epochs == 5  # the override wins
+    assert cfg.lr == small.peak_lr["resnet18"] and cfg.input_norm == "band" and cfg.crop_s == 3.0
+    assert cfg.resolved().weight_decay == 1e-4  # unset fields still come from the model
+    stack = TrainConfig.from_recipe("small-data", encoding="stack10")
+    assert stack.crop_s is None and stack.crops_per_recording == small.settings["crops_per_recording"]
+    assert TrainConfig.from_recipe("study") == TrainConfig(recipe="study")
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        TrainConfig.from_recipe("tiny-data")
+    parser = build_parser()
+    args = parser.parse_args(["train", str(tiny_stack_dataset), "--recipe", "small-data", "--mixup", "0", "--out", "r"])
+    cfg = config_from_args(args)
+    assert cfg.mixup_alpha == 0.0 and cfg.crop_s is None and cfg.schedule == "onecycle"  # a stack10 dataset
+    args = parser.parse_args(["cv", str(tiny_window_dataset), "--recipe", "small-data", "--out", "cv"])
+    assert config_from_args(args).crop_s == 3.0
+    args = parser.parse_args(["train", "--resume", "r", "--recipe", "small-data"])
+    with pytest.raises(ConfigError, match="resumed"):
+        config_from_args(args, TrainConfig())
+
+
 def test_schedules():
     const = lr_multiplier("constant", total_steps=100, warmup_steps=10)
     assert const(0) == pytest.approx(0.1) and const(9) == 1.0 and const(99) == 1.0

@@ -78,6 +78,14 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
         SCHEDULES,
     )
 
+    from birdspec.training.recipes import RECIPES
+
+    r = p.add_argument_group("recipe" + within)
+    r.add_argument(
+        "--recipe", choices=list(RECIPES), metavar="NAME",
+        help="start from a named set of settings; options given here replace its values. "
+        + "; ".join(f"{x.name}: {x.summary}" for x in RECIPES.values()),
+    )
     m = p.add_argument_group("model" + within)
     m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
     m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
@@ -159,14 +167,34 @@ def _model_options(items: list[str]) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace, base: Any = None) -> Any:
-    """The TrainConfig of the command line: ``base`` (a resumed run's) or the defaults, with given options."""
+    """The TrainConfig of the command line: ``base`` (a resumed run's), the ``--recipe`` or the
+    defaults, with the options given."""
+    from birdspec.errors import ConfigError
     from birdspec.training.config import TrainConfig
 
     given = {field: getattr(args, dest) for dest, field in FIELDS.items() if getattr(args, dest) is not None}
     if args.model_option:
         given["model_options"] = _model_options(args.model_option)
     given["progress_bar"] = not args.no_progress
-    return replace(base, **given) if base is not None else TrainConfig(**given)
+    recipe = getattr(args, "recipe", None)
+    if base is not None:
+        if recipe:
+            raise ConfigError("--recipe starts a new run; a resumed run keeps its settings (give single options instead)")
+        return replace(base, **given)
+    if recipe:
+        return TrainConfig.from_recipe(recipe, encoding=_sample_encoding(args), **given)
+    return TrainConfig(**given)
+
+
+def _sample_encoding(args: argparse.Namespace) -> str:
+    """'window' or 'stack10': what the training samples will be (--encoding-override, else the dataset's)."""
+    if getattr(args, "encoding_override", None):
+        return str(args.encoding_override)
+    if not getattr(args, "dataset", None):
+        return "window"
+    from birdspec.data.dataset import PreparedDataset
+
+    return PreparedDataset(args.dataset).encoding.name
 
 
 def run(args: argparse.Namespace) -> int:

@@ -76,6 +76,8 @@ class TrainConfig:
         max_minutes: stop at the end of the epoch after which the next epoch would
             not finish within this many minutes (None = no limit).
         progress_bar: Lightning's progress bar (running loss and accuracy).
+        recipe: the recipe the settings started from (:meth:`from_recipe`;
+            recorded for the reader, the other fields hold the values used).
     """
 
     model: str = "mobilenetv2-seed"
@@ -110,6 +112,7 @@ class TrainConfig:
     workers: int | None = None
     max_minutes: float | None = None
     progress_bar: bool = True
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         def choice(name: str, value: Any, options: tuple[str, ...], *, optional: bool = False) -> None:
@@ -157,6 +160,10 @@ class TrainConfig:
             raise ConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if self.recipe is not None:
+            from birdspec.training.recipes import get_recipe
+
+            get_recipe(self.recipe)  # a known name
         if self.input_norm not in ("instance", "band", "none"):
             raise ConfigError(f"unknown input_norm {self.input_norm!r}; use instance, band or none")
         if not isinstance(self.model_options, Mapping):
@@ -165,6 +172,18 @@ class TrainConfig:
 
     def __hash__(self) -> int:  # model_options is a dict; hash the JSON form
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
+
+    @classmethod
+    def from_recipe(cls, recipe: str, *, encoding: str = "window", **overrides: Any) -> TrainConfig:
+        """Recipe ``recipe``'s settings (:mod:`birdspec.training.recipes`) with ``overrides`` on top.
+
+        ``encoding`` is the samples' encoding ('window' or 'stack10'): window-only
+        settings such as short training crops are left out for stack10.
+        """
+        from birdspec.training.recipes import recipe_fields
+
+        model = overrides.get("model", cls.model)
+        return cls(**{**recipe_fields(recipe, model=model, encoding=encoding), "recipe": recipe, **overrides})
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> TrainConfig:

@@ -1,0 +1,99 @@
+"""Named training recipes: sets of :class:`~birdspec.training.TrainConfig` settings.
+
+A recipe is a starting point that was measured on real recordings
+(``benchmarks/accuracy.py``, figures in ``benchmarks/README.md``); options
+given explicitly (``birdspec train --recipe small-data --epochs 60``) replace
+its values.
+
+``study``
+    The study's settings: the model's defaults (AdamW, batch 16, lr 0.01 for
+    MobileNetV2, 0.001 for ResNet18), a constant learning rate, every window
+    once per epoch, no augmentation besides random crops.
+``small-data``
+    birdspec's from-scratch recipe for a few dozen recordings per class:
+    per-band noise-floor removal (``input_norm='band'``), K random 3 s crops
+    of every recording per epoch (recordings weigh equally whatever their
+    length), one-cycle learning rate, SpecAugment masks, mixup and label
+    smoothing, for a fixed epoch budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from birdspec.errors import ConfigError
+
+WINDOW_ONLY = ("crop_s",)
+"""Recipe settings that apply to the window encoding only (dropped for stack10)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of training settings.
+
+    Attributes:
+        name: what ``--recipe`` takes.
+        summary: one line for ``--help`` and reports.
+        settings: TrainConfig fields and values.
+        peak_lr: learning rate per model name (models not listed keep their default).
+    """
+
+    name: str
+    summary: str
+    settings: Mapping[str, Any]
+    peak_lr: Mapping[str, float] = field(default_factory=dict)
+
+    def fields(self, *, model: str, encoding: str = "window") -> dict[str, Any]:
+        """The TrainConfig fields of this recipe for ``model`` trained on ``encoding`` samples."""
+        out = {k: v for k, v in self.settings.items() if encoding == "window" or k not in WINDOW_ONLY}
+        if model in self.peak_lr:
+            out["lr"] = self.peak_lr[model]
+        return out
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("study", "the study's settings: model defaults, constant lr, every window once per epoch",
+               {"schedule": "constant"}),
+        Recipe(
+            "small-data",
+            "from scratch on few recordings: band noise-floor removal, 8 random 3 s crops per recording "
+            "and epoch, one-cycle lr, SpecAugment, mixup, label smoothing, 30 epochs",
+            {
+                "input_norm": "band",
+                "epochs": 30,
+                "schedule": "onecycle",
+                "crops_per_recording": 8,
+                "crop_s": 3.0,
+                "time_mask_frames": 40,
+                "freq_mask_bins": 16,
+                "num_masks": 2,
+                "mixup_alpha": 0.2,
+                "label_smoothing": 0.1,
+            },
+            peak_lr={"mobilenetv2-seed": 0.003, "mobilenetv2": 0.003, "resnet18": 0.001},
+        ),
+    )
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``.
+
+    Raises:
+        ConfigError: no such recipe.
+    """
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}") from None
+
+
+def recipe_fields(name: str | None, *, model: str, encoding: str = "window") -> dict[str, Any]:
+    """TrainConfig fields of recipe ``name`` (none for None), to be overridden by explicit options."""
+    if name is None:
+        return {}
+    return get_recipe(name).fields(model=model, encoding=encoding)
