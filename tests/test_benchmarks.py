@@ -30,7 +30,7 @@ def test_recipe_rows_use_birdspec_recipes(accuracy):
     assert not accuracy.fixed_epochs("small-data-inner-val")
 
 
-@pytest.mark.parametrize("name", ["small-data-no-band", "small-data-no-crops", "small-data-no-aug",
+@pytest.mark.parametrize("name", ["small-data-no-band", "small-data-every-window", "small-data-5s-crops", "small-data-no-aug",
                                   "small-data-constant-lr", "small-data-no-smoothing", "small-data-inner-val"])
 def test_each_ablation_changes_only_what_it_says(accuracy, name):
     base = accuracy.recipe_settings("small-data", "mobilenetv2-seed", "window")

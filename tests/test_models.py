@@ -94,6 +94,7 @@ def test_models_command_lists_registry(capsys):
         assert name in out
     seed10 = count_parameters(build_model("mobilenetv2-seed", in_channels=10, num_classes=6))
     assert f"{seed10:,}" in out
+    assert "small-data: from scratch on few recordings" in out  # the recipes too
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     by_name = {r["name"]: r for r in rows}

@@ -88,5 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {r['description']}")
         if r["note"]:
             print(f"    note: {r['note']}")
-    print("train one with `birdspec train DATASET_DIR --model NAME --out RUN_DIR`")
+    from birdspec.training.recipes import RECIPES
+
+    print("train one with `birdspec train DATASET_DIR --model NAME --out RUN_DIR [--recipe NAME]`; recipes:")
+    for recipe in RECIPES.values():
+        print(f"    {recipe.name}: {recipe.summary}")
     return 0

@@ -61,10 +61,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             "small-data",
             "from scratch on few recordings: band noise-floor removal, 8 random 3 s crops per recording "
-            "and epoch, one-cycle lr, SpecAugment, mixup, label smoothing, 30 epochs",
+            "and epoch, one-cycle lr, SpecAugment, mixup, label smoothing, 20 epochs",
             {
                 "input_norm": "band",
-                "epochs": 30,
+                "epochs": 20,
                 "schedule": "onecycle",
                 "crops_per_recording": 8,
                 "crop_s": 3.0,
