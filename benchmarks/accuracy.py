@@ -48,7 +48,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
 
 ABLATIONS = {
     "small-data-no-band": ({"input_norm": "instance"}, "- band noise-floor removal (instance norm only)"),
-    "small-data-every-window": ({"crops_per_recording": 0}, "- equal weight per recording (as many crops as 5 s windows: long recordings weigh more)"),
+    "small-data-every-window": ({"crops_per_recording": 0, "epochs": 10},
+                                "- equal weight per recording (a crop per 5 s window: long recordings weigh more; 10 epochs, as many steps)"),
     "small-data-5s-crops": ({"crop_s": None}, "- short crops (5 s crops, the full window)"),
     "small-data-no-aug": ({"time_mask_frames": 0, "freq_mask_bins": 0, "mixup_alpha": 0.0}, "- SpecAugment masks and mixup"),
     "small-data-constant-lr": ({"schedule": "constant"}, "- one-cycle schedule (constant lr)"),
