@@ -142,7 +142,7 @@ def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epoc
 def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
     """BirdNET closed-set and the birdnet-linear head (needs the optional extra)."""
     from birdspec.birdnet.backend import birdnet_available
-    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.prepared import PreparedDataset
     from birdspec.data.embeddings import embed_dataset, load_embedding_cache
     from birdspec.evaluation.cv import run_cv
     from birdspec.training import TrainConfig

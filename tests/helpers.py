@@ -122,7 +122,7 @@ def make_run(
     """A run directory in `birdspec train`'s layout, built by hand (untrained weights, made-up curves)."""
     import torch
 
-    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.prepared import PreparedDataset
     from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
     from birdspec.models.registry import build_model, count_parameters
     from birdspec.training.plots import plot_curves

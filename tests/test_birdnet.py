@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from birdspec.config import EncodingConfig, FrontendConfig
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.data.embeddings import (
     EMBEDDINGS_FILE,
     INDEX_FILE,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from birdspec.cli.main import main
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.cv import inner_split, run_cv
 from birdspec.training import TrainConfig, train

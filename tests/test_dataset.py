@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from birdspec.config import EncodingConfig
-from birdspec.data.dataset import PreparedDataset, RecordingDataset, _fit_length
+from birdspec.data.dataset import RecordingDataset
+from birdspec.data.prepared import PreparedDataset, _fit_length
 from birdspec.data.store import StoreWriter, WaveformStore
 from birdspec.errors import ConfigError, DataError
 

@@ -19,7 +19,7 @@ from sklearn.metrics import (
 )
 
 from birdspec.cli.main import main
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import DataError
 from birdspec.evaluation.evaluate import evaluate_run
 

@@ -21,10 +21,10 @@ from birdspec.features import LogMelFrontend
 from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
 from birdspec.models.registry import build_model, model_from_checkpoint
 from birdspec.prediction import predictor as predictor_mod
-from birdspec.prediction.fast import NumpyLogMel, instance_norm
+from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
 from birdspec.prediction.outputs import RAVEN_COLUMNS
 from birdspec.prediction.predictor import Predictor
-from birdspec.prediction.windows import clip_times, context_starts, fit_window
+from birdspec.windowing import clip_times, context_starts, fit_window
 
 SR = 32000
 W = 5 * SR

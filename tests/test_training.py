@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from birdspec.cli.main import main
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
 from birdspec.training import TrainConfig, read_run_config, train
 from birdspec.training.augment import mixup, random_gain, spec_augment

@@ -7,7 +7,7 @@ import pytest
 
 from birdspec.errors import ConfigError
 from birdspec.prediction.predictor import _Chunk, _End, _Short, _Windower
-from birdspec.prediction.windows import (
+from birdspec.windowing import (
     WindowGeometry,
     clip_times,
     context_starts,

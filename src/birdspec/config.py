@@ -20,6 +20,7 @@ SAMPLE_RATE_HZ = 32_000
 
 ENCODINGS = ("stack10", "window")
 SHORT_POLICIES = ("drop", "tile", "pad")
+"""What a recording shorter than one window gives: nothing, one tiled window, one zero-padded window."""
 EVAL_SPLITS = ("val", "train", "all")
 """Recordings a run can be evaluated on: its validation or training recordings, or all."""
 

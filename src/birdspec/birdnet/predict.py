@@ -21,7 +21,7 @@ model). Cost: BirdNET runs ``3 / embed_hop_s`` times per 3 s of audio
 (``embed_hop_s=3`` is cheapest but then a 5 s window sees one 3 s window).
 
 Output windows: pass the caller's own ``bounds_s`` (``(M, 2)`` start/end
-seconds, e.g. from :mod:`birdspec.prediction.windows`) so both agree; without
+seconds, e.g. from :mod:`birdspec.windowing`) so both agree; without
 them, windows start at ``0, hop_s, ...`` while a full window fits, plus a
 trailing partial window holding at least ``min_partial_s`` of audio no full
 window covered (a recording shorter than ``window_s`` gives one window).

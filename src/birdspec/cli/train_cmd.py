@@ -192,7 +192,7 @@ def _sample_encoding(args: argparse.Namespace) -> str:
         return str(args.encoding_override)
     if not getattr(args, "dataset", None):
         return "window"
-    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.prepared import PreparedDataset
 
     return PreparedDataset(args.dataset).encoding.name
 

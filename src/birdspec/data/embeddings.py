@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from birdspec.config import EncodingConfig
-from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.data.dataset import RecordingDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError
 
 MODEL_INPUTS = ("waveform", "embedding")

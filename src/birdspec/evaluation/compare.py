@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import CheckpointError, ConfigError
-from birdspec.jsonio import read_json
+from birdspec.fileio import read_json
 
 log = logging.getLogger(__name__)
 

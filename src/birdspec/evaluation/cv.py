@@ -53,7 +53,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.errors import ConfigError, DataError
-from birdspec.jsonio import read_json, write_json
+from birdspec.fileio import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def run_cv(
     Raises:
         ConfigError: no folds, bad settings, or a resumed CV with other settings.
     """
-    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.prepared import PreparedDataset
     from birdspec.evaluation.evaluate import PREDICTIONS_FILE, evaluate_checkpoint
     from birdspec.training import train as default_train
 

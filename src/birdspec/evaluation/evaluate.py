@@ -39,7 +39,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.config import EVAL_SPLITS
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError
 from birdspec.evaluation.inference import Predictions, predict_checkpoint
 from birdspec.evaluation.metrics import (
@@ -48,7 +48,7 @@ from birdspec.evaluation.metrics import (
     confusion_counts,
     per_class_metrics,
 )
-from birdspec.jsonio import write_json
+from birdspec.fileio import write_json
 
 log = logging.getLogger(__name__)
 

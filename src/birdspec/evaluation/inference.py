@@ -34,7 +34,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from birdspec.config import EncodingConfig, from_dict
-from birdspec.data.dataset import PreparedDataset, RecordingDataset
+from birdspec.data.dataset import RecordingDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 

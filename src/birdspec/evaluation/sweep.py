@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError, TrainingError
-from birdspec.jsonio import read_json, write_json
+from birdspec.fileio import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def run_sweep(
         ConfigError: a bad grid or a resumed sweep with other settings.
         DependencyError: ``trials`` needs Optuna and it is not installed.
     """
-    from birdspec.data.dataset import PreparedDataset
+    from birdspec.data.prepared import PreparedDataset
     from birdspec.training import train as default_train
 
     train_fn = train_fn or default_train

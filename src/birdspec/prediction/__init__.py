@@ -16,7 +16,7 @@ def __getattr__(name: str):
 
         return getattr(predictor, name)
     if name == "clip_times":
-        from birdspec.prediction.windows import clip_times
+        from birdspec.windowing import clip_times
 
         return clip_times
     if name == "export_checkpoint":

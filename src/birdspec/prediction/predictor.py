@@ -6,7 +6,7 @@ How a recording is scored:
    on a background thread, so memory stays flat for multi-hour files and
    decoding overlaps the network.
 2. It is cut into windows of the checkpoint's ``window_s`` every ``hop_s``
-   (rules in :mod:`birdspec.prediction.windows`). **The last partial window**
+   (rules in :mod:`birdspec.windowing`). **The last partial window**
    is kept when it holds at least ``min_partial_s`` (default 1 s) of audio:
    it is zero-padded (tiled for ``short_policy='tile'`` checkpoints) to a full
    window and reported with its true end time; a shorter tail is dropped.
@@ -53,7 +53,7 @@ from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, BirdspecError, ConfigError, DataError
 from birdspec.prediction.fast import Runtime, apply_activation, has_cached_runtime, load_runtime
 from birdspec.prediction.outputs import scores_table
-from birdspec.prediction.windows import (
+from birdspec.windowing import (
     CONTEXT_POSITIONS,
     DEFAULT_MIN_PARTIAL_S,
     WindowGeometry,
@@ -170,7 +170,7 @@ class _Done:
 
 
 class _Windower:
-    """Cuts a stream of blocks into windows, following :mod:`birdspec.prediction.windows` exactly.
+    """Cuts a stream of blocks into windows, following :mod:`birdspec.windowing` exactly.
 
     ``hold_samples`` > 0 (stack10): nothing is emitted until the stream is known to be
     at least that long; a shorter stream ends as one :class:`_Short` item.

@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from birdspec.config import EncodingConfig
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.data.inputs import model_collate, model_dataset
 from birdspec.errors import ConfigError, DataError
 
@@ -27,7 +27,7 @@ def resolve_encoding(data: PreparedDataset, override: str | None) -> EncodingCon
     """The encoding to train with: the dataset's, or the dataset's with ``name=override``."""
     if override is None or override == data.encoding.name:
         return data.encoding
-    from birdspec.data.dataset import with_encoding
+    from birdspec.data.prepared import with_encoding
 
     return with_encoding(data, name=override)
 

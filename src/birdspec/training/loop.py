@@ -52,9 +52,9 @@ import torch
 
 from birdspec import __version__
 from birdspec.config import to_dict
-from birdspec.data.dataset import PreparedDataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import CheckpointError, ConfigError, DataError, TrainingError
-from birdspec.jsonio import write_json
+from birdspec.fileio import write_json
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 

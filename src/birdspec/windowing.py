@@ -1,24 +1,35 @@
-"""Cutting recordings into analysis windows: pure functions on lengths, no audio.
+"""Cutting recordings into analysis windows: one family of pure functions on lengths.
 
-The rules (shared by :func:`window_bounds`, :func:`clip_times` and the
-streaming windower of :mod:`birdspec.prediction.predictor`, which must agree):
+Every stage that cuts audio into windows uses these functions, so the rules
+are written once: the dataset reader (training and evaluation samples), the
+predictor (long recordings), the BirdNET backbone and the embedding cache.
 
-- Windows start at ``0, hop, 2 * hop, ...``; a *full* window lies inside the
-  recording (``start + window <= length``).
-- **The last partial window.** After the last full window, the next window
-  (starting one hop later) runs past the end of the recording. It is kept
-  when it holds at least ``min_partial`` of audio *and* reaches audio no full
-  window covered; it is then filled to the window length (zero-padded, or
-  tiled for checkpoints trained with ``short_policy='tile'``) and reported
-  with its *true* end time (the end of the recording). Later windows, which
-  would only hold a subset of its audio, are never made. A partial window
-  shorter than ``min_partial`` (default 1 s) is dropped.
-- A recording shorter than one window gives that one partial window (when
-  at least ``min_partial`` long) or no window at all.
+**Full windows** (:func:`full_window_starts`): windows of ``window`` samples
+start at ``0, hop, 2 * hop, ...`` and lie inside the recording
+(``start + window <= length``).
+
+**Training and embedding windows** (:func:`sample_window_starts`,
+:func:`frame`): the full windows only; a trailing partial window is dropped.
+A recording shorter than one window gives one window at 0, filled to the
+window length by its short policy (``pad``: zeros, ``tile``: repeated), or
+none under ``drop``.
+
+**Prediction windows** (:func:`window_bounds`, :func:`clip_times` and the
+streaming windower of the predictor, which must agree): the full windows,
+then **the last partial window**: after the last full window, the next window
+(one hop later) runs past the end of the recording. It is kept when it holds
+at least ``min_partial`` of audio *and* reaches audio no full window
+covered; it is then filled to the window length (zero-padded, or tiled for
+checkpoints trained with ``short_policy='tile'``) and reported with its
+*true* end time (the end of the recording). Later windows, which would only
+hold a subset of its audio, are never made. A partial window shorter than
+``min_partial`` (default 1 s) is dropped. A recording shorter than one
+window gives that one partial window (when at least ``min_partial`` long) or
+no window at all.
 
 Example (window 5 s, hop 5 s, 12.3 s of audio): ``[0, 5)``, ``[5, 10)``,
 ``[10, 12.3)`` (2.3 s of audio + 2.7 s of padding). With 10.6 s: only two
-windows (the 0.6 s tail is dropped).
+windows (the 0.6 s tail is dropped). For training, 12.3 s gives two windows.
 
 **Context of stack models** (``stack10``: ``num_windows`` consecutive
 windows as channels, 50 s): output window ``i`` is scored from the
@@ -40,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.config import SAMPLE_RATE_HZ, SHORT_POLICIES
 from birdspec.errors import ConfigError
 
 DEFAULT_MIN_PARTIAL_S = 1.0
@@ -104,6 +115,57 @@ def num_full_windows(*, num_samples: int, window_samples: int, hop_samples: int)
     return (num_samples - window_samples) // hop_samples + 1
 
 
+def full_window_starts(*, num_samples: int, window_samples: int, hop_samples: int) -> np.ndarray:
+    """``(n,)`` int64 start samples of the full windows: ``0, hop, 2 * hop, ...``."""
+    n = num_full_windows(num_samples=num_samples, window_samples=window_samples, hop_samples=hop_samples)
+    return np.arange(n, dtype=np.int64) * hop_samples
+
+
+def sample_window_starts(*, num_samples: int, window_samples: int, hop_samples: int | None = None,
+                         short_policy: str = "pad") -> np.ndarray:
+    """Start samples of the training / embedding windows of a recording (see the module rules).
+
+    The full windows; a recording shorter than one window (and not empty) gives one window
+    at 0 unless ``short_policy`` is ``'drop'``.
+    """
+    if short_policy not in SHORT_POLICIES:
+        raise ConfigError(f"unknown short policy {short_policy!r}; use one of {', '.join(SHORT_POLICIES)}")
+    starts = full_window_starts(num_samples=num_samples, window_samples=window_samples,
+                                hop_samples=hop_samples or window_samples)
+    if starts.size == 0 and num_samples > 0 and short_policy != "drop":
+        return np.zeros(1, dtype=np.int64)
+    return starts
+
+
+def num_sample_windows(*, num_samples: int, window_samples: int, hop_samples: int | None = None,
+                       short_policy: str = "pad") -> int:
+    """How many windows :func:`sample_window_starts` gives (without making them)."""
+    n = num_full_windows(num_samples=num_samples, window_samples=window_samples, hop_samples=hop_samples or window_samples)
+    return n if n or num_samples <= 0 or short_policy == "drop" else 1
+
+
+def frame(wave: np.ndarray, *, window_samples: int, hop_samples: int | None = None,
+          short_policy: str = "pad") -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``wave`` ``(n,)`` into its training / embedding windows (see the module rules).
+
+    Returns:
+        ``(windows (N, window_samples) float32, starts (N,) int64)``; empty audio gives one
+        zero window unless ``short_policy`` is ``'drop'``.
+    """
+    x = np.asarray(wave, dtype=np.float32).reshape(-1)
+    starts = sample_window_starts(num_samples=x.shape[0], window_samples=window_samples, hop_samples=hop_samples,
+                                  short_policy=short_policy)
+    if x.shape[0] == 0 and short_policy != "drop":
+        starts = np.zeros(1, dtype=np.int64)
+    if starts.size == 0:
+        return np.zeros((0, window_samples), dtype=np.float32), starts
+    if x.shape[0] < window_samples:
+        fill = "tile" if short_policy == "tile" else "pad"
+        return fit_window(x, length=window_samples, fill=fill)[None], starts
+    view = np.lib.stride_tricks.sliding_window_view(x, window_samples)[starts]
+    return np.ascontiguousarray(view), starts
+
+
 def partial_window(*, num_samples: int, geometry: WindowGeometry) -> tuple[int, int] | None:
     """``(start, end)`` of the kept trailing partial window, or None (see the module rules)."""
     g = geometry
@@ -124,9 +186,8 @@ def window_bounds(*, num_samples: int, geometry: WindowGeometry) -> np.ndarray:
     if num_samples < 0:
         raise ConfigError(f"num_samples must be >= 0, got {num_samples}")
     g = geometry
-    n_full = num_full_windows(num_samples=num_samples, window_samples=g.window_samples, hop_samples=g.hop_samples)
-    starts = np.arange(n_full, dtype=np.int64) * g.hop_samples
-    bounds = np.stack([starts, starts + g.window_samples], axis=1) if n_full else np.zeros((0, 2), np.int64)
+    starts = full_window_starts(num_samples=num_samples, window_samples=g.window_samples, hop_samples=g.hop_samples)
+    bounds = np.stack([starts, starts + g.window_samples], axis=1) if starts.size else np.zeros((0, 2), np.int64)
     tail = partial_window(num_samples=num_samples, geometry=g)
     if tail is not None:
         bounds = np.concatenate([bounds, np.asarray([tail], dtype=np.int64)])
@@ -161,16 +222,21 @@ def clip_times(
     )
 
 
-def fit_window(samples: np.ndarray, *, length: int, fill: str) -> np.ndarray:
-    """``samples`` (n,) filled to ``(length,)`` float32: zero-padded ('pad') or repeated ('tile')."""
+def fit_window(samples: np.ndarray, *, length: int, fill: str, start: int = 0) -> np.ndarray:
+    """``length`` samples of ``samples`` ``(n,)`` from ``start``, float32; what is missing is filled.
+
+    ``fill='pad'``: zeros after the audio; ``'tile'``: the recording repeated (``start`` is then a
+    position in the repeated signal, so a random crop of a short recording may start anywhere).
+    """
     n = samples.shape[0]
-    if n >= length:
-        return np.ascontiguousarray(samples[:length], dtype=np.float32)
+    if n >= start + length:
+        return np.ascontiguousarray(samples[start : start + length], dtype=np.float32)
     if fill == "tile" and n > 0:
-        reps = -(-length // n)
-        return np.tile(samples, reps)[:length].astype(np.float32, copy=False)
+        reps = -(-(length + start) // n)
+        return np.tile(samples, reps)[start : start + length].astype(np.float32, copy=False)
     out = np.zeros(length, dtype=np.float32)
-    out[:n] = samples
+    piece = samples[start : start + length]
+    out[: piece.shape[0]] = piece
     return out
 
 

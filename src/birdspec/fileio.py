@@ -1,0 +1,79 @@
+"""Writing files so that readers never see half of one: the one atomic-write helper, and JSON.
+
+Every file birdspec writes (checkpoints, CSV tables, JSON state, figures,
+reports) goes through :func:`atomic_path`: the content is written to a
+temporary file in the same folder (named after the target, the process and
+a counter, so concurrent writers never share one), then renamed over the
+target in one step. An interrupt or an error leaves the old file (or no
+file) in place, never a truncated one, and removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+_COUNTER = itertools.count()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The temporary name keeps the target's suffix (``name.tmp-<pid>-<n>.png``), so
+    writers that pick a format from the suffix (matplotlib, pandas) still do.
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    if mkdir:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.stem}.tmp-{os.getpid()}-{next(_COUNTER)}{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            try:
+                tmp.unlink()
+            except OSError:  # pragma: no cover - best effort
+                log.debug("could not remove %s", tmp)
+
+
+def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result to ``path`` atomically; return ``path``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv(path: str | Path, df: Any, *, float_format: str | None = "%.6g", **kwargs: Any) -> Path:
+    """Write a DataFrame as CSV atomically (``float_format=None`` keeps full precision)."""
+    kwargs.setdefault("index", False)
+    return write_with(path, lambda tmp: df.to_csv(tmp, float_format=float_format, **kwargs))
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON atomically (paths and other objects as strings)."""
+    return write_text(path, json.dumps(obj, indent=indent, default=str, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when the file is missing or corrupt (logged)."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s is corrupt; ignoring it", p)
+        return None
