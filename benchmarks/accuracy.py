@@ -127,7 +127,7 @@ def cv_row(name: str, model: str, encoding: str, recipe: str, summary: dict, sec
 
 
 def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epochs: int, device: str, seed: int) -> dict:
-    from birdspec.evaluation.cv import run_cv
+    from birdspec.experiments.cv import run_cv
     from birdspec.training import TrainConfig
 
     settings = {"epochs": epochs, **recipe_settings(recipe, model, encoding)}  # a recipe fixes its own budget
@@ -143,8 +143,9 @@ def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
     """BirdNET closed-set and the birdnet-linear head (needs the optional extra)."""
     from birdspec.birdnet.backend import birdnet_available
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.data.embeddings import embed_dataset, load_embedding_cache
-    from birdspec.evaluation.cv import run_cv
+    from birdspec.data.embedding_dataset import load_embedding_cache
+    from birdspec.data.embeddings import embed_dataset
+    from birdspec.experiments.cv import run_cv
     from birdspec.training import TrainConfig
 
     if not birdnet_available():

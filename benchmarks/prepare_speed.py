@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from birdspec.config import EncodingConfig
-from birdspec.data.prepare import describe, prepare
+from birdspec.data.prepare import prepare
+from birdspec.data.prepared import describe
 
 
 def default_source() -> Path:

@@ -18,22 +18,18 @@ import torch
 
 from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.data.prepared import PreparedDataset
-from birdspec.data.embeddings import (
-    EMBEDDINGS_FILE,
-    INDEX_FILE,
-    META_FILE,
+from birdspec.data.embedding_dataset import (
     EmbeddingCache,
     EmbeddingDataset,
     collate_embeddings,
     collate_embeddings_with_mask,
-    embed_dataset,
-    embedding_dir,
     has_embeddings,
 )
+from birdspec.data.embeddings import EMBEDDINGS_FILE, INDEX_FILE, META_FILE, embed_dataset, embedding_dir
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.birdnet_head import EmbeddingHead, build_head, pool_windows, valid_mask
 from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
-from birdspec.models.registry import get_spec, model_from_checkpoint
+from birdspec.models.registry import get_spec
 
 
 def needs_birdnet() -> None:
@@ -135,7 +131,7 @@ def test_registry_entries_build():
         assert spec.input == "embedding"
         assert "CC BY-NC-SA" in spec.note and "birdspec[birdnet]" in spec.note
         assert spec.train_defaults["optimizer"] == "adamw" and spec.train_defaults["lr"] == 1e-3
-        assert spec.from_checkpoint is not None
+        assert spec.from_config is not None
         head = spec.build(1024, 4)
         assert isinstance(head, EmbeddingHead)
         assert head.config["name"] == name and head.config["input"] == "embedding"
@@ -165,7 +161,7 @@ def test_checkpoint_round_trip(tmp_path):
     )
     path = save_checkpoint(ckpt, tmp_path / "best.pt")
     loaded = read_checkpoint(path)  # weights_only=True
-    rebuilt = model_from_checkpoint(loaded).eval()
+    rebuilt = loaded.build_model()
     x = torch.rand(2, 5, 1024)
     torch.testing.assert_close(rebuilt(x), head.eval()(x))
     assert rebuilt.config["options"] == {"hidden_dim": 32}
@@ -423,7 +419,7 @@ def test_predict_windows_on_raw_audio(birdnet_backbone):
 
 def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
     """birdnet-linear goes through the same train / evaluate / cv code as the CNNs (fake embeddings)."""
-    from birdspec.evaluation.cv import run_cv
+    from birdspec.experiments.cv import run_cv
     from birdspec.evaluation.evaluate import evaluate_run
     from birdspec.models import load_model
     from birdspec.training import TrainConfig, train
@@ -432,7 +428,7 @@ def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
     result = train(embedded_ds, tmp_path / "run", cfg)
     assert result.best_val_acc >= 0.8
     model, ckpt = load_model(result.best_checkpoint)
-    assert ckpt["model"]["input"] == "embedding" and ckpt["classes"] == ["synth0", "synth1", "synth2"]
+    assert ckpt.input == "embedding" and ckpt.classes == ("synth0", "synth1", "synth2")
     evaluation = evaluate_run(tmp_path / "run", plots=False)
     assert evaluation.metrics["recording"]["accuracy"] == pytest.approx(result.best_val_acc)
     from birdspec.evaluation.compare import compare_runs

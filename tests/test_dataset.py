@@ -8,9 +8,10 @@ import torch
 
 from birdspec.config import EncodingConfig
 from birdspec.data.dataset import RecordingDataset
-from birdspec.data.prepared import PreparedDataset, _fit_length
+from birdspec.data.prepared import PreparedDataset
 from birdspec.data.store import StoreWriter, WaveformStore
 from birdspec.errors import ConfigError, DataError
+from birdspec.windowing import fit_window
 
 
 def test_stack_dataset_yields_logmel_stacks(tiny_stack_dataset):
@@ -95,7 +96,7 @@ def test_encoding_override_reads_a_stack_dataset_per_window(tiny_stack_dataset):
 
 @pytest.mark.parametrize("policy,expected", [("tile", [1, 2, 3, 1, 2, 3, 1]), ("pad", [1, 2, 3, 0, 0, 0, 0])])
 def test_short_recordings_tile_or_pad(policy, expected):
-    out = _fit_length(np.array([1, 2, 3], dtype=np.float32), 7, policy)
+    out = fit_window(np.array([1, 2, 3], dtype=np.float32), length=7, fill=policy)
     assert out.tolist() == expected
 
 

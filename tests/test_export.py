@@ -13,7 +13,6 @@ from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.features import LogMelFrontend
 from birdspec.models.checkpoint import read_checkpoint
-from birdspec.models.registry import model_from_checkpoint
 from birdspec.prediction.export import DFTLogMel, check_waveforms, export_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
@@ -68,7 +67,7 @@ def test_onnx_export_matches_torch(ckpt_fixture, tmp_path, request):
     x, _ = check_waveforms(channels=1, window_samples=160000, audio=audio, batch=3)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits, scores = session.run(["logits", "scores"], {"waveform": x})
-    model = model_from_checkpoint(read_checkpoint(window_ckpt)).eval()
+    model = read_checkpoint(window_ckpt).build_model()
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     assert logits.shape == (3, len(CLASSES))
@@ -87,7 +86,7 @@ def test_stack10_onnx_and_torchscript_via_cli(tmp_path, capsys):
     assert main(["export", str(ckpt), "--format", "torchscript", "--out", str(tmp_path / "s.pt2")]) == 0
     loaded = torch.jit.load(str(tmp_path / "s.pt2"))
     x = torch.from_numpy(check_waveforms(channels=3, window_samples=32000, batch=4)[0])
-    model = model_from_checkpoint(read_checkpoint(ckpt)).eval()
+    model = read_checkpoint(ckpt).build_model()
     with torch.no_grad():
         assert (loaded(x)[0] - model(x)).abs().max().item() <= 1e-4
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")]) == 2

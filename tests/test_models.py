@@ -82,7 +82,7 @@ def test_checkpoint_round_trip(tmp_path):
     wave = 0.1 * torch.randn(2, 2, 32_000)
     with torch.no_grad():
         torch.testing.assert_close(loaded(wave), model(wave))
-    assert meta["classes"] == ["a", "b", "c"]
+    assert meta.classes == ("a", "b", "c") and meta.epoch == 3 and meta.train_config == {"lr": 0.01}
 
 
 def test_models_command_lists_registry(capsys):

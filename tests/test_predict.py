@@ -19,7 +19,8 @@ from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.errors import AudioError, ConfigError, DataError
 from birdspec.features import LogMelFrontend
 from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
-from birdspec.models.registry import build_model, model_from_checkpoint
+from birdspec.models.checkpoint import read_checkpoint
+from birdspec.models.registry import build_model
 from birdspec.prediction import predictor as predictor_mod
 from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
 from birdspec.prediction.outputs import RAVEN_COLUMNS
@@ -101,8 +102,7 @@ def _cache_env(monkeypatch, cache_dir):
 
 def reference_scores(ckpt_path: Path, inputs: np.ndarray) -> np.ndarray:
     """Softmax of the PyTorch model (torch.stft frontend) on ``inputs`` (B, C, T)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    model = model_from_checkpoint(ckpt).eval()
+    model = read_checkpoint(ckpt_path).build_model()
     with torch.no_grad():
         return torch.softmax(model(torch.from_numpy(inputs)), dim=1).numpy()
 

@@ -25,8 +25,9 @@ from sklearn.model_selection import StratifiedKFold
 from birdspec import audio
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig, to_dict
-from birdspec.data import prepare as prep
-from birdspec.data.prepare import MANIFEST_COLUMNS, count_samples, describe, partial_dir, prepare, reason_kind
+from birdspec.data import decode
+from birdspec.data.prepare import prepare
+from birdspec.data.prepared import MANIFEST_COLUMNS, count_samples, describe, partial_dir, reason_kind
 from birdspec.data.splits import num_val, stratified_folds, train_val_split
 from birdspec.data.store import WaveformStore
 from birdspec.errors import ConfigError, DataError
@@ -345,7 +346,7 @@ class _Crash(Exception):
 def test_interrupted_run_resumes_from_partial(tmp_path, monkeypatch):
     root = make_birdclef2021(tmp_path / "bc", basic_recordings(per_class=3))
     out = tmp_path / "out"
-    real_append = prep._ChunkConcatenator.append_chunk
+    real_append = decode.ChunkConcatenator.append_chunk
     calls = {"append": 0, "load": 0}
 
     def crashing_append(self, *args, **kwargs):
@@ -354,12 +355,12 @@ def test_interrupted_run_resumes_from_partial(tmp_path, monkeypatch):
             raise _Crash()
         return real_append(self, *args, **kwargs)
 
-    monkeypatch.setattr(prep._ChunkConcatenator, "append_chunk", crashing_append)
+    monkeypatch.setattr(decode.ChunkConcatenator, "append_chunk", crashing_append)
     with pytest.raises(_Crash):
         run(root, out)
     assert not out.exists()
     assert len(list((partial_dir(out) / "chunks").glob("*.json"))) == 5
-    monkeypatch.setattr(prep._ChunkConcatenator, "append_chunk", real_append)
+    monkeypatch.setattr(decode.ChunkConcatenator, "append_chunk", real_append)
 
     real_load = audio.load
 
@@ -414,14 +415,14 @@ def test_workers_give_identical_output(tmp_path):
 @pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="patching a worker needs fork")
 def test_a_crashing_decoder_does_not_stop_the_run(tmp_path, monkeypatch):
     root = make_birdclef2021(tmp_path / "bc", basic_recordings(per_class=3))
-    real = prep._load_audio
+    real = decode.load_audio
 
     def crash_on_one(task):
         if task.path.endswith("XC0101.wav"):
             os._exit(1)  # what a segfaulting decoder does to the worker
         return real(task)
 
-    monkeypatch.setattr(prep, "_load_audio", crash_on_one)
+    monkeypatch.setattr(decode, "load_audio", crash_on_one)
     out = run(root, tmp_path / "out", workers=2)
     assert skipped_by_name(out) == {"XC0101.wav": "unreadable: the decoder crashed on this file"}
     assert len(read_manifest(out)) == 11
@@ -449,16 +450,16 @@ def test_cli_prepare(tmp_path, capsys):
 def test_write_f16_in_blocks(tmp_path):
     wave = np.random.default_rng(0).uniform(-0.5, 0.5, 600_001).astype(np.float32)
     wave[555_555] = -0.9
-    peak = prep._write_f16(wave, str(tmp_path / "x.f16"))
+    peak = decode.write_f16(wave, str(tmp_path / "x.f16"))
     assert peak == pytest.approx(0.9)
     assert np.array_equal(np.fromfile(tmp_path / "x.f16", dtype="<f2"), wave.astype(np.float16))
     wave[10] = np.nan
-    assert np.isnan(prep._write_f16(wave, str(tmp_path / "y.f16")))
+    assert np.isnan(decode.write_f16(wave, str(tmp_path / "y.f16")))
 
 
 def test_non_finite_audio_is_skipped(tmp_path, monkeypatch):
     root = make_birdclef2021(tmp_path / "bc", basic_recordings(per_class=2))
-    real = prep._load_audio
+    real = decode.load_audio
 
     def nan_on_one(task):
         wave = real(task)
@@ -466,6 +467,6 @@ def test_non_finite_audio_is_skipped(tmp_path, monkeypatch):
             wave[100] = np.inf
         return wave
 
-    monkeypatch.setattr(prep, "_load_audio", nan_on_one)
+    monkeypatch.setattr(decode, "load_audio", nan_on_one)
     out = run(root, tmp_path / "out")
     assert skipped_by_name(out) == {"XC0001.wav": "unreadable: non-finite samples"}

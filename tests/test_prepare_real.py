@@ -15,8 +15,9 @@ import pytest
 
 from birdspec import audio
 from birdspec.config import EncodingConfig
-from birdspec.data.catalog import load_catalog
-from birdspec.data.prepare import describe, prepare
+from birdspec.data.catalog_layouts import load_catalog
+from birdspec.data.prepare import prepare
+from birdspec.data.prepared import describe
 from birdspec.data.species import select_species
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]

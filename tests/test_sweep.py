@@ -11,7 +11,7 @@ import pytest
 
 from birdspec.cli.main import main
 from birdspec.errors import ConfigError, TrainingError
-from birdspec.evaluation.sweep import Trial, grid_trials, parse_list, run_sweep
+from birdspec.experiments.sweep import Trial, grid_trials, parse_list, run_sweep
 from birdspec.training import TrainConfig
 
 FAST = {"epochs": 1, "batch_size": 8, "device": "cpu", "workers": 0, "progress_bar": False}

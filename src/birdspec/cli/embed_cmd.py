@@ -24,6 +24,8 @@ with the same settings does nothing.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``embed`` on ``subparsers``; sets ``func``."""
+    from birdspec.data.embeddings import BACKBONES
+
     p = subparsers.add_parser(
         "embed",
         help="cache BirdNET embeddings of a prepared dataset (optional extra)",
@@ -31,7 +33,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", metavar="DATASET_DIR", help="prepared dataset directory (`birdspec prepare`)")
-    p.add_argument("--backbone", default="birdnet", choices=("birdnet",), help="embedding backbone (default birdnet)")
+    p.add_argument("--backbone", default="birdnet", choices=BACKBONES, help="embedding backbone (default birdnet)")
     p.add_argument("--hop-s", type=float, default=3.0, metavar="S", help="seconds between window starts (default 3: no overlap)")
     p.add_argument("--threads", type=int, metavar="N", help="backbone threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="windows per backbone call (default 8)")

@@ -23,6 +23,8 @@ or a synthetic signal), else the command fails with exit status 2.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from birdspec.prediction.export_formats import CHECK_TOLERANCE, EXPORT_FORMATS
+
     p = subparsers.add_parser(
         "export",
         help="export a checkpoint (frontend included) to ONNX or TorchScript",
@@ -30,10 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="checkpoint file (or a run folder with best.pt / last.pt)")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="default onnx")
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the model (the sidecar is FILE with .json)")
     p.add_argument("--check-audio", default=None, metavar="AUDIO", help="recording to check the export on (default: a synthetic signal)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted logit difference vs PyTorch (default 1e-4)")
+    p.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE, help=f"largest accepted logit difference vs PyTorch (default {CHECK_TOLERANCE:g})")
     p.set_defaults(func=run)
     return p
 

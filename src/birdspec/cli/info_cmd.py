@@ -1,4 +1,4 @@
-"""``birdspec info DIR [--json]``: describe a prepared dataset."""
+"""``birdspec info DIR [--json]``: print :func:`~birdspec.data.prepared.describe` of a prepared dataset."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from birdspec.data.prepare import describe
+    from birdspec.data.prepared import describe
 
     info = describe(args.dataset)
     if args.json:

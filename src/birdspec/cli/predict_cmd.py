@@ -52,7 +52,10 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.prediction.outputs import FORMATS
+    from birdspec.prediction.outputs import FORMATS, SCORE_MODES
+    from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
+    from birdspec.runtime import PREDICT_DEVICES
+    from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S
 
     p = subparsers.add_parser(
         "predict",
@@ -65,17 +68,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("paths", nargs="+", metavar="PATH", help="recordings or folders (searched recursively)")
     p.add_argument("--window-s", type=float, default=None, help="window length; must be the checkpoint's (default: the checkpoint's, 5 s)")
     p.add_argument("--hop-s", type=float, default=None, help="seconds between window starts (default: the window length)")
-    p.add_argument("--min-partial-s", type=float, default=1.0, help="least audio a last partial window needs to be scored (default 1)")
+    p.add_argument("--min-partial-s", type=float, default=DEFAULT_MIN_PARTIAL_S, help=f"least audio a last partial window needs to be scored (default {DEFAULT_MIN_PARTIAL_S:g})")
     p.add_argument("--min-conf", type=float, default=0.1, help="lowest score written (default 0.1)")
     p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above --min-conf)")
-    p.add_argument("--scores", choices=["topk", "all"], default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
+    p.add_argument("--scores", choices=SCORE_MODES, default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
     p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or folder (raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
     p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 8 on CPU, 64 on CUDA)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the network runs (default auto: CUDA when present)")
-    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto", help="auto: ONNX Runtime on CPU (exported once and cached), PyTorch on CUDA")
-    p.add_argument("--context", choices=["centre", "trailing"], default="centre", help="stack10: position of a window in its 50 s context (default centre)")
-    p.add_argument("--activation", choices=["auto", "softmax", "sigmoid"], default="auto", help="score function (default: softmax unless the checkpoint was trained multi-label)")
+    p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else exported once and cached), PyTorch on CUDA")
+    p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context (default centre)")
+    p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: softmax unless the checkpoint was trained multi-label)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
     p.add_argument("--strict", action="store_true", help="stop with exit status 2 at the first recording that cannot be decoded")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")

@@ -23,6 +23,8 @@ run resumes from DIR.partial/.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``prepare`` on ``subparsers``; sets ``func``."""
+    from birdspec.data.catalog import LAYOUTS
+
     p = subparsers.add_parser(
         "prepare",
         help="decode recordings into a prepared dataset",
@@ -34,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--layout",
         default="auto",
-        choices=("auto", "birdclef2021", "birdclef2022", "folders", "csv"),
+        choices=LAYOUTS,
         help="layout of SOURCE (default: detect)",
     )
     sel = p.add_argument_group("species")
@@ -81,7 +83,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Run :func:`birdspec.data.prepare.prepare` and print a summary."""
-    from birdspec.data.prepare import describe, prepare
+    from birdspec.data.prepare import prepare
+    from birdspec.data.prepared import describe
 
     encoding = EncodingConfig(
         name=args.encoding,
@@ -114,7 +117,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def summary(d: dict[str, Any]) -> str:
-    """One paragraph about a prepared dataset, from :func:`~birdspec.data.prepare.describe`."""
+    """One paragraph about a prepared dataset, from :func:`~birdspec.data.prepared.describe`."""
     per_class = ", ".join(f"{label} {n}" for label, n in d["per_class"].items())
     splits = " / ".join(f"{name} {n}" for name, n in d["splits"].items())
     enc = d["encoding"]
@@ -127,7 +130,9 @@ def summary(d: dict[str, Any]) -> str:
     if d.get("folds"):
         text += f"; {len(d['folds'])} folds"
     text += "."
-    report = Path(d["path"]) / "skipped.csv"
+    from birdspec.data.prepared import SKIPPED_FILE
+
+    report = Path(d["path"]) / SKIPPED_FILE
     if d["skipped"]:
         reasons = ", ".join(f"{kind} {n}" for kind, n in d["skipped_reasons"].items())
         text += f" Skipped {d['skipped']} ({reasons}), listed in {report}."

@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from birdspec.cli.train_cmd import config_from_args
-    from birdspec.evaluation.sweep import parse_list, run_sweep
+    from birdspec.experiments.sweep import parse_list, run_sweep
 
     config = config_from_args(args)
     result = run_sweep(

@@ -69,8 +69,9 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     ``optimizer=False`` leaves out --optimizer/--lr (a sweep sets them);
     ``within`` names the command in group titles (e.g. ``" (as in `birdspec train`)"``).
     """
+    from birdspec.config import ENCODINGS, INPUT_NORMS
+    from birdspec.runtime import DEVICES
     from birdspec.training.config import (
-        DEVICES,
         EARLY_STOPPING_METRICS,
         FIRST_CONV_MODES,
         OPTIMIZERS,
@@ -90,7 +91,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     m.add_argument("--model", metavar="NAME", help="registered model (default mobilenetv2-seed; `birdspec models` lists them)")
     m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
     m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
-    m.add_argument("--input-norm", choices=("instance", "band", "none"),
+    m.add_argument("--input-norm", choices=INPUT_NORMS,
                    help="per-sample standardisation of the log-mel input (default instance); band first removes "
                         "each mel band's median over time (its noise floor: stationary background, recorder colouring)")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
@@ -122,7 +123,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     a.add_argument("--num-masks", type=int, metavar="N", help="SpecAugment masks per axis (default 1)")
     a.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (waveform models)")
     h = p.add_argument_group("data and hardware" + within)
-    h.add_argument("--encoding-override", choices=("window", "stack10"), help="train per window on a stack10 dataset (window)")
+    h.add_argument("--encoding-override", choices=ENCODINGS, help="train per window on a stack10 dataset (window)")
     h.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
     h.add_argument("--device", choices=DEVICES, help="auto (default: cuda > mps > cpu), cpu, cuda or mps")
     h.add_argument("--precision", choices=PRECISIONS, help="default 16-mixed on CUDA, 32-true elsewhere")

@@ -1,54 +1,39 @@
-"""Reading a prepared dataset: its metadata, and torch Datasets per encoding.
+"""Samples of a prepared dataset as torch Datasets: :class:`RecordingDataset`, one encoding per dataset.
 
-A prepared dataset directory (written by :func:`birdspec.data.prepare.prepare`)
-holds ``dataset.json`` (settings, class list, encoding, frontend),
-``manifest.csv`` (one row per kept recording) and ``waveforms.f16`` (all
-recordings, 32 kHz mono). :class:`PreparedDataset` reads the metadata;
-:class:`RecordingDataset` yields samples of the chosen encoding:
+This module owns how a prepared dataset (read by
+:class:`~birdspec.data.prepared.PreparedDataset`) becomes model inputs under
+its encoding:
 
 - ``stack10``: one sample per recording, ``num_windows`` consecutive windows
   as channels: waveform ``(10, 160000)`` or log-mel ``(10, 128, 321)``.
 - ``window``: one sample per full 5 s window: ``(1, 160000)`` or ``(1, 128, 321)``.
 
-Evaluation samples are deterministic (stack10: the first ``num_windows``
-windows); with ``random_crop=True`` (training) crops start at random
-positions of longer recordings, so every epoch sees other audio.
+Which windows a recording gives, and how a short one is filled, are the rules
+of :mod:`birdspec.windowing`. Evaluation samples are deterministic (stack10:
+the first ``num_windows`` windows); with ``random_crop=True`` (training)
+crops start at random positions of longer recordings, so every epoch sees
+other audio.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import replace
-from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from birdspec.config import EncodingConfig, FrontendConfig, from_dict
+from birdspec.config import EncodingConfig
 from birdspec.data.prepared import PreparedDataset
-from birdspec.errors import ConfigError, DataError
+from birdspec.errors import ConfigError
+from birdspec.windowing import fit_window, num_sample_windows
 
 log = logging.getLogger(__name__)
 
-def _fit_length(wave: np.ndarray, length: int, policy: str, start: int = 0) -> np.ndarray:
-    """``length`` samples from ``wave`` beginning at ``start``; short audio is tiled or zero-padded."""
-    n = wave.shape[0]
-    if n == 0:
-        return np.zeros(length, dtype=np.float32)
-    if n >= length + start:
-        return wave[start : start + length]
-    if policy == "tile":
-        reps = -(-(length + start) // n)
-        return np.tile(wave, reps)[start : start + length]
-    out = np.zeros(length, dtype=np.float32)
-    piece = wave[start : start + length]
-    out[: piece.shape[0]] = piece
-    return out
+FEATURES = ("logmel", "waveform")
+"""What a :class:`RecordingDataset` yields: log-mel spectrograms or raw audio."""
 
 
 class RecordingDataset(Dataset):
@@ -121,7 +106,13 @@ class RecordingDataset(Dataset):
             self.sample_rows = self.rows.copy()
             self.sample_windows = np.zeros(len(self.rows), dtype=np.int64)
         else:
-            counts = np.maximum(1, self._lengths[self.rows] // self.window_samples)
+            counts = np.array(
+                [
+                    num_sample_windows(num_samples=int(n), window_samples=self.window_samples, short_policy=self.policy)
+                    for n in self._lengths[self.rows]
+                ],
+                dtype=np.int64,
+            )
             self.sample_rows = np.repeat(self.rows, counts)
             self.sample_windows = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
         self.labels = self._label_ids[self.sample_rows]
@@ -164,7 +155,7 @@ class RecordingDataset(Dataset):
             if n >= start + need:
                 wave = store.read(offset, n, start=start, length=need)
             else:
-                wave = _fit_length(store.read(offset, n), need, self.policy, start)
+                wave = fit_window(store.read(offset, n), length=need, fill=self.policy, start=start)
             return wave.reshape(self.encoding.num_windows, w)
         if self.crops_per_recording or self.crop_samples:
             return self._crop(offset, n)
@@ -174,7 +165,8 @@ class RecordingDataset(Dataset):
             start = int(np.clip(start + self._rand(w + 1) - w // 2, 0, n - w))
         wave = store.read(offset, n, start=start, length=w)
         if wave.shape[0] < w:
-            wave = _fit_length(store.read(offset, n), w, self.policy, min(start, max(0, n - 1)) if self.policy == "tile" else 0)
+            tile_start = min(start, max(0, n - 1)) if self.policy == "tile" else 0
+            wave = fit_window(store.read(offset, n), length=w, fill=self.policy, start=tile_start)
         return wave.reshape(1, w)
 
     def _crop(self, offset: int, n: int) -> np.ndarray:
@@ -182,7 +174,8 @@ class RecordingDataset(Dataset):
         length = self.crop_samples or self.window_samples
         store = self.data.store
         if n < length:
-            return _fit_length(store.read(offset, n), length, self.policy, self._rand(n) if self.policy == "tile" else 0).reshape(1, length)
+            start = self._rand(n) if self.policy == "tile" else 0
+            return fit_window(store.read(offset, n), length=length, fill=self.policy, start=start).reshape(1, length)
         start = self._rand(n - length + 1) if self.random_crop else 0
         return store.read(offset, n, start=start, length=length).reshape(1, length)
 

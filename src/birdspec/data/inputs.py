@@ -50,7 +50,7 @@ def model_dataset(
     if crops_per_recording or crop_samples:
         raise ConfigError("training crops (--crops-per-recording, --crop-s) apply to waveform models only")
     if model_input == "embedding":
-        from birdspec.data.embeddings import EmbeddingDataset
+        from birdspec.data.embedding_dataset import EmbeddingDataset
 
         return EmbeddingDataset(data, rows=rows, level="recording", random_crop=random_crop)
     raise ConfigError(f"unknown model input {model_input!r}; one of {', '.join(MODEL_INPUTS)}")
@@ -59,12 +59,7 @@ def model_dataset(
 def model_collate(model_input: str) -> Callable[[Any], Any] | None:
     """The DataLoader ``collate_fn`` for ``model_input`` (None: the default one)."""
     if model_input == "embedding":
-        from birdspec.data.embeddings import collate_embeddings
+        from birdspec.data.embedding_dataset import collate_embeddings
 
         return collate_embeddings
     return None
-
-
-def checkpoint_input(ckpt: dict) -> str:
-    """The input kind of a checkpoint's model ('waveform' for CNNs)."""
-    return str((ckpt.get("model") or {}).get("input", "waveform"))

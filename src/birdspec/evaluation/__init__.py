@@ -1,9 +1,7 @@
-"""Evaluation: metrics, figures, reports, sweeps, cross-validation and run comparison.
+"""Evaluation: metrics, figures, reports and run comparison (sweeps and cross-validation: :mod:`birdspec.experiments`).
 
 - :func:`evaluate_run` / :func:`evaluate_checkpoint` (``birdspec evaluate``): recording- and
   sample-level metrics, ``predictions.csv``, confusion matrix and per-class figures.
-- :func:`run_sweep` (``birdspec sweep``): optimizer x learning-rate sweep and its figure.
-- :func:`run_cv` (``birdspec cv``): K-fold cross-validation with honest model selection.
 - :func:`compare_runs` (``birdspec compare``): table, overlaid curves, HTML report.
 - :class:`Section` / :func:`write_report`: self-contained HTML reports (figures embedded).
 
@@ -19,10 +17,6 @@ _EXPORTS = {
     "evaluate_run": "birdspec.evaluation.evaluate",
     "evaluate_checkpoint": "birdspec.evaluation.evaluate",
     "EvaluationResult": "birdspec.evaluation.evaluate",
-    "run_sweep": "birdspec.evaluation.sweep",
-    "SweepResult": "birdspec.evaluation.sweep",
-    "run_cv": "birdspec.evaluation.cv",
-    "CVResult": "birdspec.evaluation.cv",
     "compare_runs": "birdspec.evaluation.compare",
     "CompareResult": "birdspec.evaluation.compare",
     "Section": "birdspec.evaluation.report",

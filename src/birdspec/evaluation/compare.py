@@ -38,31 +38,21 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import CheckpointError, ConfigError
-from birdspec.fileio import read_json
+from birdspec.evaluation.compare_report import (
+    COMPARISON_CSV,
+    COMPARISON_MD,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    METRICS_PNG,
+    REPORT_HTML,
+    display_table,
+    write_html,
+    write_markdown,
+)
+from birdspec.fileio import read_json, write_csv
+from birdspec.training.rundir import EPOCH_METRICS_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
-
-COMPARISON_CSV = "comparison.csv"
-COMPARISON_MD = "comparison.md"
-REPORT_HTML = "report.html"
-CURVES_PNG = "compare_curves.png"
-METRICS_PNG = "compare_metrics.png"
-CONFUSION_PNG = "compare_confusion.png"
-
-DISPLAY_COLUMNS = (
-    ("run", "run"),
-    ("model", "model"),
-    ("encoding", "encoding"),
-    ("num_parameters", "parameters (M)"),
-    ("multiply_adds_per_sample", "multiply-adds / sample (M)"),
-    ("best_val_acc", "best val acc"),
-    ("best_epoch", "best epoch"),
-    ("accuracy", "val acc (rec.)"),
-    ("macro_f1", "macro F1 (rec.)"),
-    ("cmap", "cmAP (rec.)"),
-    ("train_time_s", "train time (min)"),
-    ("inference_ms_per_sample", "CPU ms / sample"),
-)
 
 
 @dataclass(frozen=True)
@@ -156,20 +146,20 @@ def _load_run(
         PER_CLASS_FILE,
         PREDICTIONS_FILE,
         evaluate_run,
-        run_checkpoint_path,
+        checkpoint_of_run,
     )
     from birdspec.evaluation.inference import predictions_from_frame
     from birdspec.evaluation.metrics import class_display_names, confusion_counts
-    from birdspec.training import read_run_config
+    from birdspec.training.rundir import read_run_config
 
     cfg = read_run_config(run_dir)
-    summary = read_json(run_dir / "summary.json")
+    summary = read_json(run_dir / SUMMARY_FILE)
     if summary is None:
         log.warning("%s has no summary.json (unfinished run?); comparing what it has", run_dir)
         summary = {}
-    metrics_csv = run_dir / "metrics.csv"
+    metrics_csv = run_dir / EPOCH_METRICS_FILE
     curves = pd.read_csv(metrics_csv) if metrics_csv.is_file() else pd.DataFrame(columns=["epoch", "val_acc", "val_loss"])
-    ckpt = run_checkpoint_path(run_dir, checkpoint)
+    ckpt = checkpoint_of_run(run_dir, checkpoint)
     eval_dir = _cached_evaluation(run_dir, ckpt, split) if (reuse and data is None and checkpoint == "best") else None
     if eval_dir is None:
         safe = name.replace("/", "_").replace(" ", "_")
@@ -224,12 +214,7 @@ def compare_runs(
         ConfigError: no runs given.
         CheckpointError: a folder that is not a run directory.
     """
-    from birdspec.evaluation.plots import (
-        plot_confusion_grid,
-        plot_curves_overlay,
-        plot_metric_bars,
-        run_colors,
-    )
+    from birdspec.evaluation.evaluate import checkpoint_of_run
     from birdspec.evaluation.profile import profile_checkpoint
 
     if not run_dirs:
@@ -240,53 +225,57 @@ def compare_runs(
             raise CheckpointError(f"{p}: no such run directory")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = run_names(paths)
     runs: list[RunInfo] = []
-    rows = []
-    for path, name in zip(paths, names):
+    for path, name in zip(paths, run_names(paths)):
         info = _load_run(path, name, out=out, data=data, split=split, checkpoint=checkpoint, device=device,
                          batch_size=batch_size, reuse=reuse)
         prof = None
         if profile:
-            from birdspec.evaluation.evaluate import run_checkpoint_path
-
-            prof = profile_checkpoint(str(run_checkpoint_path(path, checkpoint)), timing=timing,
+            prof = profile_checkpoint(checkpoint_of_run(path, checkpoint), timing=timing,
                                       batch_size=timing_batch_size, repeats=timing_repeats)
-        rec = info.metrics["recording"]
-        s = info.summary
-        cfg = info.config
-        row = {
-            "run": name,
-            "model": s.get("model") or (cfg.get("model") or {}).get("name"),
-            "encoding": s.get("encoding") or (cfg.get("encoding") or {}).get("name"),
-            "num_parameters": s.get("num_parameters") or cfg.get("num_parameters") or (prof.num_parameters if prof else None),
-            "multiply_adds_per_sample": prof.multiply_adds_per_sample if prof else None,
-            "best_val_acc": s.get("best_val_acc"),
-            "best_epoch": s.get("best_epoch"),
-            "epochs_run": s.get("epochs_run"),
-            "accuracy": rec.get("accuracy"),
-            "macro_f1": rec.get("macro_f1"),
-            "balanced_accuracy": rec.get("balanced_accuracy"),
-            "cmap": rec.get("cmap"),
-            "roc_auc_macro": rec.get("roc_auc_macro"),
-            "log_loss": rec.get("log_loss"),
-            "n_val_recordings": rec.get("n"),
-            "train_time_s": s.get("train_time_s"),
-            "inference_ms_per_sample": prof.inference_ms_per_sample if prof else None,
-            "cost_note": prof.note if prof else "",
-            "train_device": s.get("device") or (cfg.get("runtime") or {}).get("device"),
-            "checkpoint": info.metrics.get("checkpoint"),
-            "run_dir": str(path),
-        }
-        rows.append(row)
-        runs.append(replace(info, profile=prof, row=row))
-    table = pd.DataFrame(rows)
-    files: dict[str, Path] = {}
-    tmp = out / (COMPARISON_CSV + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(out / COMPARISON_CSV)
-    files[COMPARISON_CSV] = out / COMPARISON_CSV
+        runs.append(replace(info, profile=prof, row=_table_row(info, prof)))
+    table = pd.DataFrame([r.row for r in runs])
+    files = _write_comparison(out, table, runs, split=split, checkpoint=checkpoint, title=title,
+                              extra_sections=extra_sections)
+    log.info("wrote the comparison of %d runs to %s", len(runs), out)
+    return CompareResult(out, table, tuple(runs), files)
 
+
+def _table_row(info: RunInfo, prof: Any) -> dict[str, Any]:
+    """One run's row of ``comparison.csv``."""
+    rec = info.metrics["recording"]
+    s, cfg = info.summary, info.config
+    return {
+        "run": info.name,
+        "model": s.get("model") or (cfg.get("model") or {}).get("name"),
+        "encoding": s.get("encoding") or (cfg.get("encoding") or {}).get("name"),
+        "num_parameters": s.get("num_parameters") or cfg.get("num_parameters") or (prof.num_parameters if prof else None),
+        "multiply_adds_per_sample": prof.multiply_adds_per_sample if prof else None,
+        "best_val_acc": s.get("best_val_acc"),
+        "best_epoch": s.get("best_epoch"),
+        "epochs_run": s.get("epochs_run"),
+        "accuracy": rec.get("accuracy"),
+        "macro_f1": rec.get("macro_f1"),
+        "balanced_accuracy": rec.get("balanced_accuracy"),
+        "cmap": rec.get("cmap"),
+        "roc_auc_macro": rec.get("roc_auc_macro"),
+        "log_loss": rec.get("log_loss"),
+        "n_val_recordings": rec.get("n"),
+        "train_time_s": s.get("train_time_s"),
+        "inference_ms_per_sample": prof.inference_ms_per_sample if prof else None,
+        "cost_note": prof.note if prof else "",
+        "train_device": s.get("device") or (cfg.get("runtime") or {}).get("device"),
+        "checkpoint": info.metrics.get("checkpoint"),
+        "run_dir": str(info.run_dir),
+    }
+
+
+def _write_comparison(out: Path, table: pd.DataFrame, runs: Sequence[RunInfo], *, split: str, checkpoint: str,
+                      title: str, extra_sections: Sequence[Any]) -> dict[str, Path]:
+    """``comparison.csv``, the three figures, ``comparison.md`` and ``report.html``."""
+    from birdspec.evaluation.plots import plot_confusion_grid, plot_curves_overlay, plot_metric_bars, run_colors
+
+    files: dict[str, Path] = {COMPARISON_CSV: write_csv(out / COMPARISON_CSV, table)}
     # figure labels: the run name, plus its model when the name does not say it
     labels = {r.name: r.name if str(r.row["model"]) in r.name else f"{r.name} ({r.row['model']})" for r in runs}
     colors = run_colors(list(labels.values()))
@@ -305,109 +294,7 @@ def compare_runs(
         title=f"Row-normalised confusion matrices, recording level ({split} split, {checkpoint} checkpoint)",
     )
     display = display_table(table)
-    files[COMPARISON_MD] = _write_markdown(out / COMPARISON_MD, display, runs, split=split, checkpoint=checkpoint, title=title)
-    files[REPORT_HTML] = _write_html(out / REPORT_HTML, display, runs, files, split=split, checkpoint=checkpoint,
+    files[COMPARISON_MD] = write_markdown(out / COMPARISON_MD, display, runs, split=split, checkpoint=checkpoint, title=title)
+    files[REPORT_HTML] = write_html(out / REPORT_HTML, display, runs, files, split=split, checkpoint=checkpoint,
                                      title=title, extra_sections=extra_sections)
-    log.info("wrote the comparison of %d runs to %s", len(runs), out)
-    return CompareResult(out, table, tuple(runs), files)
-
-
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The comparison table with readable headers and units (parameters and multiply-adds in millions, minutes)."""
-    df = pd.DataFrame()
-    for col, header in DISPLAY_COLUMNS:
-        if col not in table:
-            continue
-        values = table[col]
-        if col in ("num_parameters", "multiply_adds_per_sample"):
-            values = values.map(lambda v: round(float(v) / 1e6, 3) if pd.notna(v) else None)
-        elif col == "train_time_s":
-            values = values.map(lambda v: round(float(v) / 60, 2) if pd.notna(v) else None)
-        elif col in ("best_val_acc", "accuracy", "macro_f1", "cmap"):
-            values = values.map(lambda v: round(float(v), 4) if pd.notna(v) else None)
-        elif col == "inference_ms_per_sample":
-            values = values.map(lambda v: round(float(v), 2) if pd.notna(v) else None)
-        df[header] = values
-    return df
-
-
-NOTES = (
-    "best val acc: the training run's own selection metric (sample level, from summary.json). "
-    "val acc / macro F1 / cmAP: the selected checkpoint evaluated again on the run's validation recordings, "
-    "at the recording level (window probabilities averaged per recording). "
-    "Multiply-adds: Conv2d + Linear layers for one sample (log-mel frontend excluded). "
-    "CPU ms / sample: median wall-clock of a small batch on this machine's CPU, frontend included; "
-    "comparable between the runs of this report only."
-)
-
-
-def cost_notes(runs: Sequence[RunInfo]) -> str:
-    """What the cost columns leave out, per run (e.g. an embedding head's BirdNET backbone); '' when nothing."""
-    return "\n".join(f"- {r.name}: {r.row['cost_note']}" for r in runs if r.row.get("cost_note"))
-
-
-def _write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], *, split: str, checkpoint: str,
-                    title: str) -> Path:
-    from birdspec.evaluation.report import markdown_table
-
-    lines = [
-        f"# {title}",
-        "",
-        f"{len(runs)} runs, {split} split, {checkpoint} checkpoint.",
-        "",
-        markdown_table(display),
-        "",
-        NOTES,
-        "",
-        *([f"Costs leave out:\n\n{cost_notes(runs)}", ""] if cost_notes(runs) else []),
-        f"![Validation curves]({CURVES_PNG})",
-        "",
-        f"![Validation metrics]({METRICS_PNG})",
-        "",
-        f"![Confusion matrices]({CONFUSION_PNG})",
-        "",
-        "## Runs",
-        "",
-    ]
-    for r in runs:
-        lines.append(f"- **{r.name}**: `{r.run_dir}` (evaluation: `{r.eval_dir}`)")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
-def _write_html(path: Path, display: pd.DataFrame, runs: Sequence[RunInfo], files: Mapping[str, Path], *,
-                split: str, checkpoint: str, title: str, extra_sections: Sequence[Any]) -> Path:
-    from birdspec.evaluation.report import Section, write_report
-
-    sections = [
-        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{NOTES}"
-                + (f"\n\nCosts leave out:\n{cost_notes(runs)}" if cost_notes(runs) else ""), table=display),
-        Section("Validation curves", figures=[files[CURVES_PNG]],
-                captions=["Validation accuracy and loss per epoch (solid), training (dashed); one color per run."]),
-        Section("Validation metrics", figures=[files[METRICS_PNG]],
-                captions=["Best validation accuracy from training, and recording-level accuracy, macro F1 and cmAP."]),
-        Section("Confusion matrices", figures=[files[CONFUSION_PNG]],
-                captions=["Row-normalised: each row sums to 1; the diagonal is the recall of each class."]),
-    ]
-    for r in runs:
-        figs, caps = [], []
-        curves = r.run_dir / "curves.png"
-        if curves.is_file():
-            figs.append(curves)
-            caps.append(f"{r.name}: training and validation loss and accuracy per epoch (curves.png).")
-        per_class_png = r.eval_dir / "per_class.png"
-        if per_class_png.is_file():
-            figs.append(per_class_png)
-            caps.append(f"{r.name}: per-class precision, recall and F1 (recording level).")
-        cols = [c for c in ("label", "common_name", "precision", "recall", "f1", "support") if c in r.per_class]
-        tc = r.config.get("train_config") or {}
-        text = (
-            f"Run directory: {r.run_dir}\n\nModel {tc.get('model')}, optimizer {tc.get('optimizer')}, lr {tc.get('lr')}, "
-            f"weight decay {tc.get('weight_decay')}, batch {tc.get('batch_size')}, {tc.get('epochs')} epochs "
-            f"(schedule {tc.get('schedule')}), seed {tc.get('seed')}; trained on {r.row.get('train_device')}."
-        )
-        sections.append(Section(f"Run {r.name}", text=text, table=r.per_class[cols], figures=figs, captions=caps))
-    sections.extend(extra_sections)
-    return write_report(path, sections, title=title, subtitle=", ".join(r.name for r in runs))
+    return files

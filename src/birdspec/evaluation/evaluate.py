@@ -27,7 +27,6 @@ equals the sample level.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import pandas as pd
 from birdspec import __version__
 from birdspec.config import EVAL_SPLITS
 from birdspec.data.prepared import PreparedDataset
-from birdspec.errors import CheckpointError, ConfigError, DataError
+from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.inference import Predictions, predict_checkpoint
 from birdspec.evaluation.metrics import (
     class_display_names,
@@ -48,7 +47,8 @@ from birdspec.evaluation.metrics import (
     confusion_counts,
     per_class_metrics,
 )
-from birdspec.fileio import write_json
+from birdspec.fileio import write_csv, write_json
+from birdspec.models.checkpoint import CHECKPOINT_NAMES, resolve_checkpoint_path
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
 PER_CLASS_PLOT = "per_class.png"
 SPLITS = EVAL_SPLITS
-CHECKPOINTS = ("best", "last")
 AGGREGATION = "recording probabilities = mean of its window (sample) softmax probabilities; predicted = arg-max"
 
 
@@ -85,13 +84,6 @@ class EvaluationResult:
         """The metrics object of ``'recording'`` or ``'sample'``."""
         return self.metrics[name]
 
-
-
-def _csv_write(path: Path, df: pd.DataFrame, *, exact: bool = False) -> None:
-    """Write atomically; ``exact`` keeps full float precision (probabilities: metrics must recompute exactly)."""
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, float_format=None if exact else "%.6g")
-    tmp.replace(path)
 
 
 def level_metrics(pred: Predictions, *, class_info: Sequence[dict] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -132,8 +124,9 @@ def evaluate_predictions(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / METRICS_FILE, metrics)
-        _csv_write(out / PER_CLASS_FILE, per_class)
-        _csv_write(out / PREDICTIONS_FILE, pd.concat([samples.to_frame(), recordings.to_frame()], ignore_index=True), exact=True)
+        write_csv(out / PER_CLASS_FILE, per_class)
+        # full float precision: the metrics recompute exactly from the probabilities
+        write_csv(out / PREDICTIONS_FILE, pd.concat([samples.to_frame(), recordings.to_frame()], ignore_index=True), float_format=None)
         files = {METRICS_FILE: out / METRICS_FILE, PER_CLASS_FILE: out / PER_CLASS_FILE, PREDICTIONS_FILE: out / PREDICTIONS_FILE}
         if plots:
             from birdspec.evaluation.plots import plot_confusion, plot_per_class
@@ -184,43 +177,34 @@ def evaluate_checkpoint(
     samples, recordings, ckpt = predict_checkpoint(
         checkpoint, data, rows=rows, batch_size=batch_size, device=device, workers=workers
     )
-    model_name = (ckpt.get("model") or {}).get("name")
-    encoding = (ckpt.get("encoding") or {}).get("name")
-    epoch = ckpt.get("epoch")
     info = {
-        "checkpoint": ckpt.get("path"),
-        "epoch": epoch,
+        "checkpoint": ckpt.source,
+        "epoch": ckpt.epoch,
         "split": split,
         "dataset": str(data.root.resolve()),
-        "model": model_name,
-        "encoding": encoding,
+        "model": ckpt.name,
+        "encoding": ckpt.encoding.name,
         **dict(meta or {}),
     }
-    ckpt_name = Path(str(ckpt.get("path", "checkpoint"))).name
-    title = f"\n{model_name} ({encoding}), {split} split, {ckpt_name}" + (f" (epoch {epoch})" if epoch is not None else "")
+    epoch = f" (epoch {ckpt.epoch})" if ckpt.epoch is not None else ""
+    title = f"\n{ckpt.name} ({ckpt.encoding.name}), {split} split, {Path(ckpt.source).name}{epoch}"
     return evaluate_predictions(
-        samples, recordings, out_dir=out_dir, class_info=ckpt.get("class_info") or data.class_info,
+        samples, recordings, out_dir=out_dir, class_info=ckpt.class_info or data.class_info,
         meta=info, plots=plots, title=title,
     )
 
 
-def run_checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
-    """``RUN_DIR/checkpoints/{best,last}.pt`` (or ``checkpoint`` itself when it is a file).
+def checkpoint_of_run(run_dir: str | Path, checkpoint: str = "best") -> Path:
+    """The checkpoint file of a run: ``checkpoint`` 'best' / 'last', or a ``.pt`` file given as is.
 
     Raises:
-        CheckpointError: when it does not exist.
+        CheckpointError: it does not exist (the message says what to do).
     """
-    path = Path(checkpoint)
-    if checkpoint not in CHECKPOINTS and path.suffix == ".pt":
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint")
-        return path
-    if checkpoint not in CHECKPOINTS:
-        raise ConfigError(f"unknown checkpoint {checkpoint!r}; use best, last or a .pt file")
-    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; is the run finished? (`birdspec train --resume` continues it)")
-    return path
+    if checkpoint in CHECKPOINT_NAMES:
+        return resolve_checkpoint_path(run_dir, which=checkpoint)
+    if Path(checkpoint).suffix != ".pt":
+        raise ConfigError(f"unknown checkpoint {checkpoint!r}; use {', '.join(CHECKPOINT_NAMES)} or a .pt file")
+    return resolve_checkpoint_path(checkpoint)
 
 
 def run_rows(data: PreparedDataset, run_config: Mapping[str, Any], split: str) -> tuple[np.ndarray, str]:
@@ -267,7 +251,7 @@ def evaluate_run(
         checkpoint: 'best', 'last' or a checkpoint file.
         out_dir: default ``RUN_DIR/eval_<split>`` (``eval_<split>_last`` for the last checkpoint).
     """
-    from birdspec.training import read_run_config
+    from birdspec.training.rundir import read_run_config
 
     run = Path(run_dir)
     cfg = read_run_config(run)
@@ -275,7 +259,7 @@ def evaluate_run(
     if data is None and not (dataset_dir / "dataset.json").is_file():
         raise DataError(f"the run's dataset {dataset_dir} is not there (moved?); pass it with --data DIR")
     prepared = PreparedDataset(dataset_dir)
-    ckpt_path = run_checkpoint_path(run, checkpoint)
+    ckpt_path = checkpoint_of_run(run, checkpoint)
     rows, source = run_rows(prepared, cfg, split)
     if out_dir is None:
         out_dir = run / (f"eval_{split}" + ("" if checkpoint == "best" else f"_{Path(checkpoint).stem}"))
@@ -283,16 +267,6 @@ def evaluate_run(
         ckpt_path, prepared, rows=rows, out_dir=out_dir, split=split, batch_size=batch_size, device=device,
         workers=workers, plots=plots, meta={"run_dir": str(run.resolve()), "rows_source": source},
     )
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    """A ``metrics.json`` (or the one inside an evaluation folder)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / METRICS_FILE
-    if not p.is_file():
-        raise DataError(f"{p}: missing; run `birdspec evaluate` first")
-    return json.loads(p.read_text())
 
 
 def format_metrics(metrics: Mapping[str, Any], per_class: pd.DataFrame | None = None) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from birdspec.config import EncodingConfig, from_dict
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
+from birdspec.models.checkpoint import CheckpointInfo
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 
 log = logging.getLogger(__name__)
@@ -136,33 +136,23 @@ def label_map(dataset_classes: Sequence[str], model_classes: Sequence[str]) -> n
     return np.asarray([index[c] for c in dataset_classes], dtype=np.int64)
 
 
-def checkpoint_dataset(
-    data: PreparedDataset,
-    ckpt: Mapping[str, Any],
-    *,
-    rows: Sequence[int] | np.ndarray,
-) -> Any:
+def checkpoint_dataset(data: PreparedDataset, ckpt: CheckpointInfo, *, rows: Sequence[int] | np.ndarray) -> Any:
     """The dataset the checkpoint's model reads over ``rows`` (waveforms with its encoding,
     or cached embeddings for embedding heads; see :mod:`birdspec.data.inputs`).
 
     Raises:
-        DataError: when the sample rate or channel count does not fit the checkpoint.
+        DataError: when the sample rate does not fit the checkpoint.
     """
-    from birdspec.data.inputs import checkpoint_input, model_dataset
+    from birdspec.data.inputs import model_dataset
 
-    if checkpoint_input(dict(ckpt)) != "waveform":
-        return model_dataset(data, model_input=checkpoint_input(dict(ckpt)), rows=rows)
-    encoding = from_dict(EncodingConfig, ckpt["encoding"]) if ckpt.get("encoding") else data.encoding
-    fe_rate = int((ckpt.get("frontend") or {}).get("sample_rate_hz", data.sample_rate_hz))
-    if fe_rate != data.sample_rate_hz:
-        raise DataError(f"{data.root} is at {data.sample_rate_hz} Hz but the model expects {fe_rate} Hz; prepare the data again")
-    in_ch = (ckpt.get("model") or {}).get("in_channels")
-    if in_ch is not None and int(in_ch) != encoding.in_channels:
+    if ckpt.input != "waveform":
+        return model_dataset(data, model_input=ckpt.input, rows=rows)
+    if ckpt.frontend.sample_rate_hz != data.sample_rate_hz:
         raise DataError(
-            f"the model takes {in_ch} channels but encoding {encoding.name} gives {encoding.in_channels}; "
-            "use a dataset prepared with the model's encoding"
+            f"{data.root} is at {data.sample_rate_hz} Hz but the model expects {ckpt.frontend.sample_rate_hz} Hz; "
+            "prepare the data again"
         )
-    return RecordingDataset(data, rows=rows, features="waveform", encoding=encoding)
+    return RecordingDataset(data, rows=rows, features="waveform", encoding=ckpt.encoding)
 
 
 @torch.no_grad()
@@ -255,29 +245,28 @@ def aggregate_recordings(samples: Predictions) -> Predictions:
 
 
 def predict_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | CheckpointInfo,
     data: PreparedDataset | str | Path,
     *,
     rows: Sequence[int] | np.ndarray,
     batch_size: int = 16,
     device: str = "cpu",
     workers: int = 0,
-) -> tuple[Predictions, Predictions, dict[str, Any]]:
-    """Load a checkpoint and predict ``rows`` of a prepared dataset.
+) -> tuple[Predictions, Predictions, CheckpointInfo]:
+    """Load a checkpoint (file, run folder or :class:`~birdspec.models.checkpoint.Checkpoint`) and
+    predict ``rows`` of a prepared dataset.
 
     Returns:
-        ``(sample_predictions, recording_predictions, checkpoint_dict)`` (the dict
-        without its ``state_dict``).
+        ``(sample_predictions, recording_predictions, checkpoint_info)``.
     """
-    from birdspec.models.checkpoint import load_model
+    from birdspec.models.checkpoint import read_checkpoint
 
     data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
     dev = torch.device(resolve_device(device))
-    model, ckpt = load_model(checkpoint, map_location=dev)
-    classes = list(ckpt["classes"])
+    ckpt = read_checkpoint(checkpoint)
+    model = ckpt.build_model(device=dev)
     dataset = checkpoint_dataset(data, ckpt, rows=rows)
     if len(dataset) == 0:
         raise DataError(f"{data.root}: the selected recordings give no samples under the model's encoding")
-    samples = predict_samples(model, dataset, classes=classes, batch_size=batch_size, device=dev, workers=workers)
-    ckpt = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return samples, aggregate_recordings(samples), ckpt
+    samples = predict_samples(model, dataset, classes=list(ckpt.classes), batch_size=batch_size, device=dev, workers=workers)
+    return samples, aggregate_recordings(samples), ckpt.info

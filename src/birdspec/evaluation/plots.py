@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from birdspec import fileio
 from birdspec.evaluation.metrics import row_normalise
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,8 @@ def run_colors(names: Sequence[str]) -> dict[str, str]:
 
 
 def save_figure(fig: Figure, out_path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically (temp file renamed)."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=DPI, format="png")
-    tmp.replace(out)
-    return out
+    """Write ``fig`` as PNG atomically at the report resolution."""
+    return fileio.save_figure(fig, out_path, dpi=DPI)
 
 
 def _short(name: str, width: int = 22) -> str:

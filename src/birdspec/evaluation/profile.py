@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,10 +55,6 @@ class ModelProfile:
     threads: int
     note: str = ""
 
-    @property
-    def mega_multiply_adds(self) -> float:
-        """Multiply-adds per sample in millions."""
-        return self.multiply_adds_per_sample / 1e6
 
 
 def count_multiply_adds(model: nn.Module, example: torch.Tensor) -> int:
@@ -182,23 +179,20 @@ def profile_model(
     )
 
 
-def profile_checkpoint(checkpoint: str, **kwargs) -> ModelProfile:
-    """:func:`profile_model` of a checkpoint on its own input shape (channels x window samples)."""
+def profile_checkpoint(checkpoint: Any, **kwargs: Any) -> ModelProfile:
+    """:func:`profile_model` of a checkpoint (file, run folder or Checkpoint) on its own input shape."""
     from dataclasses import replace
 
-    from birdspec.config import EncodingConfig, FrontendConfig, from_dict
-    from birdspec.data.inputs import checkpoint_input
-    from birdspec.models.checkpoint import load_model
+    from birdspec.models.checkpoint import read_checkpoint
 
-    model, ckpt = load_model(checkpoint, map_location="cpu")
-    if checkpoint_input(ckpt) == "embedding":
+    ckpt = read_checkpoint(checkpoint)
+    model = ckpt.build_model()
+    if ckpt.input == "embedding":
         # one recording of 60 s = 20 BirdNET windows of 3 s; the (frozen, TFLite) backbone is not counted
-        shape = (EMBEDDING_PROFILE_WINDOWS, int(ckpt["model"].get("in_channels", 1024)))
+        shape = (EMBEDDING_PROFILE_WINDOWS, ckpt.in_channels)
         prof = profile_model(model, input_shape=shape, **kwargs)
         return replace(prof, note="head only, on 20 window embeddings (60 s); the BirdNET backbone is not included")
-    encoding = from_dict(EncodingConfig, ckpt["encoding"])
-    frontend = from_dict(FrontendConfig, ckpt["frontend"])
-    shape = (encoding.in_channels, encoding.window_samples(frontend.sample_rate_hz))
+    shape = (ckpt.encoding.in_channels, ckpt.encoding.window_samples(ckpt.frontend.sample_rate_hz))
     return profile_model(model, input_shape=shape, **kwargs)
 
 

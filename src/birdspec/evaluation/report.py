@@ -29,6 +29,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.errors import DataError
+from birdspec.fileio import write_text
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,6 @@ def write_report(
     toc: bool = True,
 ) -> Path:
     """Write :func:`render_report` to ``out_path`` (atomically) and return the path."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(render_report(sections, title=title, subtitle=subtitle, toc=toc), encoding="utf-8")
-    tmp.replace(out)
+    out = write_text(out_path, render_report(sections, title=title, subtitle=subtitle, toc=toc))
     log.info("wrote %s", out)
     return out

@@ -1,18 +1,33 @@
-"""Model registry, backbones, pretrained-weight adaptation and checkpoints."""
+"""Models: the registry (:mod:`~birdspec.models.registry`), backbones, pretrained-weight adaptation,
+the BirdNET heads and checkpoints (:mod:`~birdspec.models.checkpoint`, the one owner of checkpoint files).
 
-from birdspec.models import birdnet_head  # noqa: E402,F401  (registers birdnet-linear/-mlp; imports no BirdNET code)
-from birdspec.models.checkpoint import load_model, make_checkpoint, read_checkpoint, save_checkpoint
-from birdspec.models.registry import BirdspecModel, ModelSpec, build_model, get_spec, list_models, register
+Names are imported lazily, so ``birdspec.models.checkpoint`` (and the prediction path that
+reads exported runtimes) does not import PyTorch.
+"""
 
-__all__ = [
-    "BirdspecModel",
-    "ModelSpec",
-    "build_model",
-    "get_spec",
-    "list_models",
-    "register",
-    "load_model",
-    "make_checkpoint",
-    "read_checkpoint",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BirdspecModel": "birdspec.models.registry",
+    "ModelSpec": "birdspec.models.registry",
+    "build_model": "birdspec.models.registry",
+    "get_spec": "birdspec.models.registry",
+    "list_models": "birdspec.models.registry",
+    "register": "birdspec.models.registry",
+    "Checkpoint": "birdspec.models.checkpoint",
+    "load_model": "birdspec.models.checkpoint",
+    "make_checkpoint": "birdspec.models.checkpoint",
+    "read_checkpoint": "birdspec.models.checkpoint",
+    "save_checkpoint": "birdspec.models.checkpoint",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'birdspec.models' has no attribute {name!r}")

@@ -40,7 +40,6 @@ import torch
 from torch import nn
 
 from birdspec.errors import ConfigError
-from birdspec.models.registry import ModelSpec, get_spec, register
 
 EMBEDDING_DIM = 1024
 POOLINGS = ("meanmax", "mean", "max")
@@ -178,9 +177,8 @@ def build_head(
     return head
 
 
-def head_from_checkpoint(ckpt: Mapping[str, Any]) -> EmbeddingHead:
-    """An untrained head of the architecture a checkpoint dict's ``model`` config describes."""
-    config = ckpt["model"]
+def head_from_config(config: Mapping[str, Any]) -> EmbeddingHead:
+    """An untrained head of the architecture a checkpoint's ``model`` config describes."""
     return build_head(
         str(config["name"]),
         num_classes=int(config["num_classes"]),
@@ -189,7 +187,9 @@ def head_from_checkpoint(ckpt: Mapping[str, Any]) -> EmbeddingHead:
     )
 
 
-def _builder(name: str):
+def head_builder(name: str):
+    """``(in_channels, num_classes, **options) -> head`` for the registry."""
+
     def build(in_channels: int, num_classes: int, **options: Any) -> EmbeddingHead:
         return build_head(name, num_classes=num_classes, in_channels=in_channels, options=options)
 
@@ -197,39 +197,8 @@ def _builder(name: str):
     return build
 
 
-_TRAIN_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16, "epochs": 60}
-
-_SPECS = (
-    ModelSpec(
-        name="birdnet-linear",
-        build=_builder("birdnet-linear"),
-        description="linear head on frozen BirdNET embeddings (mean+max over 3 s windows, 2048 -> K, dropout 0.3)",
-        train_defaults=dict(_TRAIN_DEFAULTS),
-        input="embedding",
-        note=LICENCE_NOTE,
-        from_checkpoint=head_from_checkpoint,
-    ),
-    ModelSpec(
-        name="birdnet-mlp",
-        build=_builder("birdnet-mlp"),
-        description="MLP head on frozen BirdNET embeddings (mean+max pooled, 2048 -> 256 -> K, dropout 0.5)",
-        train_defaults=dict(_TRAIN_DEFAULTS),
-        input="embedding",
-        note=LICENCE_NOTE,
-        from_checkpoint=head_from_checkpoint,
-    ),
-)
-
-
-def _register_family() -> None:
-    for spec in _SPECS:
-        try:
-            existing = get_spec(spec.name)
-        except ConfigError:
-            register(spec)
-            continue
-        if existing.build.__module__ != __name__:  # a different model under our name
-            raise ConfigError(f"model {spec.name!r} is registered twice")
-
-
-_register_family()
+HEAD_TRAIN_DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 16, "epochs": 60}
+HEAD_DESCRIPTIONS = {
+    "birdnet-linear": "linear head on frozen BirdNET embeddings (mean+max over 3 s windows, 2048 -> K, dropout 0.3)",
+    "birdnet-mlp": "MLP head on frozen BirdNET embeddings (mean+max pooled, 2048 -> 256 -> K, dropout 0.5)",
+}

@@ -14,17 +14,13 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from birdspec.config import FrontendConfig
+from birdspec.config import INPUT_NORM_EPS_DB, INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import build_frontend
 from birdspec.models import backbones
 from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
 
 log = logging.getLogger(__name__)
-
-INPUT_NORMS = ("instance", "band", "none")
-"""Input normalisations of the log-mel (see :class:`InputNorm`): ``band`` first removes each mel band's median."""
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -52,8 +48,8 @@ class ModelSpec:
     partial_pretrained: bool = False
     """Pretrained weights of the base network load only where names and shapes match
     (a truncated network); the other layers keep their fresh initialisation."""
-    from_checkpoint: Callable[[Mapping[str, Any]], nn.Module] | None = None
-    """For families that are not ``frontend + CNN``: rebuild an untrained module from a checkpoint dict."""
+    from_config: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    """For families that are not ``frontend + CNN``: rebuild an untrained module from its model config."""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -116,6 +112,27 @@ register(
 )
 
 
+def _register_birdnet_heads() -> None:
+    """The ``birdnet-*`` heads over frozen BirdNET embeddings (:mod:`birdspec.models.birdnet_head`)."""
+    from birdspec.models import birdnet_head as heads
+
+    for name in heads.HEAD_NAMES:
+        register(
+            ModelSpec(
+                name=name,
+                build=heads.head_builder(name),
+                description=heads.HEAD_DESCRIPTIONS[name],
+                train_defaults=dict(heads.HEAD_TRAIN_DEFAULTS),
+                input="embedding",
+                note=heads.LICENCE_NOTE,
+                from_config=heads.head_from_config,
+            )
+        )
+
+
+_register_birdnet_heads()
+
+
 class InputNorm(nn.Module):
     """Per-sample, per-channel standardisation of log-mel dB (gain-invariant input).
 
@@ -131,7 +148,7 @@ class InputNorm(nn.Module):
     with it (MobileNetV2 from scratch, benchmarks/README.md).
     """
 
-    def __init__(self, eps_db: float = 1.0, *, per_band: bool = False) -> None:
+    def __init__(self, eps_db: float = INPUT_NORM_EPS_DB, *, per_band: bool = False) -> None:
         super().__init__()
         self.eps_db = eps_db
         self.per_band = per_band
@@ -172,10 +189,6 @@ class BirdspecModel(nn.Module):
         self.backbone = backbone
         self.config = config
 
-    @property
-    def frontend_config(self) -> FrontendConfig:
-        return self.frontend.config  # type: ignore[return-value]
-
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """The normalised spectrogram the backbone sees, ``(B, C, n_mels, frames)``.
 
@@ -186,10 +199,6 @@ class BirdspecModel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.features(wave))
-
-    def forward_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
-        """Logits from a log-mel batch (skips the frontend)."""
-        return self.backbone(_channels_last(self.norm(spec)))
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -273,35 +282,23 @@ def build_model(
     return BirdspecModel(build_frontend(frontend), backbone, config=config, input_norm=input_norm)
 
 
-def rebuild_model(config: Mapping[str, Any], frontend: FrontendConfig) -> BirdspecModel:
-    """An untrained model of the same architecture as ``config`` (pretraining not re-applied)."""
-    return build_model(
-        config["name"],
-        in_channels=int(config["in_channels"]),
-        num_classes=int(config["num_classes"]),
-        frontend=frontend,
-        input_norm=config.get("input_norm", "instance"),
-        options=config.get("options") or {},
-    )
-
-
-def model_from_checkpoint(ckpt: Mapping[str, Any]) -> nn.Module:
-    """The model a checkpoint dict describes, with its weights loaded."""
-    from birdspec.config import from_dict
-    from birdspec.errors import CheckpointError
-
-    config = dict(ckpt["model"])
-    spec = get_spec(config["name"])
-    if spec.from_checkpoint is not None:
-        model = spec.from_checkpoint(ckpt)
+def model_from_config(config: Mapping[str, Any], frontend: FrontendConfig) -> nn.Module:
+    """An untrained model of the architecture a checkpoint's model ``config`` describes
+    (pretraining is not re-applied; :meth:`~birdspec.models.checkpoint.Checkpoint.build_model`
+    loads the weights)."""
+    spec = get_spec(str(config["name"]))
+    if spec.from_config is not None:
+        model = spec.from_config(config)
     else:
-        model = rebuild_model(config, from_dict(FrontendConfig, ckpt["frontend"]))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit model {config['name']}: {exc}") from exc
-    if hasattr(model, "config"):
-        model.config = config
+        model = build_model(
+            spec.name,
+            in_channels=int(config["in_channels"]),
+            num_classes=int(config["num_classes"]),
+            frontend=frontend,
+            input_norm=config.get("input_norm", "instance"),
+            options=config.get("options") or {},
+        )
+    model.config = dict(config)
     return model
 
 

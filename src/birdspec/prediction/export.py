@@ -24,7 +24,6 @@ signal; the largest absolute logit difference must be <= 1e-4.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import warnings
@@ -40,13 +39,11 @@ from torch.nn import functional as F
 from birdspec import __version__
 from birdspec.config import SAMPLE_RATE_HZ, FrontendConfig, to_dict
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
+from birdspec.fileio import write_json
+from birdspec.prediction.export_formats import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("onnx", "torchscript")
-ONNX_OPSET = 17
-CHECK_TOLERANCE = 1e-4
-"""Largest absolute logit difference accepted between the export and PyTorch."""
 
 
 class DFTLogMel(nn.Module):
@@ -155,7 +152,7 @@ def _check_onnx_against(path: Path, module: nn.Module, example: torch.Tensor, *,
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise DependencyError("checking an ONNX export needs onnxruntime: pip install 'birdspec[export]'") from exc
+        raise DependencyError("checking an ONNX export needs onnxruntime: pip install onnx onnxruntime (core dependencies of birdspec)") from exc
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
@@ -203,7 +200,7 @@ def check_waveforms(*, channels: int, window_samples: int, audio: str | Path | N
 
 
 def export_checkpoint(
-    checkpoint: str | Path | Mapping[str, Any],
+    checkpoint: str | Path | Mapping[str, Any] | Any,
     *,
     fmt: str,
     out: str | Path,
@@ -219,23 +216,21 @@ def export_checkpoint(
         DependencyError: onnx / onnxruntime missing.
     """
     from birdspec.models.checkpoint import read_checkpoint
-    from birdspec.models.registry import model_from_checkpoint
-    from birdspec.prediction.fast import _meta_from, _split_layout
+    from birdspec.models.registry import BirdspecModel
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    ckpt = dict(checkpoint) if isinstance(checkpoint, Mapping) else read_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt).eval()
-    meta = _meta_from(ckpt, model, activation="auto")
+    meta = read_checkpoint(checkpoint)
+    model = meta.build_model()
     enc, fe = meta.encoding, meta.frontend
-    channels = int(meta.model.get("in_channels", enc.in_channels))
+    channels = meta.in_channels
     window_samples = enc.window_samples(fe.sample_rate_hz)
+    if not isinstance(model, BirdspecModel):
+        raise CheckpointError(f"model {meta.name!r} is not a frontend + CNN model; it cannot be exported yet")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     x_np, checked_on = check_waveforms(channels=channels, window_samples=window_samples, audio=check_audio)
     x = torch.from_numpy(x_np)
-    if not _split_layout(model):
-        raise CheckpointError(f"model {meta.model.get('name')!r} is not a frontend + CNN model; it cannot be exported yet")
     reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation, flat_frontend=False).eval()
     with torch.no_grad():
         ref_logits = reference(x)[0].numpy()
@@ -244,7 +239,7 @@ def export_checkpoint(
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise DependencyError("ONNX export needs onnx and onnxruntime: pip install 'birdspec[export]'") from exc
+            raise DependencyError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime (core dependencies of birdspec)") from exc
         frontend = DFTLogMel(fe, window=model.frontend.window, mel_fb=model.frontend.mel_fb)
         wrapper = WaveformModel(frontend, model.norm, model.backbone, activation=meta.activation, flat_frontend=True).eval()
         with warnings.catch_warnings(), torch.no_grad():
@@ -276,7 +271,7 @@ def export_checkpoint(
             got = loaded(x)[0].numpy()  # a different batch size than traced: checks the dynamic batch
     diff = float(np.abs(got - ref_logits).max())
     sidecar = out.with_suffix(".json")
-    sidecar.write_text(json.dumps(_sidecar(meta, fmt=fmt, channels=channels, window_samples=window_samples, diff=diff, checked_on=checked_on), indent=2))
+    write_json(sidecar, _sidecar(meta, fmt=fmt, channels=channels, window_samples=window_samples, diff=diff, checked_on=checked_on))
     if not diff <= tolerance:
         raise CheckpointError(
             f"{out}: the {fmt} export differs from PyTorch by {diff:.2e} in the logits (> {tolerance:g}) on {checked_on}; "

@@ -44,11 +44,13 @@ import pandas as pd
 from birdspec.errors import ConfigError, DependencyError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from birdspec.prediction.predictor import FileResult
+    from birdspec.prediction.sources import FileResult
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "raven", "audacity", "birdclef", "parquet")
+SCORE_MODES = ("topk", "all")
+"""``topk``: one row per kept (window, class); ``all``: one column of scores per class."""
 RAVEN_COLUMNS = (
     "Selection",
     "View",
@@ -106,7 +108,7 @@ def scores_table(
         out.insert(0, "file", result.path)
         return out
     if mode != "topk":
-        raise ConfigError(f"unknown scores mode {mode!r}; use 'topk' or 'all'")
+        raise ConfigError(f"unknown scores mode {mode!r}; use one of {', '.join(SCORE_MODES)}")
     rows, ranks, cls = topk_indices(result.scores, min_conf=min_conf, top_k=top_k)
     out = windows.iloc[rows].reset_index(drop=True)
     out.insert(0, "file", result.path)

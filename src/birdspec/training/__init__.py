@@ -17,7 +17,7 @@ _EXPORTS = {
     "TrainConfig": "birdspec.training.config",
     "TrainResult": "birdspec.training.loop",
     "train": "birdspec.training.loop",
-    "read_run_config": "birdspec.training.loop",
+    "read_run_config": "birdspec.training.rundir",
 }
 
 __all__ = list(_EXPORTS)

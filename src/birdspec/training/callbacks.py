@@ -26,14 +26,14 @@ from typing import Any, Callable, Mapping
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
+from birdspec.fileio import atomic_path
+from birdspec.models.checkpoint import CHECKPOINTS_DIR, make_checkpoint, save_checkpoint
+from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_DIR, LIGHTNING_LAST
 from birdspec.training.plots import plot_curves
 
 log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "elapsed_s")
-LIGHTNING_DIR = "lightning"
-LIGHTNING_LAST = "last.ckpt"
 
 
 def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -> bool:
@@ -49,13 +49,11 @@ def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -
 
 def write_metrics_csv(rows: list[dict[str, float]], path: Path) -> None:
     """Write all epoch rows (atomically) with :data:`METRIC_COLUMNS`."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(path)
 
 
 class RunRecorder(pl.Callback):
@@ -96,7 +94,7 @@ class RunRecorder(pl.Callback):
     # ----------------------------------------------------------------- paths
     @property
     def checkpoint_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / CHECKPOINTS_DIR
 
     @property
     def lightning_last(self) -> Path:
@@ -151,7 +149,7 @@ class RunRecorder(pl.Callback):
             save_checkpoint(ckpt, self.checkpoint_dir / "last.pt")
             if improved:
                 save_checkpoint(ckpt, self.checkpoint_dir / "best.pt")
-            write_metrics_csv(self.history, self.run_dir / "metrics.csv")
+            write_metrics_csv(self.history, self.run_dir / EPOCH_METRICS_FILE)
             log.info(
                 "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
                 epoch, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], " (best)" if improved else "",
@@ -168,8 +166,8 @@ class RunRecorder(pl.Callback):
     def _save_lightning(self, trainer: pl.Trainer) -> None:
         """Lightning's full resume state (optimizer, scheduler, loops, callbacks), atomically."""
         target = self.lightning_last
-        tmp = target.with_name(target.name + ".tmp")
-        trainer.save_checkpoint(tmp)  # collective under DDP; rank 0 writes
+        tmp = target.with_name(target.name + ".tmp")  # one name for all DDP ranks: rank 0 writes it
+        trainer.save_checkpoint(tmp)  # collective under DDP
         if trainer.is_global_zero and tmp.exists():
             tmp.replace(target)
 
@@ -207,7 +205,7 @@ class RunRecorder(pl.Callback):
         if not self.history:
             return None
         best = self.best["epoch"] if self.best else None
-        return plot_curves(self.history, self.run_dir / "curves.png", title=self.title, best_epoch=best)
+        return plot_curves(self.history, self.run_dir / CURVES_FILE, title=self.title, best_epoch=best)
 
 
 class EpochProgressBar(TQDMProgressBar):

@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from birdspec.config import ENCODINGS
+from birdspec.config import ENCODINGS, INPUT_NORMS
 from birdspec.errors import ConfigError
+from birdspec.runtime import DEVICES
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "onecycle")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
 FIRST_CONV_MODES = ("repeat", "average")
@@ -164,8 +164,7 @@ class TrainConfig:
             from birdspec.training.recipes import get_recipe
 
             get_recipe(self.recipe)  # a known name
-        if self.input_norm not in ("instance", "band", "none"):
-            raise ConfigError(f"unknown input_norm {self.input_norm!r}; use instance, band or none")
+        choice("input norm", self.input_norm, INPUT_NORMS)
         if not isinstance(self.model_options, Mapping):
             raise ConfigError("model_options must be a mapping of backbone keyword arguments")
         object.__setattr__(self, "model_options", dict(self.model_options))  # a private copy

@@ -8,6 +8,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from birdspec.fileio import save_figure
+
 log = logging.getLogger(__name__)
 
 
@@ -58,9 +60,8 @@ def plot_curves(
             if df["epoch"].max() <= 20:
                 ax.set_xticks(list(df["epoch"]))
     fig.suptitle(title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        save_figure(fig, out, dpi=120)
+    finally:
+        plt.close(fig)
     return out

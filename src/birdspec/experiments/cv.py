@@ -53,7 +53,10 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import read_json, write_json
+from birdspec.evaluation.evaluate import PREDICTIONS_FILE
+from birdspec.fileio import read_json, write_csv, write_json
+from birdspec.models.checkpoint import resolve_checkpoint_path
+from birdspec.training.rundir import CONFIG_FILE, SUMMARY_FILE, is_finished, is_started
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +165,6 @@ def run_cv(
         ConfigError: no folds, bad settings, or a resumed CV with other settings.
     """
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.evaluation.evaluate import PREDICTIONS_FILE, evaluate_checkpoint
     from birdspec.training import train as default_train
 
     train_fn = train_fn or default_train
@@ -179,13 +181,30 @@ def run_cv(
     if unknown:
         raise ConfigError(f"unknown folds {unknown}; {data.root} has folds {all_folds}")
     out = Path(out_dir)
-    settings = {
+    _claim(out, {
         "format": "birdspec-cv",
         "dataset": str(data.root.resolve()),
         "protocol": protocol,
         "inner_val_fraction": None if fixed_epochs else inner_val_fraction,
         "train_config": {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS},
-    }
+    })
+    fold = _FoldRunner(data=data, dataset_dir=dataset_dir, out=out, cfg=cfg, protocol=protocol,
+                       inner_val_fraction=inner_val_fraction, eval_batch_size=eval_batch_size, train_fn=train_fn)
+    fold_results = [fold.run(k) for k in chosen]
+    pooled = []
+    for k in chosen:
+        preds = pd.read_csv(out / f"fold_{k}" / "eval_test" / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
+        preds = preds[preds["level"] == "recording"].drop(columns="level")
+        preds.insert(0, "fold", k)
+        pooled.append(preds)
+    predictions = pd.concat(pooled, ignore_index=True)
+    summary = _summarise(fold_results, predictions, data=data, cfg=cfg, protocol=protocol,
+                         inner_val_fraction=None if fixed_epochs else inner_val_fraction, out=out)
+    return CVResult(out, summary, predictions, fold.trained, fold.skipped)
+
+
+def _claim(out: Path, settings: dict[str, Any]) -> None:
+    """Write ``cv_settings.json``; refuse a CV folder that holds a cross-validation with other settings."""
     old = read_json(out / CV_SETTINGS)
     if old:
         diffs = [k for k in settings if old.get(k) != settings[k]]
@@ -200,75 +219,81 @@ def run_cv(
                               "resume it with the same settings, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CV_SETTINGS, settings)
-    manifest = data.manifest
-    labels = manifest["label_id"].to_numpy()
-    trained = skipped = 0
-    fold_results: list[dict[str, Any]] = []
-    pooled: list[pd.DataFrame] = []
-    for k in chosen:
-        fold_dir = out / f"fold_{k}"
+
+
+@dataclass
+class _FoldRunner:
+    """Trains (or continues) and evaluates one fold at a time; counts what it trained and skipped."""
+
+    data: Any
+    dataset_dir: str | Path
+    out: Path
+    cfg: Any
+    protocol: str
+    inner_val_fraction: float
+    eval_batch_size: int
+    train_fn: Callable[..., Any]
+    trained: int = 0
+    skipped: int = 0
+
+    def run(self, k: int) -> dict[str, Any]:
+        """The fold's result (``fold_result.json``): read when finished earlier, else trained and evaluated."""
+        data, fold_dir = self.data, self.out / f"fold_{k}"
+        fixed = self.protocol == "fixed-epochs"
         test_rows = data.select(folds=[k])
         pool = data.select(exclude_folds=[k])
         if test_rows.size == 0 or pool.size == 0:
             raise DataError(f"fold {k} of {data.root} leaves no test or no training recordings; prepare with fewer folds")
         result = read_json(fold_dir / FOLD_RESULT)
         if result is not None:
-            skipped += 1
+            self.skipped += 1
             log.info("fold %d: finished earlier (accuracy %.4f), skipped", k, result.get("accuracy") or float("nan"))
+            return result
+        if fixed:
+            train_rows, val_rows = pool, test_rows
         else:
-            if fixed_epochs:
-                train_rows, val_rows = pool, test_rows
+            labels = data.manifest["label_id"].to_numpy()
+            train_rows, val_rows = inner_split(pool, labels[pool], fraction=self.inner_val_fraction, seed=self.cfg.seed + k)
+        if not is_finished(fold_dir):
+            self.trained += 1
+            if is_started(fold_dir):
+                log.info("fold %d: continuing its interrupted training", k)
+                self.train_fn(self.dataset_dir, fold_dir, self.cfg, resume=True)
             else:
-                train_rows, val_rows = inner_split(pool, labels[pool], fraction=inner_val_fraction, seed=cfg.seed + k)
-            if not (fold_dir / "summary.json").is_file():
-                trained += 1
-                if (fold_dir / "config.json").is_file():
-                    log.info("fold %d: continuing its interrupted training", k)
-                    train_fn(dataset_dir, fold_dir, cfg, resume=True)
-                else:
-                    log.info("fold %d: training on %d recordings, %s %d, testing on %d", k, train_rows.size,
-                             "monitoring on the test fold," if fixed_epochs else "inner validation", val_rows.size,
-                             test_rows.size)
-                    train_fn(dataset_dir, fold_dir, cfg, rows_train=train_rows, rows_val=val_rows)
-            summary = read_json(fold_dir / "summary.json") or {}
-            run_cfg = read_json(fold_dir / "config.json") or {}
-            _check_no_leak(run_cfg, manifest["id"].astype(str).to_numpy()[test_rows], fixed_epochs=fixed_epochs, fold=k)
-            ckpt = fold_dir / "checkpoints" / ("last.pt" if fixed_epochs else "best.pt")
-            ev = evaluate_checkpoint(
-                ckpt, data, rows=test_rows, out_dir=fold_dir / "eval_test", split=f"fold {k} (test)",
-                batch_size=eval_batch_size, device=cfg.device,
-                meta={"run_dir": str(fold_dir.resolve()), "fold": k, "protocol": protocol},
-            )
-            rec = ev.metrics["recording"]
-            result = {
-                "fold": k,
-                "accuracy": rec["accuracy"],
-                "macro_f1": rec["macro_f1"],
-                "balanced_accuracy": rec["balanced_accuracy"],
-                "roc_auc_macro": rec["roc_auc_macro"],
-                "cmap": rec["cmap"],
-                "log_loss": rec["log_loss"],
-                "n": rec["n"],
-                "n_samples": ev.metrics["sample"]["n"],
-                "n_train": len((run_cfg.get("rows") or {}).get("train") or []),
-                "n_val": len((run_cfg.get("rows") or {}).get("val") or []),
-                "run_dir": str(fold_dir),
-                "checkpoint": str(ckpt),
-                "best_epoch": summary.get("best_epoch"),
-                "epochs_run": summary.get("epochs_run"),
-                "train_time_s": summary.get("train_time_s"),
-            }
-            write_json(fold_dir / FOLD_RESULT, result)
-            log.info("fold %d: test accuracy %.4f, macro F1 %.4f (n=%d)", k, result["accuracy"], result["macro_f1"], result["n"])
-        fold_results.append(result)
-        preds = pd.read_csv(fold_dir / "eval_test" / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
-        preds = preds[preds["level"] == "recording"].drop(columns="level")
-        preds.insert(0, "fold", k)
-        pooled.append(preds)
-    predictions = pd.concat(pooled, ignore_index=True)
-    summary = _summarise(fold_results, predictions, data=data, cfg=cfg, protocol=protocol,
-                         inner_val_fraction=None if fixed_epochs else inner_val_fraction, out=out)
-    return CVResult(out, summary, predictions, trained, skipped)
+                log.info("fold %d: training on %d recordings, %s %d, testing on %d", k, train_rows.size,
+                         "monitoring on the test fold," if fixed else "inner validation", val_rows.size, test_rows.size)
+                self.train_fn(self.dataset_dir, fold_dir, self.cfg, rows_train=train_rows, rows_val=val_rows)
+        return self._evaluate(k, fold_dir, test_rows)
+
+    def _evaluate(self, k: int, fold_dir: Path, test_rows: np.ndarray) -> dict[str, Any]:
+        from birdspec.evaluation.evaluate import evaluate_checkpoint  # noqa: F811
+
+        fixed = self.protocol == "fixed-epochs"
+        summary = read_json(fold_dir / SUMMARY_FILE) or {}
+        run_cfg = read_json(fold_dir / CONFIG_FILE) or {}
+        _check_no_leak(run_cfg, self.data.manifest["id"].astype(str).to_numpy()[test_rows], fixed_epochs=fixed, fold=k)
+        ckpt = resolve_checkpoint_path(fold_dir, which="last" if fixed else "best")
+        ev = evaluate_checkpoint(
+            ckpt, self.data, rows=test_rows, out_dir=fold_dir / "eval_test", split=f"fold {k} (test)",
+            batch_size=self.eval_batch_size, device=self.cfg.device,
+            meta={"run_dir": str(fold_dir.resolve()), "fold": k, "protocol": self.protocol},
+        )
+        rec = ev.metrics["recording"]
+        result = {
+            "fold": k,
+            **{key: rec[key] for key in ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc_macro", "cmap", "log_loss", "n")},
+            "n_samples": ev.metrics["sample"]["n"],
+            "n_train": len((run_cfg.get("rows") or {}).get("train") or []),
+            "n_val": len((run_cfg.get("rows") or {}).get("val") or []),
+            "run_dir": str(fold_dir),
+            "checkpoint": str(ckpt),
+            "best_epoch": summary.get("best_epoch"),
+            "epochs_run": summary.get("epochs_run"),
+            "train_time_s": summary.get("train_time_s"),
+        }
+        write_json(fold_dir / FOLD_RESULT, result)
+        log.info("fold %d: test accuracy %.4f, macro F1 %.4f (n=%d)", k, result["accuracy"], result["macro_f1"], result["n"])
+        return result
 
 
 def _check_no_leak(run_cfg: Mapping[str, Any], test_ids: np.ndarray, *, fixed_epochs: bool, fold: int) -> None:
@@ -329,9 +354,7 @@ def _summarise(
         "birdspec_version": __version__,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     })
-    tmp = out / (CV_PREDICTIONS + ".tmp")
-    predictions.to_csv(tmp, index=False)  # full precision: the pooled metrics recompute exactly
-    tmp.replace(out / CV_PREDICTIONS)
+    write_csv(out / CV_PREDICTIONS, predictions, float_format=None)  # full precision: the pooled metrics recompute exactly
     names = class_display_names(pred.classes, data.class_info)
     counts = confusion_counts(pred.y_true, pred.y_pred, num_classes=len(pred.classes))
     acc, f1 = summary["accuracy_mean"], summary["macro_f1_mean"]

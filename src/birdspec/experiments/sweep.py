@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError, TrainingError
-from birdspec.fileio import read_json, write_json
+from birdspec.fileio import read_json, write_csv, write_json
+from birdspec.training.rundir import SUMMARY_FILE, is_started
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,7 @@ def write_sweep_outputs(table: pd.DataFrame, out: Path, *, title: str, figure: b
     """``sweep.csv`` (and ``sweep.png`` when ``figure``) of a table."""
     from birdspec.evaluation.plots import plot_sweep
 
-    tmp = out / (SWEEP_CSV + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(out / SWEEP_CSV)
+    write_csv(out / SWEEP_CSV, table)
     if figure:
         plot_sweep(table, out / SWEEP_PNG, title=title)
 
@@ -252,8 +251,7 @@ def run_sweep(
         log.info("--trials %d covers the %d-trial grid; running the full grid", trials, len(grid))
     base = config.resolved()
     data = PreparedDataset(dataset_dir)
-    base_dict = base.to_dict()
-    state = {
+    state = _claim(out, {
         "format": "birdspec-sweep",
         "dataset": str(data.root.resolve()),
         "model": base.model,
@@ -262,54 +260,18 @@ def run_sweep(
         "lrs": lrs,
         "lr_range": [min(lrs), max(lrs)],
         "trials": trials,
-        "base_config": _comparable(base_dict),
-    }
-    old = read_json(out / SWEEP_JSON)
-    _check_state(old, state, out)
-    if old and old.get("mode") == "optuna" and mode == "optuna":
-        state["asked"] = list(old.get("asked") or [])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / TRIALS_DIR).mkdir(exist_ok=True)
-    write_json(out / SWEEP_JSON, state)
+        "base_config": _comparable(base.to_dict()),
+    })
     encoding = base.encoding_override or data.encoding.name
     title = (
         f"Validation accuracy per optimizer and learning rate\n{base.model} ({encoding}), "
         f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}, "
         f"batch {base.batch_size}, weight decay {base.weight_decay:g}"
     )
-    counters = {"trained": 0, "skipped": 0}
+    runner = _TrialRunner(dataset_dir=dataset_dir, out=out, base=base, rows_train=rows_train, rows_val=rows_val,
+                          retry_failed=retry_failed, train_fn=train_fn)
     rows: dict[str, dict[str, Any]] = {}
-
-    def run_trial(trial: Trial) -> dict[str, Any]:
-        run_dir = out / TRIALS_DIR / trial.name
-        summary = read_json(run_dir / "summary.json")
-        if summary is not None:
-            counters["skipped"] += 1
-            log.info("trial %s: finished earlier (best val acc %.4f), skipped", trial.name, summary.get("best_val_acc", float("nan")))
-            return _row(trial, run_dir, summary, status="ok")
-        failed = read_json(run_dir / FAILED_FILE)
-        if failed is not None and not retry_failed:
-            counters["skipped"] += 1
-            return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
-        cfg = replace(base, optimizer=trial.optimizer, lr=trial.lr)
-        resume = (run_dir / "config.json").is_file()
-        log.info("trial %s: %s", trial.name, "continuing" if resume else "training")
-        counters["trained"] += 1
-        try:
-            if resume:
-                train_fn(dataset_dir, run_dir, cfg, resume=True)
-            else:
-                train_fn(dataset_dir, run_dir, cfg, rows_train=rows_train, rows_val=rows_val)
-        except (TrainingError, RuntimeError, FloatingPointError) as exc:
-            log.warning("trial %s failed: %s", trial.name, exc)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
-            return _row(trial, run_dir, None, status="failed", error=str(exc))
-        (run_dir / FAILED_FILE).unlink(missing_ok=True)
-        summary = read_json(run_dir / "summary.json")
-        if summary is None:
-            return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")
-        return _row(trial, run_dir, summary, status="ok")
+    run_trial = runner.run
 
     def table_of(planned: Sequence[Trial]) -> pd.DataFrame:
         data_rows = [
@@ -333,7 +295,65 @@ def run_sweep(
     best = best_trial(table)
     if best:
         log.info("best trial %s: val acc %.4f (epoch %s)", best["trial"], best["best_val_acc"], best["best_epoch"])
-    return SweepResult(out, table, best, counters["trained"], counters["skipped"], mode)
+    return SweepResult(out, table, best, runner.trained, runner.skipped, mode)
+
+
+def _claim(out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Write ``sweep.json`` (keeping an Optuna search's asked trials); refuse a sweep with other settings."""
+    old = read_json(out / SWEEP_JSON)
+    _check_state(old, state, out)
+    if old and old.get("mode") == "optuna" and state["mode"] == "optuna":
+        state["asked"] = list(old.get("asked") or [])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TRIALS_DIR).mkdir(exist_ok=True)
+    write_json(out / SWEEP_JSON, state)
+    return state
+
+
+@dataclass
+class _TrialRunner:
+    """Trains (or continues, or skips) one trial's run directory and returns its ``sweep.csv`` row."""
+
+    dataset_dir: str | Path
+    out: Path
+    base: Any
+    rows_train: Any
+    rows_val: Any
+    retry_failed: bool
+    train_fn: Callable[..., Any]
+    trained: int = 0
+    skipped: int = 0
+
+    def run(self, trial: Trial) -> dict[str, Any]:
+        run_dir = self.out / TRIALS_DIR / trial.name
+        summary = read_json(run_dir / SUMMARY_FILE)
+        if summary is not None:
+            self.skipped += 1
+            log.info("trial %s: finished earlier (best val acc %.4f), skipped", trial.name, summary.get("best_val_acc", float("nan")))
+            return _row(trial, run_dir, summary, status="ok")
+        failed = read_json(run_dir / FAILED_FILE)
+        if failed is not None and not self.retry_failed:
+            self.skipped += 1
+            return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
+        cfg = replace(self.base, optimizer=trial.optimizer, lr=trial.lr)
+        resume = is_started(run_dir)
+        log.info("trial %s: %s", trial.name, "continuing" if resume else "training")
+        self.trained += 1
+        try:
+            if resume:
+                self.train_fn(self.dataset_dir, run_dir, cfg, resume=True)
+            else:
+                self.train_fn(self.dataset_dir, run_dir, cfg, rows_train=self.rows_train, rows_val=self.rows_val)
+        except (TrainingError, RuntimeError, FloatingPointError) as exc:
+            log.warning("trial %s failed: %s", trial.name, exc)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
+            return _row(trial, run_dir, None, status="failed", error=str(exc))
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        summary = read_json(run_dir / SUMMARY_FILE)
+        if summary is None:
+            return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")
+        return _row(trial, run_dir, summary, status="ok")
 
 
 def _optuna_search(

@@ -1,0 +1,344 @@
+"""Where the time of ``birdspec predict`` goes, per 5 s window: each stage alone, then the whole command.
+
+    python benchmarks/predict_profile.py RUN/checkpoints/best.pt field-60min-48k.flac
+    python benchmarks/predict_profile.py CKPT FILE --minutes 10 --repeats 5 --json profile.json
+    python benchmarks/predict_profile.py CKPT FILE --no-command        # the stages only
+
+Stages, each timed alone on the same audio (the first ``--minutes`` of FILE), in the order the
+CPU path runs them; figures are per 5 s output window, the best of ``--repeats`` runs:
+
+- ``decode``: libsndfile via :func:`birdspec.audio.iter_blocks` at the file's own rate (no resampling);
+- ``resample``: :func:`birdspec.audio.iter_blocks` to 32 kHz minus ``decode`` (soxr HQ, streamed);
+- ``spectrogram``: :class:`~birdspec.prediction.logmel_numpy.NumpyLogMel`, one thread, batches of 8;
+- ``input norm``: :func:`~birdspec.prediction.logmel_numpy.instance_norm` (the checkpoint's norm);
+- ``network``: the ONNX backbone in ONNX Runtime, batches of 8, 1 intra-op thread (and 2 threads, wall);
+- ``scores``: softmax, the top-k table and its CSV (pandas; an approximation of the CLI's writer).
+
+Two clocks: **CPU** (``time.thread_time`` of the thread doing the work, the figure that adds up:
+on a shared machine it is much steadier than wall time) and **wall**. The stage sum divided by the
+number of cores is the best wall time an engine could reach on them.
+
+Then the whole command, ``birdspec predict CKPT FILE --out x.csv`` in a subprocess from process start
+to exit (``--no-command`` skips it): wall time, user + system CPU, peak RSS from ``wait4`` (the largest
+single process of the tree, like ``/usr/bin/time -v``'s "Maximum resident set size": children are not
+summed) and the sampled peak of the summed RSS of the process tree (every 20 ms). A 10 s file gives the
+fixed cost (interpreter start, imports, model loading, output). The command runs twice with the same
+cache folder (``$BIRDSPEC_CACHE_DIR``, a fresh one unless ``--cache-dir``): the first run may export
+the checkpoint to ONNX; the second is the warm run.
+
+The ONNX model and frontend tables come from ``--onnx`` (a ``backbone.onnx`` with ``frontend.npz`` and
+``meta.json`` beside it, as in the export cache), else from the cache folder the first command run filled,
+else from ``*.onnx`` in the checkpoint's run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+WINDOW_S = 5.0
+BATCH = 8
+
+
+def _best(fn, repeats: int) -> tuple[float, float, object]:
+    """(best CPU seconds of this thread, best wall seconds, last result) over ``repeats`` calls."""
+    cpu, wall, res = [], [], None
+    for _ in range(repeats):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        res = fn()
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return min(cpu), min(wall), res
+
+
+# --------------------------------------------------------------------------- whole command
+
+
+def run_command(cmd: list[str], env: dict) -> dict:
+    """Run ``cmd``; wall, CPU, ``wait4`` peak RSS and the sampled peak RSS summed over its process tree."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak_tree = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_tree
+        while not stop.is_set():
+            peak_tree = max(peak_tree, _tree_rss_kb(proc.pid))
+            stop.wait(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out_chunks = []
+    assert proc.stdout is not None
+    for chunk in iter(lambda: proc.stdout.read(65536), b""):
+        out_chunks.append(chunk)
+    _pid, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = b"".join(out_chunks).decode(errors="replace")
+    return {
+        "rc": proc.returncode,
+        "wall_s": wall,
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+        "peak_mb_wait4": ru.ru_maxrss / 1024,
+        "peak_mb_tree_sampled": peak_tree / 1024,
+        "tail": text.strip().splitlines()[-1:] if text.strip() else [],
+    }
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Summed VmRSS (kB) of ``root`` and its descendants (0 once it is gone)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            status = (d / "status").read_text()
+        except OSError:
+            continue
+        ppid = kb = 0
+        for line in status.splitlines():
+            if line.startswith("PPid:"):
+                ppid = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                kb = int(line.split()[1])
+        children.setdefault(ppid, []).append(int(d.name))
+        rss[int(d.name)] = kb
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def find_onnx(onnx: str | None, cache_dir: Path, checkpoint: Path) -> Path:
+    if onnx:
+        return Path(onnx)
+    found = sorted(cache_dir.rglob("backbone.onnx")) if cache_dir.exists() else []
+    if not found:
+        run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+        found = sorted(run.rglob("*.onnx"))
+    if not found:
+        raise SystemExit(f"no ONNX export found in {cache_dir} or beside {checkpoint}; pass --onnx")
+    return found[0]
+
+
+def frontend_of(onnx: Path):
+    """(FrontendConfig, window, mel_fb, norm dict) from the files beside the ONNX model."""
+    from birdspec.config import FrontendConfig, from_dict
+
+    meta_p = onnx.parent / "meta.json"
+    meta = json.loads(meta_p.read_text()) if meta_p.is_file() else {}
+    fe = from_dict(FrontendConfig, meta["frontend"]) if "frontend" in meta else FrontendConfig()
+    tables = onnx.parent / "frontend.npz"
+    if tables.is_file():
+        t = np.load(tables)
+        window, mel_fb = t["window"], t["mel_fb"]
+    else:  # the torch frontend's tables, rebuilt in NumPy (periodic Hann, Slaney mel filters)
+        from birdspec.features import mel_filterbank
+
+        wl = fe.win_length or fe.n_fft
+        w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(wl) / wl)
+        left = (fe.n_fft - wl) // 2
+        window = np.pad(w, (left, fe.n_fft - wl - left)).astype(np.float32)
+        mel_fb = mel_filterbank(sample_rate_hz=fe.sample_rate_hz, n_fft=fe.n_fft, n_mels=fe.n_mels, fmin_hz=fe.fmin_hz, fmax_hz=fe.fmax_hz)
+    return fe, window, mel_fb, meta.get("norm") or {"kind": "instance", "eps_db": 1.0}
+
+
+def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repeats: int) -> dict:
+    import soundfile as sf
+
+    from birdspec import audio
+    from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
+
+    info = sf.info(str(audio_path))
+    sr_in = int(info.samplerate)
+    src = audio_path
+    tmp = None
+    if minutes is not None and info.duration > minutes * 60 + 1:  # profile the first minutes: a cut copy
+        tmp = tempfile.TemporaryDirectory(prefix="birdspec-profile-")
+        src = Path(tmp.name) / ("cut" + audio_path.suffix)
+        with sf.SoundFile(str(audio_path)) as f, sf.SoundFile(str(src), "w", sr_in, f.channels, format=f.format, subtype=f.subtype) as g:
+            left = int(minutes * 60 * sr_in)
+            while left > 0:
+                b = f.read(min(left, 1 << 20), dtype="float32")
+                if not len(b):
+                    break
+                g.write(b)
+                left -= len(b)
+    try:
+        dec_cpu, dec_wall, _ = _best(lambda: sum(b.size for b in audio.iter_blocks(src, sample_rate_hz=sr_in, block_s=30.0)), repeats)
+        both_cpu, both_wall, blocks = _best(lambda: list(audio.iter_blocks(src, block_s=30.0)), repeats)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    wave = np.concatenate(blocks)
+    fe, window, mel_fb, norm = frontend_of(onnx)
+    w = int(round(WINDOW_S * fe.sample_rate_hz))
+    n = wave.size // w
+    waves = wave[: n * w].reshape(n, w)
+    lm = NumpyLogMel(fe, window=window, mel_fb=mel_fb, threads=1)
+    spec_cpu, spec_wall, _ = _best(lambda: [lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)], repeats)
+    feats = np.concatenate([lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)])
+    kind = norm.get("kind", "instance")
+    if kind in ("instance", "band"):
+        norm_fn = lambda: [instance_norm(feats[i : i + BATCH].copy(), eps_db=float(norm.get("eps_db", 1.0)), per_band=kind == "band") for i in range(0, n, BATCH)]  # noqa: E731
+        copy_cpu, copy_wall, _ = _best(lambda: [feats[i : i + BATCH].copy() for i in range(0, n, BATCH)], repeats)
+        norm_cpu, norm_wall, normed = _best(norm_fn, repeats)
+        norm_cpu, norm_wall = max(0.0, norm_cpu - copy_cpu), max(0.0, norm_wall - copy_wall)
+        feats = np.concatenate(normed)
+    else:
+        norm_cpu = norm_wall = 0.0
+    net = {}
+    import onnxruntime as ort
+
+    for threads in (1, 2):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        x4 = feats[:, None]
+        sess.run(None, {name: x4[:BATCH]})
+        cpu, wall, logits = _best(lambda s=sess, nm=name, x=x4: [s.run(None, {nm: x[i : i + BATCH]})[0] for i in range(0, n, BATCH)], repeats)
+        net[threads] = (cpu, wall, np.concatenate(logits))
+    logits = net[1][2]
+
+    def scores():
+        import io
+
+        import pandas as pd
+
+        z = logits.astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        k = min(3, p.shape[1])
+        top = np.argsort(-p, axis=1)[:, :k]
+        rows = pd.DataFrame({
+            "file": audio_path.name,
+            "window": np.repeat(np.arange(n), k),
+            "start_s": np.repeat(np.arange(n) * WINDOW_S, k),
+            "end_s": np.repeat(np.arange(1, n + 1) * WINDOW_S, k),
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "label": np.asarray([f"class{c}" for c in range(p.shape[1])])[top.ravel()],
+            "confidence": np.take_along_axis(p, top, axis=1).ravel(),
+        })
+        rows = rows[rows["confidence"] >= 0.1]
+        buf = io.StringIO()
+        rows.to_csv(buf, index=False)
+        return len(buf.getvalue())
+
+    sc_cpu, sc_wall, _ = _best(scores, repeats)
+    per = lambda s: s / n * 1e3  # noqa: E731  ms per window
+    stages = {
+        "decode": (per(dec_cpu), per(dec_wall)),
+        "resample": (per(max(0.0, both_cpu - dec_cpu)), per(max(0.0, both_wall - dec_wall))),
+        "spectrogram": (per(spec_cpu), per(spec_wall)),
+        "input norm": (per(norm_cpu), per(norm_wall)),
+        "network (1 thread)": (per(net[1][0]), per(net[1][1])),
+        "scores + table": (per(sc_cpu), per(sc_wall)),
+    }
+    return {
+        "audio": str(audio_path),
+        "input_sample_rate_hz": sr_in,
+        "windows": n,
+        "audio_s": n * WINDOW_S,
+        "stages_ms_per_window": {k: {"cpu": v[0], "wall": v[1]} for k, v in stages.items()},
+        "network_2_threads_wall_ms_per_window": per(net[2][1]),
+        "network_2_threads_cpu_ms_per_window_calling_thread": per(net[2][0]),
+        "sum_cpu_ms_per_window": sum(v[0] for v in stages.values()),
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("audio", type=Path)
+    ap.add_argument("--minutes", type=float, default=10.0, help="profile the stages on the first minutes of AUDIO (default 10; 0: all)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--onnx", help="backbone.onnx to use (default: found in the cache / run folder)")
+    ap.add_argument("--cache-dir", type=Path, help="BIRDSPEC_CACHE_DIR for the commands (default: a fresh temporary folder)")
+    ap.add_argument("--no-command", action="store_true", help="skip the whole-command runs")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    result: dict = {"machine": _machine()}
+    tmp = tempfile.TemporaryDirectory(prefix="birdspec-profile-")
+    cache = args.cache_dir or Path(tmp.name) / "cache"
+    env = dict(os.environ, BIRDSPEC_CACHE_DIR=str(cache))
+    exe = str(Path(sys.executable).with_name("birdspec"))
+    out_csv = str(Path(tmp.name) / "x.csv")
+    if not args.no_command:
+        import soundfile as sf
+
+        short = Path(tmp.name) / ("short" + args.audio.suffix)
+        with sf.SoundFile(str(args.audio)) as f:
+            sf.write(str(short), f.read(int(10 * f.samplerate), dtype="float32"), f.samplerate, format=f.format, subtype=f.subtype)
+        dur = sf.info(str(args.audio)).duration
+        runs = {}
+        for label, path in (("first run (cold cache)", args.audio), ("second run (warm)", args.audio), ("fixed cost: 10 s file (warm)", short)):
+            r = run_command([exe, "predict", str(args.checkpoint), str(path), "--out", out_csv], env)
+            d = dur if path == args.audio else 10.0
+            r["audio_s"] = d
+            r["rtf"] = d / r["wall_s"]
+            runs[label] = r
+            print(f"{label:30} wall {r['wall_s']:7.2f} s  RTF {r['rtf']:6.0f}x  CPU {r['cpu_s']:6.2f} s  "
+                  f"peak {r['peak_mb_wait4']:5.0f} MB (wait4) / {r['peak_mb_tree_sampled']:5.0f} MB (tree, sampled)  rc {r['rc']}", flush=True)
+        result["command"] = runs
+    onnx = find_onnx(args.onnx, cache, args.checkpoint)
+    prof = profile_stages(args.audio, onnx, minutes=args.minutes or None, repeats=args.repeats)
+    result["stages"] = prof
+    print(f"\nper 5 s window, {prof['windows']} windows of {args.audio.name} ({prof['input_sample_rate_hz']} Hz), best of {args.repeats}:")
+    print(f"{'stage':22} {'CPU ms':>8} {'share':>6} {'wall ms':>8}")
+    total = prof["sum_cpu_ms_per_window"]
+    for k, v in prof["stages_ms_per_window"].items():
+        print(f"{k:22} {v['cpu']:8.2f} {v['cpu'] / total:6.0%} {v['wall']:8.2f}")
+    print(f"{'sum':22} {total:8.2f}")
+    print(f"network, 2 intra-op threads: {prof['network_2_threads_wall_ms_per_window']:.2f} ms wall per window")
+    print(f"best possible on 2 cores (sum of CPU / 2): {5000 / (total / 2):.0f}x real time")
+    if "command" in result:
+        warm = result["command"]["second run (warm)"]
+        print(f"whole command (warm): {warm['cpu_s'] / (warm['audio_s'] / WINDOW_S) * 1e3:.2f} ms CPU per window "
+              "(fixed cost included)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, default=float))
+    tmp.cleanup()
+    return 0
+
+
+def _machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, Python {sys.version.split()[0]}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

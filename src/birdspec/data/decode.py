@@ -1,0 +1,242 @@
+"""Decoding for ``prepare``, on worker processes: one recording -> one float16 chunk file.
+
+This module owns the decoded-chunk cache of a prepare run
+(``OUT.partial/chunks/``): :func:`decode` turns one source file into
+``<key>.f16`` (the store's exact bytes: little-endian float16, 32 kHz mono)
+and ``<key>.json`` (``{"num_samples", "peak"}`` or ``{"error", "kind"}``),
+keyed by the file's identity (:func:`cache_key`), so a rerun after a crash
+only decodes what is missing. :func:`decode_all` runs it on a process pool
+and survives a decoder that kills its worker. :class:`ChunkConcatenator`
+then joins the kept chunks into ``waveforms.f16``. What is kept is decided
+on the main side (:mod:`birdspec.data.prepare`).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from birdspec.data.store import STORE_DTYPE
+from birdspec.errors import AudioError
+from birdspec.fileio import atomic_path, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """One recording to decode into ``chunk_dir/<key>.f16`` (picklable, sent to a worker)."""
+
+    path: str
+    key: str
+    chunk_dir: str
+    max_duration_s: float | None
+    sample_rate_hz: int
+
+
+def cache_key(path: str, *, max_duration_s: float | None, sample_rate_hz: int) -> str:
+    """Identity of a decoded recording: file path, size, mtime, crop and rate."""
+    try:
+        st = os.stat(path)
+        ident = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        ident = "missing"
+    text = f"{os.path.abspath(path)}\0{ident}\0{max_duration_s!r}\0{sample_rate_hz}"
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def read_cached(chunk_dir: str, key: str) -> dict[str, Any] | None:
+    """The result of an earlier :func:`decode` of ``key``, or None when it is not complete."""
+    try:
+        with open(os.path.join(chunk_dir, key + ".json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_result(chunk_dir: str, key: str, result: dict[str, Any]) -> None:
+    """Write ``<key>.json`` atomically: its presence means the chunk is complete."""
+    write_text(os.path.join(chunk_dir, key + ".json"), json.dumps(result))
+
+
+def error_text(exc: BaseException, path: str) -> str:
+    """A short, path-free message for skipped.csv (the row names the path already)."""
+    text = str(exc).strip().splitlines()
+    msg = text[-1] if text else type(exc).__name__
+    msg = msg.replace(f"{path}: ", "").replace(f"Error opening {path!r}: ", "")
+    match = re.fullmatch(r"unreadable audio \((.*)\)", msg)
+    if match:
+        msg = match.group(1)
+    return msg if isinstance(exc, AudioError) else f"{type(exc).__name__}: {msg}"
+
+
+def decode(task: DecodeTask) -> dict[str, Any]:
+    """Decode one recording into ``chunk_dir/<key>.f16`` (+ ``.json`` result).
+
+    Returns ``{"num_samples", "peak"}`` or ``{"error", "kind"}``; never raises
+    for a bad file. The ``.json`` is written last, so its presence means the
+    chunk is complete.
+    """
+    cached = read_cached(task.chunk_dir, task.key)
+    if cached is not None:
+        return cached
+    result: dict[str, Any]
+    if not os.path.exists(task.path):
+        result = {"kind": "missing", "error": "no such file"}
+    elif os.path.getsize(task.path) == 0:
+        result = {"kind": "empty", "error": "0 bytes"}
+    else:
+        try:
+            wave = load_audio(task)
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
+            msg = error_text(exc, task.path)
+            kind = "empty" if msg.endswith("no audio frames") else "unreadable"
+            result = {"kind": kind, "error": msg}
+        else:
+            peak = write_f16(wave, os.path.join(task.chunk_dir, task.key + ".f16")) if wave.size else 0.0
+            result = {"num_samples": int(wave.size), "peak": peak if math.isfinite(peak) else None}
+    _write_result(task.chunk_dir, task.key, result)
+    return result
+
+
+_WRITE_BLOCK = 1 << 18
+"""Samples converted to float16 and written at a time (stays in the CPU cache)."""
+
+
+def write_f16(wave: np.ndarray, path: str) -> float:
+    """Write ``wave`` (``(n,)`` float32) to ``path`` as little-endian float16; return its peak ``max |x|``.
+
+    Converts block by block, so no float16 copy of the whole recording is made.
+    The file appears under its name only when complete. A non-finite sample
+    gives a NaN peak.
+    """
+    peak, finite = 0.0, True
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for start in range(0, wave.shape[0], _WRITE_BLOCK):
+            block = wave[start : start + _WRITE_BLOCK]
+            hi, lo = float(block.max()), float(block.min())
+            finite = finite and math.isfinite(hi) and math.isfinite(lo)
+            peak = max(peak, hi, -lo)
+            f.write(block.astype(STORE_DTYPE).data)
+    return peak if finite else math.nan
+
+
+def load_audio(task: DecodeTask) -> np.ndarray:
+    """The decoded recording of ``task``: ``(n,)`` float32 at ``task.sample_rate_hz``."""
+    from birdspec import audio
+
+    return audio.load(task.path, sample_rate_hz=task.sample_rate_hz, duration_s=task.max_duration_s)
+
+
+def decode_all(tasks: Sequence[DecodeTask], *, workers: int) -> Iterator[dict[str, Any]]:
+    """Results of :func:`decode` for ``tasks``, in order, decoded on ``workers`` processes.
+
+    A worker that dies (a decoder crash) is survived: the task at the head is
+    retried alone, and reported as unreadable if it kills a worker again.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield decode(task)
+        return
+    pos = 0
+    while pos < len(tasks):
+        rest = tasks[pos:]
+        chunksize = max(1, min(8, len(rest) // (workers * 8)))
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(rest)))
+        try:
+            for result in pool.map(decode, rest, chunksize=chunksize):
+                yield result
+                pos += 1
+            return
+        except BrokenProcessPool:
+            log.warning("a decoding worker died at %s; retrying it alone", tasks[pos].path)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        yield decode_isolated(tasks[pos])
+        pos += 1
+
+
+def decode_isolated(task: DecodeTask) -> dict[str, Any]:
+    """:func:`decode` on a process of its own; a crash there makes the file unreadable."""
+    pool = ProcessPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(decode, task).result()
+    except BrokenProcessPool:
+        result = {"kind": "unreadable", "error": "the decoder crashed on this file"}
+        _write_result(task.chunk_dir, task.key, result)
+        return result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ChunkConcatenator:
+    """Writes ``waveforms.f16`` by concatenating decoded chunk files.
+
+    The chunks already hold the store's exact bytes (little-endian float16),
+    so they are copied file to file by the kernel (``os.sendfile``) instead of
+    being read into arrays and written back: the same bytes
+    :class:`~birdspec.data.store.StoreWriter` would write, without the copies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "wb", buffering=0)
+        self.total_samples = 0
+
+    def append_chunk(self, chunk_path: str, *, num_samples: int) -> tuple[int, int] | None:
+        """Append a chunk of ``num_samples`` samples; ``(offset, num_samples)`` or None if it is not intact."""
+        nbytes = num_samples * STORE_DTYPE.itemsize
+        try:
+            if os.path.getsize(chunk_path) != nbytes:
+                return None
+            with open(chunk_path, "rb", buffering=0) as src:
+                copy_file(src, self._f, nbytes)
+        except OSError:
+            self._f.truncate(self.total_samples * STORE_DTYPE.itemsize)
+            self._f.seek(0, os.SEEK_END)
+            return None
+        offset = self.total_samples
+        self.total_samples += num_samples
+        return offset, num_samples
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def __enter__(self) -> ChunkConcatenator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def copy_file(src: Any, dst: Any, nbytes: int) -> None:
+    """Copy ``nbytes`` from the start of ``src`` to the end of ``dst`` (both unbuffered)."""
+    sent = 0
+    if hasattr(os, "sendfile"):
+        try:
+            while sent < nbytes:
+                n = os.sendfile(dst.fileno(), src.fileno(), sent, nbytes - sent)
+                if n == 0:
+                    raise OSError(f"{src.name}: shorter than expected")
+                sent += n
+            return
+        except OSError as exc:  # no file-to-file sendfile here: copy in user space
+            if sent or exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+    src.seek(0)
+    shutil.copyfileobj(src, dst, length=1 << 22)

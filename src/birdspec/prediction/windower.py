@@ -1,0 +1,115 @@
+"""Cutting a stream of decoded blocks into the predictor's windows, exactly as :mod:`birdspec.windowing` says.
+
+:class:`Windower` turns blocks of one recording into items for the engine
+(:mod:`birdspec.prediction.engine`): :class:`Chunk` (full windows, and the
+filled last partial window), :class:`Short` (a stack10 recording shorter than
+its context, scored as one), :class:`End`, and from the decoding thread
+:class:`Failed` and :class:`Done`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from birdspec.windowing import WindowGeometry, fit_window, num_full_windows, partial_window, window_bounds
+
+
+@dataclass
+class Chunk:
+    file_id: int
+    kind: str  # 'w': grid windows, 's': channels of a short file's single context
+    first: int
+    starts: np.ndarray
+    ends: np.ndarray
+    waves: np.ndarray  # (n, W)
+
+
+@dataclass
+class Short:
+    file_id: int
+    bounds: np.ndarray  # (n, 2) output windows
+    wave: np.ndarray
+
+
+@dataclass
+class End:
+    file_id: int
+    num_samples: int
+
+
+@dataclass
+class Failed:
+    file_id: int
+    message: str
+
+
+class Done:
+    pass
+
+
+class Windower:
+    """Cuts a stream of blocks into windows, following :mod:`birdspec.windowing` exactly.
+
+    ``hold_samples`` > 0 (stack10): nothing is emitted until the stream is known to be
+    at least that long; a shorter stream ends as one :class:`Short` item.
+    """
+
+    def __init__(self, file_id: int, geometry: WindowGeometry, *, hold_samples: int = 0) -> None:
+        self.file_id = file_id
+        self.g = geometry
+        self.hold = hold_samples
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.buf_off = 0
+        self.total = 0
+        self.next_k = 0
+
+    def push(self, block: np.ndarray) -> list[Any]:
+        block = np.asarray(block, dtype=np.float32)
+        if block.size == 0:
+            return []
+        self.buf = np.concatenate([self.buf, block]) if self.buf.size else block
+        self.total += block.size
+        if self.hold and self.total < self.hold:
+            return []
+        self.hold = 0
+        return self._emit_full()
+
+    def _emit_full(self) -> list[Any]:
+        g = self.g
+        n_ready = num_full_windows(num_samples=self.total, window_samples=g.window_samples, hop_samples=g.hop_samples) - self.next_k
+        items: list[Any] = []
+        if n_ready > 0:
+            ks = self.next_k + np.arange(n_ready)
+            starts = ks * g.hop_samples
+            rel = starts - self.buf_off
+            if g.hop_samples == g.window_samples:
+                a = int(rel[0])
+                waves = self.buf[a : a + n_ready * g.window_samples].reshape(n_ready, g.window_samples).copy()
+            else:
+                view = np.lib.stride_tricks.sliding_window_view(self.buf, g.window_samples)
+                waves = view[rel]
+            items.append(Chunk(self.file_id, "w", int(ks[0]), starts, starts + g.window_samples, waves))
+            self.next_k += n_ready
+        drop = min(self.next_k * g.hop_samples - self.buf_off, self.buf.size)
+        if drop > 0:
+            self.buf = self.buf[drop:]
+            self.buf_off += drop
+        return items
+
+    def finish(self) -> list[Any]:
+        g = self.g
+        if self.hold:  # stack10 and shorter than the context: one context for the whole file
+            bounds = window_bounds(num_samples=self.total, geometry=g)
+            return [Short(self.file_id, bounds, self.buf.copy()), End(self.file_id, self.total)]
+        items = self._emit_full()
+        tail = partial_window(num_samples=self.total, geometry=g)
+        if tail is not None:
+            a = tail[0] - self.buf_off
+            wave = fit_window(self.buf[a:], length=g.window_samples, fill=g.fill)[None]
+            items.append(Chunk(self.file_id, "w", self.next_k, np.asarray([tail[0]]), np.asarray([tail[1]]), wave))
+            self.next_k += 1
+        items.append(End(self.file_id, self.total))
+        return items

@@ -1,0 +1,125 @@
+"""The code's shape: no import circles, one definition per concept, modules a newcomer can hold in mind."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "birdspec"
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 90
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(), filename=str(p)) for p in sorted(SRC.rglob("*.py"))}
+
+
+def _imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Every birdspec module ``name`` imports, at module level or inside functions."""
+    package = name if (SRC.parent / name.replace(".", "/") / "__init__.py").exists() else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        out.update(t for t in targets if t in known and t != name)
+    return out
+
+
+def test_no_import_circle_in_src():
+    trees = _modules()
+    known = set(trees)
+    graph = {name: _imports(name, tree, known) for name, tree in trees.items()}
+    # a package's __init__ that only re-exports lazily is not an edge into its submodules' users
+    color: dict[str, int] = defaultdict(int)
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        color[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if color[nxt] == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif color[nxt] == 0:
+                visit(nxt, stack)
+        stack.pop()
+        color[node] = 2
+
+    for name in sorted(graph):
+        if color[name] == 0:
+            visit(name, [])
+    assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles[:5])
+
+
+def _definitions() -> dict[str, list[str]]:
+    """Top-level function, class and constant names -> modules defining them."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for name, tree in _modules().items():
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                found[node.name].append(name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t in targets:
+                    if isinstance(t, ast.Name) and t.id.isupper():
+                        found[t.id].append(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resolve_checkpoint_path", "read_checkpoint", "CHECKPOINT_NAMES", "CHECKPOINTS_DIR",  # checkpoints
+        "window_bounds", "full_window_starts", "sample_window_starts", "fit_window", "frame",  # windowing
+        "DATASET_FILE", "MANIFEST_FILE", "SKIPPED_FILE", "PARTIAL_SUFFIX", "STORE_FILE",  # dataset files
+        "CONFIG_FILE", "SUMMARY_FILE", "EPOCH_METRICS_FILE", "METRICS_FILE", "LIGHTNING_DIR",  # run and eval files
+        "DEVICES", "PREDICT_DEVICES", "BACKENDS", "ENCODINGS", "SHORT_POLICIES", "INPUT_NORMS", "LAYOUTS",  # choices
+        "FORMATS", "SCORE_MODES", "CONTEXT_POSITIONS", "EXPORT_FORMATS", "OPTIMIZERS", "SCHEDULES",
+        "SAMPLE_RATE_HZ", "atomic_path", "save_figure", "write_json",
+    ],
+)
+def test_one_definition(name):
+    found = _definitions()[name]
+    assert len(found) == 1, f"{name} is defined in {found}"
+
+
+def test_torch_load_only_in_the_checkpoint_owner():
+    users = []
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load":
+                if isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                    users.append(name)
+                    assert any(k.arg == "weights_only" and getattr(k.value, "value", None) is True for k in node.keywords), name
+    # birdspec checkpoints are read in one place; torchvision state dicts (--pretrained PATH) are another format
+    assert users == ["birdspec.models.checkpoint", "birdspec.models.pretrained"], users
+
+
+def test_modules_and_functions_stay_small():
+    big, long = [], []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{path.relative_to(SRC)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not big and not long, f"modules over {MAX_MODULE_LINES} lines: {big}; functions over {MAX_FUNCTION_LINES}: {long}"
