@@ -1,7 +1,9 @@
 """birdspec: bird species classification from recordings with log-mel spectrograms and CNNs.
 
-Pipeline: data (catalog, prepare, Dataset) -> features (log-mel frontend) ->
-models (registry) -> training -> evaluation -> prediction.
+Pipeline, one package per stage: data (catalog, prepare, Dataset) -> features (log-mel
+frontend) -> models (registry, checkpoints) -> training -> evaluation -> experiments (sweeps,
+cross-validation) -> prediction (long recordings, exports). Low-level modules shared by all:
+config, errors, fileio, audio, windowing, runtime.
 """
 
 from __future__ import annotations

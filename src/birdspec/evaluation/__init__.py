@@ -10,8 +10,7 @@ Names are imported lazily, so ``import birdspec.evaluation.metrics`` stays light
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdspec.lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate_run": "birdspec.evaluation.evaluate",
@@ -28,8 +27,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'birdspec.evaluation' has no attribute {name!r}")
+__getattr__ = lazy_exports('birdspec.evaluation', _EXPORTS)

@@ -213,7 +213,7 @@ def run_sweep(
     retry_failed: bool = True,
     train_fn: Callable[..., Any] | None = None,
 ) -> SweepResult:
-    """Train one run per (optimizer, lr) and collect their best validation accuracy.
+    """Train one run per (optimizer, lr) and collect their best validation accuracy in a :class:`SweepResult`.
 
     Args:
         dataset_dir: the prepared dataset.
@@ -228,9 +228,6 @@ def run_sweep(
         retry_failed: re-run trials that failed in an earlier run.
         train_fn: the training function (default :func:`birdspec.training.train`; tests
             may wrap it).
-
-    Returns:
-        a :class:`SweepResult`; ``sweep.csv``, ``sweep.png`` and ``sweep.json`` are written.
 
     Raises:
         ConfigError: a bad grid or a resumed sweep with other settings.
@@ -262,12 +259,7 @@ def run_sweep(
         "trials": trials,
         "base_config": _comparable(base.to_dict()),
     })
-    encoding = base.encoding_override or data.encoding.name
-    title = (
-        f"Validation accuracy per optimizer and learning rate\n{base.model} ({encoding}), "
-        f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}, "
-        f"batch {base.batch_size}, weight decay {base.weight_decay:g}"
-    )
+    title = _title(base, base.encoding_override or data.encoding.name)
     runner = _TrialRunner(dataset_dir=dataset_dir, out=out, base=base, rows_train=rows_train, rows_val=rows_val,
                           retry_failed=retry_failed, train_fn=train_fn)
     rows: dict[str, dict[str, Any]] = {}
@@ -296,6 +288,14 @@ def run_sweep(
     if best:
         log.info("best trial %s: val acc %.4f (epoch %s)", best["trial"], best["best_val_acc"], best["best_epoch"])
     return SweepResult(out, table, best, runner.trained, runner.skipped, mode)
+
+
+def _title(base: Any, encoding: str) -> str:
+    return (
+        f"Validation accuracy per optimizer and learning rate\n{base.model} ({encoding}), "
+        f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}, "
+        f"batch {base.batch_size}, weight decay {base.weight_decay:g}"
+    )
 
 
 def _claim(out: Path, state: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,7 @@ reads exported runtimes) does not import PyTorch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdspec.lazy import lazy_exports
 
 _EXPORTS = {
     "BirdspecModel": "birdspec.models.registry",
@@ -26,8 +25,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'birdspec.models' has no attribute {name!r}")
+__getattr__ = lazy_exports('birdspec.models', _EXPORTS)

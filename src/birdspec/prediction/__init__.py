@@ -1,30 +1,27 @@
-"""Prediction on recordings of any length: windowing, the fast runtime, outputs, export and scoring.
+"""Prediction on recordings of any length: the predictor, its streaming engine and runtimes, outputs,
+export and scoring.
 
-Import the pieces from their modules (``birdspec.prediction.predictor.Predictor``, ...);
-this package imports nothing heavy itself, so ``birdspec predict`` stays free of
-PyTorch when the ONNX runtime of a checkpoint is cached.
+``predictor`` (the API) -> ``engine`` + ``windower`` (decode in blocks, cut windows by
+:mod:`birdspec.windowing`, batch) -> a runtime chosen by ``loader``: ``onnx_runtime`` (the CPU
+default: NumPy log-mel + ONNX Runtime over the checkpoint's runtime export) or ``torch_runtime``
+(CUDA), or :mod:`birdspec.birdnet.runtime` for BirdNET heads -> ``outputs`` (CSV, Raven, Audacity,
+BirdCLEF, Parquet). ``export`` writes whole-model ONNX / TorchScript files; ``scoring`` scores
+BirdCLEF submissions. This package imports nothing heavy itself, so ``birdspec predict`` stays
+free of PyTorch when the checkpoint has its runtime export.
 """
 
 from __future__ import annotations
 
-__all__ = ["Predictor", "FileResult", "clip_times", "export_checkpoint", "score_soundscapes"]
+from birdspec.lazy import lazy_exports
 
+_EXPORTS = {
+    "Predictor": "birdspec.prediction.predictor",
+    "FileResult": "birdspec.prediction.sources",
+    "clip_times": "birdspec.windowing",
+    "export_checkpoint": "birdspec.prediction.export",
+    "score_soundscapes": "birdspec.prediction.scoring",
+}
 
-def __getattr__(name: str):
-    if name in ("Predictor", "FileResult"):
-        from birdspec.prediction import predictor
+__all__ = list(_EXPORTS)
 
-        return getattr(predictor, name)
-    if name == "clip_times":
-        from birdspec.windowing import clip_times
-
-        return clip_times
-    if name == "export_checkpoint":
-        from birdspec.prediction.export import export_checkpoint
-
-        return export_checkpoint
-    if name == "score_soundscapes":
-        from birdspec.prediction.scoring import score_soundscapes
-
-        return score_soundscapes
-    raise AttributeError(name)
+__getattr__ = lazy_exports("birdspec.prediction", _EXPORTS)

@@ -10,8 +10,7 @@ option lists) does not pull in PyTorch Lightning.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdspec.lazy import lazy_exports
 
 _EXPORTS = {
     "TrainConfig": "birdspec.training.config",
@@ -22,8 +21,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'birdspec.training' has no attribute {name!r}")
+__getattr__ = lazy_exports('birdspec.training', _EXPORTS)

@@ -120,10 +120,6 @@ class BirdspecLightning(pl.LightningModule):
         acc = (logits.argmax(dim=1) == y).float().mean()
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return torch.softmax(self.model(x).float(), dim=1)
-
     # ----------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:
         c = self.config
