@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--scores", choices=SCORE_MODES, default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
     p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or folder (raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
-    p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 8 on CPU, 64 on CUDA)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 4 on CPU, 64 on CUDA)")
     p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else exported once and cached), PyTorch on CUDA")
     p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context (default centre)")

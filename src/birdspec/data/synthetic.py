@@ -12,19 +12,25 @@ sometimes a quieter call of another class (listed as a secondary label):
 Recording length, call loudness and noise level are drawn from the same
 distributions for every class, so loudness or duration alone cannot tell the
 classes apart; pitch ranges overlap too. The names are never real species.
+
+:func:`make_soundscape` builds a longer recording from the same call
+synthesizer (bouts of calls of several classes over background noise, with
+silent gaps) and returns the exact time of every call it placed, so a
+trained model's detections can be checked against the truth.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -98,21 +104,49 @@ CLASSES = (
 )
 
 
+def _fast_len(n: int) -> int:
+    """The smallest 5-smooth number (factors 2, 3, 5 only) >= n: a fast FFT length."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def _background(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Brown-ish noise with slow level changes, peak-normalised to 1."""
-    white = rng.standard_normal(n)
+    """Brown-ish noise with slow level changes, peak-normalised to 1.
+
+    Shaped in the frequency domain at a fast FFT length, then cut to ``n``
+    (an FFT of an awkward length, e.g. a large prime, is many times slower).
+    """
+    m = _fast_len(max(1, n))
+    white = rng.standard_normal(m)
     spec = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(n, 1 / 32000)
+    freqs = np.fft.rfftfreq(m, 1 / SAMPLE_RATE_HZ)
     spec /= np.maximum(freqs, 100.0) ** 0.8
-    noise = np.fft.irfft(spec, n)
+    noise = np.fft.irfft(spec, m)[:n]
     return noise / (np.abs(noise).max() + 1e-9)
+
+
+def _add_call(out: np.ndarray, call: np.ndarray, start: int) -> int:
+    """Add ``call`` into ``out`` from sample ``start`` (cut at the end); return the samples placed."""
+    seg = call[: max(0, out.size - start)]
+    out[start : start + seg.size] += seg
+    return int(seg.size)
 
 
 def synth_recording(
     cls_index: int,
     *,
     duration_s: float,
-    sample_rate_hz: int = 32000,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
     seed: int = 0,
     distractor_p: float = 0.3,
 ) -> tuple[np.ndarray, list[str]]:
@@ -130,9 +164,7 @@ def synth_recording(
             t += rng.uniform(2, 5)
             continue
         call = CLASSES[cls_index].make_call(rng, sample_rate_hz) * call_amp * rng.uniform(0.6, 1.0)
-        i = int(t * sample_rate_hz)
-        seg = call[: max(0, n - i)]
-        out[i : i + seg.size] += seg
+        _add_call(out, call, int(t * sample_rate_hz))
         t += call.size / sample_rate_hz + rng.exponential(rate_s)
     secondary: list[str] = []
     if rng.random() < distractor_p:
@@ -140,9 +172,7 @@ def synth_recording(
         secondary.append(CLASSES[other].label)
         for _ in range(int(rng.integers(1, 3))):
             call = CLASSES[other].make_call(rng, sample_rate_hz) * call_amp * rng.uniform(0.1, 0.3)
-            i = int(rng.uniform(0, max(0.1, duration_s - 1)) * sample_rate_hz)
-            seg = call[: max(0, n - i)]
-            out[i : i + seg.size] += seg
+            _add_call(out, call, int(rng.uniform(0, max(0.1, duration_s - 1)) * sample_rate_hz))
     return np.clip(out, -1, 1).astype(np.float32), secondary
 
 
@@ -160,7 +190,7 @@ def make_synthetic_birdclef(
     min_duration_s: float = 12.0,
     max_duration_s: float = 30.0,
     num_classes: int = len(CLASSES),
-    sample_rate_hz: int = 32000,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
     seed: int = 0,
 ) -> Path:
     """Write a BirdCLEF-2021-layout dataset of synthetic calls under ``root``.
@@ -205,3 +235,98 @@ def make_synthetic_birdclef(
     pd.DataFrame(rows).to_csv(root / "train_metadata.csv", index=False)
     log.info("wrote %d synthetic recordings of %d classes to %s", len(rows), num_classes, root)
     return root
+
+
+SOUNDSCAPE_CALL_COLUMNS = ("label", "start_s", "end_s", "peak_amplitude")
+
+
+@dataclass(frozen=True, eq=False)
+class Soundscape:
+    """A synthetic soundscape and the calls placed in it.
+
+    Attributes:
+        wave: ``(n,)`` float32 mono audio.
+        sample_rate_hz: its sample rate.
+        calls: one row per placed call, in time order: ``label``, ``start_s``,
+            ``end_s`` (exact sample positions / rate) and ``peak_amplitude``.
+        quiet: ``(start_s, end_s)`` of the silent gaps between bouts (background noise only).
+    """
+
+    wave: np.ndarray
+    sample_rate_hz: int
+    calls: pd.DataFrame
+    quiet: tuple[tuple[float, float], ...]
+
+    @property
+    def duration_s(self) -> float:
+        return self.wave.size / self.sample_rate_hz
+
+
+def make_soundscape(
+    duration_s: float = 60.0,
+    *,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    seed: int = 0,
+    num_classes: int = len(CLASSES),
+    noise_level: float | None = None,
+    bout_s: tuple[float, float] = (4.0, 9.0),
+    gap_s: tuple[float, float] = (1.0, 4.0),
+) -> Soundscape:
+    """A longer recording of bouts of calls of several synthetic classes, with the truth.
+
+    Bouts (``bout_s`` long, uniform) of one class each follow each other with
+    ``gap_s`` of background noise between them (sometimes a longer silence);
+    within a bout, calls come at the tempo and loudness ranges of the training
+    recordings. Every class appears before any repeats (a shuffled cycle).
+    Deterministic for a given seed; use a seed that the training data does not.
+
+    Args:
+        noise_level: peak level of the background noise (None: drawn like the
+            training recordings'; 0: none, e.g. to check the truth in tests).
+
+    Raises:
+        ConfigError: a too short soundscape or bad ranges.
+    """
+    if not duration_s >= 5.0:
+        raise ConfigError(f"a soundscape needs duration_s >= 5, got {duration_s}")
+    if not 2 <= num_classes <= len(CLASSES):
+        raise ConfigError(f"num_classes must be in [2, {len(CLASSES)}], got {num_classes}")
+    if not (0 < bout_s[0] <= bout_s[1] and 0 <= gap_s[0] <= gap_s[1]):
+        raise ConfigError(f"need 0 < bout_s[0] <= bout_s[1] and 0 <= gap_s[0] <= gap_s[1], got {bout_s}, {gap_s}")
+    rng = np.random.default_rng(seed)
+    n = round(duration_s * sample_rate_hz)
+    level = float(rng.uniform(0.005, 0.03)) if noise_level is None else float(noise_level)
+    out = _background(rng, n) * level if level > 0 else np.zeros(n)
+    rows: list[dict[str, object]] = []
+    quiet: list[tuple[float, float]] = []
+    order: list[int] = []
+    t = round(float(rng.uniform(0.3, 1.5)) * sample_rate_hz) / sample_rate_hz  # on the sample grid
+    if t > 0:
+        quiet.append((0.0, t))
+    while t < duration_s - 0.5:
+        if not order:
+            order = [int(k) for k in rng.permutation(num_classes)]
+        k = order.pop()
+        bout_end = min(duration_s, t + float(rng.uniform(*bout_s)))
+        amp = float(rng.uniform(0.1, 0.5))
+        rate_s = float(rng.uniform(0.3, 1.0))
+        while t < bout_end - 0.2:
+            call = CLASSES[k].make_call(rng, sample_rate_hz) * amp * rng.uniform(0.6, 1.0)
+            start = round(t * sample_rate_hz)
+            placed = _add_call(out, call, start)
+            if placed:
+                rows.append({
+                    "label": CLASSES[k].label,
+                    "start_s": start / sample_rate_hz,
+                    "end_s": (start + placed) / sample_rate_hz,
+                    "peak_amplitude": float(np.abs(call[:placed]).max()),
+                })
+            t = (start + call.size) / sample_rate_hz + float(rng.exponential(rate_s))
+        gap = float(rng.uniform(*gap_s)) * (2.0 if rng.random() < 0.2 else 1.0)
+        last_end = rows[-1]["end_s"] if rows else 0.0
+        quiet_end = round(min(duration_s, max(t, float(last_end)) + gap) * sample_rate_hz) / sample_rate_hz
+        quiet.append((float(last_end), quiet_end))
+        t = quiet_end
+    calls = pd.DataFrame(rows, columns=list(SOUNDSCAPE_CALL_COLUMNS))
+    wave = np.clip(out, -1, 1).astype(np.float32)
+    return Soundscape(wave, sample_rate_hz, calls, tuple((a, b) for a, b in quiet if b > a))

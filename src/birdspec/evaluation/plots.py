@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from birdspec import fileio
+from birdspec.fileio import save_figure
 from birdspec.evaluation.metrics import row_normalise
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,6 @@ MAX_ANNOTATED_CLASSES = 25
 def run_colors(names: Sequence[str]) -> dict[str, str]:
     """One consistent color per run name (in the given order)."""
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
-
-
-def save_figure(fig: Figure, out_path: str | Path) -> Path:
-    """Write ``fig`` as PNG atomically at the report resolution."""
-    return fileio.save_figure(fig, out_path, dpi=DPI)
 
 
 def _short(name: str, width: int = 22) -> str:
@@ -113,7 +108,7 @@ def plot_confusion(
     _matrix_panel(axes[0], counts, names, normalised=False, title=f"Counts (n = {total})", fig=fig)
     _matrix_panel(axes[1], row_normalise(counts), names, normalised=True, title="Row-normalised (recall on the diagonal)", fig=fig)
     fig.suptitle(title, fontsize=13)
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_per_class(
@@ -144,7 +139,7 @@ def plot_per_class(
         ax.set_ylabel("F1 (0-1)")
         ax.set_title(title + f"\n(F1 only: {k} classes, best to worst)")
         ax.grid(True, axis="y", alpha=0.3)
-        return save_figure(fig, out_path)
+        return save_figure(fig, out_path, dpi=DPI)
     width = max(7.0, 0.75 * k + 2.5)
     fig = Figure(figsize=(width, 4.8), layout="constrained")
     ax = fig.subplots()
@@ -166,7 +161,7 @@ def plot_per_class(
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="upper right", ncols=3, fontsize=9)
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_sweep(
@@ -245,7 +240,7 @@ def plot_sweep(
         order = sorted(range(len(labels)), key=lambda i: optimizers.index(labels[i]) if labels[i] in optimizers else len(optimizers))
         ax.legend([handles[i] for i in order], [labels[i] for i in order], title="optimizer", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_curves_overlay(
@@ -288,7 +283,7 @@ def plot_curves_overlay(
         for ax in axes:
             ax.set_xticks(range(1, max_epoch + 1))
     fig.suptitle(title + ("\n(solid: validation, dashed: training; one color per run)" if show_train else ""), fontsize=12)
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_confusion_grid(
@@ -319,7 +314,7 @@ def plot_confusion_grid(
     for ax in axes[len(items):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=13)
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_metric_bars(
@@ -354,7 +349,7 @@ def plot_metric_bars(
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=min(4, len(runs)), frameon=False)
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)
 
 
 def plot_fold_scores(
@@ -379,4 +374,4 @@ def plot_fold_scores(
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return save_figure(fig, out_path)
+    return save_figure(fig, out_path, dpi=DPI)

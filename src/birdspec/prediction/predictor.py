@@ -42,6 +42,9 @@ from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowG
 
 log = logging.getLogger(__name__)
 
+CPU_BATCH = 4
+"""Windows per network call on the CPU: small batches stay in cache (measured: the same CPU time as 8,
+and ~60 MB less peak memory in ONNX Runtime)."""
 DECODE_BLOCK_S = 30.0
 """Seconds decoded per block (memory per file in flight: a few blocks)."""
 
@@ -55,7 +58,7 @@ class Predictor:
         checkpoint: a checkpoint file, a run folder (best.pt / last.pt), a checkpoint dict or a
             :class:`~birdspec.models.checkpoint.Checkpoint`.
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
-        batch_size: windows (or stack10 contexts) per network call (None: 8 on the CPU, where
+        batch_size: windows (or stack10 contexts) per network call (None: 4 on the CPU, where
             small batches stay in cache and keep the peak memory low, 64 on CUDA).
         backend: 'auto' (ONNX Runtime on the CPU when installed, PyTorch on CUDA), 'onnx' or 'torch'.
         window_s: window length; must equal the checkpoint's (None: the checkpoint's).
@@ -127,7 +130,7 @@ class Predictor:
             offset = context_offset(context_windows=context_windows, stride=stride, position=context)
         self.stacked = stacked
         self.context = context
-        self.batch_size = int(batch_size) if batch_size else (64 if self.runtime.device == "cuda" else 8)
+        self.batch_size = int(batch_size) if batch_size else (64 if self.runtime.device == "cuda" else CPU_BATCH)
         self.engine = Engine(self.runtime, geometry=g, context_windows=context_windows, stride=stride, offset=offset,
                              short_fill=policy, batch_size=self.batch_size)
         self.min_conf = float(min_conf)

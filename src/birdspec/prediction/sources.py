@@ -82,7 +82,7 @@ def empty_windows(stacked: bool) -> pd.DataFrame:
 
 def tqdm_progress(items: Sequence[tuple[Path, str]]) -> tuple[Callable[[float, int], None], Callable[[], None]]:
     """Two tqdm bars on stderr: audio seconds (total from the file headers) and files."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     total_s = 0.0
     for p, _n in items:
