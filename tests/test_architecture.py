@@ -123,3 +123,15 @@ def test_modules_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
                 long.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not big and not long, f"modules over {MAX_MODULE_LINES} lines: {big}; functions over {MAX_FUNCTION_LINES}: {long}"
+
+
+def test_cli_starts_without_heavy_imports():
+    """Building the parser (every `birdspec ... --help`) imports neither PyTorch, Lightning nor pandas."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport birdspec.cli.main as m\nm.build_parser()\n"
+            "print(sorted(k for k in ('torch', 'lightning', 'pandas', 'matplotlib') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

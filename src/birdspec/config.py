@@ -18,6 +18,10 @@ T = TypeVar("T")
 SAMPLE_RATE_HZ = 32_000
 """The study's sample rate: every stored waveform and every model input is at 32 kHz."""
 
+LAYOUTS = ("auto", "birdclef2021", "birdclef2022", "folders", "csv")
+"""Source layouts ``birdspec prepare`` reads (:mod:`birdspec.data.catalog_layouts`)."""
+BACKBONES = ("birdnet",)
+"""Frozen backbones whose embeddings ``birdspec embed`` caches (:mod:`birdspec.data.embeddings`)."""
 ENCODINGS = ("stack10", "window")
 SHORT_POLICIES = ("drop", "tile", "pad")
 """What a recording shorter than one window gives: nothing, one tiled window, one zero-padded window."""

@@ -47,12 +47,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from birdspec.config import SAMPLE_RATE_HZ, SHORT_POLICIES
 from birdspec.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 DEFAULT_MIN_PARTIAL_S = 1.0
 """A trailing partial window needs at least this much audio to be scored."""
@@ -201,13 +204,15 @@ def clip_times(
     hop_s: float | None = None,
     min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
     sample_rate_hz: int = SAMPLE_RATE_HZ,
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """Windows of a recording of ``duration_s`` seconds (like opensoundscape's ``generate_clip_times_df``).
 
     Returns:
         DataFrame with one row per window: ``start_s``, ``end_s`` (true end,
         clipped to the recording) and ``partial`` (True for a padded last window).
     """
+    import pandas as pd
+
     if duration_s < 0:
         raise ConfigError(f"duration_s must be >= 0, got {duration_s}")
     g = WindowGeometry.from_seconds(window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=sample_rate_hz)

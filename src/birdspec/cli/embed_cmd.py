@@ -24,7 +24,7 @@ with the same settings does nothing.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``embed`` on ``subparsers``; sets ``func``."""
-    from birdspec.data.embeddings import BACKBONES
+    from birdspec.config import BACKBONES
 
     p = subparsers.add_parser(
         "embed",

@@ -23,7 +23,7 @@ or a synthetic signal), else the command fails with exit status 2.
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.prediction.export_formats import CHECK_TOLERANCE, EXPORT_FORMATS
+    from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS
 
     p = subparsers.add_parser(
         "export",

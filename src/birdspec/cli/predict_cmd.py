@@ -52,7 +52,7 @@ examples:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.prediction.outputs import FORMATS, SCORE_MODES
+    from birdspec.prediction.choices import FORMATS, SCORE_MODES
     from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
     from birdspec.runtime import PREDICT_DEVICES
     from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S

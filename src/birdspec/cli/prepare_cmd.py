@@ -23,7 +23,7 @@ run resumes from DIR.partial/.
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``prepare`` on ``subparsers``; sets ``func``."""
-    from birdspec.data.catalog import LAYOUTS
+    from birdspec.config import LAYOUTS
 
     p = subparsers.add_parser(
         "prepare",

@@ -21,7 +21,7 @@ the source (``latitude``, ``longitude``, ``date``, ``type``, ``license``,
 ``fold``                  int, ``-1`` unless the source assigns folds
 ========================  ==================================================
 
-Layouts (:data:`LAYOUTS`): ``birdclef2021``, ``birdclef2022`` (also
+Layouts (:data:`birdspec.config.LAYOUTS`): ``birdclef2021``, ``birdclef2022`` (also
 2023-2025), ``folders`` (one folder per class) and ``csv`` (a manifest with a
 file-path and a label column); see :mod:`birdspec.data.catalog_layouts`.
 
@@ -47,7 +47,6 @@ import pandas as pd
 
 from birdspec.errors import DataError
 
-LAYOUTS = ("auto", "birdclef2021", "birdclef2022", "folders", "csv")
 """Source layouts :func:`load_catalog` reads (``auto``: detect)."""
 
 CATALOG_COLUMNS = (

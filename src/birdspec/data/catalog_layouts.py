@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from birdspec.audio import is_audio_file
-from birdspec.data.catalog import LAYOUTS, finish_catalog, fold_codes, parse_label_list, read_metadata_csv, unique_ids
+from birdspec.config import LAYOUTS
+from birdspec.data.catalog import finish_catalog, fold_codes, parse_label_list, read_metadata_csv, unique_ids
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

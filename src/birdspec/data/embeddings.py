@@ -12,7 +12,7 @@ backbone over every stored recording once and writes::
                          "dtype": "float16", "num_recordings", "total_windows",
                          "dataset": fingerprint of the manifest, "created_utc", ...}
 
-This module owns that format (file names, :data:`BACKBONES`, the dataset
+This module owns that format (file names, the dataset
 fingerprint, :func:`read_index`) and the writer; the readers
 (:class:`~birdspec.data.embedding_dataset.EmbeddingCache`,
 :class:`~birdspec.data.embedding_dataset.EmbeddingDataset`) are in
@@ -48,6 +48,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import pandas as pd
 
+from birdspec.config import BACKBONES
 from birdspec.data.prepared import PARTIAL_SUFFIX, PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.fileio import write_csv, write_text
@@ -63,7 +64,6 @@ SETTINGS_FILE = "settings.json"
 EMBEDDINGS_FORMAT = "birdspec-embeddings"
 EMBEDDINGS_DTYPE = np.dtype("<f2")
 INDEX_COLUMNS = ("id", "row", "first_window", "num_windows", "duration_s", "window_starts_s")
-BACKBONES = ("birdnet",)
 
 
 class WindowEmbedder(Protocol):

@@ -40,7 +40,7 @@ from birdspec import __version__
 from birdspec.config import SAMPLE_RATE_HZ, FrontendConfig, to_dict
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
 from birdspec.fileio import write_json
-from birdspec.prediction.export_formats import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
+from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
 
 log = logging.getLogger(__name__)
 

@@ -42,15 +42,13 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError
+from birdspec.prediction.choices import FORMATS, SCORE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from birdspec.prediction.sources import FileResult
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("csv", "raven", "audacity", "birdclef", "parquet")
-SCORE_MODES = ("topk", "all")
-"""``topk``: one row per kept (window, class); ``all``: one column of scores per class."""
 RAVEN_COLUMNS = (
     "Selection",
     "View",

@@ -36,7 +36,8 @@ from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError
 from birdspec.prediction.engine import Engine
 from birdspec.prediction.loader import open_runtime
-from birdspec.prediction.outputs import SCORE_MODES, scores_table
+from birdspec.prediction.choices import SCORE_MODES
+from birdspec.prediction.outputs import scores_table
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowGeometry, context_offset
 
