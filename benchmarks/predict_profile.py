@@ -46,6 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from predict_speed import _tree_rss_kb  # noqa: E402  (one copy of the process-tree memory sampler)
+
 WINDOW_S = 5.0
 BATCH = 8
 
@@ -97,33 +100,6 @@ def run_command(cmd: list[str], env: dict) -> dict:
         "peak_mb_tree_sampled": peak_tree / 1024,
         "tail": text.strip().splitlines()[-1:] if text.strip() else [],
     }
-
-
-def _tree_rss_kb(root: int) -> int:
-    """Summed VmRSS (kB) of ``root`` and its descendants (0 once it is gone)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            status = (d / "status").read_text()
-        except OSError:
-            continue
-        ppid = kb = 0
-        for line in status.splitlines():
-            if line.startswith("PPid:"):
-                ppid = int(line.split()[1])
-            elif line.startswith("VmRSS:"):
-                kb = int(line.split()[1])
-        children.setdefault(ppid, []).append(int(d.name))
-        rss[int(d.name)] = kb
-    total, todo = 0, [root]
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        todo.extend(children.get(p, []))
-    return total
 
 
 # --------------------------------------------------------------------------- stages
