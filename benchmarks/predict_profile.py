@@ -9,8 +9,8 @@ CPU path runs them; figures are per 5 s output window, the best of ``--repeats``
 
 - ``decode``: libsndfile via :func:`birdspec.audio.iter_blocks` at the file's own rate (no resampling);
 - ``resample``: :func:`birdspec.audio.iter_blocks` to 32 kHz minus ``decode`` (soxr HQ, streamed);
-- ``spectrogram``: :class:`~birdspec.prediction.logmel_numpy.NumpyLogMel`, one thread, batches of 8;
-- ``input norm``: :func:`~birdspec.prediction.logmel_numpy.instance_norm` (the checkpoint's norm);
+- ``spectrogram``: :class:`~birdspec.prediction.numpy_frontend.NumpyFrontend`, one thread, batches of 8;
+- ``input norm``: :func:`~birdspec.prediction.numpy_frontend.instance_norm` (the checkpoint's norm);
 - ``network``: the ONNX backbone in ONNX Runtime, batches of 8, 1 intra-op thread (and 2 threads, wall);
 - ``scores``: softmax, the top-k table and its CSV (pandas; an approximation of the CLI's writer).
 
@@ -121,7 +121,7 @@ def find_onnx(onnx: str | None, cache_dir: Path, checkpoint: Path) -> Path:
 
 
 def frontend_of(onnx: Path):
-    """(FrontendConfig, window, mel_fb, norm dict) from the files beside the ONNX model.
+    """(FrontendConfig, window, filterbank, norm dict) from the files beside the ONNX model.
 
     Reads ``info.json`` (runtime exports: ``{"checkpoint": {"frontend", "input_norm"}}``) or
     ``meta.json`` (older cache entries: ``{"frontend", "norm"}``).
@@ -138,26 +138,22 @@ def frontend_of(onnx: Path):
     norm = ck.get("input_norm") or ck.get("norm") or {"kind": "instance", "eps_db": 1.0}
     if isinstance(norm, str):
         norm = {"kind": norm, "eps_db": 1.0}
-    tables = onnx.parent / "frontend.npz"
-    if tables.is_file():
-        t = np.load(tables)
-        window, mel_fb = t["window"], t["mel_fb"]
-    else:  # the torch frontend's tables, rebuilt in NumPy (periodic Hann, Slaney mel filters)
-        from birdspec.features import mel_filterbank
+    npz = onnx.parent / "frontend.npz"
+    if npz.is_file():
+        t = np.load(npz)
+        window, fb = t["window"], t["filterbank"]
+    else:  # the frontend's tables, from their one definition
+        from birdspec.features import tables
 
-        wl = fe.win_length or fe.n_fft
-        w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(wl) / wl)
-        left = (fe.n_fft - wl) // 2
-        window = np.pad(w, (left, fe.n_fft - wl - left)).astype(np.float32)
-        mel_fb = mel_filterbank(sample_rate_hz=fe.sample_rate_hz, n_fft=fe.n_fft, n_mels=fe.n_mels, fmin_hz=fe.fmin_hz, fmax_hz=fe.fmax_hz)
-    return fe, window, mel_fb, norm
+        window, fb = tables.analysis_window(fe), tables.filterbank(fe)
+    return fe, window, fb, norm
 
 
 def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repeats: int) -> dict:
     import soundfile as sf
 
     from birdspec import audio
-    from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
+    from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
 
     info = sf.info(str(audio_path))
     sr_in = int(info.samplerate)
@@ -181,11 +177,11 @@ def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repea
         if tmp is not None:
             tmp.cleanup()
     wave = np.concatenate(blocks)
-    fe, window, mel_fb, norm = frontend_of(onnx)
+    fe, window, fb, norm = frontend_of(onnx)
     w = int(round(WINDOW_S * fe.sample_rate_hz))
     n = wave.size // w
     waves = wave[: n * w].reshape(n, w)
-    lm = NumpyLogMel(fe, window=window, mel_fb=mel_fb, threads=1)
+    lm = NumpyFrontend(fe, window=window, filterbank=fb, threads=1)
     spec_cpu, spec_wall, _ = _best(lambda: [lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)], repeats)
     feats = np.concatenate([lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)])
     kind = norm.get("kind", "instance")

@@ -11,9 +11,9 @@ from test_predict import CLASSES, write_checkpoint
 
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
-from birdspec.features import LogMelFrontend
+from birdspec.features import Frontend
 from birdspec.models.checkpoint import read_checkpoint
-from birdspec.prediction.export import DFTLogMel, check_waveforms, export_checkpoint
+from birdspec.prediction.export import check_waveforms, export_checkpoint
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -36,12 +36,12 @@ def _real_or_none():
     [FrontendConfig(), FrontendConfig(pad_mode="reflect", win_length=1536, power=1.0, top_db=None, fmax_hz=16000.0)],
 )
 def test_dft_frontend_matches_stft(cfg):
-    fe = LogMelFrontend(cfg)
+    fe = Frontend(cfg)
     x, _ = check_waveforms(channels=1, window_samples=32000, audio=_real_or_none(), batch=2)
     x = torch.from_numpy(x[:, 0])
     with torch.no_grad():
         ref = fe(x)
-        got = DFTLogMel(cfg, window=fe.window, mel_fb=fe.mel_fb)(x)
+        got = Frontend(cfg, stft="dft")(x)
     assert got.shape == ref.shape
     assert (got - ref).abs().max().item() < 1e-3  # dB
 

@@ -17,12 +17,12 @@ from birdspec import audio
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.errors import AudioError, ConfigError, DataError
-from birdspec.features import LogMelFrontend
+from birdspec.features import Frontend
 from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
 from birdspec.models.checkpoint import read_checkpoint
 from birdspec.models.registry import build_model
 from birdspec.prediction import predictor as predictor_mod
-from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
+from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
 from birdspec.prediction.outputs import RAVEN_COLUMNS
 from birdspec.prediction.predictor import Predictor
 from birdspec.windowing import clip_times, context_starts, fit_window
@@ -124,9 +124,9 @@ def synthetic(duration_s: float, seed: int = 0) -> np.ndarray:
     ],
 )
 def test_numpy_logmel_matches_torch_frontend(cfg):
-    fe = LogMelFrontend(cfg)
+    fe = Frontend(cfg)
     x = synthetic(3.0).reshape(3, SR)
-    fast = NumpyLogMel(cfg, window=fe.window.numpy(), mel_fb=fe.mel_fb.numpy(), threads=2)
+    fast = NumpyFrontend(cfg, window=fe.window.numpy(), filterbank=fe.full_filterbank(), threads=2)
     with torch.no_grad():
         ref = fe(torch.from_numpy(x)).numpy()
     got = fast(x)

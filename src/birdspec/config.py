@@ -8,6 +8,7 @@ features it was trained on. Units are in the field names.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, TypeVar
 
@@ -57,12 +58,25 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     return cls(**kwargs)  # type: ignore[call-arg]
 
 
+FRONTENDS = ("logmel", "pcen", "linear", "mfcc", "learnable-mel")
+"""Spectrogram types (:mod:`birdspec.features`): the study's log-mel, per-channel energy normalisation,
+log-magnitude linear-frequency STFT, MFCCs, and a log-mel whose filterbank is learned."""
+
+FRONTEND_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "linear": {"n_fft": 512},
+}
+"""Settings a type changes from the study's defaults (a linear STFT with n_fft 2048 would give 897 rows)."""
+
+
 @dataclass(frozen=True)
 class FrontendConfig:
-    """Log-mel spectrogram settings (the study's defaults).
+    """Spectrogram settings (the study's log-mel by default); ``kind`` picks the type.
 
-    A 5 s window at 32 kHz with hop 500 and centered frames gives
-    ``1 + 160000 // 500 = 321`` frames of ``n_mels = 128`` bins.
+    A 5 s window at 32 kHz with hop 500 and centered frames gives ``1 + 160000 // 500 = 321``
+    frames of :meth:`num_bins` rows: ``n_mels`` (128) for logmel, pcen and learnable-mel, the STFT
+    bins from ``fmin_hz`` to ``fmax_hz`` for linear (224 with n_fft 512), ``n_mfcc`` (40) for mfcc.
+    The ``pcen_*`` fields follow ``librosa.pcen`` (the mel energies are multiplied by
+    ``pcen_input_scale`` first, as librosa's documentation does for float audio).
     """
 
     kind: str = "logmel"
@@ -78,10 +92,17 @@ class FrontendConfig:
     amin: float = 1e-10
     center: bool = True
     pad_mode: str = "constant"
+    n_mfcc: int = 40
+    pcen_gain: float = 0.98
+    pcen_bias: float = 2.0
+    pcen_power: float = 0.5
+    pcen_time_constant_s: float = 0.4
+    pcen_eps: float = 1e-6
+    pcen_input_scale: float = 2.0**31
 
     def __post_init__(self) -> None:
-        if self.kind != "logmel":
-            raise ConfigError(f"unknown frontend kind {self.kind!r}; use 'logmel'")
+        if self.kind not in FRONTENDS:
+            raise ConfigError(f"unknown frontend {self.kind!r}; choose one of {', '.join(FRONTENDS)}")
         if self.sample_rate_hz <= 0 or self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
             raise ConfigError("sample_rate_hz, n_fft, hop_length and n_mels must be positive")
         if self.win_length is not None and not 0 < self.win_length <= self.n_fft:
@@ -95,6 +116,47 @@ class FrontendConfig:
             raise ConfigError(f"top_db must be positive or None, got {self.top_db}")
         if self.pad_mode not in ("constant", "reflect"):
             raise ConfigError(f"pad_mode must be 'constant' or 'reflect', got {self.pad_mode!r}")
+        if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
+            raise ConfigError(f"n_mfcc must be in [1, n_mels={self.n_mels}], got {self.n_mfcc}")
+        if min(self.pcen_time_constant_s, self.pcen_eps, self.pcen_input_scale, self.pcen_power) <= 0:
+            raise ConfigError("pcen_time_constant_s, pcen_eps, pcen_input_scale and pcen_power must be positive")
+        if self.pcen_gain < 0 or self.pcen_bias < 0:
+            raise ConfigError("pcen_gain and pcen_bias must be >= 0")
+        if self.kind == "linear" and self.num_bins() < 1:
+            raise ConfigError(f"no STFT bin between fmin_hz={self.fmin_hz} and fmax_hz={self.fmax_hz} at n_fft={self.n_fft}")
+
+    @classmethod
+    def for_kind(cls, kind: str, **options: Any) -> "FrontendConfig":
+        """The settings of spectrogram type ``kind``: the study's, the type's own defaults, then ``options``."""
+        return cls().with_kind(kind, **options)
+
+    def with_kind(self, kind: str, **options: Any) -> "FrontendConfig":
+        """These settings as type ``kind``: the type's own defaults (when it changes type), then ``options``."""
+        if kind not in FRONTENDS:
+            raise ConfigError(f"unknown frontend {kind!r}; choose one of {', '.join(FRONTENDS)}")
+        known = {f.name for f in fields(self)} - {"kind"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown frontend option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        defaults = dict(FRONTEND_DEFAULTS.get(kind, {})) if kind != self.kind else {}
+        try:
+            return dataclasses.replace(self, kind=kind, **{**defaults, **options})
+        except TypeError as exc:
+            raise ConfigError(f"bad frontend options: {exc}") from exc
+
+    def linear_bins(self) -> tuple[int, int]:
+        """``[lo, hi)``: the STFT bins with centre frequency in ``[fmin_hz, fmax_hz]`` (the linear type's rows)."""
+        step = self.sample_rate_hz / self.n_fft
+        lo = int(math.ceil(self.fmin_hz / step - 1e-9))
+        hi = int(math.floor(self.fmax_hz / step + 1e-9)) + 1
+        return lo, min(hi, self.n_fft // 2 + 1)
+
+    def num_bins(self) -> int:
+        """Rows of one spectrogram: the frequency (or coefficient) axis."""
+        if self.kind == "linear":
+            lo, hi = self.linear_bins()
+            return hi - lo
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` samples."""

@@ -93,4 +93,19 @@ def run(args: argparse.Namespace) -> int:
     print("train one with `birdspec train DATASET_DIR --model NAME --out RUN_DIR [--recipe NAME]`; recipes:")
     for recipe in RECIPES.values():
         print(f"    {recipe.name}: {recipe.summary}")
+    print()
+    print(frontends_text())
     return 0
+
+
+def frontends_text() -> str:
+    """The spectrogram types (``--frontend``) with the shape of one 5 s window at their defaults."""
+    from birdspec.config import FrontendConfig
+    from birdspec.features.definition import FRONTEND_TYPES
+
+    lines = ["spectrogram types (`birdspec train ... --frontend NAME [--frontend-option KEY=VALUE]`; rows x frames of 5 s):"]
+    for t in FRONTEND_TYPES.values():
+        cfg = FrontendConfig.for_kind(t.name)
+        shape = f"{cfg.num_bins()} x {cfg.num_frames(5 * cfg.sample_rate_hz)}"
+        lines.append(f"    {t.name:<14} {shape:<10} {t.description}")
+    return "\n".join(lines)

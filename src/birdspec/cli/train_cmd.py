@@ -33,6 +33,7 @@ FIELDS = {
     "pretrained": "pretrained",
     "first_conv": "first_conv",
     "input_norm": "input_norm",
+    "frontend": "frontend",
     "optimizer": "optimizer",
     "lr": "lr",
     "weight_decay": "weight_decay",
@@ -69,7 +70,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     ``optimizer=False`` leaves out --optimizer/--lr (a sweep sets them);
     ``within`` names the command in group titles (e.g. ``" (as in `birdspec train`)"``).
     """
-    from birdspec.config import ENCODINGS, INPUT_NORMS
+    from birdspec.config import ENCODINGS, FRONTENDS, INPUT_NORMS
     from birdspec.runtime import DEVICES
     from birdspec.training.config import (
         EARLY_STOPPING_METRICS,
@@ -95,6 +96,9 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
                    help="per-sample standardisation of the log-mel input (default instance); band first removes "
                         "each mel band's median over time (its noise floor: stationary background, recorder colouring)")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
+    m.add_argument("--frontend", choices=FRONTENDS, help="spectrogram type (default logmel, the study's; `birdspec models` lists them)")
+    m.add_argument("--frontend-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="spectrogram setting, e.g. pcen_gain=0.9 or n_mfcc=20 (repeatable; JSON values)")
     o = p.add_argument_group("optimisation" + within)
     if optimizer:
         o.add_argument("--optimizer", choices=OPTIMIZERS, help="default: the model's (adamw)")
@@ -152,14 +156,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _model_options(items: list[str]) -> dict[str, Any]:
+def _model_options(items: list[str], *, flag: str = "--model-option") -> dict[str, Any]:
     from birdspec.errors import ConfigError
 
     opts: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--model-option needs KEY=VALUE, got {item!r}")
+            raise ConfigError(f"{flag} needs KEY=VALUE, got {item!r}")
         try:
             opts[key.replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
@@ -176,6 +180,8 @@ def config_from_args(args: argparse.Namespace, base: Any = None) -> Any:
     given = {field: getattr(args, dest) for dest, field in FIELDS.items() if getattr(args, dest) is not None}
     if args.model_option:
         given["model_options"] = _model_options(args.model_option)
+    if getattr(args, "frontend_option", None):
+        given["frontend_options"] = _model_options(args.frontend_option, flag="--frontend-option")
     given["progress_bar"] = not args.no_progress
     recipe = getattr(args, "recipe", None)
     if base is not None:

@@ -133,7 +133,7 @@ class RecordingDataset(Dataset):
         if self.features == "waveform":
             return (c, length)
         fe = self.data.frontend
-        return (c, fe.n_mels, fe.num_frames(length))
+        return (c, fe.num_bins(), fe.num_frames(length))
 
     def __len__(self) -> int:
         return len(self.sample_rows)

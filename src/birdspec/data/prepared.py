@@ -277,7 +277,7 @@ def describe(dataset_dir: str | Path) -> dict[str, Any]:
         "folds": folds,
         "encoding": to_dict(encoding),
         "frontend": to_dict(frontend),
-        "sample_shape": [encoding.in_channels, frontend.n_mels, frontend.num_frames(window)],
+        "sample_shape": [encoding.in_channels, frontend.num_bins(), frontend.num_frames(window)],
         "skipped": int(len(skipped)),
         "skipped_reasons": {str(k): int(v) for k, v in skipped["reason"].map(reason_kind).value_counts().items()},
         "settings": meta.get("settings"),

@@ -175,7 +175,7 @@ class BirdspecModel(nn.Module):
     """Raw audio to class logits: ``(B, C, T)`` waveforms -> ``(B, K)``.
 
     Attributes:
-        frontend: log-mel module (``(B, C, T) -> (B, C, n_mels, frames)``).
+        frontend: spectrogram module (:class:`~birdspec.features.Frontend`, ``(B, C, T) -> (B, C, rows, frames)``).
         norm: input normalisation of the spectrogram.
         backbone: the CNN on spectrograms.
         config: what :func:`build_model` needs to rebuild this model

@@ -12,11 +12,10 @@
 
 ONNX and ``torch.stft``: the TorchScript-based ONNX exporter cannot export a
 complex STFT (and ONNX Runtime's own STFT kernel is ~4x slower than this), so
-the exported graph computes the STFT as a strided ``conv1d`` with precomputed
-windowed DFT bases (cosine and sine rows for the FFT bins the mel filterbank
-uses) -- :class:`DFTLogMel`, built from the checkpoint's
-:class:`~birdspec.config.FrontendConfig`; it agrees with
-:class:`~birdspec.features.LogMelFrontend` to ~1e-5 dB. Every export is
+the exported graph is the checkpoint's own :class:`~birdspec.features.Frontend`
+with ``stft="dft"``: the STFT as a strided ``conv1d`` with precomputed windowed
+DFT bases for the FFT bins the filterbank uses; it agrees with ``torch.stft``
+to ~1e-5 dB (every spectrogram type; tests check it). Every export is
 checked: ONNX Runtime (or the reloaded TorchScript module) against the
 PyTorch model on real audio when given (``--check-audio``) or a synthetic
 signal; the largest absolute logit difference must be <= 1e-4.
@@ -25,7 +24,6 @@ signal; the largest absolute logit difference must be <= 1e-4.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +32,10 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from birdspec import __version__
-from birdspec.config import SAMPLE_RATE_HZ, FrontendConfig, to_dict
+from birdspec.config import SAMPLE_RATE_HZ, to_dict
+from birdspec.features.torch_frontend import Frontend
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
 from birdspec.fileio import write_json
 from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
@@ -46,76 +44,18 @@ log = logging.getLogger(__name__)
 
 
 
-class DFTLogMel(nn.Module):
-    """Export-friendly log-mel: the STFT as a ``conv1d`` with windowed DFT bases.
-
-    ``(N, T) -> (N, n_mels, frames)``, same numbers as
-    :class:`~birdspec.features.LogMelFrontend` (to float32 rounding): centred
-    frames (constant or reflect padding), ``|X|^power``, Slaney mel filterbank,
-    ``10 log10(max(mel, amin))`` and a per-example ``top_db`` floor. Only the
-    FFT bins the filterbank touches (up to ``fmax_hz``) are computed.
-
-    Args:
-        config: the frontend settings.
-        window: ``(n_fft,)`` analysis window (the torch frontend's buffer).
-        mel_fb: ``(n_mels, n_fft // 2 + 1)`` filterbank (the torch frontend's buffer).
-    """
-
-    def __init__(self, config: FrontendConfig, *, window: torch.Tensor, mel_fb: torch.Tensor) -> None:
-        super().__init__()
-        self.config = config
-        fb = mel_fb.detach().cpu().to(torch.float64)
-        used = torch.nonzero(fb.abs().sum(dim=0) > 0).flatten()
-        if used.numel() == 0:
-            raise ConfigError("the mel filterbank is empty; check fmin_hz/fmax_hz of the frontend")
-        lo, hi = int(used[0]), int(used[-1]) + 1
-        n = torch.arange(config.n_fft, dtype=torch.float64)
-        k = torch.arange(lo, hi, dtype=torch.float64)
-        angle = 2.0 * math.pi * torch.outer(k, n) / config.n_fft
-        win = window.detach().cpu().to(torch.float64)
-        bases = torch.cat([torch.cos(angle) * win, -torch.sin(angle) * win])  # (2 nb, n_fft)
-        self.num_bins = hi - lo
-        self.register_buffer("dft", bases.to(torch.float32).unsqueeze(1), persistent=False)
-        self.register_buffer("mel_fb", fb[:, lo:hi].to(torch.float32).contiguous(), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        x = wave.unsqueeze(1)
-        if c.center:
-            half = c.n_fft // 2
-            x = F.pad(x, (half, half), mode="constant" if c.pad_mode == "constant" else "reflect")
-        y = F.conv1d(x, self.dft, stride=c.hop_length)  # (N, 2 nb, frames)
-        re = y[:, : self.num_bins]
-        im = y[:, self.num_bins :]
-        power = re * re + im * im
-        if c.power != 2.0:
-            power = power.pow(c.power / 2.0)
-        mel = torch.matmul(self.mel_fb, power)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=c.amin))
-        if c.top_db is not None:
-            peak = db.amax(dim=(-2, -1), keepdim=True)
-            db = torch.maximum(db, peak - c.top_db)
-        return db
-
-
 class WaveformModel(nn.Module):
     """``(B, C, T)`` waveforms -> ``(logits, scores)``: frontend, input norm, backbone, activation."""
 
-    def __init__(self, frontend: nn.Module, norm: nn.Module, backbone: nn.Module, *, activation: str, flat_frontend: bool) -> None:
+    def __init__(self, frontend: nn.Module, norm: nn.Module, backbone: nn.Module, *, activation: str) -> None:
         super().__init__()
         self.frontend = frontend
         self.norm = norm
         self.backbone = backbone
         self.activation = activation
-        self.flat_frontend = flat_frontend
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.flat_frontend:  # DFTLogMel works on (N, T): fold channels into the batch
-            b, ch, t = wave.shape
-            spec = self.frontend(wave.reshape(b * ch, t))
-            spec = spec.reshape(b, ch, spec.shape[-2], spec.shape[-1])
-        else:
-            spec = self.frontend(wave)
+        spec = self.frontend(wave)
         logits = self.backbone(self.norm(spec))
         scores = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=-1)
         return logits, scores
@@ -231,7 +171,7 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     x_np, checked_on = check_waveforms(channels=channels, window_samples=window_samples, audio=check_audio)
     x = torch.from_numpy(x_np)
-    reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation, flat_frontend=False).eval()
+    reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation).eval()
     with torch.no_grad():
         ref_logits = reference(x)[0].numpy()
 
@@ -240,8 +180,9 @@ def export_checkpoint(
             import onnxruntime as ort
         except ImportError as exc:
             raise DependencyError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime (core dependencies of birdspec)") from exc
-        frontend = DFTLogMel(fe, window=model.frontend.window, mel_fb=model.frontend.mel_fb)
-        wrapper = WaveformModel(frontend, model.norm, model.backbone, activation=meta.activation, flat_frontend=True).eval()
+        frontend = Frontend(fe, stft="dft")
+        frontend.load_state_dict(model.frontend.state_dict())  # a learnable filterbank's trained weights
+        wrapper = WaveformModel(frontend, model.norm, model.backbone, activation=meta.activation).eval()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:

@@ -3,7 +3,7 @@
 A runtime export is a folder:
 
     model.onnx      the CNN alone (spectrogram in, logits out; batch norm folded)
-    frontend.npz    the analysis window and mel filterbank of the checkpoint's frontend
+    frontend.npz    the analysis window and the (effective, for a learned one) filterbank of the frontend
     info.json       the checkpoint's :class:`~birdspec.models.checkpoint.CheckpointInfo`,
                     the SHA-256 of the checkpoint file it was made from, and the format
 
@@ -17,7 +17,7 @@ An export is used only when its recorded hash matches the checkpoint file
 stale or corrupt one is rebuilt with a warning, never a traceback.
 
 At run time the log-mel and input normalisation run in NumPy/SciPy
-(:mod:`birdspec.prediction.logmel_numpy`) and the CNN in ONNX Runtime; PyTorch
+(:mod:`birdspec.prediction.numpy_frontend`) and the CNN in ONNX Runtime; PyTorch
 (~600 MB of resident memory) is never imported. Writing an export needs
 PyTorch; :func:`export_in_subprocess` does it in a child process for callers
 that have not loaded PyTorch (run as ``python -m birdspec.prediction.onnx_runtime``).
@@ -42,12 +42,12 @@ from birdspec import __version__
 from birdspec.errors import BirdspecError, CheckpointError, DependencyError
 from birdspec.fileio import write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
-from birdspec.prediction.logmel_numpy import NumpyLogMel, instance_norm
+from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
 from birdspec.prediction.runtime import WindowRuntime
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = "birdspec-runtime-v2"
+EXPORT_FORMAT = "birdspec-runtime-v3"
 """Bump when the files of an export change meaning; older exports are then rebuilt."""
 EXPORT_FILES = ("model.onnx", "frontend.npz", "info.json")
 RUN_EXPORT_SUFFIX = ".runtime"
@@ -136,7 +136,7 @@ class OnnxRuntime(WindowRuntime):
         info = CheckpointInfo.from_json(meta["checkpoint"], source=str(meta["checkpoint"].get("source") or entry))
         super().__init__(info.with_activation(activation), backend="onnx", device=device)
         tables = np.load(entry / "frontend.npz")
-        self._logmel = NumpyLogMel(info.frontend, window=tables["window"], mel_fb=tables["mel_fb"], threads=threads)
+        self._logmel = NumpyFrontend(info.frontend, window=tables["window"], filterbank=tables["filterbank"], threads=threads)
         self._session = _ort_session(entry / "model.onnx", threads=threads, device=device)
         self._input = self._session.get_inputs()[0].name
         self._norm = info.input_norm
@@ -205,10 +205,10 @@ def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None) -> Path:
     try:
         fe = ckpt.frontend
         w = ckpt.encoding.window_samples(fe.sample_rate_hz)
-        export_backbone_onnx(model.backbone, input_shape=(ckpt.in_channels, fe.n_mels, fe.num_frames(w)),
+        export_backbone_onnx(model.backbone, input_shape=(ckpt.in_channels, fe.num_bins(), fe.num_frames(w)),
                              path=tmp / "model.onnx")
         np.savez(tmp / "frontend.npz", window=model.frontend.window.detach().cpu().numpy(),
-                 mel_fb=model.frontend.mel_fb.detach().cpu().numpy())
+                 filterbank=model.frontend.full_filterbank())
         write_json(tmp / "info.json", {
             "export_format": EXPORT_FORMAT,
             "birdspec_version": __version__,

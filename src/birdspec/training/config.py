@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from birdspec.config import ENCODINGS, INPUT_NORMS
+from birdspec.config import ENCODINGS, FRONTENDS, INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.runtime import DEVICES
 
@@ -26,7 +26,7 @@ FIRST_CONV_MODES = ("repeat", "average")
 FALLBACK_DEFAULTS: Mapping[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.01, "batch_size": 16}
 """Used when a model's ``train_defaults`` do not name a setting."""
 
-ARCHITECTURE_FIELDS = ("model", "model_options", "input_norm", "encoding_override")
+ARCHITECTURE_FIELDS = ("model", "model_options", "frontend", "frontend_options", "input_norm", "encoding_override")
 """Fields a resumed run may not change (they define the network and its input)."""
 
 
@@ -37,6 +37,9 @@ class TrainConfig:
     Attributes:
         model: registry name (``birdspec models``).
         model_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.3}``).
+        frontend: the spectrogram type (:data:`~birdspec.config.FRONTENDS`; default the study's logmel).
+        frontend_options: :class:`~birdspec.config.FrontendConfig` fields to change (e.g.
+            ``{"pcen_gain": 0.9}``), on top of the dataset's frontend settings and the type's defaults.
         input_norm: 'instance' (per-sample standardised log-mel, default), 'band'
             (each mel band's median over time, its noise floor, removed first) or 'none'.
         pretrained: None, 'imagenet' or a path to a torchvision state dict.
@@ -82,6 +85,8 @@ class TrainConfig:
 
     model: str = "mobilenetv2-seed"
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    frontend: str = "logmel"
+    frontend_options: Mapping[str, Any] = field(default_factory=dict)
     input_norm: str = "instance"
     pretrained: str | None = None
     first_conv: str = "repeat"
@@ -168,6 +173,15 @@ class TrainConfig:
         if not isinstance(self.model_options, Mapping):
             raise ConfigError("model_options must be a mapping of backbone keyword arguments")
         object.__setattr__(self, "model_options", dict(self.model_options))  # a private copy
+        choice("frontend", self.frontend, FRONTENDS)
+        if not isinstance(self.frontend_options, Mapping):
+            raise ConfigError("frontend_options must be a mapping of FrontendConfig fields")
+        object.__setattr__(self, "frontend_options", dict(self.frontend_options))
+        FrontendConfig().with_kind(self.frontend, **self.frontend_options)  # known options, valid values
+
+    def frontend_config(self, base: FrontendConfig) -> FrontendConfig:
+        """The spectrogram settings to train with: ``base`` (the dataset's) as this config's type and options."""
+        return base.with_kind(self.frontend, **self.frontend_options)
 
     def __hash__(self) -> int:  # model_options is a dict; hash the JSON form
         return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
@@ -205,6 +219,7 @@ class TrainConfig:
         """Plain-JSON dict (``model_options`` as a dict)."""
         out = dataclasses.asdict(self)
         out["model_options"] = dict(self.model_options)
+        out["frontend_options"] = dict(self.frontend_options)
         return out
 
     @classmethod
@@ -220,6 +235,6 @@ class TrainConfig:
         return [
             name
             for name in ARCHITECTURE_FIELDS
-            if (dict(getattr(self, name)) if name == "model_options" else getattr(self, name))
-            != (dict(getattr(other, name)) if name == "model_options" else getattr(other, name))
+            if (dict(getattr(self, name)) if name.endswith("_options") else getattr(self, name))
+            != (dict(getattr(other, name)) if name.endswith("_options") else getattr(other, name))
         ]

@@ -200,6 +200,7 @@ class _Setup:
     out: Path
     cfg: TrainConfig
     encoding: Any
+    frontend: Any
     dm: Any
     model: Any
     model_config: dict[str, Any]
@@ -272,13 +273,14 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
     )
     if spec.input != "waveform" and cfg.mixup_alpha > 0:
         raise ConfigError(f"--mixup applies to waveform models; {cfg.model} reads {spec.input}s")
+    frontend = cfg.frontend_config(data.frontend)
     model = build_model(
-        cfg.model, in_channels=dm.train_set.in_channels, num_classes=len(data.classes), frontend=data.frontend,
+        cfg.model, in_channels=dm.train_set.in_channels, num_classes=len(data.classes), frontend=frontend,
         input_norm=cfg.input_norm, pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint
         first_conv=cfg.first_conv, options=cfg.model_options,
     )
     return _Setup(
-        data=data, out=out, cfg=cfg, encoding=encoding, dm=dm, model=model,
+        data=data, out=out, cfg=cfg, encoding=encoding, frontend=frontend, dm=dm, model=model,
         model_config=dict(saved["model"]) if saved else dict(model.config), num_parameters=count_parameters(model),
         device=device, device_name=device_name(device, cfg.devices), precision=precision, workers=workers,
         saved=saved, rank=rank,
@@ -310,7 +312,7 @@ def _run_config(s: _Setup, *, train_rows: np.ndarray, val_rows: np.ndarray) -> d
             "num_recordings": int(len(data.manifest)),
         },
         "encoding": to_dict(s.encoding),
-        "frontend": to_dict(data.frontend),
+        "frontend": to_dict(s.frontend),
         "sample_rate_hz": data.sample_rate_hz,
         "classes": list(data.classes),
         "class_info": data.class_info,
@@ -336,7 +338,7 @@ def _recorder(s: _Setup) -> Any:
         "model_config": s.model_config,
         "classes": list(s.data.classes),
         "class_info": s.data.class_info,
-        "frontend": s.data.frontend,
+        "frontend": s.frontend,
         "encoding": s.encoding,
         "train_config": cfg.to_dict(),
         "extra": {"dataset": str(s.data.root.resolve()), "run_dir": str(s.out.resolve())},

@@ -1,7 +1,7 @@
-"""The log-mel and input normalisation in NumPy/SciPy, for fast CPU prediction without PyTorch.
+"""The spectrogram and input normalisation in NumPy/SciPy, for fast CPU prediction without PyTorch.
 
-:class:`NumpyLogMel` computes the same numbers as
-:class:`~birdspec.features.LogMelFrontend` (to ~1e-5 dB) and
+:class:`NumpyFrontend` computes the same numbers as :class:`~birdspec.features.Frontend`
+(to ~1e-5 dB, every spectrogram type) and
 :func:`instance_norm` those of :class:`~birdspec.models.registry.InputNorm`;
 tests check both against the torch modules.
 """
@@ -23,6 +23,8 @@ import numpy as np
 
 from birdspec.config import FrontendConfig
 from birdspec.errors import ConfigError
+from birdspec.features import tables
+from birdspec.features.definition import DB_PER_LN, NUMPY_OPS, finish
 
 FRAMES_PER_STEP = 128
 """STFT frames transformed together: ~0.5 MB per work buffer, so the windowed frames, their
@@ -32,8 +34,6 @@ spectrum and its squares stay in a core's L2 cache (measured on a 2-core AMD EPY
 _GROUP_COST = 1024
 """Multiply-adds per frame one more mel-product call is worth (its overhead), for :func:`_mel_groups`."""
 
-_DB_PER_LN = 10.0 / math.log(10.0)
-"""``10 log10(x) = _DB_PER_LN * ln(x)``: NumPy's float32 ``log`` is vectorised (AVX2), ``log10`` is not (~4x slower)."""
 
 
 _POCKETFFT: list[Any] = []  # [module or None], filled on first use
@@ -120,11 +120,13 @@ def _mel_groups(weights: np.ndarray) -> list[tuple[int, int, int, int, np.ndarra
     return out
 
 
-class NumpyLogMel:
-    """:class:`~birdspec.features.LogMelFrontend` in NumPy/SciPy for the CPU, without PyTorch.
+class NumpyFrontend:
+    """:class:`~birdspec.features.Frontend` in NumPy/SciPy for the CPU, without PyTorch, for every type.
 
-    ``(n, T) float32 -> (n, n_mels, frames) float32`` dB, the same numbers as the
-    torch frontend to ~1e-5 dB. Faster on a CPU because it
+    ``(n, T) float32 -> (n, rows, frames) float32``: ``energies = filterbank @ |STFT|^power`` computed
+    here, then the type's :func:`~birdspec.features.definition.finish` with NumPy (the one definition
+    the torch module uses too); the same numbers as the torch frontend to ~1e-5 dB (tests check every
+    type). Faster on a CPU because it
 
     - transforms :data:`FRAMES_PER_STEP` frames at a time in reused buffers (they stay in cache),
     - keeps only the FFT bins the filterbank uses (bins up to ``fmax_hz``) and takes
@@ -137,24 +139,28 @@ class NumpyLogMel:
 
     Args:
         config: the checkpoint's frontend.
-        window: ``(n_fft,)`` analysis window (the torch frontend's buffer).
-        mel_fb: ``(n_mels, n_fft // 2 + 1)`` filterbank (the torch frontend's buffer).
+        window: ``(n_fft,)`` analysis window (:func:`~birdspec.features.tables.analysis_window`).
+        filterbank: ``(rows, n_fft // 2 + 1)`` (the torch frontend's effective filterbank: learned for
+            ``learnable-mel``).
         chunk_windows: windows per task of the worker threads (1 is fastest).
         threads: worker threads over chunks (NumPy, SciPy and BLAS release the GIL).
     """
 
-    def __init__(self, config: FrontendConfig, *, window: np.ndarray, mel_fb: np.ndarray, chunk_windows: int = 1, threads: int = 1) -> None:
+    def __init__(self, config: FrontendConfig, *, window: np.ndarray, filterbank: np.ndarray, chunk_windows: int = 1, threads: int = 1) -> None:
         self._rfft = _rfft_function()
         self.config = config
         self.window = np.ascontiguousarray(window, dtype=np.float32)
         if self.window.shape != (config.n_fft,):
             raise ConfigError(f"the analysis window has shape {self.window.shape}; expected ({config.n_fft},)")
-        fb = np.asarray(mel_fb, dtype=np.float32)
+        fb = np.asarray(filterbank, dtype=np.float32)
         used = np.nonzero(np.abs(fb).sum(axis=0) > 0)[0]
         if used.size == 0:
-            raise ConfigError("the mel filterbank is empty; check fmin_hz/fmax_hz of the frontend")
+            raise ConfigError("the filterbank is empty; check fmin_hz/fmax_hz of the frontend")
         self.lo, self.hi = int(used[0]), int(used[-1]) + 1
-        self.n_mels = fb.shape[0]
+        self.rows = fb.shape[0]
+        self.num_bins = config.num_bins()
+        self._dct = tables.dct_matrix(config.n_mfcc, config.n_mels) if config.kind == "mfcc" else None
+        self._smoothers: dict[int, np.ndarray] = {}
         fbr = fb[:, self.lo : self.hi]  # (n_mels, nb)
         self._interleaved = config.power == 2.0  # |X|^2 = re^2 + im^2: interleaved weights take both squares at once
         self._groups = _mel_groups(np.repeat(fbr, 2, axis=1) if self._interleaved else fbr)
@@ -192,9 +198,10 @@ class NumpyLogMel:
         return bufs
 
     def _one(self, x: np.ndarray, out: np.ndarray) -> None:
-        """One window ``x (T,)`` -> ``out (n_mels, frames)`` dB."""
+        """One window ``x (T,)`` -> ``out (num_bins, frames)``."""
         c = self.config
         xp, frames_buf, spec_buf, sq_buf = self._buffers(x.shape[0])
+        energies = np.empty((self.rows, out.shape[1]), dtype=np.float32) if self.rows != self.num_bins or c.kind == "pcen" else out
         if c.center:
             half = c.n_fft // 2
             xp[half : half + x.shape[0]] = x
@@ -218,12 +225,21 @@ class NumpyLogMel:
                 sq = np.add(re_im[:, 0::2], re_im[:, 1::2], out=sq_buf[: f1 - f0])
                 np.power(sq, c.power / 2.0, out=sq)
             for m0, m1, a, b, w in self._groups:
-                np.matmul(w, sq[:, a:b].T, out=out[m0:m1, f0:f1])
-        np.maximum(out, c.amin, out=out)
-        np.log(out, out=out)
-        out *= _DB_PER_LN
-        if c.top_db is not None:
-            np.maximum(out, out.max() - c.top_db, out=out)
+                np.matmul(w, sq[:, a:b].T, out=energies[m0:m1, f0:f1])
+        if c.kind in ("logmel", "linear", "learnable-mel"):  # finish()'s dB, in place (the common, hot case)
+            np.maximum(out, c.amin, out=out)
+            np.log(out, out=out)
+            out *= DB_PER_LN  # NumPy's float32 log is vectorised (AVX2), log10 is not (~4x slower)
+            if c.top_db is not None:
+                np.maximum(out, out.max() - c.top_db, out=out)
+        else:
+            smoother = self._smoother(out.shape[1]) if c.kind == "pcen" else None
+            out[...] = finish(NUMPY_OPS, energies, c, dct=self._dct, smoother=smoother)
+
+    def _smoother(self, num_frames: int) -> np.ndarray:
+        if num_frames not in self._smoothers:
+            self._smoothers[num_frames] = tables.pcen_smoother(self.config, num_frames)
+        return self._smoothers[num_frames]
 
     def _chunk(self, x: np.ndarray, out: np.ndarray) -> None:
         for j in range(x.shape[0]):
@@ -234,7 +250,7 @@ class NumpyLogMel:
         if x.ndim != 2:
             raise ConfigError(f"expected waveforms (n, samples), got shape {x.shape}")
         n = x.shape[0]
-        out = np.empty((n, self.n_mels, self.num_frames(x.shape[1])), dtype=np.float32)
+        out = np.empty((n, self.num_bins, self.num_frames(x.shape[1])), dtype=np.float32)
         step = self.chunk_windows
         spans = [(i, min(n, i + step)) for i in range(0, n, step)]
         with self._blas.limit(limits=1, user_api="blas") if self._blas is not None else contextlib.nullcontext():

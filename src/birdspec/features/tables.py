@@ -1,0 +1,136 @@
+"""The numbers every spectrogram type is built from, in NumPy (no PyTorch): one definition each.
+
+- the mel scale and filterbank (Slaney, as ``librosa.filters.mel(norm="slaney", htk=False)``);
+- the analysis window (periodic Hann, centred in the FFT frame when shorter);
+- :func:`filterbank`: the ``(rows, n_fft // 2 + 1)`` matrix a type applies to the power spectrum
+  (mel filters; for ``linear`` the identity over the bins from ``fmin_hz`` to ``fmax_hz``);
+- :func:`dct_matrix`: orthonormal DCT-II (MFCC);
+- :func:`pcen_smoother`: the first-order IIR smoother of PCEN as a ``(frames, frames)`` matrix;
+- :func:`frequency_axis`: what the rows of a type mean (Hz or coefficient index), for figures.
+
+The torch module (:mod:`birdspec.features.torch_frontend`), the ONNX export and the NumPy CPU
+path (:mod:`birdspec.prediction.numpy_frontend`) all take their tables from here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from birdspec.config import FrontendConfig
+
+
+def hz_to_mel(freqs_hz: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale (librosa's default, ``htk=False``)."""
+    f = np.asanyarray(freqs_hz, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    mels = f / f_sp
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    m = np.asanyarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_band_edges_hz(*, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """``n_mels + 2`` band edges in Hz; band ``i`` spans edges ``[i, i + 2]`` and peaks at ``i + 1``."""
+    return mel_to_hz(np.linspace(hz_to_mel(fmin_hz), hz_to_mel(fmax_hz), n_mels + 2))
+
+
+def mel_filterbank(*, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """Slaney-normalised triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``.
+
+    Same construction as ``librosa.filters.mel(norm="slaney", htk=False)``.
+    """
+    fft_freqs = np.linspace(0, sample_rate_hz / 2, 1 + n_fft // 2)
+    edges = mel_band_edges_hz(n_mels=n_mels, fmin_hz=fmin_hz, fmax_hz=fmax_hz)
+    fdiff = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    enorm = 2.0 / (edges[2 : n_mels + 2] - edges[:n_mels])
+    return (weights * enorm[:, None]).astype(np.float32)
+
+
+def mel_band_of(freq_hz: float, *, n_mels: int, fmin_hz: float, fmax_hz: float) -> int:
+    """Index of the mel band whose centre is closest to ``freq_hz`` (for known-answer checks)."""
+    centres = mel_band_edges_hz(n_mels=n_mels, fmin_hz=fmin_hz, fmax_hz=fmax_hz)[1:-1]
+    return int(np.argmin(np.abs(hz_to_mel(centres) - hz_to_mel(freq_hz))))
+
+
+def analysis_window(config: FrontendConfig) -> np.ndarray:
+    """``(n_fft,)`` float32 periodic Hann window of ``win_length`` (default ``n_fft``), centred in the frame."""
+    win_length = config.win_length or config.n_fft
+    n = np.arange(win_length)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
+    if win_length < config.n_fft:  # centre the window in the FFT frame, as librosa does
+        left = (config.n_fft - win_length) // 2
+        window = np.pad(window, (left, config.n_fft - win_length - left))
+    return window.astype(np.float32)
+
+
+def filterbank(config: FrontendConfig) -> np.ndarray:
+    """``(rows, n_fft // 2 + 1)`` float32: what the type sums from the power spectrum.
+
+    Mel filters for logmel, pcen, mfcc and learnable-mel (its initial value); for linear the
+    identity over the STFT bins between ``fmin_hz`` and ``fmax_hz``.
+    """
+    c = config
+    if c.kind == "linear":
+        lo, hi = c.linear_bins()
+        fb = np.zeros((hi - lo, c.n_fft // 2 + 1), dtype=np.float32)
+        fb[np.arange(hi - lo), np.arange(lo, hi)] = 1.0
+        return fb
+    return mel_filterbank(sample_rate_hz=c.sample_rate_hz, n_fft=c.n_fft, n_mels=c.n_mels, fmin_hz=c.fmin_hz, fmax_hz=c.fmax_hz)
+
+
+def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """``(n_out, n_in)`` orthonormal DCT-II (as ``scipy.fft.dct(type=2, norm="ortho")``), float32."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+def pcen_coefficient(config: FrontendConfig) -> float:
+    """The smoother's ``b`` for ``pcen_time_constant_s`` (as ``librosa.pcen``)."""
+    t_frames = config.pcen_time_constant_s * config.sample_rate_hz / config.hop_length
+    return float((np.sqrt(1.0 + 4.0 * t_frames**2) - 1.0) / (2.0 * t_frames**2))
+
+
+def pcen_smoother(config: FrontendConfig, num_frames: int) -> np.ndarray:
+    """``(T, T)`` float32 ``K`` with ``M = E @ K``: PCEN's smoother ``M[t] = b E[t] + (1 - b) M[t - 1]``.
+
+    Started in its steady state on the first frame (``M[-1] = E[0]``, librosa's ``lfilter_zi``), so
+    ``M[t] = (1 - b)^(t + 1) E[0] + sum_k<=t b (1 - b)^(t - k) E[k]``. As a matrix it is exact, runs as one
+    product in NumPy and PyTorch, and exports to ONNX.
+    """
+    b = pcen_coefficient(config)
+    t = np.arange(num_frames)
+    lag = t[None, :] - t[:, None]  # [k, t] = t - k
+    k = np.where(lag >= 0, b * (1.0 - b) ** np.maximum(lag, 0), 0.0)
+    k[0] += (1.0 - b) ** (t + 1)
+    return k.astype(np.float32)
+
+
+def frequency_axis(config: FrontendConfig) -> tuple[np.ndarray, str]:
+    """The value of each row and its unit: mel-band centres or bin frequencies in Hz, or coefficient index."""
+    c = config
+    if c.kind == "mfcc":
+        return np.arange(c.n_mfcc, dtype=np.float64), "coefficient"
+    if c.kind == "linear":
+        lo, hi = c.linear_bins()
+        return np.arange(lo, hi) * c.sample_rate_hz / c.n_fft, "Hz"
+    return mel_band_edges_hz(n_mels=c.n_mels, fmin_hz=c.fmin_hz, fmax_hz=c.fmax_hz)[1:-1], "Hz"
