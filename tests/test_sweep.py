@@ -123,3 +123,21 @@ def test_optuna_search_resumes(fast_dataset, tmp_path):
     full = FakeTrain()
     assert run_sweep(fast_dataset, tmp_path / "g", config, trials=6, train_fn=full, **grid).mode == "grid"
     assert len(full.calls) == 6
+
+
+def test_spectrogram_types_as_a_sweep_dimension(fast_dataset, tmp_path):
+    seen = []
+
+    def fake(dataset_dir, out_dir, config, *, rows_train=None, rows_val=None, resume=False):
+        seen.append((Path(out_dir).name, config.frontend))
+        FakeTrain()(dataset_dir, out_dir, config, rows_train=rows_train, rows_val=rows_val, resume=resume)
+
+    config = TrainConfig(model="mobilenetv2-seed", **FAST)
+    result = run_sweep(fast_dataset, tmp_path / "s", config, optimizers=["adamw"], lrs=[0.01, 0.001],
+                       frontends=["logmel", "pcen"], train_fn=fake)
+    assert seen == [("logmel_adamw_lr0.01", "logmel"), ("logmel_adamw_lr0.001", "logmel"),
+                    ("pcen_adamw_lr0.01", "pcen"), ("pcen_adamw_lr0.001", "pcen")]
+    assert result.table["frontend"].tolist() == ["logmel", "logmel", "pcen", "pcen"]
+    assert (tmp_path / "s" / "sweep.png").is_file()
+    with pytest.raises(ConfigError, match="unknown spectrogram type"):
+        grid_trials(["adamw"], [0.1], ["cqt"])

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "birdspec.cli.predict_cmd",
     "birdspec.cli.score_cmd",
     "birdspec.cli.export_cmd",
+    "birdspec.cli.spectrogram_cmd",
     "birdspec.cli.embed_cmd",
 )
 

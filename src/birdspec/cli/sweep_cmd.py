@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="SWEEP_DIR", help="sweep folder (an existing sweep there is resumed)")
     p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS, metavar="LIST", help=f"comma-separated (default {DEFAULT_OPTIMIZERS})")
     p.add_argument("--lrs", default=DEFAULT_LRS, metavar="LIST", help=f"comma-separated learning rates (default {DEFAULT_LRS})")
+    p.add_argument("--frontends", metavar="LIST", help="also sweep these spectrogram types, comma-separated (e.g. logmel,pcen)")
     p.add_argument("--trials", type=int, metavar="N", help="Optuna search of N trials when N is smaller than the grid")
     p.add_argument("--no-retry-failed", action="store_true", help="keep failed trials failed when resuming")
     p.add_argument("--json", action="store_true", help="print the sweep table as JSON records")
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         optimizers=parse_list(args.optimizers, what="optimizers"),
         lrs=parse_list(args.lrs, kind=float, what="learning rates"),
+        frontends=args.frontends,
         trials=args.trials,
         retry_failed=not args.no_retry_failed,
     )
@@ -67,12 +69,12 @@ def run(args: argparse.Namespace) -> int:
         print(result.table.to_json(orient="records", indent=2))
         return 0
     t = result.table
-    print(f"{'optimizer':<10} {'lr':>9} {'status':>8} {'best val acc':>13} {'best epoch':>11} {'train s':>9}")
+    print(f"{'trial':<28} {'lr':>9} {'status':>8} {'best val acc':>13} {'best epoch':>11} {'train s':>9}")
     for r in t.itertuples(index=False):
         acc = f"{r.best_val_acc:.4f}" if r.status == "ok" else "-"
         epoch = f"{int(r.best_epoch)}" if r.status == "ok" else "-"
         secs = f"{r.train_time_s:.1f}" if r.status == "ok" else "-"
-        print(f"{r.optimizer:<10} {r.lr:>9g} {r.status:>8} {acc:>13} {epoch:>11} {secs:>9}")
+        print(f"{r.trial:<28} {r.lr:>9g} {r.status:>8} {acc:>13} {epoch:>11} {secs:>9}")
     if result.best:
         b = result.best
         print(f"\nbest           {b['optimizer']}, lr {b['lr']:g}: val acc {b['best_val_acc']:.4f} (epoch {int(b['best_epoch'])})")

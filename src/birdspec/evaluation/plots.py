@@ -183,6 +183,8 @@ def plot_sweep(
     """
     fig = Figure(figsize=(9.5, 5.2), layout="constrained")
     ax = fig.subplots()
+    if "frontend" in table and table["frontend"].notna().any() and table["frontend"].nunique() > 1:
+        table = table.assign(optimizer=table["frontend"].astype(str) + " " + table["optimizer"].astype(str))
     optimizers = list(dict.fromkeys(table["optimizer"])) if len(table) else []
     extra = iter(PALETTE[4:])
     colors = {opt: OPTIMIZER_COLORS.get(opt) or next(extra, "black") for opt in optimizers}

@@ -53,7 +53,7 @@ SWEEP_JSON = "sweep.json"
 TRIALS_DIR = "trials"
 FAILED_FILE = "failed.json"
 SWEEP_COLUMNS = (
-    "trial", "optimizer", "lr", "status", "best_val_acc", "best_val_loss", "best_epoch", "epochs_run",
+    "trial", "frontend", "optimizer", "lr", "status", "best_val_acc", "best_val_loss", "best_epoch", "epochs_run",
     "train_time_s", "run_dir", "error",
 )
 IGNORED_FIELDS = ("optimizer", "lr", "device", "workers", "progress_bar", "max_minutes", "precision", "devices")
@@ -62,15 +62,19 @@ IGNORED_FIELDS = ("optimizer", "lr", "device", "workers", "progress_bar", "max_m
 
 @dataclass(frozen=True)
 class Trial:
-    """One (optimizer, learning rate) combination."""
+    """One (optimizer, learning rate[, spectrogram type]) combination.
+
+    ``frontend`` is None unless the sweep's grid includes spectrogram types (``--frontends``).
+    """
 
     optimizer: str
     lr: float
+    frontend: str | None = None
 
     @property
     def name(self) -> str:
-        """``<optimizer>_lr<lr>`` with the lr in ``%g`` notation (``adamw_lr0.001``, ``sgd_lr1e-05``)."""
-        return f"{self.optimizer}_lr{self.lr:g}"
+        """``[<frontend>_]<optimizer>_lr<lr>`` with the lr in ``%g`` notation (``adamw_lr0.001``, ``pcen_sgd_lr1e-05``)."""
+        return (f"{self.frontend}_" if self.frontend else "") + f"{self.optimizer}_lr{self.lr:g}"
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,8 @@ def parse_list(text: str | Sequence[Any], *, kind: type = str, what: str = "valu
     return out
 
 
-def grid_trials(optimizers: Sequence[str], lrs: Sequence[float]) -> list[Trial]:
-    """Every optimizer x learning rate, optimizers outermost.
+def grid_trials(optimizers: Sequence[str], lrs: Sequence[float], frontends: Sequence[str] | None = None) -> list[Trial]:
+    """Every [spectrogram type x] optimizer x learning rate, the first outermost.
 
     Raises:
         ConfigError: an unknown optimizer or a non-positive learning rate.
@@ -137,7 +141,12 @@ def grid_trials(optimizers: Sequence[str], lrs: Sequence[float]) -> list[Trial]:
     for lr in lrs:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ConfigError(f"learning rates must be positive numbers, got {lr!r}")
-    return [Trial(opt, float(lr)) for opt in optimizers for lr in lrs]
+    from birdspec.config import FRONTENDS
+
+    for kind in frontends or ():
+        if kind not in FRONTENDS:
+            raise ConfigError(f"unknown spectrogram type {kind!r}; choose from {', '.join(FRONTENDS)}")
+    return [Trial(opt, float(lr), kind) for kind in (frontends or [None]) for opt in optimizers for lr in lrs]
 
 
 
@@ -146,6 +155,7 @@ def _row(trial: Trial, run_dir: Path, summary: dict[str, Any] | None, *, status:
     s = summary or {}
     return {
         "trial": trial.name,
+        "frontend": trial.frontend,
         "optimizer": trial.optimizer,
         "lr": trial.lr,
         "status": status,
@@ -207,6 +217,7 @@ def run_sweep(
     *,
     optimizers: Sequence[str],
     lrs: Sequence[float],
+    frontends: Sequence[str] | None = None,
     trials: int | None = None,
     rows_train: Sequence[int] | np.ndarray | None = None,
     rows_val: Sequence[int] | np.ndarray | None = None,
@@ -222,6 +233,7 @@ def run_sweep(
             ``optimizer`` and ``lr`` (weight decay, batch size, ... stay as given or the
             model's study defaults).
         optimizers / lrs: the grid.
+        frontends: also sweep these spectrogram types (None: the config's ``frontend`` only).
         trials: None (or >= the grid size): the full grid; smaller: an Optuna search of
             that many trials (needs ``optuna``).
         rows_train / rows_val: manifest rows (default: the dataset's train/val split).
@@ -238,14 +250,7 @@ def run_sweep(
 
     train_fn = train_fn or default_train
     out = Path(out_dir)
-    optimizers = parse_list(optimizers, what="optimizers")
-    lrs = parse_list(lrs, kind=float, what="learning rates")
-    grid = grid_trials(optimizers, lrs)
-    if trials is not None and trials < 1:
-        raise ConfigError(f"--trials must be >= 1, got {trials}")
-    mode = "optuna" if trials is not None and trials < len(grid) else "grid"
-    if trials is not None and mode == "grid":
-        log.info("--trials %d covers the %d-trial grid; running the full grid", trials, len(grid))
+    optimizers, lrs, frontends, grid, mode = _grid(optimizers, lrs, frontends, trials)
     base = config.resolved()
     data = PreparedDataset(dataset_dir)
     state = _claim(out, {
@@ -255,9 +260,10 @@ def run_sweep(
         "mode": mode,
         "optimizers": optimizers,
         "lrs": lrs,
+        "frontends": frontends,
         "lr_range": [min(lrs), max(lrs)],
         "trials": trials,
-        "base_config": _comparable(base.to_dict()),
+        "base_config": {k: v for k, v in _comparable(base.to_dict()).items() if not (frontends and k == "frontend")},
     })
     title = _title(base, base.encoding_override or data.encoding.name)
     runner = _TrialRunner(dataset_dir=dataset_dir, out=out, base=base, rows_train=rows_train, rows_val=rows_val,
@@ -288,6 +294,23 @@ def run_sweep(
     if best:
         log.info("best trial %s: val acc %.4f (epoch %s)", best["trial"], best["best_val_acc"], best["best_epoch"])
     return SweepResult(out, table, best, runner.trained, runner.skipped, mode)
+
+
+def _grid(optimizers: Sequence[str], lrs: Sequence[float], frontends: Sequence[str] | None,
+          trials: int | None) -> tuple[list[str], list[float], list[str] | None, list[Trial], str]:
+    """The parsed grid and the search mode ('grid' or 'optuna')."""
+    optimizers = parse_list(optimizers, what="optimizers")
+    lrs = parse_list(lrs, kind=float, what="learning rates")
+    kinds = parse_list(frontends, what="spectrogram types") if frontends else None
+    grid = grid_trials(optimizers, lrs, kinds)
+    if kinds and trials is not None and trials < len(grid):
+        raise ConfigError("--frontends sweeps the full grid; drop --trials (an Optuna search covers optimizers and lrs)")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials must be >= 1, got {trials}")
+    mode = "optuna" if trials is not None and trials < len(grid) else "grid"
+    if trials is not None and mode == "grid":
+        log.info("--trials %d covers the %d-trial grid; running the full grid", trials, len(grid))
+    return optimizers, lrs, kinds, grid, mode
 
 
 def _title(base: Any, encoding: str) -> str:
@@ -335,7 +358,7 @@ class _TrialRunner:
         if failed is not None and not self.retry_failed:
             self.skipped += 1
             return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
-        cfg = replace(self.base, optimizer=trial.optimizer, lr=trial.lr)
+        cfg = replace(self.base, optimizer=trial.optimizer, lr=trial.lr, frontend=trial.frontend or self.base.frontend)
         resume = is_started(run_dir)
         log.info("trial %s: %s", trial.name, "continuing" if resume else "training")
         self.trained += 1
