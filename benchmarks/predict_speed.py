@@ -3,6 +3,8 @@
     python benchmarks/predict_speed.py                       # 10 and 60 min, all models, CPU (2 threads) [+ CUDA]
     python benchmarks/predict_speed.py --minutes 10 --models mobilenetv2-seed --backends onnx
     python benchmarks/predict_speed.py --json results.json
+    python benchmarks/predict_speed.py --minutes 10 --models mobilenetv2-seed --no-stack --backends onnx \
+        --frontends logmel,pcen,linear,mfcc,learnable-mel       # the speed cost of each spectrogram type
 
 For every (file length, model, encoding, backend) case a fresh subprocess
 builds the predictor (untrained weights: speed does not depend on them; the
@@ -145,16 +147,17 @@ def _field_block(rng: np.random.Generator, t: np.ndarray, sr: int, state: np.nda
     return x, state
 
 
-def make_checkpoint(path: Path, *, model: str, encoding: str, num_classes: int) -> Path:
+def make_checkpoint(path: Path, *, model: str, encoding: str, num_classes: int, frontend: str = "logmel") -> Path:
     from birdspec.config import EncodingConfig, FrontendConfig
     from birdspec.models.checkpoint import make_checkpoint as mk
     from birdspec.models.checkpoint import save_checkpoint
     from birdspec.models.registry import build_model
 
     enc = EncodingConfig(name=encoding, num_windows=10, window_s=5.0, short_policy="pad")
-    m = build_model(model, in_channels=enc.in_channels, num_classes=num_classes)
+    fe = FrontendConfig.for_kind(frontend)
+    m = build_model(model, in_channels=enc.in_channels, num_classes=num_classes, frontend=fe)
     classes = [f"sp{k:03d}" for k in range(num_classes)]
-    save_checkpoint(mk(m, model_config=m.config, classes=classes, frontend=FrontendConfig(), encoding=enc), path)
+    save_checkpoint(mk(m, model_config=m.config, classes=classes, frontend=fe, encoding=enc), path)
     return path
 
 
@@ -477,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-classes", type=int, default=397, help="classes of the untrained models (BirdCLEF 2021: 397)")
     ap.add_argument("--audio-format", choices=["FLAC", "OGG"], default="FLAC")
     ap.add_argument("--no-stack", action="store_true", help="skip the stack10 case")
+    ap.add_argument("--frontends", default="logmel", help="spectrogram types, comma-separated (e.g. logmel,pcen,linear,mfcc,learnable-mel): "
+                    "the speed cost of each type (default logmel)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--birdnet-case", action="store_true", help=argparse.SUPPRESS)
     fresh = ap.add_argument_group("fresh install, first run (see the module docstring)")
@@ -510,10 +515,12 @@ def main(argv: list[str] | None = None) -> int:
         env["BIRDSPEC_CACHE_DIR"] = str(tmp_p / "cache")
         ckpts = {}
         for model, enc in cases:
-            ckpts[(model, enc)] = make_checkpoint(tmp_p / f"{model}-{enc}.pt", model=model, encoding=enc, num_classes=args.num_classes)
+            for kind in args.frontends.split(","):
+                ckpts[(model, enc, kind)] = make_checkpoint(tmp_p / f"{model}-{enc}-{kind}.pt", model=model, encoding=enc,
+                                                            num_classes=args.num_classes, frontend=kind)
         ext = ".ogg" if args.audio_format == "OGG" else ".flac"
         warm = write_long_recording(tmp_p / f"warm{ext}", minutes=0.2, fmt=args.audio_format)
-        for (model, enc), ck in ckpts.items():  # fill the ONNX cache outside the timed runs
+        for ck in ckpts.values():  # fill the ONNX cache outside the timed runs
             spawn(["--checkpoint", str(ck), "--audio", str(warm), "--backend", "onnx", "--threads", str(args.threads)], env)
         devices = ["cpu"]
         try:
@@ -523,10 +530,10 @@ def main(argv: list[str] | None = None) -> int:
                 devices.append("cuda")
         except ImportError:
             pass
-        print(f"{'minutes':>7} {'model':18} {'enc':8} {'backend':7} {'device':6} {'RTF':>8} {'peak MB':>8} {'load s':>7} torch?")
+        print(f"{'minutes':>7} {'model':18} {'enc':8} {'frontend':13} {'backend':7} {'device':6} {'RTF':>8} {'peak MB':>8} {'load s':>7} torch?")
         for minutes in args.minutes:
             path = write_long_recording(tmp_p / f"long-{minutes:g}min{ext}", minutes=minutes, fmt=args.audio_format)
-            for (model, enc), ck in ckpts.items():
+            for (model, enc, kind), ck in ckpts.items():
                 for device in devices:
                     for backend in args.backends:
                         if device == "cuda" and backend == "onnx":
@@ -534,13 +541,14 @@ def main(argv: list[str] | None = None) -> int:
                         case = ["--checkpoint", str(ck), "--audio", str(path), "--backend", backend, "--device", device,
                                 "--threads", str(args.threads)] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
                         res = spawn(case, env)
-                        res.update({"minutes": minutes, "model": model, "encoding": enc, "requested_backend": backend, "device": device})
+                        res.update({"minutes": minutes, "model": model, "encoding": enc, "frontend": kind,
+                                    "requested_backend": backend, "device": device})
                         results.append(res)
                         if "error" in res:
-                            print(f"{minutes:7g} {model:18} {enc:8} {backend:7} {device:6} ERROR {res['error']}")
+                            print(f"{minutes:7g} {model:18} {enc:8} {kind:13} {backend:7} {device:6} ERROR {res['error']}")
                         else:
                             print(
-                                f"{minutes:7g} {model:18} {enc:8} {backend:7} {device:6} {res['rtf']:8.0f} {res['peak_mb']:8.0f} "
+                                f"{minutes:7g} {model:18} {enc:8} {kind:13} {backend:7} {device:6} {res['rtf']:8.0f} {res['peak_mb']:8.0f} "
                                 f"{res['load_s']:7.1f} {'yes' if res['torch_imported'] else 'no'}",
                                 flush=True,
                             )
