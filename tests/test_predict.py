@@ -400,3 +400,15 @@ def test_checkpoint_dict_and_run_folder(window_ckpt, cache_dir, tmp_path):
     shutil.copy(window_ckpt, run / "best.pt")
     from_run = Predictor(run, scores="all", cache_dir=cache_dir).predict_array(wave, SR)
     np.testing.assert_allclose(from_dict[CLASSES].to_numpy(), from_run[CLASSES].to_numpy(), atol=1e-6)
+
+
+def test_too_short_recording_is_listed_with_its_reason(window_ckpt, cache_dir, tmp_path, capsys):
+    from birdspec.cli.main import main
+
+    short = write_audio(tmp_path / "short.wav", synthetic(0.59), SR)
+    ok = write_audio(tmp_path / "ok.wav", synthetic(6.0), SR)
+    assert Predictor(window_ckpt, cache_dir=cache_dir).predict_array(synthetic(0.59), SR).empty
+    assert main(["predict", str(window_ckpt), str(short), str(ok), "--out", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    failed = pd.read_csv(tmp_path / "p.csv.failed.csv")
+    assert failed["path"].tolist() == [str(short)] and "shorter than the 1.00 s" in failed["error"].iloc[0]
+    assert "too short" in capsys.readouterr().err

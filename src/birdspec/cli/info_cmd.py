@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     enc = info["encoding"]
     print(f"dataset        {info['path']}")
-    print(f"encoding       {enc['name']} ({enc.get('num_windows')} x {enc.get('window_s')} s, short policy {enc.get('short_policy')})")
+    layout = (f"{enc.get('num_windows')} x {enc.get('window_s')} s windows as channels" if enc["name"] == "stack10"
+              else f"every {enc.get('window_s')} s window is a sample")
+    print(f"encoding       {enc['name']} ({layout}, short policy {enc.get('short_policy')})")
     print(f"sample shape   {' x '.join(str(d) for d in info['sample_shape'])}")
     print(f"recordings     {info['num_recordings']}  (samples: {info['num_samples']})")
     print(f"classes        {len(info['classes'])}")

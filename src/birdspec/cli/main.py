@@ -42,7 +42,7 @@ COMMAND_MODULES = (
 
 
 def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
     root = logging.getLogger("birdspec")
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `birdspec demo`; `birdspec COMMAND --help` explains each command.",
     )
     parser.add_argument("--version", action="version", version=f"birdspec {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output: module names (-vv: debug messages too)")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -30,8 +30,9 @@ scores of one window sum to 1 over the classes) and sigmoid scores for
 multi-label ones. For each window, the --top-k best classes scoring at least
 --min-conf are written.
 
-A recording that cannot be decoded is logged, listed in failed.csv (beside the
-output) and skipped; with --strict the command stops with exit status 2.
+A recording that cannot be decoded is logged, listed in a failed list (OUT/failed.csv
+for folder outputs, OUT.failed.csv beside a file output) and skipped; with --strict the
+command stops with exit status 2.
 """
 
 EPILOG = """\
@@ -148,5 +149,6 @@ def run(args: argparse.Namespace) -> int:
         n_ok, audio_s / 60, wall, audio_s / wall if wall > 0 else float("inf"), writer.rows, where,
     )
     if n_failed:
-        log.warning("%d recording(s) could not be decoded and were skipped; see %s", n_failed, failed_path)
+        log.warning("%d recording(s) could not be decoded or were too short to score, and were skipped; see %s",
+                    n_failed, failed_path)
     return 0

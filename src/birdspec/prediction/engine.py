@@ -182,8 +182,10 @@ class Engine:
             st.num_samples = item.num_samples
             if st.n_outputs is None:
                 st.n_outputs = len(st.starts)
-            if st.n_outputs == 0 and st.error is None:
-                log.warning("%s: shorter than %.2f s; no window to score", st.path, self.geometry.min_partial_samples / SAMPLE_RATE_HZ)
+            if st.n_outputs == 0 and st.error is None:  # reported like a failed file (not fatal under strict)
+                st.error = (f"{st.path}: {st.num_samples / SAMPLE_RATE_HZ:.2f} s of audio, shorter than the "
+                            f"{self.geometry.min_partial_samples / SAMPLE_RATE_HZ:.2f} s a window needs (--min-partial-s)")
+                log.warning("skipped %s", st.error)
         elif isinstance(item, Failed):
             st.error = item.message
             st.ended = True
