@@ -210,6 +210,29 @@ def test_resume_continues_from_last_epoch(tiny_stack_dataset, tmp_path):
         train(None, run, TrainConfig(model="resnet18", epochs=3, **FAST), resume=True)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("damage", ["truncated", "code"])
+def test_resume_refuses_a_damaged_or_unsafe_state(tiny_stack_dataset, tmp_path, capsys, damage):
+    import pickle
+    import shutil
+
+    run = tmp_path / "run"
+    train(tiny_stack_dataset, run, TrainConfig(model="mobilenetv2-seed", epochs=1, **FAST))
+    last = run / "lightning" / "last.ckpt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:2000])
+    else:
+        class Evil:
+            def __reduce__(self):
+                return (shutil.rmtree, (str(run),))
+
+        last.write_bytes(pickle.dumps({"epoch": 1, "state_dict": Evil()}))
+    assert main(["-q", "train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "resume state is damaged or not plain data" in err and "Traceback" not in err
+    assert (run / "checkpoints" / "best.pt").is_file()  # nothing was run, nothing lost
+
+
 def test_rows_encoding_override_and_options(tiny_stack_dataset, tmp_path, monkeypatch):
     """Rows from folds, per-window training on a stack dataset, every augmentation, onecycle, time limit."""
     from birdspec.models import registry

@@ -248,6 +248,29 @@ def peek_checkpoint(path: str | Path) -> CheckpointInfo | None:
     return CheckpointInfo.from_json(raw, source=str(p))
 
 
+def check_resume_state(path: str | Path) -> None:
+    """Refuse a run's Lightning resume state (``lightning/last.ckpt``) that is damaged or holds code.
+
+    Lightning's own state is plain data too, so it must load with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: what is wrong and how to go on.
+    """
+    import torch
+
+    p = Path(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, ...
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{p}: the resume state is damaged or not plain data ({type(exc).__name__}: {first}); delete it to train the "
+            "run again from its first epoch, or start a new run with another --out"
+        ) from exc
+    if not isinstance(state, Mapping) or "state_dict" not in state or "epoch" not in state:
+        raise CheckpointError(f"{p}: not a resume state written by `birdspec train`; delete it or start a new run")
+
+
 def load_model(checkpoint: str | Path | Mapping[str, Any] | Checkpoint, *, map_location: Any = "cpu") -> tuple[Any, Checkpoint]:
     """``(model in eval mode, checkpoint)`` of a checkpoint file, run folder or dict."""
     ckpt = read_checkpoint(checkpoint)

@@ -31,7 +31,7 @@ from birdspec.config import to_dict
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError, TrainingError
 from birdspec.fileio import write_json
-from birdspec.models.checkpoint import run_checkpoint
+from birdspec.models.checkpoint import check_resume_state, run_checkpoint
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 from birdspec.training.rundir import (
@@ -358,6 +358,7 @@ def _run_fit(trainer: Any, module: Any, s: _Setup, recorder: Any) -> None:
     ckpt_path = None
     if s.saved is not None:
         if recorder.lightning_last.is_file():
+            check_resume_state(recorder.lightning_last)
             ckpt_path = str(recorder.lightning_last)
             log.info("resuming %s from %s", out, ckpt_path)
             done = len(pd.read_csv(out / EPOCH_METRICS_FILE)) if (out / EPOCH_METRICS_FILE).is_file() else 0
