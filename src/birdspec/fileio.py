@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,23 @@ def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
                 tmp.unlink()
             except OSError:  # pragma: no cover - best effort
                 log.debug("could not remove %s", tmp)
+
+
+def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], *, option: str = "--out") -> None:
+    """Refuse an output that is one of the inputs, or inside an input folder (nothing a command reads is overwritten).
+
+    Raises:
+        ConfigError: ``out`` is, or is inside, an input (the message names both).
+    """
+    from birdspec.errors import ConfigError
+
+    target = Path(out).resolve()
+    for raw in inputs:
+        src = Path(raw).resolve()
+        if target == src or (src.is_dir() and src in target.parents):
+            where = "is" if target == src else "is inside"
+            raise ConfigError(f"{option} {out} {where} the input {raw}; write the output somewhere else "
+                              "(birdspec never overwrites what it reads)")
 
 
 def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:

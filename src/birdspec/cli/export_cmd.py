@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from birdspec.fileio import refuse_output_over_inputs
+    from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.prediction.export import export_checkpoint
+
+    ckpt = resolve_checkpoint_path(args.checkpoint)
+    refuse_output_over_inputs(args.out, [ckpt] + ([args.check_audio] if args.check_audio else []))
+    refuse_output_over_inputs(str(Path(args.out).with_suffix(".json")), [ckpt], option="the sidecar of --out")
 
     result = export_checkpoint(args.checkpoint, fmt=args.format, out=args.out, check_audio=args.check_audio, tolerance=args.tolerance)
     print(f"wrote {result.path} and {result.sidecar} (max |logit difference| vs PyTorch: {result.max_abs_diff:.2e} on {result.checked_on})")

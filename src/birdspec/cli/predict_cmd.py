@@ -89,6 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
+    from birdspec.fileio import refuse_output_over_inputs
+    from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
 
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.scores == "all" and args.format not in ("csv", "parquet"):
         raise ConfigError(f"--scores all is for csv and parquet, not {args.format}")
     out = args.out or default_out(args.format)
+    if out != "-":
+        refuse_output_over_inputs(out, [resolve_checkpoint_path(args.checkpoint), *args.paths])
     collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
     predictor = Predictor(
         args.checkpoint,

@@ -65,7 +65,7 @@ from birdspec.data.species import select_species, species_table
 from birdspec.data.splits import stratified_folds, train_val_split
 from birdspec.data.store import STORE_FILE
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import write_csv, write_text
+from birdspec.fileio import refuse_output_over_inputs, write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ def prepare(
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
         raise ConfigError(f"--workers must be a positive integer, got {workers}")
     out = Path(out_dir).absolute()
+    refuse_output_over_inputs(out, [source])
     reusable, conflict = out_state(out, settings.to_dict(), overwrite=overwrite)
     if reusable:
         log.info("%s: already prepared, reusing", out)

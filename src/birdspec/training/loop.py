@@ -30,7 +30,7 @@ from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError, TrainingError
-from birdspec.fileio import write_json
+from birdspec.fileio import refuse_output_over_inputs, write_json
 from birdspec.models.checkpoint import check_resume_state, run_checkpoint
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
@@ -152,6 +152,7 @@ def train(
             check_fresh_run_dir(out)
     if dataset_dir is None:
         raise ConfigError("give the prepared dataset directory")
+    refuse_output_over_inputs(out, [dataset_dir])
 
     data = PreparedDataset(dataset_dir)
     if len(data.classes) < 2:
