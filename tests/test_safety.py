@@ -36,3 +36,34 @@ def test_outputs_beside_inputs_are_fine(tmp_path, fast_dataset):
     rec = write_audio(tmp_path / "rec.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
     assert main(["predict", str(run), str(rec), "--format", "raven", "--out", str(run / "selections"), "--no-progress"]) == 0
     assert main(["predict", str(run), str(rec), "--out", str(tmp_path / "rec.csv"), "--no-progress"]) == 0
+
+
+def test_file_system_faults_are_one_clear_line(tmp_path, fast_dataset, monkeypatch, capsys):
+    """A full disk while prepare writes, and an --out below a regular file: exit 2, the path and the cause, nothing published."""
+    import errno
+
+    from birdspec.data import decode
+
+    src = tmp_path / "src"
+    for label in ("a", "b"):
+        for k in range(3):
+            write_audio(src / label / f"{label}{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(SR)).astype(np.float32), SR)
+
+    def full_disk(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.partial" / "waveforms.f16"))
+
+    monkeypatch.setattr(decode, "copy_file", full_disk)
+    assert main(["prepare", str(src), "--out", str(tmp_path / "out"), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and "waveforms.f16" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.undo()
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["prepare", str(src), "--out", str(blocker / "out"), "--workers", "1"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    run = make_run(tmp_path / "run", fast_dataset)
+    rec = write_audio(tmp_path / "rec.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
+    assert main(["predict", str(run), str(rec), "--out", str(blocker / "p.csv"), "--no-progress"]) == 2
+    assert "not a folder" in capsys.readouterr().err

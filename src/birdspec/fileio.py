@@ -11,6 +11,7 @@ file) in place, never a truncated one, and removes the temporary file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -44,6 +45,26 @@ def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
                 tmp.unlink()
             except OSError:  # pragma: no cover - best effort
                 log.debug("could not remove %s", tmp)
+
+
+_OS_ERRORS = {
+    errno.ENOSPC: ("the disk is full", "free some space, or choose an --out on another disk"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space, or choose an --out on another disk"),
+    errno.EROFS: ("the file system is read-only", "choose an --out on a writable disk"),
+    errno.EACCES: ("permission denied", "choose a path you may write (or read), or fix its permissions"),
+    errno.EPERM: ("operation not permitted", "choose a path you may write (or read), or fix its permissions"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.EEXIST: ("it exists and is not a folder", "choose another path, or remove it"),
+    errno.EISDIR: ("it is a folder", "give a file path"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A one-line message for a file-system error: the path, the cause in words and what to do."""
+    cause, advice = _OS_ERRORS.get(exc.errno or -1, (exc.strerror or type(exc).__name__, "check the path and the disk"))
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{cause} ({exc.strerror or exc}); {advice}"
 
 
 def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], *, option: str = "--out") -> None:

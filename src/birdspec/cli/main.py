@@ -4,8 +4,9 @@ Each subcommand lives in its own module exposing ``add_parser(subparsers)``,
 which registers the parser and sets ``func(args) -> int | None``.
 
 Exit status: 0 success (also when bad recordings were skipped and reported),
-2 usage or data errors (:class:`~birdspec.errors.BirdspecError`), 1 bugs,
-130 interrupted.
+2 usage or data errors (:class:`~birdspec.errors.BirdspecError`) and file-system
+errors (:func:`~birdspec.fileio.describe_os_error`: disk full, read-only, permission
+denied, not a folder), 1 bugs, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `birdspec ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a read-only --out, a file where a folder should be: the one place they are told
+        from birdspec.fileio import describe_os_error
+
+        print(f"birdspec {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

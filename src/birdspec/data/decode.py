@@ -183,6 +183,10 @@ def decode_isolated(task: DecodeTask) -> dict[str, Any]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+_WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+"""Errors of the store being written (not of a chunk being read): they stop ``prepare``."""
+
+
 class ChunkConcatenator:
     """Writes ``waveforms.f16`` by concatenating decoded chunk files.
 
@@ -205,10 +209,12 @@ class ChunkConcatenator:
                 return None
             with open(chunk_path, "rb", buffering=0) as src:
                 copy_file(src, self._f, nbytes)
-        except OSError:
+        except OSError as exc:
             self._f.truncate(self.total_samples * STORE_DTYPE.itemsize)
             self._f.seek(0, os.SEEK_END)
-            return None
+            if exc.errno in _WRITE_FAULTS:  # the store cannot be written: no recording is usable, say why
+                raise
+            return None  # this chunk is damaged: the recording is skipped
         offset = self.total_samples
         self.total_samples += num_samples
         return offset, num_samples
