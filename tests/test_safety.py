@@ -67,3 +67,51 @@ def test_file_system_faults_are_one_clear_line(tmp_path, fast_dataset, monkeypat
     rec = write_audio(tmp_path / "rec.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
     assert main(["predict", str(run), str(rec), "--out", str(blocker / "p.csv"), "--no-progress"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, capsys):
+    """Issue 15, finding 1: a second `prepare` of an --out that another process is writing is refused (exit 2,
+    naming the process); when that process is killed, its stale lock is taken over and the dataset is made."""
+    import signal
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    for label in ("a", "b"):
+        for k in range(3):
+            write_audio(src / label / f"{label}{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(6 * SR)).astype(np.float32), SR)
+    out = tmp_path / "out"
+    code = "import sys, time\nfrom birdspec.fileio import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        argv = ["prepare", str(src), "--out", str(out), "--encoding", "window", "--short-policy", "pad", "--workers", "1"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"is being written by process {holder.pid}" in err and "choose another --out" in err
+        assert not out.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / "out.lock").exists()  # killed: its lock stays behind
+    assert main(argv) == 0
+    assert (out / "dataset.json").is_file() and not (tmp_path / "out.lock").exists()
+
+
+def test_train_cv_and_sweep_folders_have_one_writer(tmp_path, fast_dataset, capsys):
+    import signal
+    import subprocess
+    import sys
+
+    code = "import sys, time\nfrom birdspec.fileio import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    common = ["--epochs", "1", "--device", "cpu", "--workers", "0", "--no-progress"]
+    for cmd in (["train", str(fast_dataset)], ["cv", str(fast_dataset)], ["sweep", str(fast_dataset), "--lrs", "0.01"]):
+        out = tmp_path / cmd[0]
+        holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            assert main([*cmd, "--out", str(out), *common]) == 2, cmd
+            assert f"is being written by process {holder.pid}" in capsys.readouterr().err
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()

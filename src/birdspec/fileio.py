@@ -16,6 +16,8 @@ import itertools
 import json
 import logging
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -110,6 +112,84 @@ def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
     """Write a matplotlib figure as PNG atomically."""
     return write_with(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+
+
+LOCK_SUFFIX = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path) -> Iterator[Path]:
+    """Hold ``OUT.lock`` (beside ``out``) while a command writes ``out``; one writer per output folder.
+
+    A second writer gets a :class:`~birdspec.errors.ConfigError` naming the process that holds
+    the folder; a lock left by a process that is gone (killed, crashed) is taken over. The lock
+    file is created atomically (``O_EXCL``) and removed when the block ends.
+    """
+    from birdspec.errors import ConfigError
+
+    target = Path(out).absolute()
+    lock = target.with_name(target.name + LOCK_SUFFIX)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _attempt in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                holder = {}
+            pid = int(holder.get("pid") or 0)
+            if pid and holder.get("host") == me["host"] and _pid_alive(pid):
+                raise ConfigError(
+                    f"{target} is being written by process {pid} (started {holder.get('started', '?')}); "
+                    "wait for it or choose another --out"
+                ) from None
+            log.warning("%s: taking over a stale lock of process %s (no longer running)", target, pid or "?")
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        break
+    else:  # pragma: no cover - three races lost in a row
+        raise ConfigError(f"{target}: could not take its lock {lock}; try again")
+    try:
+        yield lock
+    finally:
+        try:
+            if json.loads(lock.read_text(encoding="utf-8")).get("pid") == me["pid"]:
+                lock.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def locks_output(param: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a function that writes the folder given as its argument ``param``: it runs under
+    :func:`output_lock` of that folder."""
+    import functools
+    import inspect
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with output_lock(signature.bind(*args, **kwargs).arguments[param]):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:

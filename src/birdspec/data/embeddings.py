@@ -51,7 +51,7 @@ import pandas as pd
 from birdspec.config import BACKBONES
 from birdspec.data.prepared import PARTIAL_SUFFIX, PreparedDataset
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import write_csv, write_text
+from birdspec.fileio import output_lock, write_csv, write_text
 from birdspec.windowing import frame
 
 log = logging.getLogger(__name__)
@@ -403,8 +403,14 @@ def embed_dataset(
         model = BirdnetBackbone(num_threads=num_threads, batch_size=batch_size)
     if _settings(model, hop_s, fingerprint) != settings:
         raise ConfigError(f"the {backbone} backbone does not have the expected window geometry")
-    index = _open_partial(partial, settings, overwrite=overwrite)
+    with output_lock(final):  # one writer per cache: a second `embed` of this dataset is refused
+        return _embed_locked(ds, model, final, partial, settings, backbone=backbone, hop_s=hop_s,
+                             chunk_windows=chunk_windows, progress=progress, overwrite=overwrite)
 
+
+def _embed_locked(ds: PreparedDataset, model: Any, final: Path, partial: Path, settings: dict[str, Any], *,
+                  backbone: str, hop_s: float, chunk_windows: int, progress: bool, overwrite: bool) -> EmbedReport:
+    index = _open_partial(partial, settings, overwrite=overwrite)
     num_rows = len(ds.manifest)
     done_rows = set(index["row"].astype(int).tolist())
     todo = [r for r in range(num_rows) if r not in done_rows]

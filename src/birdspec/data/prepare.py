@@ -65,7 +65,7 @@ from birdspec.data.species import select_species, species_table
 from birdspec.data.splits import stratified_folds, train_val_split
 from birdspec.data.store import STORE_FILE
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import refuse_output_over_inputs, write_csv, write_text
+from birdspec.fileio import output_lock, refuse_output_over_inputs, write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +167,16 @@ def prepare(
         raise ConfigError(f"--workers must be a positive integer, got {workers}")
     out = Path(out_dir).absolute()
     refuse_output_over_inputs(out, [source])
-    reusable, conflict = out_state(out, settings.to_dict(), overwrite=overwrite)
-    if reusable:
-        log.info("%s: already prepared, reusing", out)
-        return out
-    selection = _select(source, settings, conflict=conflict)
-    partial = partial_dir(out)
-    stored = _store(selection.recordings, settings, partial, workers=workers, progress=progress)
-    manifest, n_skipped = _write_dataset(partial, selection, stored, settings)
-    publish(partial, out)
+    with output_lock(out):  # one writer: a second prepare of the same --out is refused, never interleaved
+        reusable, conflict = out_state(out, settings.to_dict(), overwrite=overwrite)
+        if reusable:
+            log.info("%s: already prepared, reusing", out)
+            return out
+        selection = _select(source, settings, conflict=conflict)
+        partial = partial_dir(out)
+        stored = _store(selection.recordings, settings, partial, workers=workers, progress=progress)
+        manifest, n_skipped = _write_dataset(partial, selection, stored, settings)
+        publish(partial, out)
     _log_prepared(out, manifest, stored, n_skipped, settings, seconds=time.perf_counter() - t0)
     return out
 

@@ -54,7 +54,7 @@ import pandas as pd
 from birdspec import __version__
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.evaluate import PREDICTIONS_FILE
-from birdspec.fileio import read_json, write_csv, write_json
+from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.models.checkpoint import resolve_checkpoint_path
 from birdspec.training.rundir import CONFIG_FILE, SUMMARY_FILE, is_finished, is_started
 
@@ -137,6 +137,7 @@ def dataset_folds(data: Any) -> list[int]:
     return folds
 
 
+@locks_output("out_dir")
 def run_cv(
     dataset_dir: str | Path,
     out_dir: str | Path,

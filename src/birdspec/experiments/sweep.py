@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError, TrainingError
-from birdspec.fileio import read_json, write_csv, write_json
+from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.training.rundir import SUMMARY_FILE, is_started
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,7 @@ def write_sweep_outputs(table: pd.DataFrame, out: Path, *, title: str, figure: b
         plot_sweep(table, out / SWEEP_PNG, title=title)
 
 
+@locks_output("out_dir")
 def run_sweep(
     dataset_dir: str | Path,
     out_dir: str | Path,

@@ -13,6 +13,7 @@ Typical multi-GPU use: ``birdspec train DS --model resnet18 --devices 4
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import platform
@@ -30,7 +31,7 @@ from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError, TrainingError
-from birdspec.fileio import refuse_output_over_inputs, write_json
+from birdspec.fileio import output_lock, refuse_output_over_inputs, write_json
 from birdspec.models.checkpoint import check_resume_state, run_checkpoint
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
@@ -173,7 +174,7 @@ def train(
     check_devices(cfg, device)
     workers = cfg.workers if cfg.workers is not None else default_workers()
 
-    with quiet_lightning():
+    with quiet_lightning(), (output_lock(out) if rank == 0 else contextlib.nullcontext()):
         return _fit(
             data=data, out=out, cfg=cfg, encoding=encoding, train_rows=train_rows, val_rows=val_rows,
             device=device, precision=precision, workers=workers, saved=saved, rank=rank,
