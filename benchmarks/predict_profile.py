@@ -40,14 +40,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_speed import _tree_rss_kb  # noqa: E402  (one copy of the process-tree memory sampler)
+from predict_speed import TreePeak  # noqa: E402  (one copy of the process-tree memory sampler)
 
 WINDOW_S = 5.0
 BATCH = 8
@@ -71,25 +70,13 @@ def run_command(cmd: list[str], env: dict) -> dict:
     """Run ``cmd``; wall, CPU, ``wait4`` peak RSS and the sampled peak RSS summed over its process tree."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak_tree = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_tree
-        while not stop.is_set():
-            peak_tree = max(peak_tree, _tree_rss_kb(proc.pid))
-            stop.wait(0.02)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    out_chunks = []
-    assert proc.stdout is not None
-    for chunk in iter(lambda: proc.stdout.read(65536), b""):
-        out_chunks.append(chunk)
-    _pid, status, ru = os.wait4(proc.pid, 0)
+    with TreePeak(proc.pid) as peak:
+        out_chunks = []
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read(65536), b""):
+            out_chunks.append(chunk)
+        _pid, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     text = b"".join(out_chunks).decode(errors="replace")
     return {
@@ -97,7 +84,7 @@ def run_command(cmd: list[str], env: dict) -> dict:
         "wall_s": wall,
         "cpu_s": ru.ru_utime + ru.ru_stime,
         "peak_mb_wait4": ru.ru_maxrss / 1024,
-        "peak_mb_tree_sampled": peak_tree / 1024,
+        "peak_mb_tree_sampled": peak.kb / 1024,
         "tail": text.strip().splitlines()[-1:] if text.strip() else [],
     }
 

@@ -303,30 +303,16 @@ def train_window_checkpoint(workdir: Path, data: Path, env: dict) -> Path:
 
 def time_command(cmd: list[str], env: dict) -> dict:
     """Run ``cmd`` from process start to exit: wall, CPU, peak RSS (``/usr/bin/time`` and the sampled process tree)."""
-    import threading
-
     tmp = tempfile.NamedTemporaryFile(prefix="birdspec-time-", suffix=".txt", delete=False)
     tmp.close()
     gnu_time = Path("/usr/bin/time")
     full = [str(gnu_time), "-o", tmp.name, "-f", "%M %U %S"] + cmd if gnu_time.exists() else cmd
     t0 = time.perf_counter()
     proc = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak_tree = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak_tree
-        while not stop.is_set():
-            peak_tree = max(peak_tree, _tree_rss_kb(proc.pid))
-            stop.wait(0.02)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    out, _ = proc.communicate()
-    wall = time.perf_counter() - t0
-    stop.set()
-    th.join()
-    res = {"rc": proc.returncode, "wall_s": wall, "peak_mb_tree": peak_tree / 1024}
+    with TreePeak(proc.pid) as peak:
+        out, _ = proc.communicate()
+        wall = time.perf_counter() - t0
+    res = {"rc": proc.returncode, "wall_s": wall, "peak_mb_tree": peak.kb / 1024}
     fields = Path(tmp.name).read_text().split() if gnu_time.exists() else []
     os.unlink(tmp.name)
     if len(fields) >= 3 and fields[-3].isdigit():
@@ -335,6 +321,30 @@ def time_command(cmd: list[str], env: dict) -> dict:
     if proc.returncode != 0:
         res["error"] = (out.decode(errors="replace").strip().splitlines() or ["?"])[-1]
     return res
+
+
+class TreePeak:
+    """The peak of the RSS summed over a process tree, sampled every 20 ms on a thread while in the block."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.kb = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.kb = max(self.kb, _tree_rss_kb(self.pid))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "TreePeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _tree_rss_kb(root: int) -> int:
