@@ -115,3 +115,35 @@ def test_train_cv_and_sweep_folders_have_one_writer(tmp_path, fast_dataset, caps
         finally:
             holder.send_signal(signal.SIGKILL)
             holder.wait()
+
+
+def test_prepare_killed_at_any_point_then_rerun_is_byte_identical(tmp_path):
+    """SIGKILL during decoding, during writing, after publishing: the rerun's files equal an uninterrupted run's."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src"
+    for label in ("a", "b", "c"):
+        for k in range(8):
+            wave = (0.1 * np.random.default_rng(hash((label, k)) % 2**32).standard_normal(12 * SR)).astype(np.float32)
+            write_audio(src / label / f"{label}{k}.flac", wave, SR)
+
+    def cmd(out):
+        return [sys.executable, "-m", "birdspec", "-q", "prepare", str(src), "--out", str(out), "--encoding", "window",
+                "--short-policy", "pad", "--folds", "3", "--workers", "1"]
+
+    reference = tmp_path / "reference"
+    subprocess.run(cmd(reference), check=True, timeout=300)
+    files = ("waveforms.f16", "manifest.csv", "skipped.csv")
+    for delay in (0.3, 0.8, 1.5, 3.0):
+        out = tmp_path / f"killed-{delay}"
+        proc = subprocess.Popen(cmd(out))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        subprocess.run(cmd(out), check=True, timeout=300)
+        for name in files:
+            assert (out / name).read_bytes() == (reference / name).read_bytes(), (delay, name)
+        assert not (tmp_path / f"killed-{delay}.partial").exists() and not (tmp_path / f"killed-{delay}.lock").exists()
