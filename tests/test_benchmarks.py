@@ -1,8 +1,9 @@
-"""benchmarks/accuracy.py: its recipes are birdspec's, its ablations change one thing, its tables."""
+"""benchmarks/accuracy.py and frontends.py: recipes are birdspec's, ablations change one thing, the tables."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,78 @@ def test_reference_folds_are_what_prepare_assigns(accuracy, reed_warblers, tmp_p
     assert len(folds) == 98 and sorted(pd.Series(folds).value_counts()) == [19, 19, 20, 20, 20]
     ds = accuracy.prepare_encoding(reed_warblers, tmp_path, "window")  # exits when prepare's folds differ
     assert (ds / "manifest.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def frontends():
+    spec = importlib.util.spec_from_file_location("bench_frontends", REPO / "benchmarks" / "frontends.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frontend_rows_are_the_recipe_with_default_frontends(frontends, accuracy):
+    from birdspec.config import FRONTENDS, FrontendConfig
+
+    assert frontends.frontend_names(",".join(FRONTENDS)) == list(FRONTENDS)
+    assert frontends.frontend_names("pcen, logmel,pcen") == ["pcen", "logmel"]
+    with pytest.raises(SystemExit):
+        frontends.frontend_names("logmel,cqt")
+    for kind in FRONTENDS:
+        cfg = frontends.train_config(kind)
+        assert cfg.frontend == kind and cfg.frontend_options == {}  # defaults: nothing tuned on the folds
+        assert cfg.epochs == 20 and cfg.recipe == "small-data"
+        assert cfg == TrainConfig.from_recipe("small-data", model="mobilenetv2-seed", encoding="window", frontend=kind,
+                                              device="cpu", progress_bar=False)
+    assert frontends.train_config("pcen", epochs=3, seed=1).epochs == 3
+    assert frontends.prepare_encoding.__module__ == "accuracy" and frontends.fixed_epochs("small-data")  # reused
+    shapes = {k: frontends.input_shape(frontends.train_config(k), FrontendConfig(), 160_000) for k in FRONTENDS}
+    assert shapes == {"logmel": (128, 321), "pcen": (128, 321), "linear": (224, 321), "mfcc": (40, 321),
+                      "learnable-mel": (128, 321)}
+    assert frontends.cv_dir(REPO, "pcen", 0) == REPO / "pcen" and frontends.cv_dir(REPO, "pcen", 1) == REPO / "pcen-seed1"
+
+
+def test_frontend_table_and_best_two(frontends, tmp_path):
+    def row(kind, correct, f1, seed=0, predict=None):
+        return {"frontend": kind, "seed": seed, "rows": 128, "frames": 321, "epochs": 20, "accuracy_mean": correct / 98,
+                "accuracy_std": 0.05, "macro_f1_mean": f1, "macro_f1_std": 0.04, "correct": correct, "total": 98,
+                "train_time_min": 23.0, "predict": predict}
+
+    rows = [row("logmel", 90, 0.91, predict={"rtf": 695.6, "backend": "onnx"}), row("pcen", 92, 0.90),
+            row("mfcc", 90, 0.92, predict={"error": "boom"}), row("pcen", 95, 0.95, seed=1)]
+    assert frontends.best_two(rows) == ["pcen", "mfcc"]  # first seed only; ties broken by macro F1
+    table = frontends.markdown(rows, pending=["linear"])
+    assert "| logmel | 128 x 321 | 0 | 20 | 0.918 ± 0.050 | 0.910 ± 0.040 | 90/98 | 23.0 | 696x (onnx) |" in table
+    assert "| pcen | 128 x 321 | 1 |" in table and "failed (boom)" in table
+    assert table.splitlines()[-1] == "| linear | - | - | - | pending | pending | pending | pending | pending |"
+    frontends._write(tmp_path, "CPU (2 threads)", tmp_path, rows, ["linear"])
+    assert (tmp_path / "frontends.md").read_text().startswith("Machine: CPU (2 threads)\n\n| spectrogram type |")
+    assert json.loads((tmp_path / "frontends.json").read_text())["pending"] == ["linear"]
+
+
+def test_frontends_help(frontends, capsys):
+    with pytest.raises(SystemExit) as exc:
+        frontends.main(["--help"])
+    assert exc.value.code == 0 and "--second-seed" in capsys.readouterr().out
+
+
+def test_frontends_main_runs_every_type_then_the_best_two_again(frontends, tmp_path, monkeypatch):
+    (tmp_path / "train_metadata.csv").write_text("filename,primary_label\n")
+    calls = []
+
+    def fake_run(ds, out, name, *, seed, epochs, folds, device, predict_audio, repeats, remeasure):
+        calls.append((name, seed, epochs, folds))
+        correct = {"logmel": 90, "pcen": 93, "mfcc": 80}[name]
+        return {"frontend": name, "seed": seed, "rows": 128, "frames": 321, "epochs": epochs, "accuracy_mean": correct / 98,
+                "accuracy_std": 0.0, "macro_f1_mean": correct / 98, "macro_f1_std": 0.0, "correct": correct, "total": 98,
+                "train_time_min": 1.0, "predict": None}
+
+    monkeypatch.setattr(frontends, "prepare_encoding", lambda root, out, enc: out / f"data-{enc}")
+    monkeypatch.setattr(frontends, "run_frontend", fake_run)
+    out = tmp_path / "out"
+    assert frontends.main([str(tmp_path), "--out", str(out), "--frontends", "logmel,pcen,mfcc", "--epochs", "2",
+                           "--folds", "0,3", "--second-seed", "--no-predict", "--device", "cpu"]) == 0
+    assert calls == [("logmel", 0, 2, [0, 3]), ("pcen", 0, 2, [0, 3]), ("mfcc", 0, 2, [0, 3]),
+                     ("pcen", 1, 2, [0, 3]), ("logmel", 1, 2, [0, 3])]
+    saved = json.loads((out / "frontends.json").read_text())
+    assert [(r["frontend"], r["seed"]) for r in saved["rows"]][-2:] == [("pcen", 1), ("logmel", 1)] and not saved["pending"]
