@@ -412,3 +412,10 @@ def test_too_short_recording_is_listed_with_its_reason(window_ckpt, cache_dir, t
     failed = pd.read_csv(tmp_path / "p.csv.failed.csv")
     assert failed["path"].tolist() == [str(short)] and "shorter than the 1.00 s" in failed["error"].iloc[0]
     assert "too short" in capsys.readouterr().err
+
+
+def test_a_read_checkpoint_object_predicts_like_its_file(window_ckpt, cache_dir):
+    wave = synthetic(11.0)
+    from_file = Predictor(window_ckpt, scores="all", cache_dir=cache_dir).predict_array(wave, SR)
+    from_object = Predictor(read_checkpoint(window_ckpt), scores="all", cache_dir=cache_dir).predict_array(wave, SR)
+    np.testing.assert_allclose(from_file[CLASSES].to_numpy(), from_object[CLASSES].to_numpy(), atol=1e-6)
