@@ -210,6 +210,23 @@ def ablation_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def start_run(data: str, out_dir: str, device: str) -> tuple[Path, Path, str, str]:
+    """Logging, the data check and the device of a benchmark run: ``(root, out, device, machine)``."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root, out = Path(data), Path(out_dir)
+    if not (root / "train_metadata.csv").is_file():
+        raise SystemExit(f"{root}: no train_metadata.csv (give a BirdCLEF-2021-format folder)")
+    out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    return root, out, device, machine
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a BirdCLEF-2021-format folder")
@@ -225,20 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-birdnet", action="store_true", help="skip BirdNET even when installed")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-    root, out = Path(args.data), Path(args.out)
-    if not (root / "train_metadata.csv").is_file():
-        raise SystemExit(f"{root}: no train_metadata.csv (give a BirdCLEF-2021-format folder)")
-    out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    root, out, device, machine = start_run(args.data, args.out, args.device)
     print(f"accuracy benchmark on {root} ({machine}), folds verified against the protocol")
 
     configs = [tuple(c.split("/")) for c in args.configs.split(",") if c]

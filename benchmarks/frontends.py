@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the accuracy benchmark's protocol, imported
-from accuracy import DEFAULT_DATA, cv_row, fixed_epochs, prepare_encoding
+from accuracy import DEFAULT_DATA, cv_row, fixed_epochs, prepare_encoding, start_run
 
 MODEL = "mobilenetv2-seed"
 ENCODING = "window"
@@ -213,24 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict-repeats", type=int, default=3, help="timed predict_file calls (the best counts)")
     p.add_argument("--remeasure", action="store_true", help="time prediction again for types measured earlier")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
     names = frontend_names(args.frontends)
     folds = [int(f) for f in args.folds.split(",") if f.strip()] if args.folds else None
     if args.second_seed is not None and args.second_seed == args.seed:
         raise SystemExit("--second-seed must differ from --seed")
-    root, out = Path(args.data), Path(args.out)
-    if not (root / "train_metadata.csv").is_file():
-        raise SystemExit(f"{root}: no train_metadata.csv (give a BirdCLEF-2021-format folder)")
-    out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    root, out, device, machine = start_run(args.data, args.out, args.device)
     ds = prepare_encoding(root, out, ENCODING)
     print(f"spectrogram-type benchmark on {root} ({machine}), folds verified against the protocol", flush=True)
     audio = None if args.no_predict else make_predict_audio(ds, out / PREDICT_FILE)

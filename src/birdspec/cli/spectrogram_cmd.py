@@ -63,13 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from birdspec import audio
-    from birdspec.cli.train_cmd import _model_options
+    from birdspec.cli.train_cmd import parse_key_values
     from birdspec.config import SAMPLE_RATE_HZ
     from birdspec.errors import ConfigError
     from birdspec.evaluation.spectrogram_plot import plot_spectrograms
 
     kinds = _kinds(args.frontend)
-    options = _model_options(args.frontend_option, flag="--frontend-option")
+    options = parse_key_values(args.frontend_option, flag="--frontend-option")
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'spectrograms.png'}")

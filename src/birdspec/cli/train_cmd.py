@@ -156,7 +156,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _model_options(items: list[str], *, flag: str = "--model-option") -> dict[str, Any]:
+def parse_key_values(items: list[str], *, flag: str = "--model-option") -> dict[str, Any]:
+    """``KEY=VALUE`` options (repeatable flags) -> a dict; values are JSON when they parse, else strings."""
     from birdspec.errors import ConfigError
 
     opts: dict[str, Any] = {}
@@ -179,9 +180,9 @@ def config_from_args(args: argparse.Namespace, base: Any = None) -> Any:
 
     given = {field: getattr(args, dest) for dest, field in FIELDS.items() if getattr(args, dest) is not None}
     if args.model_option:
-        given["model_options"] = _model_options(args.model_option)
+        given["model_options"] = parse_key_values(args.model_option)
     if getattr(args, "frontend_option", None):
-        given["frontend_options"] = _model_options(args.frontend_option, flag="--frontend-option")
+        given["frontend_options"] = parse_key_values(args.frontend_option, flag="--frontend-option")
     given["progress_bar"] = not args.no_progress
     recipe = getattr(args, "recipe", None)
     if base is not None:

@@ -96,7 +96,7 @@ class Engine:
         self.runtime = runtime
         self.geometry = geometry
         self.context_windows = context_windows
-        self.stacked = context_windows > 1 or runtime.info.encoding.name == "stack10"
+        self.stacked = runtime.info.encoding.name == "stack10"
         self.stride = stride
         self.span = (context_windows - 1) * stride
         self.offset = offset

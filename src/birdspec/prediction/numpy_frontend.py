@@ -24,7 +24,7 @@ import numpy as np
 from birdspec.config import FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import tables
-from birdspec.features.definition import DB_PER_LN, NUMPY_OPS, finish
+from birdspec.features.definition import NUMPY_OPS, finish
 
 FRAMES_PER_STEP = 128
 """STFT frames transformed together: ~0.5 MB per work buffer, so the windowed frames, their
@@ -201,7 +201,7 @@ class NumpyFrontend:
         """One window ``x (T,)`` -> ``out (num_bins, frames)``."""
         c = self.config
         xp, frames_buf, spec_buf, sq_buf = self._buffers(x.shape[0])
-        energies = np.empty((self.rows, out.shape[1]), dtype=np.float32) if self.rows != self.num_bins or c.kind == "pcen" else out
+        energies = np.empty((self.rows, out.shape[1]), dtype=np.float32) if self.rows != self.num_bins else out
         if c.center:
             half = c.n_fft // 2
             xp[half : half + x.shape[0]] = x
@@ -226,15 +226,8 @@ class NumpyFrontend:
                 np.power(sq, c.power / 2.0, out=sq)
             for m0, m1, a, b, w in self._groups:
                 np.matmul(w, sq[:, a:b].T, out=energies[m0:m1, f0:f1])
-        if c.kind in ("logmel", "linear", "learnable-mel"):  # finish()'s dB, in place (the common, hot case)
-            np.maximum(out, c.amin, out=out)
-            np.log(out, out=out)
-            out *= DB_PER_LN  # NumPy's float32 log is vectorised (AVX2), log10 is not (~4x slower)
-            if c.top_db is not None:
-                np.maximum(out, out.max() - c.top_db, out=out)
-        else:
-            smoother = self._smoother(out.shape[1]) if c.kind == "pcen" else None
-            out[...] = finish(NUMPY_OPS, energies, c, dct=self._dct, smoother=smoother)
+        smoother = self._smoother(out.shape[1]) if c.kind == "pcen" else None
+        out[...] = finish(NUMPY_OPS, energies, c, dct=self._dct, smoother=smoother)
 
     def _smoother(self, num_frames: int) -> np.ndarray:
         if num_frames not in self._smoothers:
