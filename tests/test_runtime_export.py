@@ -124,3 +124,20 @@ def test_export_in_a_child_process_keeps_torch_out(trained_run, wav, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
     assert ox.find_export(lone, cache_dir=cache) is not None
+
+
+def test_checkpoints_with_the_same_weights_share_one_export(trained_run, tmp_path, monkeypatch):
+    """A 1-epoch run: best.pt and last.pt hold the same weights, so the ONNX model is made once and copied."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    calls = []
+    real = ox._export_model_files
+    monkeypatch.setattr(ox, "_export_model_files", lambda ckpt, folder: (calls.append(folder), real(ckpt, folder)))
+    best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+    ox.export_beside(best, last)
+    assert len(calls) == 1
+    assert (run / "checkpoints" / "last.runtime" / "model.onnx").read_bytes() == (run / "checkpoints" / "best.runtime" / "model.onnx").read_bytes()
+    assert ox.find_export(last) == run / "checkpoints" / "last.runtime"
+    assert ox.find_export(best) == run / "checkpoints" / "best.runtime"

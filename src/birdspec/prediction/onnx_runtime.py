@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from birdspec import __version__
+from birdspec.config import to_dict
 from birdspec.errors import BirdspecError, CheckpointError, DependencyError
 from birdspec.fileio import write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
@@ -188,27 +189,23 @@ def try_open(entry: Path, *, threads: int, device: str, activation: str = "auto"
 # --------------------------------------------------------------------------- writing exports
 
 
-def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None) -> Path:
+def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None, files_from: Path | None = None) -> Path:
     """Export ``ckpt``'s CNN and frontend tables into the folder ``dest`` (atomically; replaces it).
+
+    ``files_from``: the export of a checkpoint with the same weights, whose ``model.onnx`` and
+    ``frontend.npz`` are copied instead of exporting again (only ``info.json`` differs).
 
     Raises:
         CheckpointError: the model is not a frontend + CNN model, or the export disagrees with PyTorch.
     """
-    from birdspec.models.registry import BirdspecModel
-    from birdspec.prediction.export import export_backbone_onnx
-
-    model = ckpt.build_model()
-    if not isinstance(model, BirdspecModel):
-        raise CheckpointError(f"model {ckpt.name!r} is not a frontend + CNN model; it has no ONNX runtime")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
-        fe = ckpt.frontend
-        w = ckpt.encoding.window_samples(fe.sample_rate_hz)
-        export_backbone_onnx(model.backbone, input_shape=(ckpt.in_channels, fe.num_bins(), fe.num_frames(w)),
-                             path=tmp / "model.onnx")
-        np.savez(tmp / "frontend.npz", window=model.frontend.window.detach().cpu().numpy(),
-                 filterbank=model.frontend.full_filterbank())
+        if files_from is not None:
+            for name in ("model.onnx", "frontend.npz"):
+                shutil.copyfile(files_from / name, tmp / name)
+        else:
+            _export_model_files(ckpt, tmp)
         write_json(tmp / "info.json", {
             "export_format": EXPORT_FORMAT,
             "birdspec_version": __version__,
@@ -227,12 +224,49 @@ def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_beside(checkpoint_path: str | Path) -> Path:
-    """Write the runtime export of a checkpoint file beside it (``best.pt`` -> ``best.runtime/``)."""
+def _export_model_files(ckpt: Checkpoint, folder: Path) -> None:
+    """``model.onnx`` (the CNN) and ``frontend.npz`` (window and effective filterbank) of ``ckpt`` into ``folder``."""
+    from birdspec.models.registry import BirdspecModel
+    from birdspec.prediction.export import export_backbone_onnx
+
+    model = ckpt.build_model()
+    if not isinstance(model, BirdspecModel):
+        raise CheckpointError(f"model {ckpt.name!r} is not a frontend + CNN model; it has no ONNX runtime")
+    fe = ckpt.frontend
+    w = ckpt.encoding.window_samples(fe.sample_rate_hz)
+    export_backbone_onnx(model.backbone, input_shape=(ckpt.in_channels, fe.num_bins(), fe.num_frames(w)),
+                         path=folder / "model.onnx")
+    np.savez(folder / "frontend.npz", window=model.frontend.window.detach().cpu().numpy(),
+             filterbank=model.frontend.full_filterbank())
+
+
+def export_beside(*checkpoint_paths: str | Path) -> list[Path]:
+    """Write the runtime export of each checkpoint file beside it (``best.pt`` -> ``best.runtime/``).
+
+    Checkpoints with the same weights (``best.pt`` and ``last.pt`` of a run whose best epoch is its
+    last) share one ONNX export: the second copies the first's model files.
+    """
     from birdspec.models.checkpoint import read_checkpoint
 
-    p = Path(checkpoint_path)
-    return write_export(read_checkpoint(p), run_export_dir(p), sha256=file_sha256(p))
+    made: dict[str, Path] = {}
+    out = []
+    for raw in checkpoint_paths:
+        p = Path(raw)
+        ckpt = read_checkpoint(p)
+        key = _weights_sha256(ckpt)
+        out.append(write_export(ckpt, run_export_dir(p), sha256=file_sha256(p), files_from=made.get(key)))
+        made.setdefault(key, out[-1])
+    return out
+
+
+def _weights_sha256(ckpt: Checkpoint) -> str:
+    """What the model files of an export depend on: architecture, frontend, input shape and weights."""
+    h = hashlib.sha256(json.dumps([dict(ckpt.model), to_dict(ckpt.frontend), to_dict(ckpt.encoding)],
+                                  sort_keys=True, default=str).encode())
+    for name, tensor in sorted(ckpt.state_dict.items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def export_to_cache(ckpt: Checkpoint, *, path: Path | None, cache_dir: str | Path | None = None) -> Path:
@@ -249,9 +283,7 @@ def export_to_cache(ckpt: Checkpoint, *, path: Path | None, cache_dir: str | Pat
 def _state_sha256(ckpt: Checkpoint) -> str:
     """Key of an in-memory checkpoint: hash of its metadata and weights."""
     h = hashlib.sha256(json.dumps(ckpt.info.to_json(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(ckpt.state_dict.items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(_weights_sha256(ckpt).encode())
     return h.hexdigest()
 
 

@@ -57,13 +57,12 @@ def _export_runtimes(result: Any) -> None:
 
     if get_spec(result.config.model).input != "waveform":
         return
-    for path in (result.best_checkpoint, result.last_checkpoint):
-        if not path.is_file():
-            continue
-        try:
-            export_beside(path)
-        except Exception as exc:  # noqa: BLE001 - predict exports again (into its cache) when needed
-            log.warning("could not write the ONNX runtime export of %s (%s); `birdspec predict` will make one", path, exc)
+    paths = [p for p in (result.best_checkpoint, result.last_checkpoint) if p.is_file()]
+    try:
+        export_beside(*paths)
+    except Exception as exc:  # noqa: BLE001 - predict exports again (into its cache) when needed
+        log.warning("could not write the ONNX runtime export of %s (%s); `birdspec predict` will make one",
+                    ", ".join(map(str, paths)), exc)
 
 
 def write_val_predictions(checkpoint_path: Path, dataset: Any, out_path: Path, *, batch_size: int,
