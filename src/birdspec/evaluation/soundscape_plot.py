@@ -164,21 +164,20 @@ def spectrogram_db(wave: np.ndarray, sample_rate_hz: int, *, n_fft: int = 1024, 
                    top_db: float = 80.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Power spectrogram in dB (max 0): ``(db (freqs, frames), freqs_hz, frame_times_s)``.
 
-    Hann-windowed frames centred on ``i * hop`` (zero-padded at the ends), floored ``top_db`` below the peak.
+    The ``linear`` spectrogram type (:mod:`birdspec.features`, its NumPy path) over every STFT bin,
+    with finer time steps for display, shifted so its peak is 0 dB and floored ``top_db`` below.
     """
-    x = np.asarray(wave, dtype=np.float32).reshape(-1)
-    pad = n_fft // 2
-    x = np.pad(x, (pad, pad))
-    n_frames = 1 + max(0, (x.size - n_fft) // hop)
-    frames = np.lib.stride_tricks.as_strided(x, shape=(n_frames, n_fft), strides=(x.strides[0] * hop, x.strides[0]))
-    window = np.hanning(n_fft).astype(np.float32)
-    power = np.empty((n_fft // 2 + 1, n_frames), dtype=np.float32)
-    for i in range(0, n_frames, 2048):  # in blocks: bounded memory for long recordings
-        power[:, i : i + 2048] = (np.abs(np.fft.rfft(frames[i : i + 2048] * window, axis=1)) ** 2).T
-    db = 10 * np.log10(np.maximum(power, 1e-12))
+    from birdspec.config import FrontendConfig
+    from birdspec.features import tables
+    from birdspec.prediction.numpy_frontend import NumpyFrontend
+
+    cfg = FrontendConfig.for_kind("linear", sample_rate_hz=sample_rate_hz, n_fft=n_fft, hop_length=hop, fmin_hz=0.0,
+                                  fmax_hz=sample_rate_hz / 2, top_db=top_db, amin=1e-12)
+    x = np.asarray(wave, dtype=np.float32).reshape(1, -1)
+    db = NumpyFrontend(cfg, window=tables.analysis_window(cfg), filterbank=tables.filterbank(cfg))(x)[0]
     db -= db.max()
-    np.maximum(db, -top_db, out=db)
-    return db, np.fft.rfftfreq(n_fft, 1 / sample_rate_hz), np.arange(n_frames) * hop / sample_rate_hz
+    freqs, _unit = tables.frequency_axis(cfg)
+    return db, freqs, np.arange(db.shape[1]) * hop / sample_rate_hz
 
 
 def class_colors(classes: Sequence[str]) -> dict[str, str]:
