@@ -27,6 +27,7 @@ from typing import Any
 
 from birdspec.config import EncodingConfig
 from birdspec.errors import ConfigError
+from birdspec.models.checkpoint import run_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> DemoResul
     if cfg.soundscape_s:
         t = time.perf_counter()
         log.info("5/6 predicting a %.0f s synthetic soundscape (not used in training) with %s", cfg.soundscape_s, runs[0].name)
-        summary, section = run_soundscape(out / "soundscape", runs[0] / "checkpoints" / "best.pt", cfg)
+        summary, section = run_soundscape(out / "soundscape", run_checkpoint(runs[0], "best"), cfg)
         extra.append(section)
         step("soundscape", t)
 

@@ -27,7 +27,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from birdspec.fileio import atomic_path
-from birdspec.models.checkpoint import CHECKPOINTS_DIR, make_checkpoint, save_checkpoint
+from birdspec.models.checkpoint import make_checkpoint, run_checkpoint, save_checkpoint
 from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_DIR, LIGHTNING_LAST
 from birdspec.training.plots import plot_curves
 
@@ -93,10 +93,6 @@ class RunRecorder(pl.Callback):
 
     # ----------------------------------------------------------------- paths
     @property
-    def checkpoint_dir(self) -> Path:
-        return self.run_dir / CHECKPOINTS_DIR
-
-    @property
     def lightning_last(self) -> Path:
         return self.run_dir / LIGHTNING_DIR / LIGHTNING_LAST
 
@@ -146,9 +142,9 @@ class RunRecorder(pl.Callback):
         if trainer.is_global_zero:
             metrics = {k: row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
             ckpt = self._checkpoint(pl_module, epoch=epoch, metrics=metrics)
-            save_checkpoint(ckpt, self.checkpoint_dir / "last.pt")
+            save_checkpoint(ckpt, run_checkpoint(self.run_dir, "last"))
             if improved:
-                save_checkpoint(ckpt, self.checkpoint_dir / "best.pt")
+                save_checkpoint(ckpt, run_checkpoint(self.run_dir, "best"))
             write_metrics_csv(self.history, self.run_dir / EPOCH_METRICS_FILE)
             log.info(
                 "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
@@ -184,10 +180,10 @@ class RunRecorder(pl.Callback):
                     metrics={},
                     extra={"partial_epoch": True, "interrupted_in_epoch": trainer.current_epoch + 1, "global_step": trainer.global_step},
                 )
-                save_checkpoint(ckpt, self.checkpoint_dir / "last.pt")
+                save_checkpoint(ckpt, run_checkpoint(self.run_dir, "last"))
                 log.warning(
                     "interrupted in epoch %d: current weights saved to %s; continue with `birdspec train --resume %s`",
-                    trainer.current_epoch + 1, self.checkpoint_dir / "last.pt", self.run_dir,
+                    trainer.current_epoch + 1, run_checkpoint(self.run_dir, "last"), self.run_dir,
                 )
             self.write_curves()
         except Exception as exc:  # never mask the original exception
