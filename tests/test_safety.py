@@ -147,3 +147,64 @@ def test_prepare_killed_at_any_point_then_rerun_is_byte_identical(tmp_path):
         for name in files:
             assert (out / name).read_bytes() == (reference / name).read_bytes(), (delay, name)
         assert not (tmp_path / f"killed-{delay}.partial").exists() and not (tmp_path / f"killed-{delay}.lock").exists()
+
+
+def test_an_existing_file_of_another_kind_needs_overwrite(tmp_path, fast_dataset, capsys):
+    """Issue 15: an --out that is not an input but holds another kind of file (a recording, a checkpoint,
+    an image) is refused without --overwrite; a file of the kind the command writes is replaced."""
+    run = make_run(tmp_path / "run", fast_dataset)
+    ckpt = run / "checkpoints" / "best.pt"
+    rec = write_audio(tmp_path / "rec.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
+    other_rec = write_audio(tmp_path / "other.wav", np.zeros(SR, np.float32), SR)
+    disguised = tmp_path / "old.csv"  # an audio recording under a table's name
+    disguised.write_bytes(other_rec.read_bytes())
+    ckpt_copy = tmp_path / "copy.pt"
+    ckpt_copy.write_bytes(ckpt.read_bytes())
+    cases = [
+        (["predict", str(run), str(rec), "--out", str(other_rec)], "an audio recording"),
+        (["predict", str(run), str(rec), "--out", str(disguised)], "an audio recording"),
+        (["predict", str(run), str(rec), "--format", "raven", "--out", str(other_rec)], "not a folder"),
+        (["export", str(ckpt), "--out", str(ckpt_copy)], "a zip archive"),
+        (["spectrogram", str(rec), "--out", str(other_rec)], "an audio recording"),
+    ]
+    keep = {p: p.read_bytes() for p in (other_rec, disguised, ckpt_copy)}
+    for argv, what in cases:
+        assert main(argv + ["--no-progress"] * (argv[0] == "predict")) == 2, argv
+        err = capsys.readouterr().err
+        assert what in err and "--overwrite" in err and "Traceback" not in err, (argv, err)
+    assert {p: p.read_bytes() for p in keep} == keep
+
+    table = tmp_path / "preds.csv"
+    table.write_text("file,window\n")  # a table: replaced without a flag
+    assert main(["predict", str(run), str(rec), "--out", str(table), "--no-progress"]) == 0
+    assert "confidence" in table.read_text()
+    assert main(["predict", str(run), str(rec), "--out", str(disguised), "--no-progress", "--overwrite"]) == 0
+    assert "confidence" in disguised.read_text()
+
+
+def test_an_interrupted_predict_leaves_the_old_output(tmp_path, fast_dataset, monkeypatch):
+    """A failure in the middle of predict publishes nothing half-written: --out keeps its old content, no temp files."""
+    from birdspec.prediction import outputs
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    recs = [write_audio(tmp_path / "in" / f"r{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(6 * SR)).astype(np.float32), SR)
+            for k in range(3)]
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run), *map(str, recs), "--out", str(out), "--no-progress"]) == 0
+    before = out.read_bytes()
+    real = outputs.PredictionWriter.write
+    calls = []
+
+    def interrupted(self, result):
+        calls.append(result)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, result)
+
+    monkeypatch.setattr(outputs.PredictionWriter, "write", interrupted)
+    try:
+        main(["predict", str(run), str(tmp_path / "in"), "--out", str(out), "--no-progress", "--min-conf", "0"])
+    except KeyboardInterrupt:
+        pass
+    assert out.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 _COUNTER = itertools.count()
 
 
+def temp_path_for(target: Path) -> Path:
+    """A private temporary name beside ``target`` (``name.tmp-<pid>-<n>.suffix``) to write before a rename."""
+    return target.with_name(f"{target.stem}.tmp-{os.getpid()}-{next(_COUNTER)}{target.suffix}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -37,7 +42,7 @@ def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
     target = Path(path)
     if mkdir:
         target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.stem}.tmp-{os.getpid()}-{next(_COUNTER)}{target.suffix}")
+    tmp = temp_path_for(target)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -84,6 +89,58 @@ def refuse_output_over_inputs(out: str | Path, inputs: Iterable[str | Path], *, 
             where = "is" if target == src else "is inside"
             raise ConfigError(f"{option} {out} {where} the input {raw}; write the output somewhere else "
                               "(birdspec never overwrites what it reads)")
+
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"RIFF", "audio"), (b"fLaC", "audio"), (b"OggS", "audio"), (b"ID3", "audio"), (b"\xff\xfb", "audio"),
+    (b"\xff\xf3", "audio"), (b"\xff\xf2", "audio"), (b"FORM", "audio"),
+    (b"PK\x03\x04", "zip"), (b"\x89PNG", "png"), (b"PAR1", "parquet"),
+)
+_KIND_WORDS = {"audio": "an audio recording", "zip": "a zip archive (a PyTorch checkpoint or model)",
+               "png": "a PNG image", "parquet": "a Parquet table"}
+
+
+def sniff_kind(path: str | Path) -> str | None:
+    """What a file's first bytes say it is: 'audio', 'zip', 'png', 'parquet', or None (text, ONNX, unknown)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+
+
+def refuse_replacing(out: str | Path, *, suffixes: Iterable[str], magic: str | None = None, overwrite: bool,
+                     folder: bool = False, option: str = "--out") -> None:
+    """Refuse to replace an existing file of another kind than the one a command writes there.
+
+    A file output may replace a file with one of ``suffixes`` whose content sniffs as ``magic``
+    (None: no known binary signature, e.g. CSV or ONNX); a folder output (``folder=True``) may
+    only go where there is no file. Anything else needs ``overwrite``; a folder is never
+    replaced by a file.
+
+    Raises:
+        ConfigError: the message names the path, what is there and what to do.
+    """
+    from birdspec.errors import ConfigError
+
+    target = Path(out)
+    if not target.exists():
+        return
+    if target.is_dir():
+        if folder:
+            return
+        raise ConfigError(f"{option} {out} is a folder; give a file path")
+    found = sniff_kind(target)
+    same = not folder and target.suffix.lower() in {s.lower() for s in suffixes} and found == magic
+    if same or overwrite:
+        if folder:
+            target.unlink()
+        return
+    what = _KIND_WORDS.get(found or "", f"a {target.suffix or 'suffix-less'} file")
+    wants = "a folder" if folder else f"a {'/'.join(suffixes)} file"
+    raise ConfigError(f"{option} {out} exists and is {what}, not {wants} this command writes; "
+                      f"choose another {option}, or pass --overwrite to replace it")
 
 
 def write_with(path: str | Path, writer: Callable[[Path], Any]) -> Path:

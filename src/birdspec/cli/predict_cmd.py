@@ -52,6 +52,16 @@ examples:
 """
 
 
+OUT_KINDS = {
+    "csv": {"suffixes": (".csv", ".tsv", ".txt")},
+    "birdclef": {"suffixes": (".csv",)},
+    "parquet": {"suffixes": (".parquet", ".pq"), "magic": "parquet"},
+    "raven": {"suffixes": (), "folder": True},
+    "audacity": {"suffixes": (), "folder": True},
+}
+"""What an existing --out may be for each format to be replaced without --overwrite."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from birdspec.prediction.choices import FORMATS, SCORE_MODES
     from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
@@ -81,6 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context (default centre)")
     p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: softmax unless the checkpoint was trained multi-label)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out of another kind (e.g. a file that is not a table)")
     p.add_argument("--strict", action="store_true", help="stop with exit status 2 at the first recording that cannot be decoded")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.set_defaults(func=run)
@@ -89,7 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
-    from birdspec.fileio import refuse_output_over_inputs
+    from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
     from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
@@ -101,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.format)
     if out != "-":
         refuse_output_over_inputs(out, [resolve_checkpoint_path(args.checkpoint), *args.paths])
+        refuse_replacing(out, overwrite=args.overwrite, **OUT_KINDS[args.format])
     collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
     predictor = Predictor(
         args.checkpoint,
@@ -143,8 +155,12 @@ def run(args: argparse.Namespace) -> int:
                 audio_s += result.duration_s
             else:
                 n_failed += 1
-    finally:
+    except BaseException:
+        writer.abort()  # an interrupted or failed run publishes nothing half-written; --out keeps what it held
+        raise
+    else:
         failed_path = writer.close()
+    finally:
         predictor.close()
     wall = time.perf_counter() - t0
     where = "stdout" if out == "-" else out

@@ -32,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("truth", metavar="TRUTH.csv", help="row_id, birds")
     p.add_argument("--thresholds", default="0.05:0.95:0.05", help="start:stop:step (stop included), a list 0.1,0.3, or one value (default 0.05:0.95:0.05)")
     p.add_argument("--curve", default=None, metavar="CSV", help="also write the F1 of every threshold here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --curve that is not a CSV file")
     p.set_defaults(func=run)
     return p
 
@@ -40,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.prediction.scoring import parse_thresholds, score_soundscapes
 
     parse_thresholds(args.thresholds)  # a usage error before any reading
+    if args.curve:
+        from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
+
+        refuse_output_over_inputs(args.curve, [args.predictions, args.truth], option="--curve")
+        refuse_replacing(args.curve, suffixes=(".csv",), overwrite=args.overwrite, option="--curve")
     result = score_soundscapes(args.predictions, args.truth, thresholds=args.thresholds)
     if result.threshold is None:
         print(f"row-wise micro F1: {result.f1:.4f}  ({result.rows} rows, {result.missing} without prediction)")
@@ -48,5 +54,7 @@ def run(args: argparse.Namespace) -> int:
         for t, f in zip(result.curve["threshold"], result.curve["f1"]):
             print(f"  threshold {t:<6g} F1 {f:.4f}")
         if args.curve:
-            result.curve.to_csv(args.curve, index=False)
+            from birdspec.fileio import write_csv
+
+            write_csv(args.curve, result.curve, float_format=None)
     return 0

@@ -43,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--title", default=None, help="figure title (default: the file name and the stretch)")
     p.add_argument("--dpi", type=int, default=120, help="resolution of the PNG (default 120)")
     p.add_argument("--out", required=True, metavar="PNG", help="the figure to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a PNG image")
     p.set_defaults(func=run)
     return p
 
@@ -67,12 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.config import SAMPLE_RATE_HZ
     from birdspec.errors import ConfigError
     from birdspec.evaluation.spectrogram_plot import plot_spectrograms
+    from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
 
     kinds = _kinds(args.frontend)
     options = parse_key_values(args.frontend_option, flag="--frontend-option")
     out = Path(args.out)
     if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name such as {out / 'spectrograms.png'}")
+    refuse_output_over_inputs(out, [args.file])
+    refuse_replacing(out, suffixes=(".png",), magic="png", overwrite=args.overwrite)
     if args.start_s < 0 or args.duration_s <= 0:
         raise ConfigError("--start-s must be >= 0 and --duration-s positive")
     length_s = audio.info(args.file).duration_s  # AudioError when missing or unreadable

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError
+from birdspec.fileio import temp_path_for, write_csv, write_text
 from birdspec.prediction.choices import FORMATS, SCORE_MODES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -243,6 +245,7 @@ class PredictionWriter:
             self._names = _PerFileNames(self.out, RAVEN_SUFFIX if fmt == "raven" else AUDACITY_SUFFIX)
         elif self.out is not None:
             self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = temp_path_for(self.out) if self.out is not None and fmt not in ("raven", "audacity") else None
         if fmt == "parquet":
             try:
                 import pyarrow  # noqa: F401
@@ -264,13 +267,13 @@ class PredictionWriter:
         elif self.fmt == "raven":
             t = raven_table(result, low_freq_hz=self.freq_band_hz[0], high_freq_hz=self.freq_band_hz[1], **kw)
             path = self._names(result.name)
-            t.to_csv(path, sep="\t", index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+            write_csv(path, t, float_format=None, sep="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
             self.written.append(path)
             self.rows += len(t)
         else:
             lines = audacity_lines(result, **kw)
             path = self._names(result.name)
-            path.write_text("".join(line + "\n" for line in lines))
+            write_text(path, "".join(line + "\n" for line in lines))
             self.written.append(path)
             self.rows += len(lines)
 
@@ -284,7 +287,7 @@ class PredictionWriter:
                 return  # the schema comes from the first non-empty table
             tbl = pa.Table.from_pandas(table, preserve_index=False)
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(str(self.out), tbl.schema)
+                self._parquet = pq.ParquetWriter(str(self._tmp), tbl.schema)
                 self.written.append(self.out)  # type: ignore[arg-type]
             elif tbl.schema != self._parquet.schema:
                 tbl = tbl.cast(self._parquet.schema)
@@ -294,7 +297,7 @@ class PredictionWriter:
             if self.out is None:
                 self._fh = sys.stdout
             else:
-                self._fh = open(self.out, "w", newline="")
+                self._fh = open(self._tmp, "w", newline="")  # type: ignore[arg-type]
                 self.written.append(self.out)
         if len(table) or not self._header_done:
             table.to_csv(self._fh, index=False, header=not self._header_done, lineterminator="\n", float_format="%.6g")
@@ -325,8 +328,10 @@ class PredictionWriter:
             empty = pd.DataFrame(columns=["row_id", "birds"]) if self.fmt == "birdclef" else pd.DataFrame(
                 {"file": pd.Series(dtype=str), "window": pd.Series(dtype="int64"), "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)}
             )
-            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), str(self.out))
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), str(self._tmp))
             self.written.append(self.out)
+        if self._tmp is not None and self._tmp.exists():
+            os.replace(self._tmp, self.out)  # published whole, never half-written
         if not self.failed:
             return None
         if self.fmt in ("raven", "audacity"):
@@ -335,8 +340,20 @@ class PredictionWriter:
             path = self.out.with_name(self.out.name + ".failed.csv")
         else:
             path = Path("failed.csv")
-        pd.DataFrame(self.failed, columns=["path", "error"]).to_csv(path, index=False)
+        write_csv(path, pd.DataFrame(self.failed, columns=["path", "error"]), float_format=None)
         return path
+
+    def abort(self) -> None:
+        """Stop without publishing: the file output keeps what it held before (per-recording files
+        already written stay; each was written whole)."""
+        if self._fh is not None and self._fh is not sys.stdout:
+            self._fh.close()
+        self._fh = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
 
 def default_out(fmt: str) -> str:
