@@ -11,8 +11,12 @@ flat however long the recording is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -64,14 +68,63 @@ def _open(path: str | Path) -> sf.SoundFile:
     if p.stat().st_size == 0:
         raise AudioError(f"{p}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(str(p))
+        with _native_notes_to_log():
+            return sf.SoundFile(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{p}: unreadable audio ({_short(exc)})") from exc
+        what = _not_audio(p)
+        raise AudioError(f"{p}: {what}" if what else f"{p}: unreadable audio ({_short(exc)})") from exc
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+def _not_audio(path: Path) -> str | None:
+    """What a file libsndfile cannot open is instead, in words (its own message, "File does not exist or
+    is not a regular file", is wrong for an ordinary file of another kind); None when unknown."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"a text file, not audio (it starts with {text[:40].strip()!r})"
+    return f"not audio in a format birdspec reads ({', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)})"
+
+
+@contextlib.contextmanager
+def _native_notes_to_log() -> Iterator[None]:
+    """Send what native decoders print straight to file descriptor 2 (libmpg123's "Note: Illegal
+    Audio-MPEG-Header ...") to the debug log instead of the user's terminal; anything else written
+    to stderr meanwhile (another thread's progress bar) is written back afterwards."""
+    try:
+        saved = os.dup(2)
+        sink = tempfile.TemporaryFile()
+    except OSError:  # pragma: no cover - no fd 2, or no temp dir
+        yield
+        return
+    with sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+            notes = [ln for ln in lines if ln.startswith(("Note:", "[src/libmpg123", "Warning: ", "[mpg123"))]
+            if notes:
+                log.debug("decoder notes: %s", " ".join(ln.strip() for ln in notes))
+            other = "".join(ln for ln in lines if ln not in notes)
+            if other:
+                sys.stderr.write(other)
 
 
 def info(path: str | Path) -> AudioInfo:
@@ -96,11 +149,15 @@ def _read_frames(f: sf.SoundFile, num_frames: int, path: str | Path) -> np.ndarr
     while remaining > 0:
         want = min(remaining, _DECODE_BLOCK_FRAMES)
         try:
+            start = f.tell()
             block = f.read(want, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            if not parts:
+            block = _salvage(f, start, want)  # a cut-off file: keep the frames before the damage
+            if not parts and block.shape[0] == 0:
                 raise AudioError(f"{path}: decoding failed ({_short(exc)})") from exc
             log.warning("%s: decoding stopped early (%s); keeping the audio before it", path, _short(exc))
+            if block.shape[0]:
+                parts.append(block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0])
             break
         if block.shape[0] == 0:
             break
@@ -112,6 +169,26 @@ def _read_frames(f: sf.SoundFile, num_frames: int, path: str | Path) -> np.ndarr
         return np.zeros(0, dtype=np.float32)
     out = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+_SALVAGE_FRAMES = 4096
+
+
+def _salvage(f: sf.SoundFile, start: int, want: int) -> np.ndarray:
+    """Re-read a block whose decoding failed in small steps from ``start``: the frames before the
+    damage, ``(n, channels)`` (empty when the file cannot even seek back)."""
+    pieces: list[np.ndarray] = []
+    try:
+        f.seek(start)
+        while want > 0:
+            piece = f.read(min(want, _SALVAGE_FRAMES), dtype="float32", always_2d=True)
+            if piece.shape[0] == 0:
+                break
+            pieces.append(piece)
+            want -= piece.shape[0]
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    return np.concatenate(pieces) if pieces else np.zeros((0, f.channels), dtype=np.float32)
 
 
 def resample(wave: np.ndarray, *, orig_sample_rate_hz: int, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -228,3 +305,66 @@ def iter_blocks(
             raise AudioError(f"{path}: no audio frames")
         if filled:
             yield out[:filled].copy()
+
+
+def truncation(path: str | Path, *, decoded_s: float, max_duration_s: float | None = None) -> str | None:
+    """Why a recording looks cut off, or None: a note for reports, with the decoded length.
+
+    Compares the ``decoded_s`` seconds that :func:`load` returned with what the file declares:
+    the header's length (FLAC, MP3 with a VBR header), the RIFF data size (WAV, which
+    libsndfile silently clips to the file) and the end-of-stream flag of the last Ogg page (an
+    Ogg file cut off mid-stream has none). Audio past ``max_duration_s`` is not asked for, so
+    a file decoded up to that crop is never reported.
+    """
+    if max_duration_s is not None and decoded_s >= max_duration_s - 0.01:
+        return None
+    try:
+        with _open(path) as f:
+            sr, header_frames, fmt = int(f.samplerate), int(f.frames), str(f.format)
+    except AudioError:
+        return None
+    declared_s = max(header_frames, _riff_data_frames(path) if fmt == "WAV" else 0) / sr if sr else 0.0
+    if max_duration_s is not None:
+        declared_s = min(declared_s, max_duration_s)
+    if declared_s - decoded_s > 0.05:
+        return f"truncated: decoded {decoded_s:.2f} s of the {declared_s:.2f} s its header declares"
+    if fmt == "OGG" and not _ogg_ends(path):
+        return f"truncated: the Ogg stream stops without its end page (decoded {decoded_s:.2f} s)"
+    return None
+
+
+def _riff_data_frames(path: str | Path) -> int:
+    """Frames a WAV file's ``data`` chunk declares (0 when unknown or not a plain RIFF file)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return 0
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    pos, block_align = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(head):
+            block_align = struct.unpack("<H", head[pos + 20 : pos + 22])[0]
+        elif cid == b"data":
+            return size // block_align if block_align and 0 < size < 0xFFFFFFFF else 0
+        pos += 8 + size + (size & 1)
+    return 0
+
+
+def _ogg_ends(path: str | Path) -> bool:
+    """True when the last Ogg page of the file carries the end-of-stream flag (or the file is not plain Ogg)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return True
+    at = tail.rfind(b"OggS")
+    if at < 0 or at + 6 > len(tail):
+        return True
+    return bool(tail[at + 5] & 0x04)

@@ -130,7 +130,11 @@ def summary(d: dict[str, Any]) -> str:
     if d.get("folds"):
         text += f"; {len(d['folds'])} folds"
     text += "."
-    from birdspec.data.prepared import SKIPPED_FILE
+    from birdspec.data.prepared import MANIFEST_FILE, SKIPPED_FILE
+
+    if d.get("truncated"):
+        text += (f" {d['truncated']} kept recording(s) look cut off: what decodes is kept (see the warning "
+                 f"column of {Path(d['path']) / MANIFEST_FILE}).")
 
     report = Path(d["path"]) / SKIPPED_FILE
     if d["skipped"]:

@@ -3,7 +3,7 @@
 This module owns the decoded-chunk cache of a prepare run
 (``OUT.partial/chunks/``): :func:`decode` turns one source file into
 ``<key>.f16`` (the store's exact bytes: little-endian float16, 32 kHz mono)
-and ``<key>.json`` (``{"num_samples", "peak"}`` or ``{"error", "kind"}``),
+and ``<key>.json`` (``{"num_samples", "peak"[, "warning"]}`` or ``{"error", "kind"}``),
 keyed by the file's identity (:func:`cache_key`), so a rerun after a crash
 only decodes what is missing. :func:`decode_all` runs it on a process pool
 and survives a decoder that kills its worker. :class:`ChunkConcatenator`
@@ -46,16 +46,17 @@ class DecodeTask:
     chunk_dir: str
     max_duration_s: float | None
     sample_rate_hz: int
+    offset_s: float = 0.0  # a window of the file (CSV manifests with start_s/end_s), else 0
 
 
-def cache_key(path: str, *, max_duration_s: float | None, sample_rate_hz: int) -> str:
-    """Identity of a decoded recording: file path, size, mtime, crop and rate."""
+def cache_key(path: str, *, max_duration_s: float | None, sample_rate_hz: int, offset_s: float = 0.0) -> str:
+    """Identity of a decoded recording: file path, size, mtime, start (when not 0), crop and rate."""
     try:
         st = os.stat(path)
         ident = f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         ident = "missing"
-    text = f"{os.path.abspath(path)}\0{ident}\0{max_duration_s!r}\0{sample_rate_hz}"
+    text = f"{os.path.abspath(path)}\0{ident}\0{max_duration_s!r}\0{sample_rate_hz}" + (f"\0{offset_s!r}" if offset_s else "")
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
@@ -87,8 +88,8 @@ def error_text(exc: BaseException, path: str) -> str:
 def decode(task: DecodeTask) -> dict[str, Any]:
     """Decode one recording into ``chunk_dir/<key>.f16`` (+ ``.json`` result).
 
-    Returns ``{"num_samples", "peak"}`` or ``{"error", "kind"}``; never raises
-    for a bad file. The ``.json`` is written last, so its presence means the
+    Returns ``{"num_samples", "peak"}`` (plus ``"warning"`` for a file that looks cut
+    off: what decodes is kept) or ``{"error", "kind"}``; never raises for a bad file. The ``.json`` is written last, so its presence means the
     chunk is complete.
     """
     cached = read_cached(task.chunk_dir, task.key)
@@ -109,6 +110,9 @@ def decode(task: DecodeTask) -> dict[str, Any]:
         else:
             peak = write_f16(wave, os.path.join(task.chunk_dir, task.key + ".f16")) if wave.size else 0.0
             result = {"num_samples": int(wave.size), "peak": peak if math.isfinite(peak) else None}
+            warning = truncation_warning(task, wave.size)
+            if warning:
+                result["warning"] = warning
     _write_result(task.chunk_dir, task.key, result)
     return result
 
@@ -135,11 +139,18 @@ def write_f16(wave: np.ndarray, path: str) -> float:
     return peak if finite else math.nan
 
 
+def truncation_warning(task: DecodeTask, num_samples: int) -> str | None:
+    """:func:`birdspec.audio.truncation` of a decoded task (None when the file looks whole)."""
+    from birdspec import audio
+
+    return audio.truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s)
+
+
 def load_audio(task: DecodeTask) -> np.ndarray:
     """The decoded recording of ``task``: ``(n,)`` float32 at ``task.sample_rate_hz``."""
     from birdspec import audio
 
-    return audio.load(task.path, sample_rate_hz=task.sample_rate_hz, duration_s=task.max_duration_s)
+    return audio.load(task.path, sample_rate_hz=task.sample_rate_hz, offset_s=task.offset_s, duration_s=task.max_duration_s)
 
 
 def decode_all(tasks: Sequence[DecodeTask], *, workers: int) -> Iterator[dict[str, Any]]:

@@ -46,7 +46,7 @@ import pandas as pd
 from birdspec import __version__
 from birdspec.config import EncodingConfig, FrontendConfig, to_dict
 from birdspec.data.catalog import SOURCE_PREFIX, secondary_labels_json
-from birdspec.data.catalog_layouts import load_catalog
+from birdspec.data.catalog_layouts import decode_spans, load_catalog
 from birdspec.data.decode import ChunkConcatenator, DecodeTask, cache_key, decode_all, read_cached
 from birdspec.data.outdir import out_state, publish, reset_partial
 from birdspec.data.prepare_settings import PrepareSettings, rating_reason, settings_from_args, skip_reason
@@ -218,6 +218,7 @@ class _Stored:
     rows: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. "truncated: decoded 0.61 s of ..." ("" for none)
     skipped: list[tuple[int, str, str, str]] = field(default_factory=list)  # (row, path, label, reason)
     total_samples: int = 0
 
@@ -234,14 +235,15 @@ def _decode_tasks(
             rows.append(i)
         else:
             done.skipped.append((i, paths[i], labels[i], reason))
-    sr, crop = settings.sample_rate_hz, settings.max_duration_s
+    sr, spans = settings.sample_rate_hz, decode_spans(selected, settings.max_duration_s)  # spans: (offset_s, crop)
     tasks = [
         DecodeTask(
             path=paths[i],
-            key=cache_key(paths[i], max_duration_s=crop, sample_rate_hz=sr),
+            key=cache_key(paths[i], max_duration_s=spans[i][1], sample_rate_hz=sr, offset_s=spans[i][0]),
             chunk_dir=str(chunk_dir),
-            max_duration_s=crop,
+            max_duration_s=spans[i][1],
             sample_rate_hz=sr,
+            offset_s=spans[i][0],
         )
         for i in rows
     ]
@@ -274,6 +276,8 @@ def _store(
                 if result is None:
                     result = next(decoded)
                 reason = skip_reason(result, settings=settings)
+                if reason is not None and result.get("warning"):
+                    reason = f"{reason}; {result['warning']}"
                 if reason is None:
                     chunk = os.path.join(task.chunk_dir, task.key + ".f16")
                     placed = writer.append_chunk(chunk, num_samples=int(result["num_samples"]))
@@ -283,6 +287,7 @@ def _store(
                         done.rows.append(i)
                         done.offsets.append(placed[0])
                         done.lengths.append(placed[1])
+                        done.warnings.append(str(result.get("warning") or ""))
                 if reason is not None:
                     done.skipped.append((i, task.path, labels[i], reason))
                 bar.update(1)
@@ -316,7 +321,8 @@ def _write_dataset(
     lost = sorted(set(selection.species) - set(classes))
     if lost:
         log.warning("no usable recordings left for %d species: %s", len(lost), ", ".join(lost))
-    manifest = _manifest(kept, classes, np.asarray(stored.offsets), np.asarray(stored.lengths), settings.sample_rate_hz)
+    manifest = _manifest(kept, classes, np.asarray(stored.offsets), np.asarray(stored.lengths), settings.sample_rate_hz,
+                         warnings=stored.warnings)
     write_csv(partial / MANIFEST_FILE, manifest, float_format=None)
     meta = _dataset_meta(
         settings,
@@ -376,7 +382,7 @@ def _dataset_meta(
 
 
 def _manifest(
-    kept: pd.DataFrame, classes: list[str], offsets: np.ndarray, lengths: np.ndarray, sr: int
+    kept: pd.DataFrame, classes: list[str], offsets: np.ndarray, lengths: np.ndarray, sr: int, *, warnings: list[str]
 ) -> pd.DataFrame:
     label_id = {c: i for i, c in enumerate(classes)}
     m = pd.DataFrame(
@@ -395,6 +401,7 @@ def _manifest(
             "num_samples": lengths.astype(np.int64),
             "split": kept["split"],
             "fold": kept["fold"].astype(np.int64),
+            "warning": warnings,
         }
     )
     extra_cols = [c for c in kept.columns if c not in m.columns and c != "secondary_labels"]
@@ -406,6 +413,10 @@ def _log_prepared(
     out: Path, manifest: pd.DataFrame, stored: _Stored, n_skipped: int, settings: PrepareSettings, *, seconds: float
 ) -> None:
     audio_s = stored.total_samples / settings.sample_rate_hz
+    cut = [w for w in stored.warnings if w]
+    if cut:
+        log.warning("%d recording(s) look cut off; what decodes is kept and their manifest.csv row says so "
+                    "(warning column), lengths and --min-duration-s apply to the decoded audio", len(cut))
     log.info(
         "prepared %s: %d recordings of %d species (%.1f min of audio) in %.1f s (%.0fx real time); skipped %d (see %s)",
         out,

@@ -57,6 +57,7 @@ MANIFEST_COLUMNS = (
     "num_samples",
     "split",
     "fold",
+    "warning",
 )
 """The first columns of ``manifest.csv`` (then the source's extra metadata columns)."""
 SKIPPED_COLUMNS = ("path", "label", "reason")
@@ -242,7 +243,8 @@ def describe(dataset_dir: str | Path) -> dict[str, Any]:
         ``per_class_samples`` (label -> samples), ``splits`` (split ->
         recordings), ``folds`` (fold -> recordings, or None), ``encoding``,
         ``frontend``, ``sample_shape`` (``[channels, n_mels, frames]``, e.g.
-        ``[10, 128, 321]``), ``skipped`` (count), ``skipped_reasons``
+        ``[10, 128, 321]``), ``truncated`` (kept recordings that look cut off: the
+        ``warning`` column of the manifest), ``skipped`` (count), ``skipped_reasons``
         (reason kind -> count), ``settings``.
 
     Raises:
@@ -278,6 +280,8 @@ def describe(dataset_dir: str | Path) -> dict[str, Any]:
         "encoding": to_dict(encoding),
         "frontend": to_dict(frontend),
         "sample_shape": [encoding.in_channels, frontend.num_bins(), frontend.num_frames(window)],
+        "truncated": int(manifest["warning"].fillna("").astype(str).str.startswith("truncated").sum())
+        if "warning" in manifest else 0,
         "skipped": int(len(skipped)),
         "skipped_reasons": {str(k): int(v) for k, v in skipped["reason"].map(reason_kind).value_counts().items()},
         "settings": meta.get("settings"),
