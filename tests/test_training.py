@@ -299,7 +299,12 @@ def test_nan_loss_stops_the_run(tiny_stack_dataset, tmp_path, monkeypatch):
         train(tiny_stack_dataset, tmp_path / "run", TrainConfig(epochs=2, batch_size=4, **FAST))
 
 
-def test_interrupt_leaves_last_checkpoint(tiny_stack_dataset, tmp_path, monkeypatch):
+def test_interrupt_keeps_the_last_complete_epoch_and_resume_ends_as_an_uninterrupted_run(tiny_stack_dataset, tmp_path, monkeypatch, caplog):
+    """Issue 15: Ctrl-C in epoch 2 keeps last.pt of epoch 1 (and says so); --resume reruns epoch 2 with the
+    random state of the end of epoch 1, so the epochs and metrics equal those of a run never interrupted."""
+    cfg = dict(epochs=3, batch_size=4, mixup_alpha=0.4, schedule="cosine", **FAST)
+    reference = tmp_path / "reference"
+    train(tiny_stack_dataset, reference, TrainConfig(**cfg))
     real = BirdspecLightning.training_step
 
     def interrupted(self, batch, batch_idx):
@@ -312,16 +317,22 @@ def test_interrupt_leaves_last_checkpoint(tiny_stack_dataset, tmp_path, monkeypa
     run = tmp_path / "run"
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(tiny_stack_dataset, run, TrainConfig(epochs=3, batch_size=4, **FAST))
+            train(tiny_stack_dataset, run, TrainConfig(**cfg))
         assert signal.getsignal(signal.SIGINT) == handler  # Ctrl-C works again after the run
     finally:
         signal.signal(signal.SIGINT, handler)
     last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert last["epoch"] == 1 and last["extra"]["partial_epoch"] and last["extra"]["interrupted_in_epoch"] == 2
+    assert last["epoch"] == 1 and "partial_epoch" not in last["extra"]
+    assert "holds epoch 1, the last complete one" in caplog.text
     assert (run / "curves.png").is_file() and len(pd.read_csv(run / "metrics.csv")) == 1
     monkeypatch.setattr(BirdspecLightning, "training_step", real)
     result = train(None, run, None, resume=True)
-    assert result.epochs_run == 3 and pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+    assert result.epochs_run == 3
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    resumed, uninterrupted = pd.read_csv(run / "metrics.csv")[columns], pd.read_csv(reference / "metrics.csv")[columns]
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
+    a, b = (torch.load(r / "checkpoints" / "last.pt", weights_only=True)["state_dict"] for r in (run, reference))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cli_errors_exit_2(tmp_path, tiny_stack_dataset, capsys):

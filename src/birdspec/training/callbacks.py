@@ -101,12 +101,17 @@ class RunRecorder(pl.Callback):
 
     # ------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "best": self.best, "elapsed_s": self.elapsed_s()}
+        # The random generators as they are at the end of the epoch (Lightning's resume state is
+        # saved then): a resumed run draws the same shuffles, crops and augmentations as one never
+        # interrupted (Lightning restores this before it creates the next epoch's data iterator).
+        return {"history": self.history, "best": self.best, "elapsed_s": self.elapsed_s(), "rng": rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.best = state_dict.get("best")
         self.elapsed_before_s = float(state_dict.get("elapsed_s", 0.0))
+        if state_dict.get("rng"):
+            set_rng_state(state_dict["rng"])
 
     # ------------------------------------------------------------------ hooks
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -173,18 +178,18 @@ class RunRecorder(pl.Callback):
         self.stop_reason = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         try:
             if isinstance(exception, KeyboardInterrupt):
-                done = len(self.history)
-                ckpt = self._checkpoint(
-                    pl_module,
-                    epoch=done,
-                    metrics={},
-                    extra={"partial_epoch": True, "interrupted_in_epoch": trainer.current_epoch + 1, "global_step": trainer.global_step},
-                )
-                save_checkpoint(ckpt, run_checkpoint(self.run_dir, "last"))
-                log.warning(
-                    "interrupted in epoch %d: current weights saved to %s; continue with `birdspec train --resume %s`",
-                    trainer.current_epoch + 1, run_checkpoint(self.run_dir, "last"), self.run_dir,
-                )
+                # last.pt stays the last complete epoch, the one --resume continues from (the weights of
+                # the unfinished epoch are dropped: a resumed run reruns that epoch exactly)
+                epoch, done = trainer.current_epoch + 1, len(self.history)
+                if done:
+                    log.warning(
+                        "interrupted in epoch %d: %s holds epoch %d, the last complete one; `birdspec train --resume %s` "
+                        "reruns epoch %d and ends as an uninterrupted run would",
+                        epoch, run_checkpoint(self.run_dir, "last"), done, self.run_dir, done + 1,
+                    )
+                else:
+                    log.warning("interrupted in epoch 1, before any epoch was complete: nothing to keep; "
+                                "run the same command again to start over")
             self.write_curves()
         except Exception as exc:  # never mask the original exception
             log.warning("could not save the state of the interrupted run: %s", exc)
@@ -202,6 +207,38 @@ class RunRecorder(pl.Callback):
             return None
         best = self.best["epoch"] if self.best else None
         return plot_curves(self.history, self.run_dir / CURVES_FILE, title=self.title, best_epoch=best)
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every random generator training draws from (torch CPU and CUDA, NumPy, Python),
+    in types a ``weights_only`` load accepts."""
+    import random
+
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+             "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (the CUDA part only where CUDA is in use)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class EpochProgressBar(TQDMProgressBar):

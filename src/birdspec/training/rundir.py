@@ -9,7 +9,7 @@ Layout::
                              epoch_time_s, elapsed_s (epochs counted from 1)
       curves.png             loss and accuracy, training vs validation
       checkpoints/best.pt    birdspec checkpoint of the epoch with the best validation accuracy
-      checkpoints/last.pt    birdspec checkpoint of the last epoch (or of the interrupted one)
+      checkpoints/last.pt    birdspec checkpoint of the last complete epoch
       checkpoints/best.runtime/  the ONNX runtime export of best.pt (fast CPU prediction; also last.runtime/)
       predictions_val.csv    per validation sample, from best.pt: sample, recording_id, row, window,
                              label, label_id, predicted, predicted_id, correct, prob_<class>...
