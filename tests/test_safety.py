@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 import numpy as np
+import pytest
 from helpers import make_run, write_audio
 
 from birdspec.cli.main import main
@@ -40,7 +44,6 @@ def test_outputs_beside_inputs_are_fine(tmp_path, fast_dataset):
 
 def test_file_system_faults_are_one_clear_line(tmp_path, fast_dataset, monkeypatch, capsys):
     """A full disk while prepare writes, and an --out below a regular file: exit 2, the path and the cause, nothing published."""
-    import errno
 
     from birdspec.data import decode
 
@@ -208,3 +211,31 @@ def test_an_interrupted_predict_leaves_the_old_output(tmp_path, fast_dataset, mo
         pass
     assert out.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("code, words", [
+    (errno.ENOSPC, "the disk is full"), (errno.EROFS, "the file system is read-only"),
+    (errno.EDQUOT, "the disk quota is exceeded"), (errno.EIO, "check the path and the disk"),
+])
+def test_a_store_that_cannot_be_written_stops_prepare_with_one_line(tmp_path, monkeypatch, capsys, code, words):
+    """Faults of the store being written stop prepare with exit 2 (never a recording quietly skipped as
+    damaged); nothing is published and the output of an earlier prepare stays as it was."""
+    from birdspec.data import decode
+
+    src = tmp_path / "src"
+    for label in ("a", "b"):
+        for k in range(2):
+            write_audio(src / label / f"{label}{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(SR)).astype(np.float32), SR)
+    out = tmp_path / "out"
+    argv = ["prepare", str(src), "--out", str(out), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def fault(*_a, **_k):
+        raise OSError(code, os.strerror(code), str(tmp_path / "out.partial" / "waveforms.f16"))
+
+    monkeypatch.setattr(decode, "copy_file", fault)
+    assert main(argv + ["--overwrite", "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "waveforms.f16" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
