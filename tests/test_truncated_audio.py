@@ -71,3 +71,20 @@ def test_a_file_that_is_not_audio_is_named_so_and_decoder_notes_stay_off_the_ter
     assert "Note:" not in captured.err and "possibly a pipe" not in captured.err
     assert main(["prepare", str(tmp_path), "--out", str(tmp_path.parent / f"out-{tmp_path.name}"), "--workers", "1"]) == 2
     assert "Note:" not in capfd.readouterr().err
+
+
+def test_predict_scores_what_decodes_of_a_cut_off_file_and_warns(tmp_path, fast_dataset, capsys):
+    from helpers import make_run
+
+    from birdspec.prediction.predictor import Predictor
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    cut = _cut(write_audio(tmp_path / "cut.flac", class_signal(0, duration_s=12.0, sample_rate_hz=SR), SR), 0.4)
+    whole = write_audio(tmp_path / "whole.flac", class_signal(0, duration_s=6.0, sample_rate_hz=SR), SR)
+    with Predictor(run) as predictor:
+        results = {r.name: r for r in predictor.predict_paths([cut, whole])}
+    assert results["cut.flac"].ok and results["cut.flac"].warning.startswith("truncated: decoded")
+    assert 1.0 < results["cut.flac"].duration_s < 11.0 and len(results["cut.flac"].windows) > 0
+    assert results["whole.flac"].warning is None
+    assert main(["predict", str(run), str(cut), "--out", str(tmp_path / "p.csv"), "--no-progress"]) == 0
+    assert "its scores cover what decodes" in capsys.readouterr().err

@@ -24,6 +24,7 @@ Typical use::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -259,9 +260,21 @@ class Predictor:
         else:
             callback = None
         try:
-            yield from self.engine.run(sources, strict=strict, progress=callback)
+            for result in self.engine.run(sources, strict=strict, progress=callback):
+                yield _with_truncation_warning(result)
         finally:
             if bar is not None:
                 bar()
 
     # ----------------------------------------------------------------- engine
+
+
+def _with_truncation_warning(result: FileResult) -> FileResult:
+    """``result`` with its ``warning`` set (and logged) when its file looks cut off."""
+    if not result.ok or not Path(result.path).is_file():
+        return result
+    note = audio.truncation(result.path, decoded_s=result.duration_s)
+    if note is None:
+        return result
+    log.warning("%s: %s; its scores cover what decodes", result.path, note)
+    return dataclasses.replace(result, warning=note)

@@ -29,6 +29,7 @@ class FileResult:
             (true end), and for stack10 checkpoints ``context_start_s``, ``context_end_s``.
         scores: ``(len(windows), K)`` float32 class scores.
         error: None, or the reason the recording was skipped.
+        warning: None, or why the scores may be incomplete (a cut-off file: what decodes is scored).
     """
 
     path: str
@@ -37,6 +38,7 @@ class FileResult:
     windows: pd.DataFrame
     scores: np.ndarray
     error: str | None = None
+    warning: str | None = None
 
     @property
     def ok(self) -> bool:
