@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "birdspec.cli.export_cmd",
     "birdspec.cli.spectrogram_cmd",
     "birdspec.cli.embed_cmd",
+    "birdspec.cli.serve_cmd",
 )
 
 

@@ -10,7 +10,8 @@ This module owns how each supported source becomes a catalog (the table of
   already holds ``<code>/XC*.ogg`` (:func:`read_birdclef`).
 - ``folders``: ``ROOT/<label>/**/*.{wav,flac,ogg,mp3,...}`` (:func:`scan_folders`).
 - ``csv``: any CSV with a file-path column and a label column; relative paths
-  are relative to the CSV's folder. An optional fold column assigns folds
+  are relative to the CSV's folder. An optional fold column assigns folds;
+  optional ``start_s`` and ``end_s`` columns make each row a window of its file
   (:func:`read_csv_manifest`).
 
 :func:`detect_layout` names the layout of a source; use
@@ -41,6 +42,9 @@ BIRDCLEF_AUDIO_DIRS = {"birdclef2021": "train_short_audio", "birdclef2022": "tra
 
 PATH_COLUMN_CANDIDATES = ("path", "filepath", "file_path", "audio_path", "audio", "file", "filename")
 LABEL_COLUMN_CANDIDATES = ("label", "primary_label", "species", "class", "ebird_code", "category")
+WINDOW_COLUMNS = ("start_s", "end_s")
+"""Optional CSV-manifest columns: when both are there, each row is that window (seconds) of its file
+(several rows may name one file, e.g. the windows verified in ``birdspec serve``)."""
 
 
 # --------------------------------------------------------------------------- layout detection
@@ -226,8 +230,9 @@ def read_csv_manifest(
             (or under the column's own name when it is not ``fold``).
 
     Optional columns ``secondary_labels``, ``scientific_name``,
-    ``common_name`` and ``rating`` are used when present; every other column
-    is kept as extra metadata.
+    ``common_name`` and ``rating`` are used when present; ``start_s`` and
+    ``end_s`` (both) make each row that window of its file (:func:`decode_spans`);
+    every other column is kept as extra metadata.
 
     Raises:
         DataError: unreadable CSV, missing columns, empty paths or labels, or
@@ -282,7 +287,34 @@ def read_csv_manifest(
         }
     )
     extra = meta[[c for c in cols if c not in (pcol, lcol) and c not in opt]]
+    if set(WINDOW_COLUMNS) <= set(cols):
+        extra = _window_columns(extra, csv)
+        df["id"] = unique_ids([f"{PurePosixPath(r).stem}_{s:g}s" for r, s in zip(rel_posix, extra["start_s"])], rel_posix)
     return finish_catalog(df, extra)
+
+
+def _window_columns(extra: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """``start_s`` / ``end_s`` as floats, checked: each row is then that window of its file, not the whole file."""
+    out = extra.copy()
+    for c in WINDOW_COLUMNS:
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    bad = ~(out["start_s"].ge(0) & out["end_s"].gt(out["start_s"]) & np.isfinite(out["end_s"]))
+    if bad.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(bad.to_numpy())[:5])
+        raise DataError(f"{csv}: {int(bad.sum())} row(s) with a bad window (need 0 <= start_s < end_s, in seconds; line {rows}...)")
+    return out
+
+
+def decode_spans(catalog: pd.DataFrame, max_duration_s: float | None) -> list[tuple[float, float | None]]:
+    """``(offset_s, duration_s)`` to decode per catalog row: the row's window (``start_s``/``end_s`` columns of
+    a CSV manifest) or the whole file, cut to ``max_duration_s``."""
+    if not set(WINDOW_COLUMNS) <= set(catalog.columns) or catalog["start_s"].dtype.kind != "f":
+        return [(0.0, max_duration_s)] * len(catalog)
+    spans = []
+    for start, end in zip(catalog["start_s"].to_numpy(float), catalog["end_s"].to_numpy(float)):
+        length = float(end - start)
+        spans.append((float(start), length if max_duration_s is None else min(length, max_duration_s)))
+    return spans
 
 
 # --------------------------------------------------------------------------- any source

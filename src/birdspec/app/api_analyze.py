@@ -1,0 +1,213 @@
+"""API of the Analyze page: recordings, uploads, checkpoints, prediction jobs, tiles, audio, downloads.
+
+Handlers are plain functions (FastAPI runs them on its thread pool), so rendering a tile or
+decoding a clip never blocks other requests; predictions run as background jobs.
+"""
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from birdspec.app import predictions as preds
+from birdspec.app import tiles as tl
+from birdspec.app.paths import NotFound, PathRefused
+from birdspec.audio import AUDIO_EXTENSIONS
+from birdspec.errors import AudioError, ConfigError
+
+log = logging.getLogger(__name__)
+
+MAX_CLIP_S = 120.0
+MAX_SPEC_WIDTH_PX = 2048
+AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg",
+               ".mp3": "audio/mpeg", ".aif": "audio/aiff", ".aiff": "audio/aiff"}
+
+
+def _check_audio(path: Path) -> dict[str, Any]:
+    """Header and a decode of the start and the end: a corrupt file fails here, with libsndfile's reason."""
+    from birdspec import audio
+
+    info = audio.info(path)
+    if info.num_frames <= 0:
+        raise AudioError(f"{path.name}: no audio frames")
+    audio.load(path, duration_s=min(1.0, info.duration_s))
+    audio.load(path, offset_s=max(0.0, info.duration_s - 1.0))
+    return {"duration_s": info.duration_s, "sample_rate_hz": info.sample_rate_hz, "channels": info.channels}
+
+
+async def save_upload(request: Any, name: str, cfg: Any, roots: Any) -> dict[str, Any]:
+    """Stream an upload into the uploads folder (refused past the size limit), keep it only if it decodes."""
+    from starlette.concurrency import run_in_threadpool
+
+    from birdspec.app.paths import UploadTooLarge
+
+    clean = re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".")
+    if not clean or Path(clean).suffix.lower() not in AUDIO_EXTENSIONS:
+        raise ConfigError(f"{name!r}: upload an audio file ({', '.join(AUDIO_EXTENSIONS)})")
+    limit = int(cfg.max_upload_mb * (1 << 20))
+    too_big = (f"{name}: the upload is larger than the limit of {cfg.max_upload_mb:g} MB; "
+               "put the file in a served recordings folder instead (birdspec serve --recordings DIR)")
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise UploadTooLarge(too_big)
+    target = cfg.uploads_dir / clean
+    n, stem = 2, target.stem
+    while target.exists():
+        target, n = target.with_name(f"{stem}-{n}{target.suffix}"), n + 1
+    tmp = target.with_name(f".{target.name}.partial")
+    size = 0
+    try:
+        with open(tmp, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise UploadTooLarge(too_big)
+                f.write(chunk)
+        try:
+            info = await run_in_threadpool(_check_audio, tmp)
+        except AudioError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise AudioError(f"{name}: the upload is not audio birdspec can decode ({reason}); "
+                             "upload a WAV, FLAC, Ogg or MP3 file") from None
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"ref": roots.ref(target), "bytes": size, **info}
+
+
+def prediction_payload(roots: Any, ref: str) -> dict[str, Any]:
+    """A prediction's metadata and every class's score per window (the species tracks)."""
+    import pandas as pd
+
+    csv = preds.prediction_csv(roots, ref)
+    meta = preds.read_meta(csv.parent)
+    if meta is None or not (csv.parent / preds.SCORES_FILE).is_file():
+        raise NotFound(f"{ref}: not a prediction made by this app (no {preds.META_FILE}); open it in Review")
+    scores = pd.read_csv(csv.parent / preds.SCORES_FILE)
+    classes = [c for c in meta["classes"] if c in scores.columns]
+    return {"ref": ref, "meta": meta, "start_s": scores["start_s"].round(3).tolist(),
+            "end_s": scores["end_s"].round(3).tolist(), "scores": {c: scores[c].round(4).tolist() for c in classes},
+            "raven": bool(list((csv.parent / preds.RAVEN_DIR).glob("*.txt")))}
+
+
+def router(state: Any):
+    from fastapi import APIRouter, Request
+
+    api = APIRouter()
+    roots, cfg = state.roots, state.config
+
+    @api.get("/config")
+    def config() -> dict[str, Any]:
+        return {"levels_s": list(tl.LEVELS_S), "tile_width_px": tl.TILE_WIDTH_PX, "freq_ticks": tl.frequency_ticks_khz(),
+                "max_upload_mb": cfg.max_upload_mb, "folders": {k: str(v) for k, v in roots.folders.items()}}
+
+    @api.get("/recordings")
+    def recordings() -> dict[str, Any]:
+        keys = [*roots.recording_keys, "uploads"]
+        return {"folders": [{"key": k, "path": str(roots.folders[k]), "files": roots.list_files(k, AUDIO_EXTENSIONS)}
+                            for k in keys]}
+
+    @api.get("/checkpoints")
+    def checkpoints() -> dict[str, Any]:
+        return {"checkpoints": preds.checkpoint_choices(roots)}
+
+    @api.get("/recording")
+    def recording(ref: str) -> dict[str, Any]:
+        info = _check_audio(roots.resolve(ref))
+        return {"ref": ref, **info, "initial_level": tl.initial_level(info["duration_s"])}
+
+    @api.post("/upload")
+    async def upload(request: Request, name: str) -> dict[str, Any]:
+        return await save_upload(request, name, cfg, roots)
+
+    @api.post("/predict")
+    def predict(body: dict[str, Any]) -> dict[str, Any]:
+        rec, ckpt = str(body.get("recording") or ""), str(body.get("checkpoint") or "")
+        path = roots.resolve(rec)
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            raise ConfigError(f"{rec}: not an audio file ({', '.join(AUDIO_EXTENSIONS)})")
+        preds.checkpoint_path(roots, ckpt)  # an unknown checkpoint is refused now, not in the job
+        job = state.jobs.start("predict", f"{Path(rec).name} with {ckpt}",
+                               lambda j: preds.run_prediction(j, cfg, roots, recording_ref=rec, checkpoint_ref=ckpt,
+                                                              tiles=state.tiles))
+        return job.as_dict()
+
+    @api.get("/jobs/{job_id}")
+    def job(job_id: str) -> dict[str, Any]:
+        j = state.jobs.get(job_id)
+        if j is None:
+            raise NotFound(f"no job {job_id!r} (jobs end with the server; start it again)")
+        return j.as_dict()
+
+    @api.get("/jobs")
+    def jobs() -> dict[str, Any]:
+        return {"jobs": [j.as_dict() for j in state.jobs.all()]}
+
+    @api.get("/prediction")
+    def prediction(ref: str) -> dict[str, Any]:
+        return prediction_payload(roots, ref)
+
+    @api.get("/predictions")
+    def predictions() -> dict[str, Any]:
+        return {"predictions": preds.list_predictions(roots)}
+
+    _media_routes(api, state)
+    return api
+
+
+def _media_routes(api: Any, state: Any) -> None:
+    """Downloads, tiles, card spectrograms, audio files and clips."""
+    from fastapi.responses import FileResponse, Response
+
+    roots = state.roots
+
+    @api.get("/download")
+    def download(ref: str, format: str = "csv") -> FileResponse:
+        csv = preds.prediction_csv(roots, ref)
+        if format == "csv":
+            return FileResponse(csv, media_type="text/csv", filename=f"{csv.parent.name}.detections.csv")
+        if format == "raven":
+            found = sorted((csv.parent / preds.RAVEN_DIR).glob("*.txt"))
+            if not found:
+                raise NotFound(f"{ref}: no Raven selection table (predictions made by this app have one)")
+            return FileResponse(found[0], media_type="text/plain", filename=found[0].name)
+        raise ConfigError(f"unknown download format {format!r}; use csv or raven")
+
+    @api.get("/tile")
+    def tile(ref: str, level: int, index: int) -> Response:
+        if not 0 <= level < len(tl.LEVELS_S) or index < 0:
+            raise ConfigError(f"no tile {index} at zoom level {level}; levels are 0..{len(tl.LEVELS_S) - 1}")
+        png = state.tiles.tile(roots.resolve(ref), level=level, index=index)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @api.get("/spectrogram")
+    def spectrogram(ref: str, start_s: float, duration_s: float, width_px: int = 400) -> Response:
+        if not (0 <= start_s and 0 < duration_s <= MAX_CLIP_S and 16 <= width_px <= MAX_SPEC_WIDTH_PX):
+            raise ConfigError(f"a spectrogram needs start_s >= 0, 0 < duration_s <= {MAX_CLIP_S:g} and "
+                              f"16 <= width_px <= {MAX_SPEC_WIDTH_PX}")
+        key = tl.TileKey(str(roots.resolve(ref)), start_s=float(start_s), duration_s=float(duration_s), width_px=int(width_px))
+        return Response(state.tiles.get(key), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    @api.get("/audio")
+    def audio_file(ref: str) -> FileResponse:
+        path = roots.resolve(ref)
+        kind = AUDIO_TYPES.get(path.suffix.lower())
+        if kind is None or not path.is_file():
+            raise PathRefused(f"{ref}: only audio files are served here")
+        return FileResponse(path, media_type=kind)
+
+    @api.get("/clip")
+    def clip(ref: str, start_s: float, end_s: float) -> Response:
+        """A stretch of a recording as WAV (32 kHz mono), for a Review card's play button."""
+        import soundfile as sf
+
+        from birdspec import audio
+        from birdspec.config import SAMPLE_RATE_HZ
+
+        if not (0 <= start_s < end_s and end_s - start_s <= MAX_CLIP_S):
+            raise ConfigError(f"a clip needs 0 <= start_s < end_s and at most {MAX_CLIP_S:g} s")
+        wave = audio.load(roots.resolve(ref), offset_s=start_s, duration_s=end_s - start_s)
+        buf = io.BytesIO()
+        sf.write(buf, wave, SAMPLE_RATE_HZ, format="WAV", subtype="PCM_16")
+        return Response(buf.getvalue(), media_type="audio/wav")
+

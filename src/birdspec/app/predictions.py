@@ -1,0 +1,184 @@
+"""Predictions the app makes and reads: one folder per (recording, checkpoint), published whole.
+
+``WORK/predictions/<id>/`` holds
+
+``prediction.json``
+    the recording and checkpoint (references and paths), classes, window length, duration;
+``detections.csv``
+    the kept (window, class) rows, exactly as ``birdspec predict --format csv`` writes them
+    (:class:`~birdspec.prediction.outputs.PredictionWriter`);
+``scores.csv``
+    every class's score per window (``--scores all``), for the species tracks;
+``raven/<stem>.BirdSpec.selection.table.txt``
+    the Raven selection table (the same writer as ``--format raven``);
+``detections.verdicts.csv``
+    the verdicts given in Review (:mod:`birdspec.app.review`).
+
+The folder is written as ``<id>.partial`` and renamed when complete, so a crash never leaves a
+prediction that looks finished. Review also reads any ``birdspec predict`` CSV (long format) found
+in the served folders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from birdspec.app.jobs import Job
+from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig
+
+log = logging.getLogger(__name__)
+
+META_FILE = "prediction.json"
+DETECTIONS_FILE = "detections.csv"
+SCORES_FILE = "scores.csv"
+RAVEN_DIR = "raven"
+MIN_CONF = 0.1
+TOP_K = 3
+PREDICT_COLUMNS = {"file", "start_s", "end_s", "label", "confidence"}
+"""The columns of a ``birdspec predict`` CSV (long format) that Review needs."""
+
+
+def checkpoint_choices(roots: Roots) -> list[dict[str, Any]]:
+    """The checkpoints under the runs folder with what their metadata says (read without PyTorch)."""
+    from birdspec.errors import CheckpointError
+    from birdspec.models.checkpoint import peek_checkpoint
+
+    out = []
+    for ref in roots.list_files("runs", (".pt",)):
+        if "/lightning/" in ref:
+            continue
+        path = roots.resolve(ref)
+        parts = ref.split("/")
+        name = f"{parts[-3]} ({Path(ref).stem})" if len(parts) >= 3 and parts[-2] == "checkpoints" else "/".join(parts[1:])
+        entry: dict[str, Any] = {"ref": ref, "name": name}
+        try:
+            info = peek_checkpoint(path)
+        except CheckpointError as exc:
+            entry["error"] = str(exc)
+        else:
+            if info is not None:
+                entry.update(model=info.name, classes=list(info.classes), window_s=info.encoding.window_s)
+        out.append(entry)
+    return out
+
+
+def checkpoint_path(roots: Roots, ref: str) -> Path:
+    """The checkpoint file ``ref`` names, which must be a ``.pt`` file under the runs folder.
+
+    Raises:
+        NotFound: no such checkpoint (the message says where checkpoints are looked for).
+        PathRefused: a path outside the runs folder.
+    """
+    if not str(ref or "").startswith("runs/") or not str(ref).endswith(".pt"):
+        raise NotFound(f"unknown checkpoint {ref!r}: pick one of the .pt files under the runs folder "
+                       f"({roots.folders['runs']}), or train one with `birdspec train`")
+    try:
+        return roots.resolve(ref)
+    except NotFound:
+        raise NotFound(f"unknown checkpoint {ref!r}: no such file under {roots.folders['runs']}; "
+                       "reload the page to see the checkpoints there") from None
+
+
+def _safe_id(recording: Path, checkpoint_ref: str) -> str:
+    run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
+    base = re.sub(r"[^\w.-]+", "_", f"{recording.stem}--{run}")[:80]
+    return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref: str, checkpoint_ref: str,
+                   tiles: Any = None) -> dict[str, Any]:
+    """Predict one recording with one checkpoint and publish its prediction folder (a job's work); then draw
+    the spectrogram tiles the page shows first (``tiles``: the server's :class:`~birdspec.app.tiles.TileCache`)."""
+    from birdspec import audio
+    from birdspec.fileio import write_csv, write_json
+    from birdspec.prediction.outputs import PredictionWriter
+    from birdspec.prediction.predictor import Predictor
+
+    rec = roots.resolve(recording_ref)
+    ckpt = checkpoint_path(roots, checkpoint_ref)
+    total_s = max(audio.info(rec).duration_s, 1e-6)
+    job.update(message=f"loading {checkpoint_ref}")
+    done = [0.0]
+
+    def progress(seconds: float, _files: int) -> None:
+        done[0] += seconds
+        job.update(progress=min(done[0] / total_s, 0.999), message=f"{done[0]:.0f} of {total_s:.0f} s scored")
+
+    threads = max(1, (os.cpu_count() or 2) - 1)  # one core stays for the page's requests
+    if tiles is not None:  # the spectrogram of the opening view is drawn meanwhile, at low priority
+        tiles.warm(rec, duration_s=total_s, background=True)
+    with Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads) as predictor:
+        job.update(message="scoring")
+        (result,) = list(predictor.predict_paths([rec], strict=True, progress=progress))
+        pid = _safe_id(rec, checkpoint_ref)
+        final = config.predictions_dir / pid
+        partial = final.with_name(final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        fe = predictor.frontend
+        for fmt, out in (("csv", partial / DETECTIONS_FILE), ("raven", partial / RAVEN_DIR)):
+            writer = PredictionWriter(fmt, out, class_info=predictor.class_info, min_conf=MIN_CONF, top_k=TOP_K,
+                                      freq_band_hz=(fe.fmin_hz, fe.fmax_hz))
+            writer.write(result)
+            writer.close()
+        write_csv(partial / SCORES_FILE, predictor.table(result, scores="all"))
+        meta = {"id": pid, "recording": recording_ref, "recording_path": str(rec), "checkpoint": checkpoint_ref,
+                "checkpoint_path": str(ckpt), "classes": predictor.classes, "class_info": predictor.class_info,
+                "window_s": predictor.encoding.window_s, "duration_s": result.duration_s,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF, "top_k": TOP_K}
+        write_json(partial / META_FILE, meta)
+    os.replace(partial, final)
+    if tiles is not None:
+        job.update(message="drawing the first spectrogram tiles")
+        tiles.warm(rec, duration_s=result.duration_s, background=False)
+    return {"prediction": roots.ref(final / DETECTIONS_FILE), "id": pid}
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def list_predictions(roots: Roots) -> list[dict[str, Any]]:
+    """The app's predictions (newest first), then ``birdspec predict`` CSVs in the recordings folders."""
+    out = []
+    pdir = roots.folders["predictions"]
+    folders = sorted((d for d in pdir.iterdir() if d.is_dir() and not d.name.endswith(".partial")),
+                     key=lambda d: d.stat().st_mtime, reverse=True) if pdir.is_dir() else []
+    for d in folders:
+        meta = read_meta(d)
+        if meta and (d / DETECTIONS_FILE).is_file():
+            out.append({"ref": roots.ref(d / DETECTIONS_FILE), "name": d.name, "recording": meta.get("recording"),
+                        "checkpoint": meta.get("checkpoint"), "created": meta.get("created")})
+    for key in roots.recording_keys:
+        for ref in roots.list_files(key, (".csv",)):
+            if ref.endswith(".verdicts.csv"):
+                continue
+            try:
+                with open(roots.resolve(ref), encoding="utf-8") as f:
+                    header = set(f.readline().strip().split(","))
+            except (OSError, UnicodeDecodeError):
+                continue
+            if PREDICT_COLUMNS <= header:
+                out.append({"ref": ref, "name": ref, "recording": None, "checkpoint": None, "created": None})
+    return out
+
+
+def prediction_csv(roots: Roots, ref: str) -> Path:
+    """The detections CSV ``ref`` names (an app prediction or a ``birdspec predict`` CSV).
+
+    Raises:
+        NotFound / PathRefused: not a CSV inside the served folders.
+    """
+    if not str(ref).endswith(".csv") or str(ref).endswith(".verdicts.csv"):
+        raise PathRefused(f"{ref!r} is not a prediction CSV; pick one from the list")
+    return roots.resolve(ref)

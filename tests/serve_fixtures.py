@@ -1,0 +1,78 @@
+"""Fixtures of the `birdspec serve` tests: a checkpoint trained here (once per session), recordings, a server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from helpers import class_signal, shared_data_dir, write_audio, write_prepared
+
+from birdspec.config import EncodingConfig, FrontendConfig
+
+FAST_5S = FrontendConfig(n_fft=512, hop_length=1000, n_mels=32)
+SR = 32000
+
+
+def trained_run(base: Path) -> Path:
+    """A mobilenetv2-seed trained for one epoch on synthetic 5 s windows (a real `birdspec train` run folder),
+    trained once per session under ``base`` (the session's tmp folder) and shared by the serve tests."""
+    from birdspec.training import TrainConfig, train
+
+    run = base / "serve-trained-run" / "synth-mnv2"
+    if (run / "checkpoints" / "best.pt").is_file():
+        return run
+    ds = write_prepared(base / "serve-trained-ds", duration_s=10.0, frontend=FAST_5S, per_class=6,
+                        encoding=EncodingConfig(name="window", window_s=5.0, short_policy="tile"))
+    cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, batch_size=8, device="cpu", workers=0, progress_bar=False)
+    train(ds, run, cfg)
+    return run
+
+
+def synthetic_recording(path: Path, *, duration_s: float = 30.0) -> Path:
+    """Class signals one after another (each 5 s), at 48 kHz FLAC."""
+    parts = [class_signal(k % 3, duration_s=5.0, sample_rate_hz=48000, seed=k) for k in range(int(duration_s // 5))]
+    return write_audio(path, np.concatenate(parts), 48000)
+
+
+def recordings_folder(root: Path) -> tuple[Path, str]:
+    """A folder with a recording to analyze: ../shared/data/recordings with its real 60 s field recording
+    (the app only reads served folders), else a synthetic recording in ``root``."""
+    shared = shared_data_dir()
+    if shared is not None and (shared / "recordings" / "osm-1min.flac").is_file():
+        return shared / "recordings", "osm-1min.flac"
+    folder = root / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    synthetic_recording(folder / "synthetic.flac")
+    return folder, "synthetic.flac"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(config):
+    """The app on a uvicorn server in a thread of this process; yields its URL."""
+    import uvicorn
+
+    from birdspec.app.server import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host=config.host, port=config.port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://{config.host}:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
