@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,15 @@ multi-label ones. For each window, the --top-k best classes scoring at least
 A recording that cannot be decoded is logged, listed in a failed list (OUT/failed.csv
 for folder outputs, OUT.failed.csv beside a file output) and skipped; with --strict the
 command stops with exit status 2.
+
+Archives: an --out folder (a name without suffix, a trailing /, an existing folder, and
+always for raven and audacity) is a resumable run: every recording's scores are kept in
+OUT/parts/ as soon as it is done, so running the same command again after a crash or
+Ctrl-C scores only what is left (and what changed); then one merge writes
+OUT/predictions.csv (.parquet, submission.csv, or the per-recording tables), failed.csv
+and summary.json. The merged output is the same, row for row, however the work was split.
+--jobs N scores on N local processes; --engine dask on a Dask cluster (--scheduler
+ADDRESS, or a local one), with the archive and OUT on storage every worker sees.
 """
 
 EPILOG = """\
@@ -49,6 +59,8 @@ examples:
   birdspec predict runs/best.pt soundscapes/ --format birdclef --out submission.csv
   birdspec predict runs/best.pt rec.flac --format raven --out selections/ --min-conf 0.3
   birdspec predict runs/best.pt rec.flac --scores all --out scores.csv
+  birdspec predict runs/best.pt /data/archive/ --out /data/run1/ --jobs 2
+  birdspec predict runs/best.pt /shared/archive/ --out /shared/run1/ --engine dask --scheduler tcp://head:8786
 """
 
 
@@ -56,14 +68,13 @@ OUT_KINDS = {
     "csv": {"suffixes": (".csv", ".tsv", ".txt")},
     "birdclef": {"suffixes": (".csv",)},
     "parquet": {"suffixes": (".parquet", ".pq"), "magic": "parquet"},
-    "raven": {"suffixes": (), "folder": True},
-    "audacity": {"suffixes": (), "folder": True},
+    "folder": {"suffixes": (), "folder": True},
 }
 """What an existing --out may be for each format to be replaced without --overwrite."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.prediction.choices import FORMATS, SCORE_MODES
+    from birdspec.prediction.choices import ENGINES, FORMATS, SCORE_MODES
     from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
     from birdspec.runtime import PREDICT_DEVICES
     from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S
@@ -84,7 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above --min-conf)")
     p.add_argument("--scores", choices=SCORE_MODES, default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
-    p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or folder (raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
+    p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or a resumable run folder (see Archives; always for raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="folder --out: worker processes (default: one per core, one thread each)")
+    p.add_argument("--engine", choices=ENGINES, default="local", help="folder --out: local processes (default) or a Dask cluster (needs birdspec[distributed])")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--engine dask: the scheduler, e.g. tcp://head:8786 (default: start a local cluster of --jobs workers)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 4 on CPU, 64 on CUDA)")
     p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else exported once and cached), PyTorch on CUDA")
@@ -102,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
     from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
     from birdspec.models.checkpoint import resolve_checkpoint_path
+    from birdspec.prediction.archive import is_out_folder
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
 
@@ -110,10 +125,18 @@ def run(args: argparse.Namespace) -> int:
     if args.scores == "all" and args.format not in ("csv", "parquet"):
         raise ConfigError(f"--scores all is for csv and parquet, not {args.format}")
     out = args.out or default_out(args.format)
+    folder = is_out_folder(out, args.format)
     if out != "-":
         refuse_output_over_inputs(out, [resolve_checkpoint_path(args.checkpoint), *args.paths])
-        refuse_replacing(out, overwrite=args.overwrite, **OUT_KINDS[args.format])
+        refuse_replacing(out, overwrite=args.overwrite, **(OUT_KINDS["folder"] if folder else OUT_KINDS[args.format]))
+    if not folder and (args.jobs is not None or args.engine != "local" or args.scheduler):
+        raise ConfigError(f"--jobs, --engine and --scheduler need a folder --out (a resumable run), not {out}; "
+                          "e.g. --out predictions/")
+    if args.scheduler and args.engine != "dask":
+        raise ConfigError("--scheduler is for --engine dask")
     collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
+    if folder:
+        return _run_folder(args, out)
     predictor = Predictor(
         args.checkpoint,
         device=args.device,
@@ -171,4 +194,24 @@ def run(args: argparse.Namespace) -> int:
     if n_failed:
         log.warning("%d recording(s) could not be decoded or were too short to score, and were skipped; see %s",
                     n_failed, failed_path)
+    return 0
+
+
+def _run_folder(args: argparse.Namespace, out: str) -> int:
+    """A resumable folder prediction (prediction/archive_run.py) and its summary on stdout."""
+    from birdspec.prediction.archive_run import predict_folder
+
+    options = {"device": args.device, "batch_size": args.batch_size, "backend": args.backend, "window_s": args.window_s,
+               "hop_s": args.hop_s, "min_partial_s": args.min_partial_s, "context": args.context, "activation": args.activation}
+    s = predict_folder(args.checkpoint, args.paths, out, fmt=args.format, scores=args.scores, min_conf=args.min_conf,
+                       top_k=args.top_k, options=options, jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,
+                       threads=args.threads, overwrite=args.overwrite, progress=not args.no_progress)
+    hours, wall = s["audio_hours"], s["wall_s"]
+    speed = f"{hours * 3600 / wall:.0f}x real time" if wall > 0 and s["scored_now"] else "nothing left to score"
+    top = ", ".join(f"{k} {v}" for k, v in list(s["detections_per_species"].items())[:8]) or "none"
+    print(f"{s['recordings']} recording(s), {hours:.2f} h of audio; scored {s['scored_now']} now in {wall:.1f} s "
+          f"({speed}; {s['engine']}, {s['workers']} worker(s) x {s['threads_per_worker']} thread(s)); {s['rows']} row(s) -> {s['output']}")
+    print(f"detections (best class >= {args.min_conf:g}) per species: {top}")
+    if s["failed"]:
+        log.warning("%d recording(s) could not be scored; see %s", s["failed"], Path(out) / "failed.csv")
     return 0

@@ -5,6 +5,8 @@ FORMATS = ("csv", "raven", "audacity", "birdclef", "parquet")
 """Output formats of ``birdspec predict`` (:mod:`birdspec.prediction.outputs`)."""
 SCORE_MODES = ("topk", "all")
 """``topk``: one row per kept (window, class); ``all``: one column of scores per class."""
+ENGINES = ("local", "dask")
+"""Where a folder prediction runs: local processes (``--jobs``) or a Dask cluster."""
 EXPORT_FORMATS = ("onnx", "torchscript")
 CHECK_TOLERANCE = 1e-4
 """Largest absolute logit difference accepted between an export and PyTorch."""

@@ -303,8 +303,9 @@ class PredictionWriter:
             table.to_csv(self._fh, index=False, header=not self._header_done, lineterminator="\n", float_format="%.6g")
             self._header_done = True
 
-    def close(self) -> Path | None:
-        """Finish the outputs; write ``failed.csv`` when recordings failed. Returns its path."""
+    def close(self, *, write_failed: bool = True) -> Path | None:
+        """Finish the outputs; write ``failed.csv`` when recordings failed (unless ``write_failed`` is
+        false: the caller writes :attr:`failed` itself). Returns its path."""
         if self._started and self.fmt in ("csv", "birdclef") and not self._header_done:
             # no recording succeeded: still write the header so downstream tools see the columns
             empty = (
@@ -332,7 +333,7 @@ class PredictionWriter:
             self.written.append(self.out)
         if self._tmp is not None and self._tmp.exists():
             os.replace(self._tmp, self.out)  # published whole, never half-written
-        if not self.failed:
+        if not self.failed or not write_failed:
             return None
         if self.fmt in ("raven", "audacity"):
             path = self.out / "failed.csv"  # type: ignore[operator]
