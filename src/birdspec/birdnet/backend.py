@@ -303,15 +303,23 @@ class BirdnetBackbone:
         """BirdNET logits: ``(N, 144000)`` -> ``(N, num_species)``; confidences are ``sigmoid(logits)``."""
         return self.embed_and_classify(wave_48k)[1]
 
+    def class_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """BirdNET's final dense layer, read from the TFLite file: ``(W (num_species, 1024), b (num_species,))`` copies.
+
+        Raises:
+            DependencyError: this model file has no readable class layer.
+        """
+        if self._dense is None:
+            raise DependencyError("this BirdNET model has no readable class layer; use classify() on audio")
+        return self._dense[0].copy(), self._dense[1].copy()
+
     def classify_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         """BirdNET logits from (cached) embeddings: ``(N, 1024)`` -> ``(N, num_species)``.
 
         Exact up to float rounding (the class layer is dense); from float16
         cached embeddings the logits differ by about 1e-3.
         """
-        if self._dense is None:
-            raise DependencyError("this BirdNET model has no readable class layer; use classify() on audio")
-        w, b = self._dense
+        w, b = self.class_layer() if self._dense is None else self._dense
         e = np.asarray(embeddings, dtype=np.float32)
         return e.reshape(-1, EMBEDDING_DIM) @ w.T + b
 

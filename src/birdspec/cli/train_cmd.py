@@ -60,6 +60,17 @@ FIELDS = {
     "seed": "seed",
     "workers": "workers",
     "max_minutes": "max_minutes",
+    "labels": "labels",
+    "secondary_weight": "secondary_weight",
+    "loss": "loss",
+    "focal_gamma": "focal_gamma",
+    "asl_gamma_neg": "asl_gamma_neg",
+    "asl_gamma_pos": "asl_gamma_pos",
+    "asl_clip": "asl_clip",
+    "nocall_fraction": "nocall_fraction",
+    "background": "background_dir",
+    "background_mix": "background_mix_dir",
+    "background_snr_db": "background_snr_db",
 }
 
 
@@ -126,6 +137,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")
     a.add_argument("--num-masks", type=int, metavar="N", help="SpecAugment masks per axis (default 1)")
     a.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA) weights (waveform models)")
+    _add_label_options(p, within)
     h = p.add_argument_group("data and hardware" + within)
     h.add_argument("--encoding-override", choices=ENCODINGS, help="train per window on a stack10 dataset (window)")
     h.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
@@ -135,6 +147,36 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     h.add_argument("--seed", type=int, help="random seed (default 0)")
     h.add_argument("--max-minutes", type=float, metavar="M", help="stop at the epoch end after which another epoch would exceed M minutes")
     h.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(",")
+    try:
+        return (float(lo), float(hi if sep else lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI in dB (e.g. 0,20), got {text!r}") from None
+
+
+def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
+    """Labels, loss and no-bird options (:mod:`birdspec.training.multilabel`)."""
+    from birdspec.training.multilabel import LABEL_MODES, MULTI_LOSSES
+
+    g = p.add_argument_group("labels and no-bird windows" + within)
+    g.add_argument("--labels", choices=LABEL_MODES,
+                   help="primary (default, the study's: softmax over the primary label) or multi (sigmoid outputs, "
+                        "targets from primary + secondary labels; prediction then uses sigmoid scores)")
+    g.add_argument("--secondary-weight", type=float, metavar="W", help="target of a secondary label with --labels multi (default 0.5)")
+    g.add_argument("--loss", choices=MULTI_LOSSES, help="multi-label loss: bce (default), focal or asl (asymmetric)")
+    g.add_argument("--focal-gamma", type=float, metavar="G", help="focal loss gamma (default 2)")
+    g.add_argument("--asl-gamma-neg", type=float, metavar="G", help="asymmetric loss gamma of negatives (default 4)")
+    g.add_argument("--asl-gamma-pos", type=float, metavar="G", help="asymmetric loss gamma of positives (default 1)")
+    g.add_argument("--asl-clip", type=float, metavar="M", help="asymmetric loss probability margin of negatives (default 0.05)")
+    g.add_argument("--nocall-fraction", type=float, metavar="F",
+                   help="add no-bird training samples (all-zero targets; --labels multi) as this share of all: quiet "
+                        "stretches of the training recordings (an energy rule) and --background recordings")
+    g.add_argument("--background", metavar="DIR", help="recordings without the classes' birds, for no-bird samples")
+    g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples (--labels multi)")
+    g.add_argument("--background-snr-db", type=_snr_range, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

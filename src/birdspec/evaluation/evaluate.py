@@ -155,8 +155,13 @@ def evaluate_checkpoint(
     workers: int = 0,
     plots: bool = True,
     meta: Mapping[str, Any] | None = None,
+    threshold_rows: Sequence[int] | np.ndarray | None = None,
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on manifest ``rows`` of a prepared dataset (see the module doc for the files).
+
+    A multi-label (sigmoid) checkpoint also gets ``metrics.json``'s ``multilabel`` object
+    (:mod:`birdspec.evaluation.multilabel`), its thresholds chosen on ``threshold_rows`` (the
+    validation split; None: on ``rows``).
 
     Args:
         checkpoint: a birdspec checkpoint file (or a folder with best.pt/last.pt).
@@ -186,6 +191,13 @@ def evaluate_checkpoint(
         "encoding": ckpt.encoding.name,
         **dict(meta or {}),
     }
+    if ckpt.activation == "sigmoid":
+        from birdspec.evaluation.multilabel import multilabel_report
+
+        info["multilabel"] = multilabel_report(
+            checkpoint, data, rows=rows, threshold_rows=threshold_rows, samples=samples, recordings=recordings,
+            batch_size=batch_size, device=device, workers=workers,
+        )
     epoch = f" (epoch {ckpt.epoch})" if ckpt.epoch is not None else ""
     title = f"\n{ckpt.name} ({ckpt.encoding.name}), {split} split, {Path(ckpt.source).name}{epoch}"
     return evaluate_predictions(
@@ -261,11 +273,13 @@ def evaluate_run(
     prepared = PreparedDataset(dataset_dir)
     ckpt_path = checkpoint_of_run(run, checkpoint)
     rows, source = run_rows(prepared, cfg, split)
+    val_rows = run_rows(prepared, cfg, "val")[0] if split != "val" else rows
     if out_dir is None:
         out_dir = run / (f"eval_{split}" + ("" if checkpoint == "best" else f"_{Path(checkpoint).stem}"))
     return evaluate_checkpoint(
         ckpt_path, prepared, rows=rows, out_dir=out_dir, split=split, batch_size=batch_size, device=device,
         workers=workers, plots=plots, meta={"run_dir": str(run.resolve()), "rows_source": source},
+        threshold_rows=val_rows,
     )
 
 
@@ -294,6 +308,10 @@ def format_metrics(metrics: Mapping[str, Any], per_class: pd.DataFrame | None = 
         if k == "1":
             continue
         lines.append(f"{'top-' + k + ' accuracy':<22}" + "".join(cell((metrics[lv].get('top_k_accuracy') or {}).get(k)) for lv in levels))
+    if metrics.get("multilabel"):
+        from birdspec.evaluation.multilabel import format_multilabel
+
+        lines.extend(format_multilabel(metrics["multilabel"]))
     absent = metrics.get("recording", {}).get("classes_absent") or []
     if absent:
         lines.append(f"classes absent from this split (ROC-AUC/cmAP over the others): {', '.join(absent)}")

@@ -164,8 +164,10 @@ def predict_samples(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     workers: int = 0,
+    activation: str = "softmax",
 ) -> Predictions:
-    """Per-sample softmax probabilities of ``model`` over ``dataset`` (raw waveforms in).
+    """Per-sample softmax probabilities of ``model`` over ``dataset`` (raw waveforms in);
+    ``activation='sigmoid'``: per-class sigmoid scores (multi-label checkpoints).
 
     Labels are mapped from the dataset's class order to ``classes`` (the model's).
 
@@ -195,7 +197,8 @@ def predict_samples(
         logits = model(x.to(dev, non_blocking=True)).float()
         if logits.ndim != 2 or logits.shape[1] != len(classes):
             raise DataError(f"the model returns logits of shape {tuple(logits.shape)} for {len(classes)} classes")
-        outs.append(torch.softmax(logits, dim=1).cpu().numpy().astype(np.float64))
+        scores = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, dim=1)
+        outs.append(scores.cpu().numpy().astype(np.float64))
     if was_training:
         model.train()
     probs = np.concatenate(outs) if outs else np.zeros((0, len(classes)))
@@ -268,5 +271,6 @@ def predict_checkpoint(
     dataset = checkpoint_dataset(data, ckpt, rows=rows)
     if len(dataset) == 0:
         raise DataError(f"{data.root}: the selected recordings give no samples under the model's encoding")
-    samples = predict_samples(model, dataset, classes=list(ckpt.classes), batch_size=batch_size, device=dev, workers=workers)
+    samples = predict_samples(model, dataset, classes=list(ckpt.classes), batch_size=batch_size, device=dev, workers=workers,
+                              activation=ckpt.activation)
     return samples, aggregate_recordings(samples), ckpt.info

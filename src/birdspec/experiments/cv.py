@@ -207,6 +207,11 @@ def run_cv(
 def _claim(out: Path, settings: dict[str, Any]) -> None:
     """Write ``cv_settings.json``; refuse a CV folder that holds a cross-validation with other settings."""
     old = read_json(out / CV_SETTINGS)
+    if old and isinstance(old.get("train_config"), dict):  # fields added since it was written take their defaults
+        from birdspec.training.config import TrainConfig
+
+        done = TrainConfig.completed(old["train_config"])
+        old["train_config"] = {k: v for k, v in done.items() if k not in IGNORED_FIELDS}
     if old:
         diffs = [k for k in settings if old.get(k) != settings[k]]
         if diffs:

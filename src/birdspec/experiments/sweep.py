@@ -178,6 +178,10 @@ def _check_state(state: dict[str, Any] | None, new: dict[str, Any], out: Path) -
     if not state:
         return
     old_cfg, new_cfg = state.get("base_config") or {}, new["base_config"]
+    if old_cfg:  # fields added since it was written take their defaults
+        from birdspec.training.config import TrainConfig
+
+        old_cfg = _comparable(TrainConfig.completed(old_cfg))
     diffs = [f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in new_cfg if old_cfg.get(k) != new_cfg.get(k)]
     if state.get("dataset") != new["dataset"]:
         diffs.append(f"dataset {state.get('dataset')} -> {new['dataset']}")

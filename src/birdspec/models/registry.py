@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -50,6 +50,13 @@ class ModelSpec:
     (a truncated network); the other layers keep their fresh initialisation."""
     from_config: Callable[[Mapping[str, Any]], nn.Module] | None = None
     """For families that are not ``frontend + CNN``: rebuild an untrained module from its model config."""
+    needs_class_info: bool = False
+    """The builder takes ``class_info=`` (the classes' names), e.g. to map them to BirdNET species."""
+    l2sp_grid: tuple[float, ...] = ()
+    """Weight decays (L2-SP strengths: the pull toward a prior) that :mod:`birdspec.training.l2sp`
+    chooses from on an inner validation split when a run does not set ``--weight-decay``."""
+    prior_only_options: Mapping[str, Any] = field(default_factory=dict)
+    """Model options that leave only the prior, untrained: the "infinitely strong" L2-SP candidate."""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -126,6 +133,23 @@ def _register_birdnet_heads() -> None:
                 input="embedding",
                 note=heads.LICENCE_NOTE,
                 from_config=heads.head_from_config,
+            )
+        )
+    from birdspec.models import birdnet_prior as prior
+
+    for name in prior.PRIOR_NAMES:
+        register(
+            ModelSpec(
+                name=name,
+                build=prior.prior_builder(name),
+                description=prior.PRIOR_DESCRIPTIONS[name],
+                train_defaults=dict(prior.PRIOR_TRAIN_DEFAULTS),
+                input="embedding",
+                note=prior.PRIOR_NOTE,
+                from_config=prior.head_from_config,
+                needs_class_info=True,
+                l2sp_grid=prior.L2SP_GRID if name == "birdnet-prior" else (),
+                prior_only_options=prior.PRIOR_ONLY_OPTIONS,
             )
         )
 
@@ -215,6 +239,7 @@ def build_model(
     pretrained: str | None = None,
     first_conv: str = "repeat",
     options: Mapping[str, Any] | None = None,
+    class_info: Sequence[Mapping[str, Any]] | None = None,
 ) -> nn.Module:
     """Build a registered model for ``in_channels`` (10 for stack10, 1 for window) and ``num_classes``.
 
@@ -227,6 +252,8 @@ def build_model(
             torchvision-format state dict; its first conv is adapted by ``first_conv``
             ('repeat' or 'average') and its classifier replaced.
         options: extra keyword arguments of the backbone (e.g. ``width_mult``, ``dropout``).
+        class_info: the classes' ``{label, scientific_name, common_name}``, for models that
+            need them (``ModelSpec.needs_class_info``: the BirdNET prior heads).
     """
     spec = get_spec(name)
     if in_channels < 1 or num_classes < 2:
@@ -237,6 +264,8 @@ def build_model(
     if spec.input != "waveform":  # e.g. heads over precomputed embeddings: no frontend, no pretraining
         if pretrained:
             raise ConfigError(f"model {name!r} takes {spec.input}s; --pretrained applies to the CNNs only")
+        if spec.needs_class_info:
+            return spec.build(in_channels, num_classes, class_info=class_info, **opts)
         return spec.build(in_channels, num_classes, **opts)
     try:
         backbone = spec.build(in_channels, num_classes, **opts)

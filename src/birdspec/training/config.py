@@ -26,7 +26,7 @@ FIRST_CONV_MODES = ("repeat", "average")
 FALLBACK_DEFAULTS: Mapping[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.01, "batch_size": 16}
 """Used when a model's ``train_defaults`` do not name a setting."""
 
-ARCHITECTURE_FIELDS = ("model", "model_options", "frontend", "frontend_options", "input_norm", "encoding_override")
+ARCHITECTURE_FIELDS = ("model", "model_options", "frontend", "frontend_options", "input_norm", "encoding_override", "labels")
 """Fields a resumed run may not change (they define the network and its input)."""
 
 
@@ -46,7 +46,8 @@ class TrainConfig:
         first_conv: how pretrained RGB kernels become C channels: 'repeat' or 'average'.
         optimizer: adamw | adam | sgd (momentum 0.9) | rmsprop; None = the model's default.
         lr: peak learning rate; None = the model's default (mobilenet 0.01, resnet 0.001).
-        weight_decay: None = the model's default (AdamW 0.01; resnet 1e-4).
+        weight_decay: None = the model's default (AdamW 0.01; resnet 1e-4); for models with an L2-SP
+            grid (``birdnet-prior``) None = chosen on an inner validation split (:mod:`birdspec.training.l2sp`).
         batch_size: samples per step and device; None = the model's default (16).
         epochs: maximum number of epochs.
         schedule: 'constant', 'cosine' (to 0 at the last epoch) or 'onecycle'
@@ -81,6 +82,17 @@ class TrainConfig:
         progress_bar: Lightning's progress bar (running loss and accuracy).
         recipe: the recipe the settings started from (:meth:`from_recipe`;
             recorded for the reader, the other fields hold the values used).
+        labels: 'primary' (the study's: softmax over the primary label) or 'multi' (sigmoid outputs,
+            targets from primary + secondary labels; :mod:`birdspec.training.multilabel`).
+        secondary_weight: target value of a secondary label with ``labels='multi'``, in [0, 1].
+        loss: 'ce' (primary labels) or, with ``labels='multi'``, 'bce' (default), 'focal' or 'asl'
+            (asymmetric loss); None = the labels' default. ``focal_gamma``, ``asl_gamma_neg``,
+            ``asl_gamma_pos`` and ``asl_clip`` are their parameters.
+        nocall_fraction: share of extra no-bird training samples (all-zero targets; multi only):
+            quiet stretches of the training recordings and recordings of ``background_dir``.
+        background_dir: a folder of recordings without the classes' birds, for no-bird samples.
+        background_mix_dir: a folder of recordings mixed under training samples (multi only),
+            with probability ``background_mix_probability`` at an SNR uniform in ``background_snr_db``.
     """
 
     model: str = "mobilenetv2-seed"
@@ -118,6 +130,18 @@ class TrainConfig:
     max_minutes: float | None = None
     progress_bar: bool = True
     recipe: str | None = None
+    labels: str = "primary"
+    secondary_weight: float = 0.5
+    loss: str | None = None
+    focal_gamma: float = 2.0
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 1.0
+    asl_clip: float = 0.05
+    nocall_fraction: float = 0.0
+    background_dir: str | None = None
+    background_mix_dir: str | None = None
+    background_snr_db: tuple[float, float] = (0.0, 20.0)
+    background_mix_probability: float = 0.5
 
     def __post_init__(self) -> None:
         def choice(name: str, value: Any, options: tuple[str, ...], *, optional: bool = False) -> None:
@@ -170,6 +194,9 @@ class TrainConfig:
 
             get_recipe(self.recipe)  # a known name
         choice("input norm", self.input_norm, INPUT_NORMS)
+        from birdspec.training.multilabel import check_label_settings
+
+        check_label_settings(self)  # labels, loss, no-bird and background settings
         if not isinstance(self.model_options, Mapping):
             raise ConfigError("model_options must be a mapping of backbone keyword arguments")
         object.__setattr__(self, "model_options", dict(self.model_options))  # a private copy
@@ -207,11 +234,12 @@ class TrainConfig:
         """A copy with optimizer, lr, weight decay and batch size filled from the model's defaults."""
         from birdspec.models.registry import get_spec
 
-        defaults = {**FALLBACK_DEFAULTS, **dict(get_spec(self.model).train_defaults)}
+        spec = get_spec(self.model)
+        defaults = {**FALLBACK_DEFAULTS, **dict(spec.train_defaults)}
         changes = {
             name: defaults[name]
             for name in ("optimizer", "lr", "weight_decay", "batch_size")
-            if getattr(self, name) is None
+            if getattr(self, name) is None and not (name == "weight_decay" and spec.l2sp_grid)  # chosen per run
         }
         return replace(self, **changes) if changes else self
 
@@ -220,7 +248,15 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["model_options"] = dict(self.model_options)
         out["frontend_options"] = dict(self.frontend_options)
+        out["background_snr_db"] = list(self.background_snr_db)
+        out["multi_label"] = self.labels == "multi"  # read by CheckpointInfo (sigmoid scores)
         return out
+
+    @classmethod
+    def completed(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored :meth:`to_dict` completed with today's defaults for the fields it predates, so a
+        cross-validation or sweep started by an older birdspec compares equal and resumes."""
+        return cls.from_dict(data).to_dict()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -79,6 +79,7 @@ class BirdspecDataModule(pl.LightningDataModule):
         model_input: str = "waveform",
         crops_per_recording: int = 0,
         crop_samples: int | None = None,
+        wrap: Any = None,
     ) -> None:
         super().__init__()
         self.data = data
@@ -91,6 +92,8 @@ class BirdspecDataModule(pl.LightningDataModule):
             crops_per_recording=crops_per_recording, crop_samples=crop_samples,
         )
         self.val_set = model_dataset(data, model_input=model_input, rows=rows_val, encoding=encoding, random_crop=False)
+        if wrap is not None:  # multi-label targets (+ no-bird samples): birdspec.training.multilabel.dataset_wrapper
+            self.train_set, self.val_set = wrap(self.train_set, self.val_set)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DataError(f"{data.root}: the training or validation rows give no samples under encoding {encoding.name}")
 

@@ -148,9 +148,13 @@ def train(
     else:
         if config is None:
             raise ConfigError("train() needs a TrainConfig (or resume=True)")
-        cfg = config.resolved()
         if rank == 0:
             check_fresh_run_dir(out)
+        if dataset_dir is not None:  # birdnet-prior without --weight-decay: its L2-SP strength, on inner validation
+            from birdspec.training.l2sp import choose_strength
+
+            config = choose_strength(dataset_dir, out, config, rows_train, train_fn=train)
+        cfg = config.resolved()
     if dataset_dir is None:
         raise ConfigError("give the prepared dataset directory")
     refuse_output_over_inputs(out, [dataset_dir])
@@ -239,7 +243,12 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
     callbacks, early = make_callbacks(cfg, recorder)
     steps_per_epoch = max(1, len(s.dm.train_set) // (int(cfg.batch_size or 16) * cfg.devices))
     trainer = make_trainer(cfg, out, device=device, precision=precision, callbacks=callbacks, steps_per_epoch=steps_per_epoch)
-    _run_fit(trainer, BirdspecLightning(s.model, cfg), s, recorder)
+    if any(p.requires_grad for p in s.model.parameters()):
+        _run_fit(trainer, BirdspecLightning(s.model, cfg), s, recorder)
+    else:  # nothing to train (birdnet-closed): scored once on the validation rows and saved as it is
+        from birdspec.training.untrained import record_untrained
+
+        record_untrained(s.model, s.dm.val_set, recorder, batch_size=int(cfg.batch_size or 16), device=device)
     status = "completed"
     if early is not None and early.stopped_epoch > 0:
         status = "early_stopped"
@@ -265,6 +274,7 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
            rank: int) -> _Setup:
     from birdspec.models.registry import build_model, count_parameters, get_spec
     from birdspec.training.datamodule import BirdspecDataModule
+    from birdspec.training.multilabel import dataset_wrapper
 
     spec = get_spec(cfg.model)
     dm = BirdspecDataModule(
@@ -272,6 +282,7 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
         workers=workers, random_crop=cfg.random_crop, pin_memory=device == "cuda", model_input=spec.input,
         crops_per_recording=cfg.crops_per_recording,
         crop_samples=None if cfg.crop_s is None else round(cfg.crop_s * data.sample_rate_hz),
+        wrap=dataset_wrapper(cfg, data, model_input=spec.input),
     )
     if spec.input != "waveform" and cfg.mixup_alpha > 0:
         raise ConfigError(f"--mixup applies to waveform models; {cfg.model} reads {spec.input}s")
@@ -279,7 +290,7 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
     model = build_model(
         cfg.model, in_channels=dm.train_set.in_channels, num_classes=len(data.classes), frontend=frontend,
         input_norm=cfg.input_norm, pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint
-        first_conv=cfg.first_conv, options=cfg.model_options,
+        first_conv=cfg.first_conv, options=cfg.model_options, class_info=data.class_info,
     )
     return _Setup(
         data=data, out=out, cfg=cfg, encoding=encoding, frontend=frontend, dm=dm, model=model,

@@ -13,6 +13,7 @@ from torch import nn
 from birdspec.errors import TrainingError
 from birdspec.training.augment import mixup, random_gain, spec_augment
 from birdspec.training.config import TrainConfig
+from birdspec.training.multilabel import multilabel_loss, top1_hits
 from birdspec.training.schedule import build_optimizer, lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class BirdspecLightning(pl.LightningModule):
     Logged per epoch (also synced across DDP processes): ``train_loss``,
     ``train_acc`` (with mixup: against the dominant label of each mixed
     pair), ``val_loss`` (plain cross entropy, no label smoothing), ``val_acc``;
+    with multi-label targets (``labels='multi'``) the configured sigmoid loss, plain BCE for
+    ``val_loss``, and accuracy = the arg-max class is a true label (:func:`top1_hits`);
     the progress bar shows the running ``loss``/``acc`` of the current epoch.
 
     Raises:
@@ -89,9 +92,9 @@ class BirdspecLightning(pl.LightningModule):
         else:
             y_a, y_b, lam = y, y, 1.0
         logits = self._train_logits(x).float()
-        loss = F.cross_entropy(logits, y_a, label_smoothing=c.label_smoothing)
+        loss = self._loss(logits, y_a, smoothing=c.label_smoothing)
         if lam < 1.0:
-            loss = lam * loss + (1.0 - lam) * F.cross_entropy(logits, y_b, label_smoothing=c.label_smoothing)
+            loss = lam * loss + (1.0 - lam) * self._loss(logits, y_b, smoothing=c.label_smoothing)
         if not torch.isfinite(loss):
             lr = self.optimizers().param_groups[0]["lr"] if self._trainer is not None else c.lr
             raise TrainingError(
@@ -100,7 +103,7 @@ class BirdspecLightning(pl.LightningModule):
                 "or train with --precision 32-true; if it happens at the first step, check the data"
             )
         target = y_a if lam >= 0.5 else y_b
-        correct = (logits.argmax(dim=1) == target).float()
+        correct = top1_hits(logits, target)
         n = int(y.shape[0])
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("train_acc", correct.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
@@ -111,13 +114,22 @@ class BirdspecLightning(pl.LightningModule):
         self.log("acc", self._sum_correct / self._seen, on_step=True, on_epoch=False, prog_bar=True, logger=False)
         return loss
 
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, *, smoothing: float = 0.0) -> torch.Tensor:
+        """Cross entropy on label ids; with multi-label targets ``(B, K)`` the configured sigmoid loss
+        (validation: plain BCE, like the plain cross entropy of single-label runs)."""
+        if y.ndim == 1:
+            return F.cross_entropy(logits, y, label_smoothing=smoothing)
+        if not self.training:
+            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+        return multilabel_loss(logits, y, self.config, smoothing=smoothing)
+
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.model(x).float()
         n = int(y.shape[0])
-        self.log("val_loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
-        acc = (logits.argmax(dim=1) == y).float().mean()
+        self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        acc = top1_hits(logits, y).mean()
         self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
 
     # ----------------------------------------------------------------- optimizer

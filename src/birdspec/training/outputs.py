@@ -78,7 +78,7 @@ def write_val_predictions(checkpoint_path: Path, dataset: Any, out_path: Path, *
 
     ckpt = read_checkpoint(checkpoint_path)
     pred = predict_samples(ckpt.build_model(device=device), dataset, classes=list(ckpt.classes),
-                           batch_size=batch_size, device=device)
+                           batch_size=batch_size, device=device, activation=ckpt.activation)
     df = pred.to_frame()
     df = pd.DataFrame({
         "sample": np.arange(len(df)),

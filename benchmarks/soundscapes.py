@@ -1,0 +1,193 @@
+"""Soundscape benchmark: BirdCLEF-style scoring on synthetic soundscapes with known truth (the reed warblers).
+
+    python benchmarks/soundscapes.py [BIRDCLEF_DIR] [--out bench-out/soundscapes] [--folds 0,1,2,3,4]
+        [--variants single,multi-nocall,multi-nocall-mix] [--epochs N] [--count 6] [--duration-s 60] [--device auto]
+
+Protocol (fixed, so the numbers compare across machines):
+- data and folds: as benchmarks/accuracy.py (window encoding, ``prepare --folds 5 --seed 0``, checked
+  against ``StratifiedKFold(5, shuffle=True, random_state=0)`` on the primary labels);
+- soundscapes: for every fold k, ``--count`` soundscapes of ``--duration-s`` mixed from fold k's recordings
+  only (:mod:`birdspec.data.soundscape`, seed 0: calls of 2-8 s at SNR -5..+20 dB, 30 % overlapping,
+  gaps 0-10 s) over the even-numbered (sorted) files of ../shared/data/recordings; the odd-numbered
+  files are the only backgrounds the training sees (``--background`` / ``--background-mix``), so no
+  background audio is shared between training and test;
+- every fold k trains on the other four folds with the ``small-data`` recipe (mobilenetv2-seed, its fixed
+  epoch budget unless ``--epochs``; the held-out fold is only monitored, ``last.pt`` is scored);
+- scoring: every fold's soundscapes are predicted (``birdspec predict --top-k 0 --min-conf 0``); the
+  threshold is the best row-wise micro F1 on the *training folds'* soundscapes (``score_soundscapes``), then
+  the test fold is predicted with ``birdspec predict --format birdclef --min-conf THRESHOLD`` and scored with
+  ``birdspec score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's
+  window scores against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive);
+- variants (:data:`VARIANTS`): single-label softmax (the study's labels), multi-label with no-bird crops,
+  and multi-label with no-bird crops and background mixing.
+
+For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
+with 397 candidate species; these synthetic 4-species soundscapes are a different task.
+Not yet here: the BirdNET head and BirdNET itself as reference rows (see benchmarks/accuracy.py's run_birdnet).
+
+Writes OUT/soundscapes.json and OUT/soundscapes.md. Re-running resumes: a fold whose
+``soundscape_result.json`` exists is not trained or scored again (delete it, or OUT, to start over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
+
+RECORDINGS = DEFAULT_DATA.parent / "recordings"
+MODEL = "mobilenetv2-seed"
+VARIANTS = {
+    "single": ("single-label (softmax)", {}),
+    "multi-nocall": ("multi-label + no-bird crops", {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG"}),
+    "multi-nocall-mix": ("multi-label + no-bird crops + background mixing",
+                         {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG", "background_mix_dir": "TRAIN_BG"}),
+}
+RESULT = "soundscape_result.json"
+
+
+def split_backgrounds(out: Path) -> tuple[Path, Path]:
+    """Even-numbered recordings -> soundscape beds, odd-numbered -> training backgrounds (no overlap)."""
+    from birdspec.audio import is_audio_file
+
+    files = sorted(p for p in RECORDINGS.iterdir() if p.is_file() and is_audio_file(p))
+    dirs = out / "backgrounds" / "soundscapes", out / "backgrounds" / "training"
+    for i, f in enumerate(files):
+        dest = dirs[i % 2] / f.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            shutil.copyfile(f, dest)
+    return dirs
+
+
+def make_all_soundscapes(ds: Path, out: Path, folds: list[int], *, count: int, duration_s: float, bg: Path) -> dict[int, Path]:
+    from birdspec.data.soundscape import TRUTH_FILE, SoundscapeConfig, make_soundscapes
+
+    dirs = {}
+    for k in folds:
+        d = out / "soundscapes" / f"fold{k}"
+        if not (d / TRUTH_FILE).is_file():
+            make_soundscapes(ds, d, fold=k, count=count, config=SoundscapeConfig(duration_s=duration_s), background_dir=bg)
+        dirs[k] = d
+    return dirs
+
+
+def birdspec(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "birdspec", "-q", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"birdspec {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def train_fold(ds: Path, run: Path, k: int, cfg) -> Path:
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.training import train
+    from birdspec.training.rundir import is_finished, is_started
+
+    data = PreparedDataset(ds)
+    if not is_finished(run):
+        if is_started(run):
+            train(ds, run, cfg, resume=True)
+        else:  # fixed epoch budget: the held-out fold is only monitored, last.pt is scored
+            train(ds, run, cfg, rows_train=data.select(exclude_folds=[k]), rows_val=data.select(folds=[k]))
+    return run / "checkpoints" / "last.pt"
+
+
+def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str) -> dict:
+    from birdspec.evaluation.multilabel import multilabel_metrics
+    from birdspec.prediction.scoring import read_predictions, read_truth, score_soundscapes
+
+    scores = {}
+    for j, d in scapes.items():
+        path = run / f"scores_fold{j}.csv"
+        if not path.is_file():
+            birdspec("predict", str(ckpt), str(d / "audio"), "--top-k", "0", "--min-conf", "0", "--device", device,
+                     "--out", str(path))
+        scores[j] = pd.read_csv(path)
+    others = [j for j in scapes if j != k]
+    truth_other = {r: b for j in others for r, b in read_truth(scapes[j] / "truth.csv").items()}
+    tuned = score_soundscapes(pd.concat([scores[j] for j in others], ignore_index=True), truth_other)
+    threshold = float(tuned.threshold)
+    sub = run / f"submission_fold{k}.csv"
+    birdspec("predict", str(ckpt), str(scapes[k] / "audio"), "--format", "birdclef", "--top-k", "0",
+             "--min-conf", f"{threshold:g}", "--device", device, "--out", str(sub))
+    cli = birdspec("score-soundscapes", str(sub), str(scapes[k] / "truth.csv"))
+    f1 = score_soundscapes(sub, scapes[k] / "truth.csv").f1
+    truth = read_truth(scapes[k] / "truth.csv")
+    wide = read_predictions(scores[k]).reindex(list(truth), fill_value=0.0)
+    classes = [str(c) for c in wide.columns]
+    t = np.array([[int(c in truth[r]) for c in classes] for r in wide.index])
+    ml = multilabel_metrics(t, wide.to_numpy(), threshold=threshold, classes=classes)
+    return {"fold": k, "row_f1": f1, "threshold": threshold, "train_folds_f1": tuned.f1, "cmap": ml["cmap"],
+            "lrap": ml["lrap"], "rows": len(truth), "nocall_rows": sum(1 for b in truth.values() if b == {"nocall"}),
+            "cli": cli.strip()}
+
+
+def markdown(rows: list[dict]) -> str:
+    def pm(values):
+        vals = [v for v in values if v is not None]
+        if not vals:
+            return "-"
+        return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
+
+    lines = ["| variant | model | folds | row-wise micro F1 | threshold (train folds) | cmAP | LRAP |", "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == name]
+        lines.append(f"| {VARIANTS[name][0]} | {MODEL} | {len(rs)} | {pm(r['row_f1'] for r in rs)} | "
+                     f"{pm(r['threshold'] for r in rs)} | {pm(r['cmap'] for r in rs)} | {pm(r['lrap'] for r in rs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
+    p.add_argument("--out", default="bench-out/soundscapes")
+    p.add_argument("--folds", default="0,1,2,3,4", help="test folds to run (soundscapes are made for all five)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    p.add_argument("--epochs", type=int, help="override the small-data recipe's epoch budget (quick checks)")
+    p.add_argument("--count", type=int, default=6, help="soundscapes per fold")
+    p.add_argument("--duration-s", type=float, default=60.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    root, out, device, machine = start_run(args.data, args.out, args.device)
+    from birdspec.fileio import read_json, write_json
+    from birdspec.training import TrainConfig
+
+    ds = prepare_encoding(root, out, "window")
+    scape_bg, train_bg = split_backgrounds(out)
+    scapes = make_all_soundscapes(ds, out, list(range(5)), count=args.count, duration_s=args.duration_s, bg=scape_bg)
+    rows = []
+    for variant in [v for v in args.variants.split(",") if v]:
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
+        fields = {key: (str(train_bg) if v == "TRAIN_BG" else v) for key, v in VARIANTS[variant][1].items()}
+        cfg = TrainConfig.from_recipe("small-data", model=MODEL, device=device, seed=args.seed, progress_bar=False,
+                                      **fields, **({"epochs": args.epochs} if args.epochs else {}))
+        for k in [int(f) for f in args.folds.split(",") if f]:
+            run = out / "runs" / variant / f"fold_{k}"
+            result = read_json(run / RESULT)
+            if result is None:
+                result = {"variant": variant, "epochs": cfg.epochs,
+                          **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device)}
+                write_json(run / RESULT, result)
+            rows.append(result)
+            print(f"{variant} fold {k}: row-wise micro F1 {result['row_f1']:.3f} (threshold {result['threshold']:g}), "
+                  f"cmAP {result['cmap']:.3f}", flush=True)
+            write_json(out / "soundscapes.json", {"machine": machine, "data": str(root), "rows": rows})
+            (out / "soundscapes.md").write_text(f"Machine: {machine}\n\n{markdown(rows)}\n")
+    print()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

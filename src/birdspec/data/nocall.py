@@ -1,0 +1,206 @@
+"""Audio without a bird of the classes: quiet stretches, background recordings, and mixing at an SNR.
+
+- :func:`quiet_stretches` owns the rule for "no call here" inside a recording
+  (energy relative to the recording's own noise floor and loud level).
+- :func:`load_backgrounds` reads a folder of background recordings (their
+  content counts as "none of the classes", whatever else they hold).
+- :class:`NoCallSource` draws no-bird crops from both; :class:`BackgroundMixer`
+  mixes a background under a sample at an SNR drawn from a range
+  (:func:`mix_at_snr`).
+
+Random draws use torch's global generator, which Lightning seeds per data-loader worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from birdspec.errors import AudioError, ConfigError, DataError
+from birdspec.windowing import fit_window
+
+log = logging.getLogger(__name__)
+
+MAX_BACKGROUND_S = 600.0
+"""At most this much of every background recording is read (memory)."""
+
+
+@dataclass(frozen=True)
+class QuietRule:
+    """When a stretch of a recording counts as holding no call.
+
+    A frame (``frame_s`` long) is quiet when its RMS level is within ``margin_db`` of the
+    recording's noise floor (the ``floor_percentile`` percentile of the frame levels) **and**
+    at least ``min_snr_db`` below its loud level (the 95th percentile): a recording without
+    that contrast (a call everywhere, or noise only) gives no quiet frame. Runs of quiet frames
+    of at least ``min_duration_s`` (after trimming ``guard_s`` at both ends, for call onsets and
+    tails) are the stretches.
+    """
+
+    frame_s: float = 0.1
+    margin_db: float = 6.0
+    floor_percentile: float = 10.0
+    min_snr_db: float = 15.0
+    min_duration_s: float = 1.0
+    guard_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (self.frame_s > 0 and self.margin_db >= 0 and 0 <= self.floor_percentile < 95
+                and self.min_snr_db >= 0 and self.min_duration_s > 0 and self.guard_s >= 0):
+            raise ConfigError(f"invalid quiet-stretch rule {self}")
+
+
+def frame_levels_db(wave: np.ndarray, frame_samples: int) -> np.ndarray:
+    """RMS level in dB of consecutive ``frame_samples`` frames (a last partial frame is dropped)."""
+    n = (wave.size // frame_samples) * frame_samples
+    frames = np.asarray(wave[:n], dtype=np.float64).reshape(-1, frame_samples)
+    return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
+
+
+def quiet_stretches(wave: np.ndarray, sample_rate_hz: int, rule: QuietRule = QuietRule()) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges of ``wave`` that hold no call under ``rule`` (see :class:`QuietRule`)."""
+    frame = max(1, int(round(rule.frame_s * sample_rate_hz)))
+    levels = frame_levels_db(np.asarray(wave).reshape(-1), frame)
+    if levels.size == 0:
+        return []
+    floor = np.percentile(levels, rule.floor_percentile)
+    loud = np.percentile(levels, 95)
+    quiet = (levels <= floor + rule.margin_db) & (levels <= loud - rule.min_snr_db)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    guard = int(round(rule.guard_s * sample_rate_hz))
+    min_len = int(round(rule.min_duration_s * sample_rate_hz))
+    out = []
+    for a, b in zip(edges[0::2], edges[1::2]):
+        start, end = int(a) * frame + guard, int(b) * frame - guard
+        if end - start >= min_len:
+            out.append((start, end))
+    return out
+
+
+def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``signal + g * noise`` with ``g`` such that power(signal) / power(g * noise) is ``snr_db``.
+
+    A silent signal gets the noise at its own level; silent noise leaves the signal as it is.
+    """
+    ps = float(np.mean(np.square(signal, dtype=np.float64)))
+    pn = float(np.mean(np.square(noise, dtype=np.float64)))
+    if pn <= 0:
+        return signal.astype(np.float32, copy=True)
+    gain = 1.0 if ps <= 0 else float(np.sqrt(ps / (pn * 10.0 ** (snr_db / 10.0))))
+    return (signal + gain * noise).astype(np.float32)
+
+
+def load_backgrounds(folder: str | Path, *, sample_rate_hz: int) -> list[np.ndarray]:
+    """Every audio file under ``folder`` (sorted; at most :data:`MAX_BACKGROUND_S` each), mono at the rate.
+
+    Raises:
+        DataError: no readable audio file there.
+    """
+    from birdspec.audio import is_audio_file, load
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; give a folder of background recordings (wav, flac, ogg, mp3)")
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p)):
+        try:
+            wave = load(path, sample_rate_hz=sample_rate_hz, duration_s=MAX_BACKGROUND_S)
+        except AudioError as exc:
+            log.warning("skipping background %s: %s", path, exc)
+            continue
+        if wave.size:
+            out.append(wave.astype(np.float32))
+    if not out:
+        raise DataError(f"{root}: no readable audio file; give a folder of background recordings (wav, flac, ogg, mp3)")
+    log.info("%d background recordings (%.1f min) from %s", len(out), sum(w.size for w in out) / sample_rate_hz / 60, root)
+    return out
+
+
+def _rand(high: int) -> int:
+    return int(torch.randint(0, high, (1,)).item()) if high > 1 else 0
+
+
+def _crop_of(wave: np.ndarray, length: int) -> np.ndarray:
+    """A random ``length`` crop of ``wave`` (tiled when shorter)."""
+    if wave.size >= length:
+        start = _rand(wave.size - length + 1)
+        return np.asarray(wave[start:start + length], dtype=np.float32)
+    return fit_window(np.asarray(wave, dtype=np.float32), length=length, fill="tile", start=_rand(wave.size))
+
+
+class NoCallSource:
+    """No-bird crops: quiet stretches of prepared recordings and/or background recordings.
+
+    Every crop first picks a source kind (uniformly among the kinds that have audio), then a
+    stretch / recording with probability proportional to its length, then a random position
+    (a shorter stretch is tiled to the crop length).
+
+    Args:
+        store: the prepared dataset's waveform store (``read(offset, n, start=, length=)``).
+        stretches: ``(offset, num_samples, start, end)`` per quiet stretch of a stored recording.
+        backgrounds: background recordings (arrays).
+    """
+
+    def __init__(self, store: object, stretches: Sequence[tuple[int, int, int, int]],
+                 backgrounds: Sequence[np.ndarray] = ()) -> None:
+        self.store = store
+        self.stretches = np.asarray(stretches, dtype=np.int64).reshape(-1, 4)
+        self.backgrounds = list(backgrounds)
+        if not len(self.stretches) and not self.backgrounds:
+            raise DataError(
+                "found no quiet stretch in the training recordings and no background recording for no-bird crops; "
+                "give --background DIR (recordings without the classes' birds)"
+            )
+        self._stretch_p = self._weights(self.stretches[:, 3] - self.stretches[:, 2])
+        self._bg_p = self._weights([w.size for w in self.backgrounds])
+
+    @staticmethod
+    def _weights(lengths: Sequence[int] | np.ndarray) -> torch.Tensor | None:
+        lengths = np.asarray(lengths, dtype=np.float64)
+        return torch.from_numpy(lengths / lengths.sum()) if lengths.size and lengths.sum() > 0 else None
+
+    def crop(self, length: int) -> np.ndarray:
+        """One no-bird crop of ``length`` samples, float32."""
+        kinds = [k for k, p in (("stretch", self._stretch_p), ("background", self._bg_p)) if p is not None]
+        kind = kinds[_rand(len(kinds))]
+        if kind == "background":
+            return _crop_of(self.backgrounds[int(torch.multinomial(self._bg_p, 1).item())], length)
+        offset, n, start, end = (int(v) for v in self.stretches[int(torch.multinomial(self._stretch_p, 1).item())])
+        return _crop_of(self.store.read(offset, n, start=start, length=end - start), length)
+
+
+def find_stretches(data: object, rows: Sequence[int], rule: QuietRule = QuietRule()) -> list[tuple[int, int, int, int]]:
+    """Quiet stretches of manifest ``rows`` of a prepared dataset as ``(offset, num_samples, start, end)``."""
+    m = data.manifest
+    out = []
+    for row in rows:
+        offset, n = int(m["offset"].iloc[row]), int(m["num_samples"].iloc[row])
+        for start, end in quiet_stretches(data.store.read(offset, n), data.sample_rate_hz, rule):
+            out.append((offset, n, start, end))
+    total = sum(e - s for _, _, s, e in out) / max(1, data.sample_rate_hz)
+    log.info("no-bird crops: %d quiet stretches (%.1f s) in %d training recordings", len(out), total, len(rows))
+    return out
+
+
+class BackgroundMixer:
+    """Mixes a random background crop under a sample with probability ``probability``, at an SNR
+    uniform in ``snr_db`` (signal = the sample, all channels together)."""
+
+    def __init__(self, backgrounds: Sequence[np.ndarray], *, snr_db: tuple[float, float], probability: float = 1.0) -> None:
+        if not backgrounds:
+            raise DataError("no background recordings to mix; give a folder of recordings with --background-mix")
+        self.backgrounds = list(backgrounds)
+        self.snr_db = (float(snr_db[0]), float(snr_db[1]))
+        self.probability = float(probability)
+
+    def mix(self, x: np.ndarray) -> np.ndarray:
+        if float(torch.rand(1).item()) >= self.probability:
+            return x
+        bg = _crop_of(self.backgrounds[_rand(len(self.backgrounds))], int(x.size)).reshape(x.shape)
+        lo, hi = self.snr_db
+        return mix_at_snr(x, bg, lo + (hi - lo) * float(torch.rand(1).item()))
