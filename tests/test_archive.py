@@ -62,6 +62,7 @@ def test_a_folder_run_equals_the_single_run_resumes_and_remerges(archive, tmp_pa
     capsys.readouterr()
     assert _predict(run, root / "rec", out, "--hop-s", "0.5") == 2  # other scores: refused without --overwrite
     assert "other settings (hop_s)" in capsys.readouterr().err
+    assert _predict(run, root / "rec", out, "--strict") == 2  # failures are an error under --strict
     assert _predict(run, root / "rec", tmp_path / "x.csv", "--jobs", "2") == 2
     assert "need a folder --out" in capsys.readouterr().err
 

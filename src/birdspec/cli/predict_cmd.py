@@ -214,4 +214,7 @@ def _run_folder(args: argparse.Namespace, out: str) -> int:
     print(f"detections (best class >= {args.min_conf:g}) per species: {top}")
     if s["failed"]:
         log.warning("%d recording(s) could not be scored; see %s", s["failed"], Path(out) / "failed.csv")
+        if args.strict:  # a folder run scores every other recording first, then reports the failure
+            log.error("--strict: %d recording(s) failed (the others were scored and merged)", s["failed"])
+            return 2
     return 0
