@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -97,34 +98,40 @@ def _not_audio(path: Path) -> str | None:
     return f"not audio in a format birdspec reads ({', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)})"
 
 
+_FD2_LOCK = threading.Lock()
+"""One capture of file descriptor 2 at a time: two threads swapping it at once (the prediction engine's
+decoding thread, the web app's tile threads) could leave it pointing at a deleted temp file."""
+
+
 @contextlib.contextmanager
 def _native_notes_to_log() -> Iterator[None]:
     """Send what native decoders print straight to file descriptor 2 (libmpg123's "Note: Illegal
     Audio-MPEG-Header ...") to the debug log instead of the user's terminal; anything else written
     to stderr meanwhile (another thread's progress bar) is written back afterwards."""
-    try:
-        saved = os.dup(2)
-        sink = tempfile.TemporaryFile()
-    except OSError:  # pragma: no cover - no fd 2, or no temp dir
-        yield
-        return
-    with sink:
-        sys.stderr.flush()
-        os.dup2(sink.fileno(), 2)
+    with _FD2_LOCK:
         try:
+            saved = os.dup(2)
+            sink = tempfile.TemporaryFile()
+        except OSError:  # pragma: no cover - no fd 2, or no temp dir
             yield
-        finally:
+            return
+        with sink:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
-            notes = [ln for ln in lines if ln.startswith(("Note:", "[src/libmpg123", "Warning: ", "[mpg123"))]
-            if notes:
-                log.debug("decoder notes: %s", " ".join(ln.strip() for ln in notes))
-            other = "".join(ln for ln in lines if ln not in notes)
-            if other:
-                sys.stderr.write(other)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                lines = sink.read().decode("utf-8", "replace").splitlines(keepends=True)
+        notes = [ln for ln in lines if ln.startswith(("Note:", "[src/libmpg123", "Warning: ", "[mpg123"))]
+        if notes:
+            log.debug("decoder notes: %s", " ".join(ln.strip() for ln in notes))
+        other = "".join(ln for ln in lines if ln not in notes)
+        if other:
+            sys.stderr.write(other)
 
 
 def info(path: str | Path) -> AudioInfo:

@@ -11,6 +11,7 @@ can resolve its device without it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     off glibc (macOS, musl) or when ``MALLOC_ARENA_MAX`` is set by the user.
     """
     global _MALLOC_LIMITED
-    if _MALLOC_LIMITED or not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in __import__("os").environ:
+    if _MALLOC_LIMITED or not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
     _MALLOC_LIMITED = True
     try:

@@ -137,21 +137,8 @@ def run(args: argparse.Namespace) -> int:
     collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
     if folder:
         return _run_folder(args, out)
-    predictor = Predictor(
-        args.checkpoint,
-        device=args.device,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        window_s=args.window_s,
-        hop_s=args.hop_s,
-        min_partial_s=args.min_partial_s,
-        min_conf=args.min_conf,
-        top_k=args.top_k,
-        scores=args.scores,
-        context=args.context,
-        threads=args.threads,
-        activation=args.activation,
-    )
+    predictor = Predictor(args.checkpoint, **_score_options(args), min_conf=args.min_conf, top_k=args.top_k,
+                          scores=args.scores, threads=args.threads)
     fe = predictor.frontend
     writer = PredictionWriter(
         args.format,
@@ -197,14 +184,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_options(args: argparse.Namespace) -> dict:
+    """The Predictor options that decide the scores and where they are computed (both output modes)."""
+    return {"device": args.device, "batch_size": args.batch_size, "backend": args.backend, "window_s": args.window_s,
+            "hop_s": args.hop_s, "min_partial_s": args.min_partial_s, "context": args.context, "activation": args.activation}
+
+
 def _run_folder(args: argparse.Namespace, out: str) -> int:
     """A resumable folder prediction (prediction/archive_run.py) and its summary on stdout."""
     from birdspec.prediction.archive_run import predict_folder
 
-    options = {"device": args.device, "batch_size": args.batch_size, "backend": args.backend, "window_s": args.window_s,
-               "hop_s": args.hop_s, "min_partial_s": args.min_partial_s, "context": args.context, "activation": args.activation}
     s = predict_folder(args.checkpoint, args.paths, out, fmt=args.format, scores=args.scores, min_conf=args.min_conf,
-                       top_k=args.top_k, options=options, jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,
+                       top_k=args.top_k, options=_score_options(args), jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,
                        threads=args.threads, overwrite=args.overwrite, progress=not args.no_progress)
     hours, wall = s["audio_hours"], s["wall_s"]
     speed = f"{hours * 3600 / wall:.0f}x real time" if wall > 0 and s["scored_now"] else "nothing left to score"

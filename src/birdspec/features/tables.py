@@ -21,25 +21,23 @@ import numpy as np
 from birdspec.config import FrontendConfig
 
 
+_F_SP = 200.0 / 3  # Slaney: Hz per mel below 1 kHz (linear part)
+_MIN_LOG_HZ = 1000.0  # where the log part starts
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = math.log(6.4) / 27.0
+
+
 def hz_to_mel(freqs_hz: np.ndarray | float) -> np.ndarray:
     """Slaney mel scale (librosa's default, ``htk=False``)."""
     f = np.asanyarray(freqs_hz, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    mels = f / f_sp
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+    mels = f / _F_SP
+    return np.where(f >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(f, 1e-10) / _MIN_LOG_HZ) / _LOGSTEP, mels)
 
 
 def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`hz_to_mel`."""
     m = np.asanyarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+    return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
 
 def mel_band_edges_hz(*, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:

@@ -151,7 +151,8 @@ def _score(todo: Sequence[Item], parts: Path, *, ckpt: Path, options: dict[str, 
            scheduler: str | None, progress: bool) -> None:
     from birdspec.prediction.sources import tqdm_progress
 
-    callback, close = tqdm_progress([(Path(it.path), it.name) for it in todo]) if progress else (None, None)
+    callback, close = (tqdm_progress([(Path(it.path), it.name) for it in todo], total_s=sum(it.duration_s for it in todo))
+                       if progress else (None, None))  # durations already read by plan_items
     try:
         if engine == "dask":
             from birdspec.prediction.dask_engine import run_dask

@@ -314,15 +314,11 @@ class PredictionWriter:
                 else pd.DataFrame(columns=["file", "window", "start_s", "end_s", *LONG_COLUMNS])
             )
             self._append_table(empty)
-        if self._fh is not None and self._fh is not sys.stdout:
-            self._fh.close()
-        elif self._fh is sys.stdout:
+        if self._fh is sys.stdout:
             sys.stdout.flush()
-        self._fh = None
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
-        elif self._started and self.fmt == "parquet" and self.out is not None:
+        had_parquet = self._parquet is not None
+        self._release()
+        if not had_parquet and self._started and self.fmt == "parquet" and self.out is not None:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
@@ -347,14 +343,18 @@ class PredictionWriter:
     def abort(self) -> None:
         """Stop without publishing: the file output keeps what it held before (per-recording files
         already written stay; each was written whole)."""
+        self._release()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        """Close the open table file (never stdout) and Parquet writer."""
         if self._fh is not None and self._fh is not sys.stdout:
             self._fh.close()
         self._fh = None
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
-        if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
 
 
 def default_out(fmt: str) -> str:

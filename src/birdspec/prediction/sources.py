@@ -82,16 +82,18 @@ def empty_windows(stacked: bool) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="int64" if c == "window" else "float64") for c in cols})
 
 
-def tqdm_progress(items: Sequence[tuple[Path, str]]) -> tuple[Callable[[float, int], None], Callable[[], None]]:
-    """Two tqdm bars on stderr: audio seconds (total from the file headers) and files."""
+def tqdm_progress(items: Sequence[tuple[Path, str]], *,
+                  total_s: float | None = None) -> tuple[Callable[[float, int], None], Callable[[], None]]:
+    """Two tqdm bars on stderr: audio seconds (``total_s``, else summed from the file headers) and files."""
     from tqdm import tqdm
 
-    total_s = 0.0
-    for p, _n in items:
-        try:
-            total_s += audio.info(p).duration_s
-        except BirdspecError:
-            pass
+    if total_s is None:
+        total_s = 0.0
+        for p, _n in items:
+            try:
+                total_s += audio.info(p).duration_s
+            except BirdspecError:
+                pass
     secs = tqdm(total=round(total_s, 1), unit="s", desc="audio", file=sys.stderr, position=0, dynamic_ncols=True, smoothing=0.1)
     files = tqdm(total=len(items), unit="file", desc="files", file=sys.stderr, position=1, dynamic_ncols=True)
 
