@@ -123,3 +123,20 @@ def test_dask_local_cluster_survives_a_killed_worker(archive, tmp_path):
     assert (out / "predictions.csv").read_text() == expected
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recordings"] == 7 and summary["failed"] == 2 and summary["engine"] == "dask"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_dask_worker_malloc_setting_stops_page_faults_per_block():
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc map and fault every
+    164 kB block anew; restore_dynamic_mmap_threshold (called by each worker) keeps such blocks in the heap."""
+    code = ("import resource, sys, numpy as np\n"
+            "from birdspec.runtime import restore_dynamic_mmap_threshold\n"
+            "if sys.argv[1] == '1': restore_dynamic_mmap_threshold()\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "for _ in range(500):\n    a = np.ones(41984, np.float32); del a\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    faults = [int(subprocess.run([sys.executable, "-c", code, fix], env=env, capture_output=True, text=True, check=True).stdout)
+              for fix in ("0", "1")]
+    assert faults[0] > 500 * 30  # ~41 pages a block without the setting
+    assert faults[1] < faults[0] / 20

@@ -10,6 +10,10 @@ dask-kubernetes); without it, a LocalCluster of ``--jobs`` single-threaded worke
 - **The model is shipped once**: the checkpoint file and its ONNX runtime export are scattered to every
   worker a single time (``broadcast``); each worker process writes them to its local temp folder and
   builds its predictor on its first task, then reuses it for every later task.
+- **Worker settings**: each worker process resets glibc's large-block thresholds that Dask's nanny
+  changes (:func:`birdspec.runtime.restore_dynamic_mmap_threshold`: 30 % of the wall time on
+  2 cores). A LocalCluster is also started without Dask's sampling profiler (a thread waking every
+  10 ms in each worker); on your own cluster set ``distributed.worker.profile.enabled: false``.
 - **Faults**: a worker that dies mid-task is replaced by the cluster and its task runs again elsewhere;
   the task writes the same part files under the same names, atomically, so nothing is lost or counted
   twice. A task that raises is retried twice (``retries``) before the command fails; a rerun then
@@ -28,10 +32,13 @@ from typing import Any, Callable, Mapping, Sequence
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.fileio import write_with
 from birdspec.prediction.archive import Item, score_item
+from birdspec.runtime import restore_dynamic_mmap_threshold
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--engine dask needs dask.distributed: pip install 'birdspec[distributed]'"
+LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
+"""Dask settings of the LocalCluster ``--engine dask`` starts (its workers get the config at start)."""
 _PREDICTORS: dict[tuple[str, str, int], Any] = {}
 _LOCK = threading.Lock()
 
@@ -68,6 +75,7 @@ def score_on_worker(item: Item, parts: str, model: Mapping[str, Any], options: M
     with _LOCK:
         predictor = _PREDICTORS.get(key)
         if predictor is None:
+            restore_dynamic_mmap_threshold()
             predictor = _PREDICTORS[key] = Predictor(_materialise(model), **options)
     return score_item(item, parts, predictor)
 
@@ -76,6 +84,7 @@ def run_dask(items: Sequence[Item], parts: Path, *, checkpoint: Path, options: M
              workers: int, progress: Callable[[float, int], None] | None) -> None:
     """Score ``items`` on a Dask cluster (``scheduler``) or a LocalCluster of ``workers`` processes."""
     try:
+        import dask
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
         raise DependencyError(INSTALL_HINT) from exc
@@ -87,8 +96,9 @@ def run_dask(items: Sequence[Item], parts: Path, *, checkpoint: Path, options: M
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check the address, or leave "
                               "--scheduler out to start a local cluster") from exc
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.WARNING)
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.WARNING)
         client = Client(cluster)
     try:
         log.info("Dask cluster: %d worker(s) (%s)", len(client.scheduler_info().get("workers", {})), scheduler or "local")
