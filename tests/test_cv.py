@@ -12,7 +12,8 @@ import pytest
 from birdspec.cli.main import main
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
-from birdspec.experiments.cv import inner_split, run_cv
+from birdspec.data.splits import inner_split
+from birdspec.experiments.cv import run_cv
 from birdspec.training import TrainConfig, train
 
 FAST = {"model": "mobilenetv2-seed", "epochs": 1, "batch_size": 8, "device": "cpu", "workers": 0, "progress_bar": False}

@@ -99,7 +99,8 @@ def _assign_folds(selected: pd.DataFrame, settings: PrepareSettings) -> pd.DataF
         if settings.folds is not None:
             log.warning("--fold-column %r replaces --folds %d", settings.fold_column, settings.folds)
     elif settings.folds is not None:
-        df["fold"] = stratified_folds(filenames, labels, n_folds=settings.folds, seed=settings.seed)
+        df["fold"] = stratified_folds(filenames, labels, n_folds=settings.folds, seed=settings.seed,
+                                      groups=df["source_path"].astype(str).tolist())
     return df
 
 
@@ -314,9 +315,8 @@ def _write_dataset(
     kept = selection.recordings.iloc[stored.rows].reset_index(drop=True)
     # The train/val split is drawn among the recordings kept, so it is ~70/30 within every species
     # whatever cleaning removed (the study split the samples that were left).
-    kept["split"] = train_val_split(
-        kept["filename"].tolist(), kept["label"].tolist(), val_fraction=settings.val_fraction, seed=settings.seed
-    )
+    kept["split"] = train_val_split(kept["filename"].tolist(), kept["label"].tolist(), val_fraction=settings.val_fraction,
+                                    seed=settings.seed, groups=kept["source_path"].astype(str).tolist())  # windows of one file together
     classes = sorted(kept["label"].unique())
     lost = sorted(set(selection.species) - set(classes))
     if lost:

@@ -5,16 +5,23 @@ on one side only. Both functions are deterministic in ``(filenames, labels,
 seed)`` and independent of row order; :func:`train_val_split` is also
 independent of which *other* species are selected (each label has its own
 random stream).
+
+When several rows are windows of one file (a CSV manifest with ``start_s`` /
+``end_s``, e.g. windows verified in ``birdspec serve``), pass ``groups`` (the
+file of each row): the rows of a group then always land on the same side, so
+no validation window comes from a recording the model trained on. The split
+is drawn over the groups, each standing for its first filename and its most
+common label; without repeated groups the result is exactly the ungrouped one.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from birdspec.errors import ConfigError
+from birdspec.errors import ConfigError, DataError
 
 TRAIN = "train"
 VAL = "val"
@@ -34,6 +41,25 @@ def filename_order(filenames: Sequence[str], labels: Sequence[str]) -> np.ndarra
         if len(filenames)
         else np.zeros(0, dtype=np.int64)
     )
+
+
+def _by_group(split: Callable[..., np.ndarray], filenames: Sequence[str], labels: Sequence[str],
+              groups: Sequence[str] | None, **kwargs) -> np.ndarray:
+    """``split`` drawn over the groups (rows sharing a group get its value); plain ``split`` without repeats."""
+    if groups is None or len(set(groups)) == len(groups):
+        return split(filenames, labels, **kwargs)
+    if len(groups) != len(filenames):
+        raise ValueError(f"{len(groups)} groups for {len(filenames)} rows")
+    import pandas as pd
+
+    rows = pd.DataFrame({"group": np.asarray(groups, dtype=str), "filename": np.asarray(filenames, dtype=str),
+                         "label": np.asarray(labels, dtype=str)})
+    first = rows.groupby("group", sort=True)["filename"].min()
+    counts = rows.groupby(["group", "label"]).size().reset_index(name="n").sort_values(
+        ["group", "n", "label"], ascending=[True, False, True], kind="stable")
+    label = counts.drop_duplicates("group").set_index("group")["label"].reindex(first.index)
+    per_group = pd.Series(split(first.tolist(), label.tolist(), **kwargs), index=first.index)
+    return per_group.reindex(rows["group"]).to_numpy()
 
 
 def num_val(n: int, val_fraction: float) -> int:
@@ -56,8 +82,9 @@ def train_val_split(
     *,
     val_fraction: float = 0.3,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Stratified train/val assignment, one entry per recording.
+    """Stratified train/val assignment, one entry per recording (or per group of rows).
 
     Per label, the recordings sorted by filename are shuffled with a random
     stream seeded by ``(seed, crc32(label))`` and the first
@@ -68,6 +95,7 @@ def train_val_split(
         labels: ``(n,)`` primary labels.
         val_fraction: share of each class in validation, in ``[0, 1)``.
         seed: random seed.
+        groups: ``(n,)`` the file of each row when rows are windows of files (see the module doc).
 
     Returns:
         ``(n,)`` object array of ``"train"``/``"val"``, aligned with the input.
@@ -77,6 +105,8 @@ def train_val_split(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if groups is not None:
+        return _by_group(train_val_split, filenames, labels, groups, val_fraction=val_fraction, seed=seed)
     order = filename_order(filenames, labels)
     labels_arr = np.asarray(labels, dtype=str)
     out = np.full(len(order), TRAIN, dtype=object)
@@ -97,8 +127,9 @@ def stratified_folds(
     *,
     n_folds: int,
     seed: int = 0,
+    groups: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Cross-validation fold of every recording.
+    """Cross-validation fold of every recording (or of every group of rows, ``groups`` as in :func:`train_val_split`).
 
     Exactly: rows sorted by filename (:func:`filename_order`), then
     ``sklearn.model_selection.StratifiedKFold(n_splits=n_folds, shuffle=True,
@@ -116,6 +147,8 @@ def stratified_folds(
 
     if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
         raise ConfigError(f"folds must be an integer >= 2, got {n_folds}")
+    if groups is not None:
+        return _by_group(stratified_folds, filenames, labels, groups, n_folds=n_folds, seed=seed).astype(np.int64)
     order = filename_order(filenames, labels)
     y = np.asarray(labels, dtype=str)[order]
     out = np.full(len(order), -1, dtype=np.int64)
@@ -126,3 +159,55 @@ def stratified_folds(
     except ValueError as exc:
         raise ConfigError(f"cannot make {n_folds} folds: {exc}") from exc
     return out
+
+
+def inner_split(
+    rows: np.ndarray, labels: np.ndarray, *, fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of recordings ``rows`` (labels ``labels``) into (train, val): cv's and L2-SP's inner validation.
+
+    Each class with n >= 2 recordings gives ``round(fraction * n)`` of them,
+    clamped to ``[1, n - 1]``, to validation; a class with a single recording
+    stays in training. With ``groups`` (the file of each row, aligned with
+    ``rows``) that repeat, the split is drawn over the files (each with its
+    most common label) and all rows of a file go to the same side.
+
+    Raises:
+        ConfigError: ``fraction`` outside (0, 1).
+        DataError: no class has two recordings (no validation split possible).
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--inner-val-fraction must be in (0, 1), got {fraction}")
+    rows = np.asarray(rows, dtype=np.int64)
+    labels = np.asarray(labels)
+    if groups is not None and len(set(groups)) < len(rows):
+        names, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+        group_label = np.array([_most_common(labels[inverse == g]) for g in range(len(names))])
+        _, val_groups = inner_split(np.arange(len(names)), group_label, fraction=fraction, seed=seed)
+        val_arr = np.sort(rows[np.isin(inverse, val_groups)])
+        return np.setdiff1d(rows, val_arr), val_arr
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for c in np.unique(labels):
+        members = rows[labels == c]
+        if members.size < 2:
+            continue
+        n_val = int(np.clip(round(fraction * members.size), 1, members.size - 1))
+        val.extend(rng.permutation(members)[:n_val].tolist())
+    if not val:
+        raise DataError("the training folds have no class with 2 recordings; an inner validation split is impossible "
+                        "(use --fixed-epochs, or fewer folds)")
+    val_arr = np.sort(np.asarray(val, dtype=np.int64))
+    return np.setdiff1d(rows, val_arr), val_arr
+
+
+def _most_common(values: np.ndarray):
+    uniq, counts = np.unique(values, return_counts=True)
+    return uniq[np.argmax(counts)]  # ties: the smallest value
+
+
+def file_groups(manifest, rows: Sequence[int]) -> list[str] | None:
+    """The source file of each of a prepared manifest's ``rows`` (the ``groups`` of :func:`inner_split`)."""
+    if "source_path" not in manifest:
+        return None
+    return manifest["source_path"].astype(str).to_numpy()[np.asarray(rows, dtype=np.int64)].tolist()

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec import __version__
+from birdspec.data.splits import file_groups, inner_split
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.evaluate import PREDICTIONS_FILE
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
@@ -87,40 +88,6 @@ class CVResult:
     predictions: pd.DataFrame
     trained: int
     skipped: int
-
-
-def inner_split(
-    rows: np.ndarray, labels: np.ndarray, *, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of recordings ``rows`` (labels ``labels``) into (train, val).
-
-    Each class with n >= 2 recordings gives ``round(fraction * n)`` of them,
-    clamped to ``[1, n - 1]``, to validation; a class with a single recording
-    stays in training.
-
-    Raises:
-        ConfigError: ``fraction`` outside (0, 1).
-        DataError: no class has two recordings (no validation split possible).
-    """
-    if not 0 < fraction < 1:
-        raise ConfigError(f"--inner-val-fraction must be in (0, 1), got {fraction}")
-    rows = np.asarray(rows, dtype=np.int64)
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    val: list[int] = []
-    for c in np.unique(labels):
-        members = rows[labels == c]
-        if members.size < 2:
-            continue
-        n_val = int(np.clip(round(fraction * members.size), 1, members.size - 1))
-        val.extend(rng.permutation(members)[:n_val].tolist())
-    if not val:
-        raise DataError("the training folds have no class with 2 recordings; an inner validation split is impossible "
-                        "(use --fixed-epochs, or fewer folds)")
-    val_arr = np.sort(np.asarray(val, dtype=np.int64))
-    return np.setdiff1d(rows, val_arr), val_arr
-
-
 
 
 def dataset_folds(data: Any) -> list[int]:
@@ -259,7 +226,8 @@ class _FoldRunner:
             train_rows, val_rows = pool, test_rows
         else:
             labels = data.manifest["label_id"].to_numpy()
-            train_rows, val_rows = inner_split(pool, labels[pool], fraction=self.inner_val_fraction, seed=self.cfg.seed + k)
+            train_rows, val_rows = inner_split(pool, labels[pool], fraction=self.inner_val_fraction, seed=self.cfg.seed + k,
+                                               groups=file_groups(data.manifest, pool))
         if not is_finished(fold_dir):
             self.trained += 1
             if is_started(fold_dir):

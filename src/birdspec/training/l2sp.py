@@ -43,7 +43,7 @@ def choose_strength(dataset_dir: str | Path, out: Path, config: Any, rows_train:
                     train_fn: Callable[..., Any]) -> Any:
     """``config`` with its weight decay chosen on inner validation (unchanged when set, or the model has no grid)."""
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.experiments.cv import inner_split
+    from birdspec.data.splits import file_groups, inner_split
     from birdspec.models.registry import get_spec
 
     grid = tuple(get_spec(config.model).l2sp_grid)
@@ -58,7 +58,8 @@ def choose_strength(dataset_dir: str | Path, out: Path, config: Any, rows_train:
     labels = data.manifest["label_id"].to_numpy()
     scores: list[dict[str, Any]] = []
     try:
-        inner_train, inner_val = inner_split(rows, labels[rows], fraction=INNER_VAL_FRACTION, seed=config.seed)
+        inner_train, inner_val = inner_split(rows, labels[rows], fraction=INNER_VAL_FRACTION, seed=config.seed,
+                                             groups=file_groups(data.manifest, rows))
     except DataError:
         chosen = None
         log.info("L2-SP: no species has 2 training recordings, nothing to validate on: the head stays at BirdNET")
