@@ -120,38 +120,23 @@ register(
 
 
 def _register_birdnet_heads() -> None:
-    """The ``birdnet-*`` heads over frozen BirdNET embeddings (:mod:`birdspec.models.birdnet_head`)."""
+    """The ``birdnet-*`` heads over frozen BirdNET embeddings: from zero (:mod:`birdspec.models.birdnet_head`)
+    and from BirdNET's own classifier (:mod:`birdspec.models.birdnet_prior`)."""
     from birdspec.models import birdnet_head as heads
-
-    for name in heads.HEAD_NAMES:
-        register(
-            ModelSpec(
-                name=name,
-                build=heads.head_builder(name),
-                description=heads.HEAD_DESCRIPTIONS[name],
-                train_defaults=dict(heads.HEAD_TRAIN_DEFAULTS),
-                input="embedding",
-                note=heads.LICENCE_NOTE,
-                from_config=heads.head_from_config,
-            )
-        )
     from birdspec.models import birdnet_prior as prior
 
-    for name in prior.PRIOR_NAMES:
-        register(
-            ModelSpec(
-                name=name,
-                build=prior.prior_builder(name),
-                description=prior.PRIOR_DESCRIPTIONS[name],
-                train_defaults=dict(prior.PRIOR_TRAIN_DEFAULTS),
-                input="embedding",
-                note=prior.PRIOR_NOTE,
-                from_config=prior.head_from_config,
-                needs_class_info=True,
-                l2sp_grid=prior.L2SP_GRID if name == "birdnet-prior" else (),
-                prior_only_options=prior.PRIOR_ONLY_OPTIONS,
-            )
-        )
+    families = (
+        (heads.HEAD_NAMES, heads.head_builder, heads.HEAD_DESCRIPTIONS, heads.HEAD_TRAIN_DEFAULTS, heads.LICENCE_NOTE,
+         heads.head_from_config, lambda name: {}),
+        (prior.PRIOR_NAMES, prior.prior_builder, prior.PRIOR_DESCRIPTIONS, prior.PRIOR_TRAIN_DEFAULTS, prior.PRIOR_NOTE,
+         prior.head_from_config,
+         lambda name: {"needs_class_info": True, "prior_only_options": prior.PRIOR_ONLY_OPTIONS,
+                       "l2sp_grid": prior.L2SP_GRID if name == "birdnet-prior" else ()}),
+    )
+    for names, builder, descriptions, defaults, note, from_config, extra in families:
+        for name in names:
+            register(ModelSpec(name=name, build=builder(name), description=descriptions[name], train_defaults=dict(defaults),
+                               input="embedding", note=note, from_config=from_config, **extra(name)))
 
 
 _register_birdnet_heads()
