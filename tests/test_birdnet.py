@@ -442,6 +442,20 @@ def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
         train(embedded_ds, tmp_path / "run_mixup", TrainConfig(model="birdnet-linear", epochs=1, mixup_alpha=0.2, device="cpu"))
 
 
+def test_embedding_heads_train_multi_label(embedded_ds, tmp_path):
+    """--labels multi with a BirdNET head: (B, K) float targets through the embedding collate, sigmoid recorded."""
+    from birdspec.data.embedding_dataset import collate_embeddings
+    from birdspec.models import load_model
+    from birdspec.training import TrainConfig, train
+
+    x, y = collate_embeddings([(torch.ones(2, 1024), np.array([1.0, 0.5, 0.0])), (torch.ones(3, 1024), np.zeros(3))])
+    assert x.shape == (2, 3, 1024) and y.dtype == torch.float32 and y.tolist() == [[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]]
+    cfg = TrainConfig(model="birdnet-linear", epochs=15, lr=0.01, labels="multi", device="cpu", workers=0, progress_bar=False)
+    result = train(embedded_ds, tmp_path / "run", cfg)
+    _, ckpt = load_model(result.best_checkpoint)
+    assert ckpt.activation == "sigmoid" and result.best_val_acc >= 0.8
+
+
 def test_predictor_runs_birdnet_head_checkpoints(tmp_path):
     """`birdspec predict` / Predictor with a birdnet-* head: 5 s output windows scored from BirdNET's 3 s windows."""
     needs_birdnet()

@@ -252,15 +252,19 @@ def pad_windows(items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
     return x, mask
 
 
-def collate_embeddings(batch: Sequence[tuple[torch.Tensor, int]], *, with_mask: bool = False) -> tuple[Any, torch.Tensor]:
+def collate_embeddings(batch: Sequence[tuple[torch.Tensor, Any]], *, with_mask: bool = False) -> tuple[Any, torch.Tensor]:
     """DataLoader ``collate_fn`` for :class:`EmbeddingDataset` samples of varying length.
 
     Returns ``(x (B, W, D), labels (B,))`` with zero padding (which the heads
     ignore), or ``((x, mask (B, W) bool), labels)`` with ``with_mask=True``
-    (use ``functools.partial(collate_embeddings, with_mask=True)``).
+    (use ``functools.partial(collate_embeddings, with_mask=True)``). Multi-label
+    targets (a ``(K,)`` vector per sample, ``--labels multi``) give ``(B, K)`` floats.
     """
     x, mask = pad_windows([item[0] for item in batch])
-    y = torch.tensor([int(item[1]) for item in batch], dtype=torch.long)
+    if np.ndim(batch[0][1]) > 0:
+        y = torch.stack([torch.as_tensor(item[1], dtype=torch.float32) for item in batch])
+    else:
+        y = torch.tensor([int(item[1]) for item in batch], dtype=torch.long)
     return ((x, mask), y) if with_mask else (x, y)
 
 
