@@ -1,7 +1,7 @@
 """Soundscape benchmark: BirdCLEF-style scoring on synthetic soundscapes with known truth (the reed warblers).
 
     python benchmarks/soundscapes.py [BIRDCLEF_DIR] [--out bench-out/soundscapes] [--folds 0,1,2,3,4]
-        [--variants single,multi-nocall,multi-nocall-mix] [--epochs N] [--count 6] [--duration-s 60] [--device auto]
+        [--variants single,multi-nocall,...,birdnet] [--epochs N] [--count 6] [--duration-s 60] [--device auto]
 
 Protocol (fixed, so the numbers compare across machines):
 - data and folds: as benchmarks/accuracy.py (window encoding, ``prepare --folds 5 --seed 0``, checked
@@ -19,11 +19,14 @@ Protocol (fixed, so the numbers compare across machines):
   ``birdspec score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's
   window scores against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive);
 - variants (:data:`VARIANTS`): single-label softmax (the study's labels), multi-label with no-bird crops,
-  and multi-label with no-bird crops and background mixing.
+  and multi-label with no-bird crops and background mixing; with ``pip install 'birdspec[birdnet]'`` also
+  the ``birdnet-linear`` head on BirdNET embeddings (single-label, and multi-label: no-bird crops need a
+  waveform model, so none) for 30 epochs as benchmarks/few_shot.py, and BirdNET itself as the reference
+  (``birdnet-closed``: its own classifier over the four species, scored with its own sigmoid confidence;
+  the threshold is still chosen on the training folds' soundscapes).
 
 For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
 with 397 candidate species; these synthetic 4-species soundscapes are a different task.
-Not yet here: the BirdNET head and BirdNET itself as reference rows (see benchmarks/accuracy.py's run_birdnet).
 
 Writes OUT/soundscapes.json and OUT/soundscapes.md. Re-running resumes: a fold whose
 ``soundscape_result.json`` exists is not trained or scored again (delete it, or OUT, to start over).
@@ -45,12 +48,18 @@ from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
 RECORDINGS = DEFAULT_DATA.parent / "recordings"
 MODEL = "mobilenetv2-seed"
-VARIANTS = {
-    "single": ("single-label (softmax)", {}),
-    "multi-nocall": ("multi-label + no-bird crops", {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG"}),
-    "multi-nocall-mix": ("multi-label + no-bird crops + background mixing",
-                         {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG", "background_mix_dir": "TRAIN_BG"}),
+HEAD_EPOCHS = 30
+VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arguments)
+    "single": ("single-label (softmax)", MODEL, {}, ()),
+    "multi-nocall": ("multi-label + no-bird crops", MODEL,
+                     {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG"}, ()),
+    "multi-nocall-mix": ("multi-label + no-bird crops + background mixing", MODEL,
+                         {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG", "background_mix_dir": "TRAIN_BG"}, ()),
+    "birdnet-linear": ("single-label (softmax)", "birdnet-linear", {}, ()),
+    "birdnet-linear-multi": ("multi-label", "birdnet-linear", {"labels": "multi"}, ()),
+    "birdnet": ("BirdNET as it is (reference; its sigmoid confidence)", "birdnet-closed", {}, ("--activation", "sigmoid")),
 }
+BIRDNET_VARIANTS = tuple(name for name, v in VARIANTS.items() if v[1].startswith("birdnet"))
 RESULT = "soundscape_result.json"
 
 
@@ -101,7 +110,20 @@ def train_fold(ds: Path, run: Path, k: int, cfg) -> Path:
     return run / "checkpoints" / "last.pt"
 
 
-def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str) -> dict:
+def train_config(variant: str, *, train_bg: Path, device: str, seed: int, epochs: int | None):
+    """The fold runs' TrainConfig: the small-data recipe for the CNN, 30 epochs on the CPU for BirdNET heads."""
+    from birdspec.training import TrainConfig
+
+    _, model, fields, _ = VARIANTS[variant]
+    fields = {key: (str(train_bg) if v == "TRAIN_BG" else v) for key, v in fields.items()}
+    if model.startswith("birdnet"):
+        return TrainConfig(model=model, epochs=epochs or HEAD_EPOCHS, device="cpu", workers=0, seed=seed,
+                           progress_bar=False, **fields)
+    return TrainConfig.from_recipe("small-data", model=model, device=device, seed=seed, progress_bar=False,
+                                   **fields, **({"epochs": epochs} if epochs else {}))
+
+
+def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str, extra: tuple[str, ...] = ()) -> dict:
     from birdspec.evaluation.multilabel import multilabel_metrics
     from birdspec.prediction.scoring import read_predictions, read_truth, score_soundscapes
 
@@ -110,7 +132,7 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
         path = run / f"scores_fold{j}.csv"
         if not path.is_file():
             birdspec("predict", str(ckpt), str(d / "audio"), "--top-k", "0", "--min-conf", "0", "--device", device,
-                     "--out", str(path))
+                     *extra, "--out", str(path))
         scores[j] = pd.read_csv(path)
     others = [j for j in scapes if j != k]
     truth_other = {r: b for j in others for r, b in read_truth(scapes[j] / "truth.csv").items()}
@@ -118,7 +140,7 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
     threshold = float(tuned.threshold)
     sub = run / f"submission_fold{k}.csv"
     birdspec("predict", str(ckpt), str(scapes[k] / "audio"), "--format", "birdclef", "--top-k", "0",
-             "--min-conf", f"{threshold:g}", "--device", device, "--out", str(sub))
+             "--min-conf", f"{threshold:g}", "--device", device, *extra, "--out", str(sub))
     cli = birdspec("score-soundscapes", str(sub), str(scapes[k] / "truth.csv"))
     f1 = score_soundscapes(sub, scapes[k] / "truth.csv").f1
     truth = read_truth(scapes[k] / "truth.csv")
@@ -141,7 +163,7 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| variant | model | folds | row-wise micro F1 | threshold (train folds) | cmAP | LRAP |", "|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == name]
-        lines.append(f"| {VARIANTS[name][0]} | {MODEL} | {len(rs)} | {pm(r['row_f1'] for r in rs)} | "
+        lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | {len(rs)} | {pm(r['row_f1'] for r in rs)} | "
                      f"{pm(r['threshold'] for r in rs)} | {pm(r['cmap'] for r in rs)} | {pm(r['lrap'] for r in rs)} |")
     return "\n".join(lines)
 
@@ -151,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     p.add_argument("--out", default="bench-out/soundscapes")
     p.add_argument("--folds", default="0,1,2,3,4", help="test folds to run (soundscapes are made for all five)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", help=f"of {', '.join(VARIANTS)} (default: all; the BirdNET ones when it is installed)")
     p.add_argument("--epochs", type=int, help="override the small-data recipe's epoch budget (quick checks)")
     p.add_argument("--count", type=int, default=6, help="soundscapes per fold")
     p.add_argument("--duration-s", type=float, default=60.0)
@@ -159,25 +181,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     root, out, device, machine = start_run(args.data, args.out, args.device)
+    from birdspec.birdnet.backend import birdnet_available
     from birdspec.fileio import read_json, write_json
-    from birdspec.training import TrainConfig
 
+    variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
+    if not birdnet_available() and any(v in BIRDNET_VARIANTS for v in variants):
+        if args.variants:
+            raise SystemExit("the BirdNET variants need pip install 'birdspec[birdnet]'")
+        print("BirdNET rows skipped (pip install 'birdspec[birdnet]' to compare with it)")
+        variants = [v for v in variants if v not in BIRDNET_VARIANTS]
     ds = prepare_encoding(root, out, "window")
+    if any(v in BIRDNET_VARIANTS for v in variants):
+        from birdspec.data.embeddings import embed_dataset
+
+        embed_dataset(ds, progress=False)  # once: every BirdNET head of every fold reads these
     scape_bg, train_bg = split_backgrounds(out)
     scapes = make_all_soundscapes(ds, out, list(range(5)), count=args.count, duration_s=args.duration_s, bg=scape_bg)
     rows = []
-    for variant in [v for v in args.variants.split(",") if v]:
-        if variant not in VARIANTS:
-            raise SystemExit(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
-        fields = {key: (str(train_bg) if v == "TRAIN_BG" else v) for key, v in VARIANTS[variant][1].items()}
-        cfg = TrainConfig.from_recipe("small-data", model=MODEL, device=device, seed=args.seed, progress_bar=False,
-                                      **fields, **({"epochs": args.epochs} if args.epochs else {}))
+    for variant in variants:
+        cfg = train_config(variant, train_bg=train_bg, device=device, seed=args.seed, epochs=args.epochs)
         for k in [int(f) for f in args.folds.split(",") if f]:
             run = out / "runs" / variant / f"fold_{k}"
             result = read_json(run / RESULT)
             if result is None:
                 result = {"variant": variant, "epochs": cfg.epochs,
-                          **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device)}
+                          **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device, VARIANTS[variant][3])}
                 write_json(run / RESULT, result)
             rows.append(result)
             print(f"{variant} fold {k}: row-wise micro F1 {result['row_f1']:.3f} (threshold {result['threshold']:g}), "
