@@ -132,3 +132,15 @@ def test_a_cv_written_before_new_training_fields_still_resumes(tmp_path):
     changed = {**settings, "train_config": {**now, "epochs": 4}}
     with pytest.raises(ConfigError, match="epochs 3 -> 4"):
         _claim(tmp_path / "cv", changed)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_multi_label_cv_never_chooses_its_threshold_on_the_test_fold(fast_dataset, tmp_path, fixed):
+    cfg = TrainConfig(**{**FAST, "labels": "multi"})
+    run_cv(fast_dataset, tmp_path / "ml", cfg, folds=[0], fixed_epochs=fixed, inner_val_fraction=0.25)
+    metrics = json.loads((tmp_path / "ml" / "fold_0" / "eval_test" / "metrics.json").read_text())
+    run = json.loads((tmp_path / "ml" / "fold_0" / "config.json").read_text())
+    source = metrics["multilabel"]["threshold_source"]
+    side = "train" if fixed else "val"
+    assert source == (f"the training folds (in-sample: --fixed-epochs has no validation split) ({len(run['rows'][side])} recordings)"
+                      if fixed else f"the inner validation split ({len(run['rows']['val'])} recordings)")

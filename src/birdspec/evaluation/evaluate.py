@@ -156,12 +156,13 @@ def evaluate_checkpoint(
     plots: bool = True,
     meta: Mapping[str, Any] | None = None,
     threshold_rows: Sequence[int] | np.ndarray | None = None,
+    threshold_label: str = "the validation split",
 ) -> EvaluationResult:
     """Evaluate ``checkpoint`` on manifest ``rows`` of a prepared dataset (see the module doc for the files).
 
     A multi-label (sigmoid) checkpoint also gets ``metrics.json``'s ``multilabel`` object
     (:mod:`birdspec.evaluation.multilabel`), its thresholds chosen on ``threshold_rows`` (the
-    validation split; None: on ``rows``).
+    validation split, or what ``threshold_label`` names; None: on ``rows``).
 
     Args:
         checkpoint: a birdspec checkpoint file (or a folder with best.pt/last.pt).
@@ -195,7 +196,8 @@ def evaluate_checkpoint(
         from birdspec.evaluation.multilabel import multilabel_report
 
         info["multilabel"] = multilabel_report(
-            checkpoint, data, rows=rows, threshold_rows=threshold_rows, samples=samples, recordings=recordings,
+            checkpoint, data, rows=rows, threshold_rows=threshold_rows, threshold_label=threshold_label,
+            samples=samples, recordings=recordings,
             batch_size=batch_size, device=device, workers=workers,
         )
     epoch = f" (epoch {ckpt.epoch})" if ckpt.epoch is not None else ""

@@ -135,17 +135,19 @@ def format_multilabel(section: Mapping[str, Any]) -> list[str]:
 
 
 def multilabel_report(checkpoint: Any, data: Any, *, rows: np.ndarray, threshold_rows: Sequence[int] | None,
-                      samples: Any, recordings: Any, **predict_kwargs: Any) -> dict[str, Any]:
+                      samples: Any, recordings: Any, threshold_label: str = "the validation split",
+                      **predict_kwargs: Any) -> dict[str, Any]:
     """The ``multilabel`` object of an evaluation of ``rows``; thresholds from ``threshold_rows`` (the
-    validation split; predicted here when they differ from ``rows``), else from ``rows`` themselves."""
+    validation split, or what ``threshold_label`` names; predicted here when they differ from ``rows``),
+    else from ``rows`` themselves."""
     levels = {"recording": recordings, "sample": samples}
     given = None if threshold_rows is None else np.asarray(threshold_rows, dtype=np.int64)
     if given is None or given.size == 0:
         return multilabel_section(data, levels, validation=None, threshold_source="the evaluated rows (no validation split)")
     if np.array_equal(np.sort(given), np.sort(np.asarray(rows))):
-        return multilabel_section(data, levels, validation=None, threshold_source="the validation split (evaluated here)")
+        return multilabel_section(data, levels, validation=None, threshold_source=f"{threshold_label} (evaluated here)")
     from birdspec.evaluation.inference import predict_checkpoint
 
     val_samples, val_recordings, _ = predict_checkpoint(checkpoint, data, rows=given, **predict_kwargs)
     return multilabel_section(data, levels, validation={"recording": val_recordings, "sample": val_samples},
-                              threshold_source=f"the validation split ({given.size} recordings)")
+                              threshold_source=f"{threshold_label} ({given.size} recordings)")

@@ -247,10 +247,17 @@ class _FoldRunner:
         run_cfg = read_json(fold_dir / CONFIG_FILE) or {}
         _check_no_leak(run_cfg, self.data.manifest["id"].astype(str).to_numpy()[test_rows], fixed_epochs=fixed, fold=k)
         ckpt = resolve_checkpoint_path(fold_dir, which="last" if fixed else "best")
+        # multi-label thresholds: never chosen on the test fold (inner validation, else the training folds)
+        side = "train" if fixed else "val"
+        ids = set((run_cfg.get("rows") or {}).get(side) or [])
+        threshold_rows = np.flatnonzero(self.data.manifest["id"].astype(str).isin(ids).to_numpy())
         ev = evaluate_checkpoint(
             ckpt, self.data, rows=test_rows, out_dir=fold_dir / "eval_test", split=f"fold {k} (test)",
             batch_size=self.eval_batch_size, device=self.cfg.device,
             meta={"run_dir": str(fold_dir.resolve()), "fold": k, "protocol": self.protocol},
+            threshold_rows=threshold_rows if threshold_rows.size else None,
+            threshold_label="the training folds (in-sample: --fixed-epochs has no validation split)" if fixed
+            else "the inner validation split",
         )
         rec = ev.metrics["recording"]
         result = {
