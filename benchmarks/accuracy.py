@@ -144,7 +144,7 @@ def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
     from birdspec.birdnet.backend import birdnet_available
     from birdspec.data.prepared import PreparedDataset
     from birdspec.data.embedding_dataset import load_embedding_cache
-    from birdspec.data.embeddings import embed_dataset
+    from birdspec.data.embed import embed_dataset
     from birdspec.experiments.cv import run_cv
     from birdspec.training import TrainConfig
 

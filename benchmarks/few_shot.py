@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from birdspec.birdnet.backend import birdnet_available
-        from birdspec.data.embeddings import embed_dataset
+        from birdspec.data.embed import embed_dataset
         from birdspec.experiments.learning_curve import parse_per_class, run_learning_curve
 
         torch.set_num_threads(1)

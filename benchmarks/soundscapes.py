@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v for v in variants if v not in BIRDNET_VARIANTS]
     ds = prepare_encoding(root, out, "window")
     if any(v in BIRDNET_VARIANTS for v in variants):
-        from birdspec.data.embeddings import embed_dataset
+        from birdspec.data.embed import embed_dataset
 
         embed_dataset(ds, progress=False)  # once: every BirdNET head of every fold reads these
     scape_bg, train_bg = split_backgrounds(out)

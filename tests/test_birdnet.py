@@ -25,7 +25,8 @@ from birdspec.data.embedding_dataset import (
     collate_embeddings_with_mask,
     has_embeddings,
 )
-from birdspec.data.embeddings import EMBEDDINGS_FILE, INDEX_FILE, META_FILE, embed_dataset, embedding_dir
+from birdspec.data.embed import embed_dataset
+from birdspec.data.embeddings import EMBEDDINGS_FILE, INDEX_FILE, META_FILE, embedding_dir
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.birdnet_head import EmbeddingHead, build_head, pool_windows, valid_mask
 from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint

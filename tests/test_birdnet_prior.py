@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from birdspec.birdnet import closed_set
-from birdspec.data.embeddings import embed_dataset
+from birdspec.data.embed import embed_dataset
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.registry import build_model, get_spec
 

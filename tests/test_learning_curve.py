@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_birdnet_prior import FakeEmbedder, install_fake_birdnet
 
-from birdspec.data.embeddings import embed_dataset
+from birdspec.data.embed import embed_dataset
 from birdspec.errors import ConfigError
 from birdspec.experiments.learning_curve import (
     CURVE_CSV,

@@ -44,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from birdspec.data.embeddings import embed_dataset
+    from birdspec.data.embed import embed_dataset
 
     report = embed_dataset(
         args.dataset,

@@ -1,8 +1,8 @@
 """Reading a finished embedding cache: :class:`EmbeddingCache` and the torch Dataset over it.
 
 This module owns the read side of the per-window embedding cache written by
-:func:`birdspec.data.embeddings.embed_dataset` (whose module defines the
-format): :class:`EmbeddingCache` (memory-mapped, picklable),
+:func:`birdspec.data.embed.embed_dataset` (:mod:`birdspec.data.embeddings`
+defines the format): :class:`EmbeddingCache` (memory-mapped, picklable),
 :class:`EmbeddingDataset` (mirrors :class:`~birdspec.data.dataset.RecordingDataset`
 for models with ``ModelSpec.input == 'embedding'``) and the collate functions
 that zero-pad recordings of different lengths (:func:`collate_embeddings`).

@@ -1,6 +1,6 @@
 """The per-window backbone embedding cache beside a prepared dataset: its format and its writer.
 
-``birdspec embed DIR --backbone birdnet`` (:func:`embed_dataset`) runs a frozen
+``birdspec embed DIR --backbone birdnet`` (:func:`birdspec.data.embed.embed_dataset`) runs a frozen
 backbone over every stored recording once and writes::
 
     DIR/embeddings/birdnet/
@@ -13,7 +13,8 @@ backbone over every stored recording once and writes::
                          "dataset": fingerprint of the manifest, "created_utc", ...}
 
 This module owns that format (file names, the dataset
-fingerprint, :func:`read_index`) and the writer; the readers
+fingerprint, :func:`read_index`) (the writer, :func:`~birdspec.data.embed.embed_dataset`, is in
+:mod:`birdspec.data.embed`); the readers
 (:class:`~birdspec.data.embedding_dataset.EmbeddingCache`,
 :class:`~birdspec.data.embedding_dataset.EmbeddingDataset`) are in
 :mod:`birdspec.data.embedding_dataset`. No PyTorch here.
@@ -35,24 +36,15 @@ is a no-op; a cache of a re-prepared dataset (other manifest) is recomputed.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import shutil
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from birdspec.config import BACKBONES
 from birdspec.data.prepared import PARTIAL_SUFFIX, PreparedDataset
-from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import output_lock, write_csv, write_text
-from birdspec.windowing import frame
 
 log = logging.getLogger(__name__)
 
@@ -134,296 +126,3 @@ def read_index(path: Path) -> pd.DataFrame:
     for col in ("row", "first_window", "num_windows"):
         df[col] = df[col].astype(np.int64)
     return df
-
-
-# --------------------------------------------------------------------------- settings
-
-
-class _BackboneGeometry:
-    """The window geometry of a named backbone, known without loading it."""
-
-    def __init__(self, backbone: str) -> None:
-        from birdspec.birdnet import backend
-
-        self.name = backbone
-        self.window_s = backend.WINDOW_S
-        self.sample_rate_hz = backend.BIRDNET_SAMPLE_RATE_HZ
-        self.embedding_dim = backend.EMBEDDING_DIM
-
-
-def _settings(model: WindowEmbedder, hop_s: float, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "backbone": model.name,
-        "window_s": float(model.window_s),
-        "hop_s": float(hop_s),
-        "sample_rate_hz": int(model.sample_rate_hz),
-        "dim": int(model.embedding_dim),
-        "dataset": fingerprint,
-    }
-
-
-def _same(a: dict[str, Any], b: dict[str, Any], keys: Iterable[str]) -> bool:
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
-_SETTING_KEYS = ("backbone", "window_s", "hop_s", "sample_rate_hz", "dim")
-
-
-# --------------------------------------------------------------------------- writer
-
-
-def _load_partial(partial: Path, dim: int) -> pd.DataFrame:
-    """The index rows of a usable partial cache (data file trimmed to them)."""
-    index = read_index(partial / INDEX_FILE)
-    data_path = partial / EMBEDDINGS_FILE
-    have = data_path.stat().st_size // (dim * EMBEDDINGS_DTYPE.itemsize) if data_path.exists() else 0
-    ends = (index["first_window"] + index["num_windows"]).to_numpy()
-    consistent = (index["first_window"].to_numpy() == np.concatenate([[0], ends[:-1]])) if len(index) else np.ones(0, bool)
-    ok = np.cumprod(consistent & (ends <= have)).astype(bool)
-    index = index[ok].reset_index(drop=True)
-    keep = int(index["first_window"].iloc[-1] + index["num_windows"].iloc[-1]) if len(index) else 0
-    with open(data_path, "ab") as f:
-        f.truncate(keep * dim * EMBEDDINGS_DTYPE.itemsize)
-    write_csv(partial / INDEX_FILE, index, float_format=None)
-    return index
-
-
-def _up_to_date(final: Path, settings: dict[str, Any], *, overwrite: bool) -> EmbedReport | None:
-    """The report of a finished cache with these settings (nothing to do), else None.
-
-    Raises:
-        ConfigError: the finished cache has other settings and ``overwrite`` is false.
-    """
-    if not (final / META_FILE).is_file():
-        return None
-    meta = json.loads((final / META_FILE).read_text())
-    if _same(meta, settings, _SETTING_KEYS):
-        if meta.get("dataset") == settings["dataset"]:
-            log.debug("%s: embeddings up to date (%d recordings, %d windows); nothing to do", final, meta["num_recordings"], meta["total_windows"])
-            return EmbedReport(final, int(meta["num_recordings"]), int(meta["total_windows"]), 0, 0, 0.0, 0.0)
-        log.warning("%s: computed for another version of the dataset (re-prepared?); computing them again", final)
-    elif not overwrite:
-        raise ConfigError(
-            f"{final} holds embeddings with other settings (hop_s={meta.get('hop_s')}, backbone={meta.get('backbone')}); "
-            "pass --overwrite to replace them"
-        )
-    return None
-
-
-def _open_partial(partial: Path, settings: dict[str, Any], *, overwrite: bool) -> pd.DataFrame:
-    """Resume the interrupted run in ``partial`` (its usable index rows) or start it afresh (no rows).
-
-    Raises:
-        ConfigError: ``partial`` is a run with other settings and ``overwrite`` is false.
-    """
-    index = pd.DataFrame(columns=list(INDEX_COLUMNS))
-    if partial.is_dir():
-        old = json.loads((partial / SETTINGS_FILE).read_text()) if (partial / SETTINGS_FILE).is_file() else {}
-        if _same(old, settings, _SETTING_KEYS) and old.get("dataset") == settings["dataset"] and (partial / INDEX_FILE).is_file():
-            index = _load_partial(partial, int(settings["dim"]))
-            if len(index):
-                log.info("resuming %s: %d recordings already embedded", partial, len(index))
-        elif old and not _same(old, settings, _SETTING_KEYS) and not overwrite:
-            raise ConfigError(f"{partial} is an interrupted run with other settings (hop_s={old.get('hop_s')}); pass --overwrite to discard it")
-        else:
-            shutil.rmtree(partial)
-    if not partial.is_dir():
-        partial.mkdir(parents=True)
-        write_text(partial / SETTINGS_FILE, json.dumps(settings, indent=2))
-        write_csv(partial / INDEX_FILE, pd.DataFrame(columns=list(INDEX_COLUMNS)), float_format=None)
-        (partial / EMBEDDINGS_FILE).touch()
-    return index
-
-
-class _PartialWriter:
-    """Embeds pending recordings and appends them to a partial cache (data flushed first, then index rows)."""
-
-    def __init__(
-        self, partial: Path, ds: PreparedDataset, model: WindowEmbedder, *, backbone: str, first_window: int, bar: Any
-    ) -> None:
-        self.partial, self.model, self.backbone, self.bar = partial, model, backbone, bar
-        self.ids = ds.manifest["id"]
-        self.lengths = ds.manifest["num_samples"].to_numpy(np.int64)
-        self.sr_in = ds.sample_rate_hz
-        self.next_window = first_window
-        self.computed_windows = 0
-        self.pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (row, windows, starts)
-        self.pending_n = 0
-
-    def add(self, row: int, windows: np.ndarray, starts: np.ndarray, *, chunk_windows: int) -> None:
-        self.pending.append((row, windows, starts))
-        self.pending_n += windows.shape[0]
-        if self.pending_n >= chunk_windows:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        model = self.model
-        batch = np.concatenate([w for _, w, _ in self.pending])
-        emb = np.asarray(model.embed(batch), dtype=np.float32)
-        if emb.shape != (batch.shape[0], model.embedding_dim) or not np.isfinite(emb).all():
-            raise DataError(f"the {self.backbone} backbone returned embeddings of shape {emb.shape} (or non-finite values)")
-        with open(self.partial / EMBEDDINGS_FILE, "ab") as f:
-            f.write(np.ascontiguousarray(emb, dtype=EMBEDDINGS_DTYPE).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        rows_out = []
-        for row, w, starts in self.pending:
-            rows_out.append({
-                "id": str(self.ids.iloc[row]),
-                "row": row,
-                "first_window": self.next_window,
-                "num_windows": int(w.shape[0]),
-                "duration_s": round(float(self.lengths[row]) / self.sr_in, 4),
-                "window_starts_s": " ".join(f"{s / model.sample_rate_hz:g}" for s in starts),
-            })
-            self.next_window += int(w.shape[0])
-        pd.DataFrame(rows_out, columns=list(INDEX_COLUMNS)).to_csv(self.partial / INDEX_FILE, mode="a", header=False, index=False)
-        self.computed_windows += batch.shape[0]
-        if self.bar is not None:
-            self.bar.update(round(sum(float(self.lengths[r]) / self.sr_in for r, _, _ in self.pending)))
-        self.pending, self.pending_n = [], 0
-
-
-def _embed_rows(
-    ds: PreparedDataset, model: WindowEmbedder, partial: Path, todo: list[int], *, backbone: str,
-    first_window: int, hop_s: float, chunk_windows: int, progress: bool, audio_s: float,
-) -> tuple[int, float]:
-    """Embed manifest rows ``todo`` into ``partial``; ``(windows embedded, seconds it took)``."""
-    from birdspec.audio import resample
-
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=round(audio_s), unit="s", desc=f"embed {backbone}", leave=False, dynamic_ncols=True)
-    window = int(round(model.window_s * model.sample_rate_hz))
-    hop = int(round(hop_s * model.sample_rate_hz))
-    writer = _PartialWriter(partial, ds, model, backbone=backbone, first_window=first_window, bar=bar)
-    m = ds.manifest
-    started = time.perf_counter()
-    try:
-        for row in todo:
-            wave = ds.store.read(int(m["offset"].iloc[row]), int(writer.lengths[row]))
-            wave = resample(wave, orig_sample_rate_hz=ds.sample_rate_hz, sample_rate_hz=model.sample_rate_hz)
-            windows, starts = frame(wave, window_samples=window, hop_samples=hop, short_policy="pad")
-            writer.add(row, windows, starts, chunk_windows=chunk_windows)
-        writer.flush()
-    finally:
-        if bar is not None:
-            bar.close()
-    return writer.computed_windows, time.perf_counter() - started
-
-
-def _publish_cache(
-    partial: Path, final: Path, settings: dict[str, Any], model: WindowEmbedder, *, backbone: str, num_rows: int
-) -> pd.DataFrame:
-    """Check the finished ``partial``, write its ``embeddings.json`` and rename it to ``final``; its index."""
-    index = read_index(partial / INDEX_FILE)
-    if sorted(index["row"].tolist()) != list(range(num_rows)):
-        raise DataError(f"{partial}: the index does not cover every recording; delete the folder and run `birdspec embed` again")
-    index = index.sort_values("row").reset_index(drop=True)
-    meta = {
-        "format": EMBEDDINGS_FORMAT,
-        "format_version": 1,
-        **{k: settings[k] for k in _SETTING_KEYS},
-        "backbone_version": model.version,
-        "dtype": "float16",
-        "file": EMBEDDINGS_FILE,
-        "num_recordings": int(len(index)),
-        "total_windows": int((index["num_windows"]).sum()),
-        "dataset": settings["dataset"],
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    if backbone == "birdnet":
-        meta["licence"] = "BirdNET model: CC BY-NC-SA 4.0 (non-commercial)"
-    write_text(partial / META_FILE, json.dumps(meta, indent=2))
-    (partial / SETTINGS_FILE).unlink(missing_ok=True)
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    partial.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-    return index
-
-
-def embed_dataset(
-    data: PreparedDataset | str | Path,
-    *,
-    backbone: str = "birdnet",
-    hop_s: float = 3.0,
-    num_threads: int | None = None,
-    batch_size: int = 8,
-    chunk_windows: int = 256,
-    overwrite: bool = False,
-    progress: bool = True,
-    model: WindowEmbedder | None = None,
-) -> EmbedReport:
-    """Compute (or resume, or reuse) the per-window embedding cache of a prepared dataset.
-
-    Args:
-        data: a prepared dataset or its directory.
-        backbone: 'birdnet' (the only one so far).
-        hop_s: distance between window starts (3 s: non-overlapping BirdNET windows).
-        num_threads: backbone threads (default: all cores).
-        batch_size: windows per backbone call.
-        chunk_windows: windows embedded between two appends to the partial cache
-            (the most work an interrupt can lose).
-        overwrite: replace a cache computed with other settings (e.g. another hop).
-        progress: a tqdm bar over seconds of audio on stderr.
-        model: an already built backbone (default: built from ``backbone``, ``num_threads``, ``batch_size``).
-
-    Returns:
-        an :class:`EmbedReport`.
-
-    Raises:
-        DependencyError: the backbone's optional dependencies are missing.
-        ConfigError: a cache with other settings exists and ``overwrite`` is false.
-    """
-    ds = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
-    if backbone not in BACKBONES:
-        raise ConfigError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if hop_s <= 0:
-        raise ConfigError(f"--hop-s must be positive, got {hop_s}")
-    if chunk_windows < 1:
-        raise ConfigError(f"chunk_windows must be >= 1, got {chunk_windows}")
-    final, partial = embedding_dir(ds.root, backbone), partial_embedding_dir(ds.root, backbone)
-    fingerprint = dataset_fingerprint(ds)
-    settings = _settings(model or _BackboneGeometry(backbone), hop_s, fingerprint)
-    done = _up_to_date(final, settings, overwrite=overwrite)
-    if done is not None:
-        return done
-    if model is None:  # before touching the folder: a missing optional extra must leave no trace
-        from birdspec.birdnet.backend import BirdnetBackbone
-
-        model = BirdnetBackbone(num_threads=num_threads, batch_size=batch_size)
-    if _settings(model, hop_s, fingerprint) != settings:
-        raise ConfigError(f"the {backbone} backbone does not have the expected window geometry")
-    with output_lock(final):  # one writer per cache: a second `embed` of this dataset is refused
-        return _embed_locked(ds, model, final, partial, settings, backbone=backbone, hop_s=hop_s,
-                             chunk_windows=chunk_windows, progress=progress, overwrite=overwrite)
-
-
-def _embed_locked(ds: PreparedDataset, model: Any, final: Path, partial: Path, settings: dict[str, Any], *,
-                  backbone: str, hop_s: float, chunk_windows: int, progress: bool, overwrite: bool) -> EmbedReport:
-    index = _open_partial(partial, settings, overwrite=overwrite)
-    num_rows = len(ds.manifest)
-    done_rows = set(index["row"].astype(int).tolist())
-    todo = [r for r in range(num_rows) if r not in done_rows]
-    lengths = ds.manifest["num_samples"].to_numpy(np.int64)
-    audio_s = float(lengths[todo].sum()) / ds.sample_rate_hz if todo else 0.0
-    computed_windows, elapsed = _embed_rows(
-        ds, model, partial, todo, backbone=backbone,
-        first_window=int(index["first_window"].iloc[-1] + index["num_windows"].iloc[-1]) if len(index) else 0,
-        hop_s=hop_s, chunk_windows=chunk_windows, progress=progress, audio_s=audio_s,
-    )
-    index = _publish_cache(partial, final, settings, model, backbone=backbone, num_rows=num_rows)
-    log.info(
-        "embedded %d recordings (%d windows, %.1f min of audio) in %.1f s (%.0fx real time) -> %s",
-        len(todo), computed_windows, audio_s / 60, elapsed, audio_s / elapsed if elapsed > 0 else 0.0, final,
-    )
-    return EmbedReport(final, int(len(index)), int(index["num_windows"].sum()), len(todo), computed_windows, audio_s, elapsed)
