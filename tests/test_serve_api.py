@@ -197,3 +197,25 @@ def test_runs_pages_and_train_refusal(setup):
     assert job["status"] == "done", job
     report = client.get("/api/file", params={"ref": job["result"]["report"]})
     assert report.status_code == 200 and "<html" in report.text.lower()
+
+
+def test_review_reads_parquet_predictions(setup, tmp_path):
+    """An archive run's predictions.parquet (or any --format parquet output) in a served folder is reviewable."""
+    pytest.importorskip("pyarrow")
+    from birdspec.cli.main import main
+
+    client, config = setup
+    out = config.recording_dirs[0] / "night" / "predictions.parquet"
+    out.parent.mkdir()
+    assert main(["predict", str(config.runs_dir / "synth-copy"), str(config.recording_dirs[0] / "song.flac"),
+                 "--format", "parquet", "--min-conf", "0", "--out", str(out), "--no-progress"]) == 0
+    listed = [p["ref"] for p in client.get("/api/predictions").json()["predictions"]]
+    assert "recs/night/predictions.parquet" in listed
+    cards = client.get("/api/review", params={"prediction": "recs/night/predictions.parquet"}).json()["cards"]
+    assert cards and all(c["audio"] == "recs/song.flac" for c in cards)
+    det = {k: cards[0][k] for k in ("file", "start_s", "end_s", "label", "confidence")}
+    r = client.post("/api/verdict", json={"prediction": "recs/night/predictions.parquet", "detection": det, "verdict": "correct"})
+    assert r.status_code == 200, r.text
+    assert len(pd.read_csv(out.with_name("predictions.verdicts.csv"))) == 1
+    r = client.get("/api/review", params={"prediction": "recs/song.flac"})
+    assert r.status_code in (400, 403) and "prediction table" in r.text

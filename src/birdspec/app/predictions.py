@@ -15,8 +15,9 @@
     the verdicts given in Review (:mod:`birdspec.app.review`).
 
 The folder is written as ``<id>.partial`` and renamed when complete, so a crash never leaves a
-prediction that looks finished. Review also reads any ``birdspec predict`` CSV (long format) found
-in the served folders.
+prediction that looks finished. Review also reads any ``birdspec predict`` table in the long format
+found in the served folders: CSV, or Parquet when pyarrow is installed (e.g. an archive run's
+``predictions.parquet``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ MIN_CONF = 0.1
 TOP_K = 3
 PREDICT_COLUMNS = {"file", "start_s", "end_s", "label", "confidence"}
 """The columns of a ``birdspec predict`` CSV (long format) that Review needs."""
+TABLE_SUFFIXES = (".csv", ".parquet")
+"""The prediction tables Review reads (``--format csv`` and ``--format parquet``)."""
 
 
 def checkpoint_choices(roots: Roots) -> list[dict[str, Any]]:
@@ -160,25 +163,35 @@ def list_predictions(roots: Roots) -> list[dict[str, Any]]:
             out.append({"ref": roots.ref(d / DETECTIONS_FILE), "name": d.name, "recording": meta.get("recording"),
                         "checkpoint": meta.get("checkpoint"), "created": meta.get("created")})
     for key in roots.recording_keys:
-        for ref in roots.list_files(key, (".csv",)):
+        for ref in roots.list_files(key, TABLE_SUFFIXES):
             if ref.endswith(".verdicts.csv"):
                 continue
-            try:
-                with open(roots.resolve(ref), encoding="utf-8") as f:
-                    header = set(f.readline().strip().split(","))
-            except (OSError, UnicodeDecodeError):
-                continue
-            if PREDICT_COLUMNS <= header:
+            if PREDICT_COLUMNS <= _columns(roots.resolve(ref)):
                 out.append({"ref": ref, "name": ref, "recording": None, "checkpoint": None, "created": None})
     return out
 
 
+def _columns(path: Path) -> set[str]:
+    """The column names of a CSV (its header line) or Parquet file (its schema); empty when unreadable."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return set(pq.read_schema(path).names)
+        with open(path, encoding="utf-8") as f:
+            return set(f.readline().strip().split(","))
+    except ImportError:  # no pyarrow: Parquet predictions are not listed
+        return set()
+    except (OSError, UnicodeDecodeError, ValueError):  # pyarrow's errors are ValueErrors / OSErrors
+        return set()
+
+
 def prediction_csv(roots: Roots, ref: str) -> Path:
-    """The detections CSV ``ref`` names (an app prediction or a ``birdspec predict`` CSV).
+    """The detections table ``ref`` names (an app prediction, or a ``birdspec predict`` CSV or Parquet file).
 
     Raises:
-        NotFound / PathRefused: not a CSV inside the served folders.
+        NotFound / PathRefused: not a prediction table inside the served folders.
     """
-    if not str(ref).endswith(".csv") or str(ref).endswith(".verdicts.csv"):
-        raise PathRefused(f"{ref!r} is not a prediction CSV; pick one from the list")
+    if not str(ref).endswith(TABLE_SUFFIXES) or str(ref).endswith(".verdicts.csv"):
+        raise PathRefused(f"{ref!r} is not a prediction table (.csv or .parquet); pick one from the list")
     return roots.resolve(ref)

@@ -45,19 +45,27 @@ def verdicts_path(prediction_csv: Path) -> Path:
 
 
 def read_detections(prediction_csv: Path) -> pd.DataFrame:
-    """The detections of a prediction CSV, with a ``key`` per detection.
+    """The detections of a prediction table (CSV, or Parquet with pyarrow), with a ``key`` per detection.
 
     Raises:
         DataError: not a readable ``birdspec predict`` CSV (long format).
     """
     try:
-        df = pd.read_csv(prediction_csv, dtype={"file": str, "label": str})
+        if prediction_csv.suffix == ".parquet":
+            df = pd.read_parquet(prediction_csv)
+            for col in ("file", "label"):
+                if col in df.columns:
+                    df[col] = df[col].astype(str)
+        else:
+            df = pd.read_csv(prediction_csv, dtype={"file": str, "label": str})
+    except ImportError as exc:
+        raise DataError(f"{prediction_csv}: reading Parquet predictions needs pyarrow: pip install 'birdspec[parquet]'") from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{prediction_csv}: cannot read this prediction CSV ({exc})") from exc
+        raise DataError(f"{prediction_csv}: cannot read this prediction table ({exc})") from exc
     missing = {"file", "start_s", "end_s", "label", "confidence"} - set(df.columns)
     if missing:
         raise DataError(f"{prediction_csv}: not a detections table (missing {', '.join(sorted(missing))}); "
-                        "use a `birdspec predict --format csv` output (long format, not --scores all)")
+                        "use a `birdspec predict --format csv` or `--format parquet` output (long format, not --scores all)")
     for col in ("common_name", "scientific_name"):
         df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
     if "rank" not in df.columns:

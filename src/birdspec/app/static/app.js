@@ -332,7 +332,7 @@ const Review = {
       s.innerHTML = "";
       for (const p of predictions) s.append(el("option", { value: p.ref, text: p.name }));
       if (keep && predictions.some((p) => p.ref === keep)) s.value = keep;
-      if (!predictions.length) say("review-msg", "No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSVs).");
+      if (!predictions.length) say("review-msg", "No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSV or Parquet tables).");
       else if (s.value !== this.ref) await this.load();
     } catch (err) { say("review-msg", err.message); }
   },
