@@ -34,13 +34,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import (
     accuracy_score,
-    average_precision_score,
     balanced_accuracy_score,
     confusion_matrix,
     f1_score,
     log_loss,
     precision_recall_fscore_support,
-    roc_auc_score,
     top_k_accuracy_score,
 )
 
@@ -109,6 +107,48 @@ def log_loss_of(y_true: Any, probs: Any) -> float:
     return float(log_loss(y, p, labels=np.arange(p.shape[1])))
 
 
+OVR_CHUNK_CELLS = 4_000_000
+"""Scores (rows x classes) handled at once by :func:`one_vs_rest_scores` (bounds its memory)."""
+
+
+def one_vs_rest_scores(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class average precision and ROC-AUC (one-vs-rest) of every column of ``p``, NaN where undefined.
+
+    scikit-learn's ``average_precision_score`` and ``roc_auc_score`` per column (equal up to rounding
+    in the last bits), for all classes at once: one sort per column instead of two scikit-learn calls
+    per class (with 397 classes those calls, each with its argument checks, were most of the metrics'
+    time). AP sums precision x recall increments at each distinct score (ties form one step); ROC-AUC
+    is the Mann-Whitney statistic with tied scores given their average rank.
+    """
+    from scipy.stats import rankdata
+
+    n, k = p.shape
+    ap, auc = np.full(k, np.nan), np.full(k, np.nan)
+    if n == 0:
+        return ap, auc
+    step = max(1, OVR_CHUNK_CELLS // n)
+    for a in range(0, k, step):
+        cols = np.arange(a, min(k, a + step))
+        pos = y[:, None] == cols[None, :]
+        n_pos = pos.sum(axis=0)
+        n_neg = n - n_pos
+        s = p[:, cols]
+        order = np.argsort(-s, axis=0, kind="stable")
+        sorted_s, hits = np.take_along_axis(s, order, axis=0), np.take_along_axis(pos, order, axis=0)
+        tp = np.cumsum(hits, axis=0, dtype=np.float64)
+        precision = tp / np.arange(1, n + 1, dtype=np.float64)[:, None]
+        last = np.ones_like(hits)
+        last[:-1] = sorted_s[:-1] != sorted_s[1:]  # the last row of each group of tied scores
+        at_last = np.where(last, tp, 0.0)
+        before = np.vstack([np.zeros((1, len(cols))), np.maximum.accumulate(at_last, axis=0)[:-1]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ap[cols] = np.where(n_pos > 0, np.where(last, (tp - before) * precision, 0.0).sum(axis=0) / n_pos, np.nan)
+            rank_sum = np.where(pos, rankdata(s, axis=0), 0.0).sum(axis=0)
+            u = rank_sum - n_pos * (n_pos + 1) / 2.0
+            auc[cols] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+    return ap, auc
+
+
 def classification_metrics(
     y_true: Sequence[int] | np.ndarray,
     probs: np.ndarray,
@@ -152,19 +192,18 @@ def classification_metrics(
         out["weighted_f1"] = _num(f1_score(y, pred, average="weighted", zero_division=0))
         mp, mr, _, _ = precision_recall_fscore_support(y, pred, average="macro", zero_division=0)
         out["macro_precision"], out["macro_recall"] = _num(mp), _num(mr)
-        onehot = np.eye(k, dtype=np.int64)[y]
         cols = present.tolist()
-        out["roc_auc_macro"] = (
-            _num(roc_auc_score(onehot[:, cols], p[:, cols], average="macro")) if len(cols) >= 2 else None
-        )
-        out["cmap"] = _num(average_precision_score(onehot[:, cols], p[:, cols], average="macro"))
+        ap, auc = one_vs_rest_scores(y, p)  # sklearn's macro averages over the present classes, vectorised
+        out["roc_auc_macro"] = _num(np.mean(auc[cols])) if len(cols) >= 2 else None
+        out["cmap"] = _num(np.mean(ap[cols]))
         out["log_loss"] = _num(log_loss_of(y, p))
         out["top_k_accuracy"] = {
             str(kk): _num(top_k_accuracy_score(y, p, k=kk, labels=np.arange(k))) if kk > 1 else out["accuracy"]
             for kk in top_k_values(k)
         }
     out["classes_present"] = [names[i] for i in cols]
-    out["classes_absent"] = [names[i] for i in range(k) if i not in set(cols)]
+    present = set(cols)  # once, not once per class (O(classes^2) with 397 classes)
+    out["classes_absent"] = [names[i] for i in range(k) if i not in present]
     out["roc_auc_classes"] = out["classes_present"] if out["roc_auc_macro"] is not None else []
     if out["classes_absent"]:
         log.info(
@@ -200,14 +239,11 @@ def per_class_metrics(
         prec, rec, f1, support = precision_recall_fscore_support(
             y, pred, labels=np.arange(k), zero_division=0
         ) if y.size else (np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64))
+    aps, aucs = one_vs_rest_scores(y, p)
+    predicted = np.bincount(pred, minlength=k) if y.size else np.zeros(k, dtype=np.int64)
     rows = []
-    for i, label in enumerate(classes):
-        pos = y == i
-        ap = auc = None
-        if pos.any():
-            ap = _num(average_precision_score(pos.astype(int), p[:, i]))
-            if (~pos).any():
-                auc = _num(roc_auc_score(pos.astype(int), p[:, i]))
+    for i, label in enumerate(classes):  # one dict per class; the metrics are computed above, vectorised
+        ap, auc = _num(aps[i]), _num(aucs[i])
         meta = info.get(label, {})
         rows.append({
             "label_id": i,
@@ -218,7 +254,7 @@ def per_class_metrics(
             "recall": float(rec[i]),
             "f1": float(f1[i]),
             "support": int(support[i]),
-            "predicted": int((pred == i).sum()),
+            "predicted": int(predicted[i]),
             "average_precision": ap,
             "roc_auc": auc,
         })

@@ -138,6 +138,38 @@ def sets_at(scores: pd.DataFrame, threshold: float) -> dict[str, frozenset[str]]
     return out
 
 
+def threshold_f1(scores: pd.DataFrame, truth: Mapping[str, frozenset[str]], thresholds: np.ndarray) -> np.ndarray:
+    """:func:`birdclef_f1` of :func:`sets_at` per threshold, as matrices (no Python loop over rows or classes).
+
+    Equal, bit for bit, to ``[birdclef_f1(sets_at(scores, t), truth) for t in thresholds]``; truth rows
+    without a score row are predicted ``nocall``; a ``nocall`` score column counts as a class.
+    """
+    if not truth:
+        raise DataError("the truth has no rows to score")
+    rows = list(truth)
+    classes = [str(c) for c in scores.columns]
+    col = {c: i for i, c in enumerate(classes)}
+    values = np.vstack([scores.to_numpy(dtype=float), np.full((1, len(classes)), -np.inf)])  # last: "no prediction"
+    pos = pd.Index([str(r) for r in scores.index]).get_indexer(rows)  # -1 (missing) -> the last row
+    values = values[pos]
+    true = np.zeros(values.shape, dtype=bool)
+    true_size = np.fromiter((len(truth[r]) for r in rows), dtype=float, count=len(rows))
+    true_nocall = np.fromiter((NOCALL in truth[r] for r in rows), dtype=bool, count=len(rows))
+    for i, r in enumerate(rows):  # a few labels per row
+        for label in truth[r]:
+            j = col.get(label)
+            if j is not None:
+                true[i, j] = True
+    out = np.empty(len(thresholds))
+    for k, t in enumerate(thresholds):
+        chosen = values >= float(t)
+        size = chosen.sum(axis=1)
+        empty = size == 0  # predicted nocall
+        inter = (chosen & true).sum(axis=1) + (empty & true_nocall)
+        out[k] = float(np.mean(2.0 * inter / (np.maximum(size, 1) + true_size)))
+    return out
+
+
 @dataclass(frozen=True)
 class SoundscapeScore:
     """Result of :func:`score_soundscapes`.
@@ -185,6 +217,6 @@ def score_soundscapes(
         f1 = birdclef_f1(pred, true_sets)
         return SoundscapeScore(f1, None, pd.DataFrame(columns=["threshold", "f1"]), len(true_sets), missing, extra)
     ts = parse_thresholds(thresholds) if isinstance(thresholds, str) else np.asarray(list(thresholds), dtype=float)
-    curve = pd.DataFrame({"threshold": ts, "f1": [birdclef_f1(sets_at(pred, float(t)), true_sets) for t in ts]})
+    curve = pd.DataFrame({"threshold": ts, "f1": threshold_f1(pred, true_sets, ts)})
     best = int(curve["f1"].to_numpy().argmax())
     return SoundscapeScore(float(curve["f1"].iloc[best]), float(curve["threshold"].iloc[best]), curve, len(true_sets), missing, extra)
