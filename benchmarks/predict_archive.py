@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_speed import TreePeak, make_checkpoint, write_long_recording  # noqa: E402
+from predict_speed import TreePeak, make_checkpoint, tree_processes, write_long_recording  # noqa: E402
 
 BASE_MINUTES = (1, 2, 5, 10, 20, 30, 45, 60)
 MODES = {
@@ -76,11 +76,7 @@ class ProcessPeaks(TreePeak):
         import psutil
 
         while not self._stop.is_set():
-            try:
-                procs = [psutil.Process(self.pid)] + psutil.Process(self.pid).children(recursive=True)
-            except psutil.Error:
-                procs = []
-            for p in procs:
+            for p in tree_processes(self.pid):
                 try:
                     self.peaks[p.pid] = max(self.peaks.get(p.pid, 0.0), p.memory_info().rss / 2**20)
                 except psutil.Error:

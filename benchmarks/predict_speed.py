@@ -347,6 +347,16 @@ class TreePeak:
         self._thread.join()
 
 
+def tree_processes(root: int) -> list:
+    """``psutil.Process`` of ``root`` and all its descendants (empty once it has exited)."""
+    import psutil
+
+    try:
+        return [psutil.Process(root)] + psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
 def _tree_rss_kb(root: int) -> int:
     """Summed VmRSS (kB) of ``root`` and all its descendants (0 once it has exited)."""
     children: dict[int, list[int]] = {}

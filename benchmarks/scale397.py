@@ -42,6 +42,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from predict_speed import TreePeak, tree_processes  # noqa: E402
+
 BIRDSPEC = str(Path(sys.executable).with_name("birdspec"))
 STEPS = ("prepare", "train", "train-multi", "evaluate", "export", "predict", "score")
 PREDICT_CASES = {  # name -> (options, output file); top-3 with --min-conf 0, so that every window has 3 rows
@@ -54,7 +57,7 @@ PREDICT_CASES = {  # name -> (options, output file); top-3 with --min-conf 0, so
 }
 
 
-class TreeMemory:
+class TreeMemory(TreePeak):
     """Peaks of the process tree's summed VmRSS and RssAnon (kB), sampled every 20 ms while in the block.
 
     RssAnon leaves out file pages mapped by several processes (a training run's data-loader workers
@@ -62,22 +65,13 @@ class TreeMemory:
     """
 
     def __init__(self, pid: int) -> None:
-        import threading
-
-        self.pid, self.rss_kb, self.anon_kb = pid, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        super().__init__(pid)
+        self.rss_kb, self.anon_kb = 0, 0
 
     def _sample(self) -> None:
-        import psutil
-
         while not self._stop.is_set():
             rss = anon = 0
-            try:
-                procs = [psutil.Process(self.pid)] + psutil.Process(self.pid).children(recursive=True)
-            except psutil.Error:
-                procs = []
-            for p in procs:
+            for p in tree_processes(self.pid):
                 try:
                     fields = dict(line.split(":", 1) for line in Path(f"/proc/{p.pid}/status").read_text().splitlines() if ":" in line)
                     rss += int(fields.get("VmRSS", "0 kB").split()[0])
@@ -86,14 +80,6 @@ class TreeMemory:
                     pass
             self.rss_kb, self.anon_kb = max(self.rss_kb, rss), max(self.anon_kb, anon)
             self._stop.wait(0.02)
-
-    def __enter__(self) -> "TreeMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @contextmanager
