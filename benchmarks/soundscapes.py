@@ -123,13 +123,17 @@ def train_config(variant: str, *, train_bg: Path, device: str, seed: int, epochs
                                    **fields, **({"epochs": epochs} if epochs else {}))
 
 
-def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str, extra: tuple[str, ...] = ()) -> dict:
+def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str, extra: tuple[str, ...] = (),
+               scores_dir: Path | None = None) -> dict:
+    """Threshold on the other folds' soundscapes, then the test fold's submission and scores. ``scores_dir``:
+    where the window scores of every fold's soundscapes go (default ``run``; a model that trains nothing,
+    BirdNET as it is, shares one folder across folds: its scores do not depend on the fold)."""
     from birdspec.evaluation.multilabel import multilabel_metrics
     from birdspec.prediction.scoring import read_predictions, read_truth, score_soundscapes
 
     scores = {}
     for j, d in scapes.items():
-        path = run / f"scores_fold{j}.csv"
+        path = (scores_dir or run) / f"scores_fold{j}.csv"
         if not path.is_file():
             birdspec("predict", str(ckpt), str(d / "audio"), "--top-k", "0", "--min-conf", "0", "--device", device,
                      *extra, "--out", str(path))
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             result = read_json(run / RESULT)
             if result is None:
                 result = {"variant": variant, "epochs": cfg.epochs,
-                          **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device, VARIANTS[variant][3])}
+                          **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device, VARIANTS[variant][3],
+                                       scores_dir=run.parent if VARIANTS[variant][1] == "birdnet-closed" else None)}
                 write_json(run / RESULT, result)
             rows.append(result)
             print(f"{variant} fold {k}: row-wise micro F1 {result['row_f1']:.3f} (threshold {result['threshold']:g}), "
