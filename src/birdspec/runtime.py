@@ -65,7 +65,7 @@ def restore_dynamic_mmap_threshold() -> None:
     more wall time for the same recordings on 2 cores. This sets fixed thresholds above those blocks
     (mmap above 4 MB, trim above 8 MB): the page faults and nearly the wall time of a ``--jobs``
     worker again, for a worker peak of 380 MB instead of ~290 MB over 20 h of audio (32/64 MB
-    thresholds ran no faster and peaked at 490 MB). No effect off glibc.
+    thresholds were at most 4 % faster and peaked at 490 MB). No effect off glibc.
     """
     if not sys.platform.startswith("linux"):
         return
