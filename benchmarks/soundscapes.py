@@ -14,7 +14,8 @@ Protocol (fixed, so the numbers compare across machines):
 - every fold k trains on the other four folds with the ``small-data`` recipe (mobilenetv2-seed, its fixed
   epoch budget unless ``--epochs``; the held-out fold is only monitored, ``last.pt`` is scored);
 - scoring: every fold's soundscapes are predicted (``birdspec predict --top-k 0 --min-conf 0``); the
-  threshold is the best row-wise micro F1 on the *training folds'* soundscapes (``score_soundscapes``), then
+  threshold (:data:`THRESHOLDS`, 0.01 to 0.95) is the best row-wise micro F1 on the *training folds'*
+  soundscapes (``score_soundscapes``), then
   the test fold is predicted with ``birdspec predict --format birdclef --min-conf THRESHOLD`` and scored with
   ``birdspec score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's
   window scores against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive);
@@ -61,6 +62,9 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
 }
 BIRDNET_VARIANTS = tuple(name for name, v in VARIANTS.items() if v[1].startswith("birdnet"))
 RESULT = "soundscape_result.json"
+THRESHOLDS = np.round(np.r_[0.01:0.05:0.01, 0.05:0.951:0.05], 2)
+"""Thresholds tried on the training folds' soundscapes: the CLI's 0.05-0.95 grid and 0.01-0.04 below it
+(BirdNET's confidences on these quiet, overlapping calls are low: its best was 0.05, the grid's edge)."""
 
 
 def split_backgrounds(out: Path) -> tuple[Path, Path]:
@@ -140,7 +144,8 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
         scores[j] = pd.read_csv(path)
     others = [j for j in scapes if j != k]
     truth_other = {r: b for j in others for r, b in read_truth(scapes[j] / "truth.csv").items()}
-    tuned = score_soundscapes(pd.concat([scores[j] for j in others], ignore_index=True), truth_other)
+    tuned = score_soundscapes(pd.concat([scores[j] for j in others], ignore_index=True), truth_other,
+                              thresholds=THRESHOLDS)
     threshold = float(tuned.threshold)
     sub = run / f"submission_fold{k}.csv"
     birdspec("predict", str(ckpt), str(scapes[k] / "audio"), "--format", "birdclef", "--top-k", "0",
