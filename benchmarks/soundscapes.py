@@ -14,7 +14,7 @@ Protocol (fixed, so the numbers compare across machines):
 - every fold k trains on the other four folds with the ``small-data`` recipe (mobilenetv2-seed, its fixed
   epoch budget unless ``--epochs``; the held-out fold is only monitored, ``last.pt`` is scored);
 - scoring: every fold's soundscapes are predicted (``birdspec predict --top-k 0 --min-conf 0``); the
-  threshold (:data:`THRESHOLDS`, 0.01 to 0.95) is the best row-wise micro F1 on the *training folds'*
+  threshold (:data:`THRESHOLDS`, 0.001 to 0.95) is the best row-wise micro F1 on the *training folds'*
   soundscapes (``score_soundscapes``), then
   the test fold is predicted with ``birdspec predict --format birdclef --min-conf THRESHOLD`` and scored with
   ``birdspec score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's
@@ -62,9 +62,10 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
 }
 BIRDNET_VARIANTS = tuple(name for name, v in VARIANTS.items() if v[1].startswith("birdnet"))
 RESULT = "soundscape_result.json"
-THRESHOLDS = np.round(np.r_[0.01:0.05:0.01, 0.05:0.951:0.05], 2)
-"""Thresholds tried on the training folds' soundscapes: the CLI's 0.05-0.95 grid and 0.01-0.04 below it
-(BirdNET's confidences on these quiet, overlapping calls are low: its best was 0.05, the grid's edge)."""
+THRESHOLDS = np.round(np.r_[0.001, 0.002, 0.005, 0.01:0.05:0.01, 0.05:0.951:0.05], 3)
+"""Thresholds tried on the training folds' soundscapes: the CLI's 0.05-0.95 grid and 0.001-0.04 below it
+(BirdNET's confidences on these quiet, overlapping calls are low: its best was at the edge of the
+0.05-0.95 grid, then of a grid from 0.01)."""
 
 
 def split_backgrounds(out: Path) -> tuple[Path, Path]:
