@@ -103,3 +103,15 @@ def test_cli(tmp_path, capsys):
     assert pd.read_csv(tmp_path / "c.csv")["f1"].tolist() == [1.0]
     assert main(["score-soundscapes", str(tmp_path / "wide.csv"), str(truth), "--thresholds", "x"]) == 2
     assert main(["score-soundscapes", str(tmp_path / "missing.csv"), str(truth)]) == 2
+
+
+def test_cli_says_when_the_best_threshold_is_at_the_grid_edge(tmp_path, capsys, caplog):
+    truth = tmp_path / "truth.csv"
+    TRUTH.to_csv(truth, index=False)
+    SCORES.to_csv(tmp_path / "wide.csv", index=False)
+    assert main(["score-soundscapes", str(tmp_path / "wide.csv"), str(truth), "--thresholds", "0.45,0.55,0.95"]) == 0
+    said = capsys.readouterr().err + caplog.text
+    assert "the best threshold is the lowest one tried (0.45)" in said and "widen --thresholds" in said
+    caplog.clear()
+    assert main(["score-soundscapes", str(tmp_path / "wide.csv"), str(truth), "--thresholds", "0.3,0.45,0.55"]) == 0
+    assert "widen --thresholds" not in capsys.readouterr().err + caplog.text

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+from birdspec.prediction.choices import DEFAULT_THRESHOLDS
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Score soundscape predictions with the BirdCLEF 2021 metric: for every row_id
@@ -30,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("predictions", metavar="PRED.csv", help="submission, birdspec predict CSV, or row_id x class scores")
     p.add_argument("truth", metavar="TRUTH.csv", help="row_id, birds")
-    p.add_argument("--thresholds", default="0.05:0.95:0.05", help="start:stop:step (stop included), a list 0.1,0.3, or one value (default 0.05:0.95:0.05)")
+    p.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
+                   help=f"start:stop:step (stop included), a list 0.1,0.3, or one value (default {DEFAULT_THRESHOLDS})")
     p.add_argument("--curve", default=None, metavar="CSV", help="also write the F1 of every threshold here")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --curve that is not a CSV file")
     p.set_defaults(func=run)
@@ -53,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"best row-wise micro F1: {result.f1:.4f} at threshold {result.threshold:g}  ({result.rows} rows, {result.missing} without prediction)")
         for t, f in zip(result.curve["threshold"], result.curve["f1"]):
             print(f"  threshold {t:<6g} F1 {f:.4f}")
+        tried = result.curve["threshold"]
+        if len(tried) > 1 and result.threshold in (tried.min(), tried.max()):
+            side = "lowest" if result.threshold == tried.min() else "highest"
+            log.warning("the best threshold is the %s one tried (%g): the best may lie beyond it; widen --thresholds "
+                        "(e.g. --thresholds 0.001,0.005,0.01,0.02,0.05,0.1 for a model with low confidences)",
+                        side, result.threshold)
         if args.curve:
             from birdspec.fileio import write_csv
 

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
+from birdspec.prediction.choices import DEFAULT_THRESHOLDS
 from birdspec.prediction.outputs import NOCALL, birdclef_row_id
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLDS = "0.05:0.95:0.05"
 _META_COLUMNS = {"file", "window", "start_s", "end_s", "context_start_s", "context_end_s", "rank", "row_id",
                  "site", "audio_id", "seconds", "birds", "label", "scientific_name", "common_name", "confidence"}
 
