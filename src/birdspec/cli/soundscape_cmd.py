@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from birdspec.cli.train_cmd import float_pair
+
 DESCRIPTION = """\
 Mix long recordings from the recordings of ONE fold of a prepared dataset
 (prepare it with --folds K): excerpts of its recordings placed at known times,
@@ -20,14 +22,6 @@ the other folds can be scored honestly:
 """
 
 
-def _pair(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(",")
-    try:
-        return (float(lo), float(hi if sep else lo))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("soundscape", help="synthetic soundscapes with known truth (soundscape make)")
     sub = p.add_subparsers(dest="soundscape_command", metavar="ACTION")
@@ -39,9 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     m.add_argument("--count", type=int, default=4, help="number of soundscapes (default 4)")
     m.add_argument("--duration-s", type=float, default=60.0, help="length of each, a multiple of 5 s (default 60)")
     m.add_argument("--background", metavar="DIR", help="background recordings (default: pink noise)")
-    m.add_argument("--snr-db", type=_pair, default=(-5.0, 20.0), metavar="LO,HI", help="call SNR range (default -5,20)")
-    m.add_argument("--event-s", type=_pair, default=(2.0, 8.0), metavar="LO,HI", help="call excerpt length (default 2,8)")
-    m.add_argument("--gap-s", type=_pair, default=(0.0, 10.0), metavar="LO,HI", help="gap between calls (default 0,10)")
+    m.add_argument("--snr-db", type=float_pair, default=(-5.0, 20.0), metavar="LO,HI", help="call SNR range (default -5,20)")
+    m.add_argument("--event-s", type=float_pair, default=(2.0, 8.0), metavar="LO,HI", help="call excerpt length (default 2,8)")
+    m.add_argument("--gap-s", type=float_pair, default=(0.0, 10.0), metavar="LO,HI", help="gap between calls (default 0,10)")
     m.add_argument("--overlap", type=float, default=0.3, metavar="P", help="chance a call overlaps the previous one (default 0.3)")
     m.add_argument("--min-overlap-s", type=float, default=0.5, help="overlap that puts a call in a window's truth (default 0.5)")
     m.add_argument("--seed", type=int, default=0)

@@ -149,12 +149,13 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     h.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _snr_range(text: str) -> tuple[float, float]:
+def float_pair(text: str) -> tuple[float, float]:
+    """An argparse type for ``LO,HI`` ranges (one number: LO = HI), e.g. ``--background-snr-db 0,20``."""
     lo, sep, hi = text.partition(",")
     try:
         return (float(lo), float(hi if sep else lo))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI in dB (e.g. 0,20), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 0,20), got {text!r}") from None
 
 
 def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
@@ -176,7 +177,7 @@ def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
                         "stretches of the training recordings (an energy rule) and --background recordings")
     g.add_argument("--background", metavar="DIR", help="recordings without the classes' birds, for no-bird samples")
     g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples (--labels multi)")
-    g.add_argument("--background-snr-db", type=_snr_range, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")
+    g.add_argument("--background-snr-db", type=float_pair, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
