@@ -54,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
                            overlap_probability=args.overlap, min_overlap_s=args.min_overlap_s, seed=args.seed)
     made = make_soundscapes(args.dataset, args.out, fold=args.fold, count=args.count, config=cfg,
                             background_dir=args.background, progress=not args.no_progress)
-    nocall = int((made.truth["birds"] == "nocall").sum())
-    print(f"{len(made.audio)} soundscapes, {len(made.calls)} calls, {len(made.truth)} windows ({nocall} nocall) in {made.out_dir}")
+    print(f"{len(made.audio)} soundscapes, {len(made.calls)} calls, {len(made.truth)} windows "
+          f"({made.nocall_windows} nocall) in {made.out_dir}")
     return 0

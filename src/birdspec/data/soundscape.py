@@ -90,7 +90,7 @@ def truth_table(calls: pd.DataFrame, durations_s: dict[str, float], *, window_s:
         calls: placed events ``audio_id, label, start_s, end_s``.
         durations_s: soundscape stem -> duration (a multiple of ``window_s``).
     """
-    from birdspec.prediction.outputs import birdclef_row_id
+    from birdspec.prediction.outputs import NOCALL, birdclef_row_id
 
     rows = []
     for stem, duration in durations_s.items():
@@ -100,7 +100,7 @@ def truth_table(calls: pd.DataFrame, durations_s: dict[str, float], *, window_s:
             overlap = np.minimum(mine["end_s"].to_numpy(), b) - np.maximum(mine["start_s"].to_numpy(), a)
             birds = sorted(set(mine["label"].to_numpy()[overlap >= min_overlap_s - 1e-9]))
             rows.append({"row_id": birdclef_row_id(stem, b), "audio_id": stem, "seconds": int(round(b)),
-                         "birds": " ".join(birds) if birds else "nocall"})
+                         "birds": " ".join(birds) if birds else NOCALL})
     return pd.DataFrame(rows, columns=["row_id", "audio_id", "seconds", "birds"])
 
 
@@ -235,6 +235,13 @@ class SoundscapeSet:
     truth: pd.DataFrame
     calls: pd.DataFrame
 
+    @property
+    def nocall_windows(self) -> int:
+        """Windows of the truth without a call."""
+        from birdspec.prediction.outputs import NOCALL
+
+        return int((self.truth["birds"] == NOCALL).sum())
+
 
 def make_soundscapes(dataset_dir: str | Path, out_dir: str | Path, *, fold: int, count: int = 4,
                      config: SoundscapeConfig = SoundscapeConfig(), background_dir: str | Path | None = None,
@@ -277,7 +284,7 @@ def make_soundscapes(dataset_dir: str | Path, out_dir: str | Path, *, fold: int,
         "source_recordings": sorted(sources["id"].astype(str)), "classes": list(data.classes),
         "truth_rule": f"a window holds a species iff a placed event overlaps it by >= {config.min_overlap_s:g} s",
     })
-    n_nocall = int((truth["birds"] == "nocall").sum())
+    made = SoundscapeSet(out, tuple(paths), truth, calls)
     log.info("wrote %d soundscapes of fold %d (%d events, %d windows, %d nocall) to %s",
-             count, fold, len(calls), len(truth), n_nocall, out)
-    return SoundscapeSet(out, tuple(paths), truth, calls)
+             count, fold, len(calls), len(truth), made.nocall_windows, out)
+    return made
