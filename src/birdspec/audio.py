@@ -255,6 +255,25 @@ def load(
     return out
 
 
+def write_blocks(path: str | Path, wave: np.ndarray, sample_rate_hz: int, *, format: str, subtype: str,
+                 block_s: float = 1.0) -> Path:
+    """Write mono ``wave`` to ``path`` in ``block_s`` blocks, published atomically; ``path``.
+
+    Blocks because one long write crashes libsndfile's Ogg Vorbis encoder (and bound its memory
+    for FLAC); atomically, so an interrupted write never leaves a file that looks whole.
+    """
+    from birdspec.fileio import write_with
+
+    step = max(1, int(block_s * sample_rate_hz))
+
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(str(tmp), "w", sample_rate_hz, 1, format=format, subtype=subtype) as f:
+            for i in range(0, wave.size, step):
+                f.write(wave[i : i + step])
+
+    return write_with(path, write)
+
+
 def iter_blocks(
     path: str | Path,
     *,

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from birdspec.audio import write_blocks
 from birdspec.data.catalog import parse_label_list
 from birdspec.data.nocall import QuietRule, frame_levels_db, quiet_stretches
 from birdspec.errors import ConfigError, DataError
@@ -214,18 +215,6 @@ def mix_soundscape(data: Any, sources: pd.DataFrame, backgrounds: Sequence[np.nd
                                                                  "start_s", "end_s", "snr_db"])
 
 
-def write_flac(path: Path, wave: np.ndarray, sample_rate_hz: int, *, block_s: float = 10.0) -> Path:
-    """Write mono FLAC in blocks (bounded memory in libsndfile; long Ogg writes crash it)."""
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    step = max(1, int(block_s * sample_rate_hz))
-    with sf.SoundFile(str(path), "w", sample_rate_hz, 1, format="FLAC", subtype="PCM_16") as f:
-        for i in range(0, wave.size, step):
-            f.write(wave[i:i + step])
-    return path
-
-
 @dataclass(frozen=True)
 class SoundscapeSet:
     """What :func:`make_soundscapes` wrote: ``out_dir`` with ``audio/``, the truth and the events."""
@@ -271,7 +260,8 @@ def make_soundscapes(dataset_dir: str | Path, out_dir: str | Path, *, fold: int,
     for i in tqdm(range(count), desc=f"soundscapes of fold {fold}", unit="file", disable=not progress):
         stem = f"fold{fold}-{i:03d}"
         wave, ev = mix_soundscape(data, sources, backgrounds, config, stem=stem, seed=config.seed * 100003 + fold * 1009 + i)
-        paths.append(write_flac(out / AUDIO_DIR / f"{stem}.flac", wave, data.sample_rate_hz))
+        paths.append(write_blocks(out / AUDIO_DIR / f"{stem}.flac", wave, data.sample_rate_hz, format="FLAC",
+                                  subtype="PCM_16", block_s=10.0))
         events.append(ev)
     calls = pd.concat(events, ignore_index=True)
     truth = truth_table(calls, {p.stem: config.duration_s for p in paths}, window_s=config.window_s,

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
+from birdspec.audio import write_blocks
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import ConfigError
 
@@ -179,10 +179,8 @@ def synth_recording(
 
 
 def write_ogg(path: Path, wave: np.ndarray, sample_rate_hz: int) -> None:
-    """Ogg Vorbis written in 1 s blocks (one long write crashes libsndfile)."""
-    with sf.SoundFile(str(path), "w", sample_rate_hz, 1, format="OGG", subtype="VORBIS") as f:
-        for i in range(0, wave.size, sample_rate_hz):
-            f.write(wave[i : i + sample_rate_hz])
+    """Ogg Vorbis, as the BirdCLEF recordings are (:func:`birdspec.audio.write_blocks`: 1 s blocks, atomic)."""
+    write_blocks(path, wave, sample_rate_hz, format="OGG", subtype="VORBIS")
 
 
 def metadata_row(cls: SyntheticClass, name: str, secondary: list[str], i: int, rng: np.random.Generator) -> dict:

@@ -125,8 +125,7 @@ def _write_class(args: tuple) -> list[dict]:
         rng = np.random.default_rng(seed)
         wave, secondary = synth_recording(k, duration_s=duration, sample_rate_hz=sample_rate_hz, seed=seed, classes=classes)
         if not path.exists():
-            write_ogg(path.with_suffix(".tmp.ogg"), wave, sample_rate_hz)
-            path.with_suffix(".tmp.ogg").rename(path)
+            write_ogg(path, wave, sample_rate_hz)  # atomic
         rows.append(metadata_row(classes[k], name, secondary, i, rng))
     return rows
 
