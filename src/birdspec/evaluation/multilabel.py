@@ -31,15 +31,17 @@ from sklearn.metrics import (
 )
 
 from birdspec.errors import DataError
+from birdspec.prediction.choices import DEFAULT_THRESHOLDS
+from birdspec.prediction.scoring import parse_thresholds
 
 log = logging.getLogger(__name__)
 
-THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
-"""Thresholds tried on the validation split."""
+THRESHOLDS = parse_thresholds(DEFAULT_THRESHOLDS)
+"""Thresholds tried on the validation split (the grid ``birdspec score-soundscapes`` tries by default)."""
 
 
-def truth_matrix(data: Any, rows: Sequence[int] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """``(n, K)`` 0/1 truth of manifest ``rows`` in the order of ``classes`` (the model's)."""
+def manifest_truth(data: Any, classes: Sequence[str]) -> np.ndarray:
+    """``(n_manifest_rows, K)`` 0/1 truth of every manifest row in the order of ``classes`` (the model's)."""
     from birdspec.data.multilabel import label_targets
 
     found = label_targets(data.manifest, data.classes, secondary_weight=1.0)
@@ -51,7 +53,7 @@ def truth_matrix(data: Any, rows: Sequence[int] | np.ndarray, classes: Sequence[
             full[:, j] = found.targets[:, index[c]] > 0
     if missing:
         log.info("%d model classes are not in %s (no positives there): %s", len(missing), data.root, ", ".join(missing[:5]))
-    return full[np.asarray(rows, dtype=np.int64)]
+    return full
 
 
 def _prf(truth: np.ndarray, pred: np.ndarray, average: str) -> tuple[float, float, float]:
@@ -115,11 +117,18 @@ def multilabel_section(data: Any, levels: Mapping[str, Any], *, validation: Mapp
         threshold_source: what the thresholds were chosen on, recorded.
     """
     out: dict[str, Any] = {"threshold_source": threshold_source, "truth": "primary + secondary labels among the classes"}
+    truths: dict[tuple[str, ...], np.ndarray] = {}  # the manifest's truth once per class order
+
+    def truth(p: Any) -> np.ndarray:
+        key = tuple(p.classes)
+        if key not in truths:
+            truths[key] = manifest_truth(data, key)
+        return truths[key][np.asarray(p.rows, dtype=np.int64)]
+
     for name, pred in levels.items():
         val = (validation or levels)[name]
-        thr = choose_threshold(truth_matrix(data, val.rows, val.classes), val.probs)
-        out[name] = multilabel_metrics(truth_matrix(data, pred.rows, pred.classes), pred.probs, threshold=thr,
-                                       classes=pred.classes)
+        thr = choose_threshold(truth(val), val.probs)
+        out[name] = multilabel_metrics(truth(pred), pred.probs, threshold=thr, classes=pred.classes)
     return out
 
 
