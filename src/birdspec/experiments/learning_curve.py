@@ -166,7 +166,8 @@ def run_learning_curve(
 
 
 def _claim(model_dir: Path, settings: dict[str, Any]) -> None:
-    ignored = ("device", "workers", "progress_bar", "precision", "devices", "max_minutes")
+    from birdspec.experiments.cv import IGNORED_FIELDS as ignored  # fields that may change between resumed runs
+
     comparable = {**settings, "train_config": {k: v for k, v in settings["train_config"].items() if k not in ignored}}
     old = read_json(model_dir / SETTINGS_FILE)
     if old:
