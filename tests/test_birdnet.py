@@ -379,8 +379,12 @@ def test_birdnet_embeds_synthetic_audio(birdnet_backbone):
     assert emb.shape == (2, 1024) and np.isfinite(emb).all() and (emb >= 0).all()
     assert logits.shape == (2, birdnet_backbone.num_species) == (2, len(birdnet_backbone.species))
     np.testing.assert_allclose(birdnet_backbone.classify_embeddings(emb), logits, atol=1e-3)
-    assert birdnet_backbone.species_index(["Acrocephalus palustris", "Nonexistent bird"])[1] == -1
-    assert birdnet_backbone.species_index(["acrocephalus palustris"])[0] >= 0
+    from birdspec.birdnet.closed_set import map_classes
+
+    names = [{"label": "a", "scientific_name": "acrocephalus palustris"}, {"label": "b", "scientific_name": "Nonexistent bird"}]
+    index = map_classes(names, birdnet_backbone.species, allow_unmapped=True).birdnet_index
+    assert index[0] >= 0 and index[1] == -1
+    assert birdnet_backbone.species[index[0]].startswith("Acrocephalus palustris_")
     with pytest.raises(ConfigError, match="144000"):
         birdnet_backbone.embed(np.zeros((1, 1000), np.float32))
 

@@ -323,11 +323,6 @@ class BirdnetBackbone:
         e = np.asarray(embeddings, dtype=np.float32)
         return e.reshape(-1, EMBEDDING_DIM) @ w.T + b
 
-    def species_index(self, scientific_names: list[str]) -> np.ndarray:
-        """BirdNET output index of each scientific name (case-insensitive; -1 when BirdNET lacks it)."""
-        lookup = {s.lower(): i for i, s in enumerate(self.scientific_names)}
-        return np.array([lookup.get(str(s).strip().lower(), -1) for s in scientific_names], dtype=np.int64)
-
 
 def confidences(logits: np.ndarray, *, sensitivity: float = 1.0) -> np.ndarray:
     """BirdNET's confidence scores: ``sigmoid(sensitivity * clip(logits, -15, 15))`` (as birdnetlib)."""
