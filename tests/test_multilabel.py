@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,7 +123,7 @@ def test_mix_at_snr_sets_the_power_ratio():
     np.testing.assert_allclose(mix_at_snr(np.zeros(10, np.float32), np.ones(10, np.float32), 10.0), 1.0)
 
 
-def test_train_multi_label_with_nocall_and_background(tmp_path):
+def test_train_multi_label_with_nocall_and_background(tmp_path, caplog):
     from birdspec.evaluation.evaluate import evaluate_run
     from birdspec.models.checkpoint import read_checkpoint
     from birdspec.training import train
@@ -135,7 +137,9 @@ def test_train_multi_label_with_nocall_and_background(tmp_path):
     cfg = TrainConfig(labels="multi", loss="asl", nocall_fraction=0.25, background_dir=str(tmp_path / "bg"),
                       background_mix_dir=str(tmp_path / "bg"), background_snr_db=(0.0, 10.0), epochs=1, batch_size=8,
                       workers=0, progress_bar=False, device="cpu")
-    result = train(ds, tmp_path / "run", cfg)
+    with caplog.at_level(logging.INFO, logger="birdspec.data.nocall"):
+        result = train(ds, tmp_path / "run", cfg)
+    assert sum("background recordings" in r.getMessage() for r in caplog.records) == 1  # one folder, read once for both uses
     ckpt = read_checkpoint(result.best_checkpoint)
     assert ckpt.activation == "sigmoid" and ckpt.train_config["multi_label"] is True
     probs = pd.read_csv(tmp_path / "run" / "predictions_val.csv").filter(like="prob_").to_numpy()

@@ -23,6 +23,7 @@ export use sigmoid scores (:mod:`birdspec.models.checkpoint_info`).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from birdspec.errors import ConfigError
@@ -141,30 +142,37 @@ def dataset_wrapper(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, 
 
     found = label_targets(data.manifest, data.classes, secondary_weight=cfg.secondary_weight)
     log_targets(found, rows=len(data.manifest))
+    loaded: dict[str, list] = {}  # folder -> its recordings, read once for both uses and every fold
+
+    def backgrounds(folder: str) -> list:
+        from birdspec.data.nocall import load_backgrounds
+
+        key = str(Path(folder).resolve())
+        if key not in loaded:
+            loaded[key] = load_backgrounds(folder, sample_rate_hz=data.sample_rate_hz)
+        return loaded[key]
 
     def wrap(train_set: Any, val_set: Any) -> tuple[Any, Any]:
         nocall = None
         if cfg.nocall_fraction > 0:
-            source = _nocall_source(cfg, data, train_set)
+            source = _nocall_source(cfg, data, train_set, backgrounds)
             count = int(round(len(train_set) * cfg.nocall_fraction / (1.0 - cfg.nocall_fraction)))
             nocall = (source, count)
             log.info("adding %d no-bird training samples (%.0f %% of the training samples)", count, 100 * cfg.nocall_fraction)
         mixer = None
         if cfg.background_mix_dir:
-            from birdspec.data.nocall import BackgroundMixer, load_backgrounds
+            from birdspec.data.nocall import BackgroundMixer
 
-            mixer = BackgroundMixer(load_backgrounds(cfg.background_mix_dir, sample_rate_hz=data.sample_rate_hz),
-                                    snr_db=cfg.background_snr_db, probability=cfg.background_mix_probability)
+            mixer = BackgroundMixer(backgrounds(cfg.background_mix_dir), snr_db=cfg.background_snr_db, probability=cfg.background_mix_probability)
         return (MultiLabelDataset(train_set, found.targets, nocall=nocall, mixer=mixer),
                 MultiLabelDataset(val_set, found.targets))
 
     return wrap
 
 
-def _nocall_source(cfg: Any, data: Any, train_set: Any) -> Any:
-    from birdspec.data.nocall import NoCallSource, find_stretches, load_backgrounds
+def _nocall_source(cfg: Any, data: Any, train_set: Any, backgrounds: Callable[[str], list]) -> Any:
+    from birdspec.data.nocall import NoCallSource, find_stretches
 
     rows = sorted({int(r) for r in train_set.sample_rows})
     stretches = find_stretches(data, rows)
-    backgrounds = load_backgrounds(cfg.background_dir, sample_rate_hz=data.sample_rate_hz) if cfg.background_dir else []
-    return NoCallSource(data.store, stretches, backgrounds)
+    return NoCallSource(data.store, stretches, backgrounds(cfg.background_dir) if cfg.background_dir else [])
