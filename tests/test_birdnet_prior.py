@@ -166,8 +166,15 @@ def test_closed_and_prior_work_in_train_evaluate_cv_compare(fake_birdnet, embedd
 
     _, w, b = fake_birdnet
     cache, idx = EmbeddingCache(embedded_ds), [2, 4, 1]
-    expected = [int((cache.windows(r) @ w[idx].T + b[idx]).max(0).argmax()) for r in ev.recordings.rows]
-    assert ev.recordings.y_pred.tolist() == expected
+    logits = np.stack([(cache.windows(r) @ w[idx].T + b[idx]).max(0) for r in ev.recordings.rows])
+    assert ev.recordings.y_pred.tolist() == logits.argmax(1).tolist()
+    # its epoch-0 val loss is training's: cross entropy of those logits
+    ce = torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), torch.from_numpy(ev.recordings.y_true).long())
+    assert result.best_val_loss == pytest.approx(float(ce), rel=1e-5)
+    multi = train(embedded_ds, tmp_path / "closed-multi", TrainConfig(model="birdnet-closed", labels="multi", device="cpu", workers=0, progress_bar=False))
+    onehot = np.eye(logits.shape[1])[ev.recordings.y_true]  # no secondary labels here
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits).float(), torch.from_numpy(onehot).float())
+    assert multi.best_val_loss == pytest.approx(float(bce), rel=1e-5)
 
     prior_cfg = TrainConfig(model="birdnet-prior", epochs=3, weight_decay=1.0, device="cpu", workers=0, progress_bar=False)
     trained = train(embedded_ds, tmp_path / "prior", prior_cfg)

@@ -248,7 +248,7 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
     else:  # nothing to train (birdnet-closed): scored once on the validation rows and saved as it is
         from birdspec.training.untrained import record_untrained
 
-        record_untrained(s.model, s.dm.val_set, recorder, batch_size=int(cfg.batch_size or 16), device=device)
+        record_untrained(s.model, s.dm.val_dataloader(), recorder, device=device)
     status = "completed"
     if early is not None and early.stopped_epoch > 0:
         status = "early_stopped"

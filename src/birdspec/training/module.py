@@ -19,6 +19,14 @@ from birdspec.training.schedule import build_optimizer, lr_multiplier
 log = logging.getLogger(__name__)
 
 
+def validation_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The logged ``val_loss`` of a batch: cross entropy on label ids ``(B,)``, plain BCE on
+    multi-label targets ``(B, K)`` (no label smoothing, no focal/ASL terms); ``logits`` ``(B, K)``."""
+    if y.ndim == 1:
+        return F.cross_entropy(logits, y)
+    return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+
 class BirdspecLightning(pl.LightningModule):
     """Trains a birdspec model (raw waveforms ``(B, C, T)`` -> logits ``(B, K)``).
 
@@ -116,11 +124,11 @@ class BirdspecLightning(pl.LightningModule):
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, *, smoothing: float = 0.0) -> torch.Tensor:
         """Cross entropy on label ids; with multi-label targets ``(B, K)`` the configured sigmoid loss
-        (validation: plain BCE, like the plain cross entropy of single-label runs)."""
+        (validation: :func:`validation_loss`)."""
+        if not self.training:
+            return validation_loss(logits, y)
         if y.ndim == 1:
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
-        if not self.training:
-            return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
         return multilabel_loss(logits, y, self.config, smoothing=smoothing)
 
     # ---------------------------------------------------------------- validation

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
-
-import numpy as np
 
 from birdspec.models.checkpoint import make_checkpoint, run_checkpoint, save_checkpoint
 from birdspec.training.rundir import EPOCH_METRICS_FILE
@@ -22,17 +21,28 @@ from birdspec.training.rundir import EPOCH_METRICS_FILE
 log = logging.getLogger(__name__)
 
 
-def record_untrained(model: Any, val_set: Any, recorder: Any, *, batch_size: int, device: Any) -> None:
-    """Score ``model`` on ``val_set`` once and write it as the run's epoch 0 (``recorder``'s files and state)."""
-    from birdspec.evaluation.inference import predict_samples
+def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder: Any, *, device: Any) -> None:
+    """Score ``model`` on the validation batches once and write it as the run's epoch 0 (``recorder``'s
+    files and state); loss and accuracy are those training logs (:func:`~birdspec.training.module.validation_loss`,
+    :func:`~birdspec.training.multilabel.top1_hits`)."""
+    import torch
+
     from birdspec.training.callbacks import write_metrics_csv
+    from birdspec.training.module import validation_loss
+    from birdspec.training.multilabel import top1_hits
 
     started = time.monotonic()
-    classes = list(recorder.meta["classes"])
-    pred = predict_samples(model, val_set, classes=classes, batch_size=batch_size, device=device)
-    p_true = pred.probs[np.arange(len(pred)), pred.y_true] if len(pred) else np.ones(0)
-    val_loss = float(-np.log(np.clip(p_true, 1e-12, 1.0)).mean()) if len(pred) else float("nan")
-    val_acc = float((pred.y_pred == pred.y_true).mean()) if len(pred) else float("nan")
+    dev = torch.device(device)
+    model.eval().to(dev)
+    loss_sum, hits, seen = 0.0, 0.0, 0
+    with torch.no_grad():
+        for x, y in val_loader:
+            logits, y = model(x.to(dev)).float(), y.to(dev)
+            loss_sum += float(validation_loss(logits, y)) * len(y)
+            hits += float(top1_hits(logits, y).sum())
+            seen += len(y)
+    val_loss = loss_sum / seen if seen else float("nan")
+    val_acc = hits / seen if seen else float("nan")
     row = {"epoch": 0, "train_loss": float("nan"), "train_acc": float("nan"), "val_loss": val_loss, "val_acc": val_acc,
            "lr": 0.0, "epoch_time_s": time.monotonic() - started, "elapsed_s": 0.0}
     recorder.history = [row]
