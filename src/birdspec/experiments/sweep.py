@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from birdspec.errors import ConfigError, DependencyError, TrainingError
+from birdspec.errors import ConfigError, TrainingError
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.training.rundir import SUMMARY_FILE, is_started
 
@@ -288,7 +288,9 @@ def run_sweep(
             rows[trial.name] = run_trial(trial)
             write_sweep_outputs(table_of(planned), out, title=title, figure=False)
     else:
-        planned = _optuna_search(
+        from birdspec.experiments.sweep_search import optuna_search
+
+        planned = optuna_search(
             grid_optimizers=optimizers, lr_range=(min(lrs), max(lrs)), n_trials=int(trials or 0), seed=base.seed,
             state=state, out=out, rows=rows, run_trial=run_trial,
             write=lambda p: write_sweep_outputs(table_of(p), out, title=title, figure=False),
@@ -383,53 +385,3 @@ class _TrialRunner:
             return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")
         return _row(trial, run_dir, summary, status="ok")
 
-
-def _optuna_search(
-    *,
-    grid_optimizers: Sequence[str],
-    lr_range: tuple[float, float],
-    n_trials: int,
-    seed: int,
-    state: dict[str, Any],
-    out: Path,
-    rows: dict[str, dict[str, Any]],
-    run_trial: Callable[[Trial], dict[str, Any]],
-    write: Callable[[list[Trial]], None],
-) -> list[Trial]:
-    """Optuna TPE over optimizer x log-uniform lr; replays the trials asked by earlier runs first."""
-    try:
-        import optuna
-    except ImportError as exc:
-        raise DependencyError("--trials (an Optuna search) needs optuna: pip install 'birdspec[search]'") from exc
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    lo, hi = lr_range
-    if lo == hi:
-        raise ConfigError("an Optuna search needs a learning-rate range: give at least two --lrs")
-    dists = {
-        "optimizer": optuna.distributions.CategoricalDistribution(list(grid_optimizers)),
-        "lr": optuna.distributions.FloatDistribution(lo, hi, log=True),
-    }
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    asked: list[dict[str, Any]] = list(state.get("asked") or [])
-    for params in asked[:n_trials]:
-        study.enqueue_trial(params)
-    planned: list[Trial] = []
-    for i in range(n_trials):
-        ot = study.ask(dists)
-        lr = min(hi, max(lo, float(f"{ot.params['lr']:.3g}")))
-        trial = Trial(str(ot.params["optimizer"]), lr)
-        if i >= len(asked):
-            asked.append({"optimizer": trial.optimizer, "lr": trial.lr})
-            state["asked"] = asked
-            write_json(out / SWEEP_JSON, state)
-        if trial not in planned:
-            planned.append(trial)
-        if trial.name not in rows:
-            rows[trial.name] = run_trial(trial)
-        row = rows[trial.name]
-        if row["status"] == "ok" and row["best_val_acc"] is not None:
-            study.tell(ot, float(row["best_val_acc"]))
-        else:
-            study.tell(ot, state=optuna.trial.TrialState.FAIL)
-        write(planned)
-    return planned
