@@ -25,6 +25,9 @@ def test_load_any_format_rate_channels(tmp_path, fmt, sample_rate_hz, channels):
     spectrum = np.abs(np.fft.rfft(out[4000:36000]))
     assert abs(np.argmax(spectrum) * 32000 / 32000 - 1000.0) < 5.0  # 32000-sample slice: 1 Hz bins
     assert 0.1 < np.abs(out).max() < 0.5
+    same, header = audio.load_with_header(path, offset_s=0.5, duration_s=1.0)  # the header read on the same open
+    assert header == audio.info(path) and header.channels == channels and header.sample_rate_hz == sample_rate_hz
+    np.testing.assert_array_equal(same, audio.load(path, offset_s=0.5, duration_s=1.0))
 
 
 def test_window_read_decodes_only_the_window(tmp_path):

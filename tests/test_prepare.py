@@ -362,13 +362,13 @@ def test_interrupted_run_resumes_from_partial(tmp_path, monkeypatch):
     assert len(list((partial_dir(out) / "chunks").glob("*.json"))) == 5
     monkeypatch.setattr(decode.ChunkConcatenator, "append_chunk", real_append)
 
-    real_load = audio.load
+    real_load = audio.load_with_header
 
     def counting_load(*args, **kwargs):
         calls["load"] += 1
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(audio, "load", counting_load)
+    monkeypatch.setattr(audio, "load_with_header", counting_load)
     run(root, out)
     assert calls["load"] == 12 - 5
     assert len(read_manifest(out)) == 12
@@ -462,10 +462,10 @@ def test_non_finite_audio_is_skipped(tmp_path, monkeypatch):
     real = decode.load_audio
 
     def nan_on_one(task):
-        wave = real(task)
+        wave, header = real(task)
         if task.path.endswith("XC0001.wav"):
             wave[100] = np.inf
-        return wave
+        return wave, header
 
     monkeypatch.setattr(decode, "load_audio", nan_on_one)
     out = run(root, tmp_path / "out")

@@ -215,6 +215,8 @@ def load(
 ) -> np.ndarray:
     """Decode (a window of) a recording to mono float32 at ``sample_rate_hz``.
 
+    :func:`load_with_header` also returns the file's header, read on the same open.
+
     Args:
         path: a wav, flac, ogg or mp3 file (any sample rate, mono or stereo).
         sample_rate_hz: output rate.
@@ -228,6 +230,17 @@ def load(
     Raises:
         AudioError: the file is missing, empty, corrupt or has no audio frames.
     """
+    return load_with_header(path, sample_rate_hz=sample_rate_hz, offset_s=offset_s, duration_s=duration_s)[0]
+
+
+def load_with_header(
+    path: str | Path,
+    *,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    offset_s: float = 0.0,
+    duration_s: float | None = None,
+) -> tuple[np.ndarray, AudioInfo]:
+    """:func:`load` and the file's :func:`info`, from one open: ``((num_samples,) float32, AudioInfo)``."""
     if offset_s < 0:
         raise ConfigError(f"offset_s must be >= 0, got {offset_s}")
     if duration_s is not None and duration_s <= 0:
@@ -235,10 +248,11 @@ def load(
     with _open(path) as f:
         sr = int(f.samplerate)
         total = int(f.frames)
+        header = AudioInfo(str(path), sr, total, int(f.channels), str(f.format))
         start = int(round(offset_s * sr))
         if start > 0:
             if total > 0 and start >= total:
-                return np.zeros(0, dtype=np.float32)
+                return np.zeros(0, dtype=np.float32), header
             try:
                 f.seek(start)
             except (sf.LibsndfileError, RuntimeError) as exc:
@@ -252,7 +266,7 @@ def load(
     out = resample(wave, orig_sample_rate_hz=sr, sample_rate_hz=sample_rate_hz)
     if duration_s is not None:
         out = out[: int(round(duration_s * sample_rate_hz))]
-    return out
+    return out, header
 
 
 def write_blocks(path: str | Path, wave: np.ndarray, sample_rate_hz: int, *, format: str, subtype: str,
@@ -333,22 +347,25 @@ def iter_blocks(
             yield out[:filled].copy()
 
 
-def truncation(path: str | Path, *, decoded_s: float, max_duration_s: float | None = None) -> str | None:
+def truncation(path: str | Path, *, decoded_s: float, max_duration_s: float | None = None,
+               header: AudioInfo | None = None) -> str | None:
     """Why a recording looks cut off, or None: a note for reports, with the decoded length.
 
     Compares the ``decoded_s`` seconds that :func:`load` returned with what the file declares:
     the header's length (FLAC, MP3 with a VBR header), the RIFF data size (WAV, which
     libsndfile silently clips to the file) and the end-of-stream flag of the last Ogg page (an
     Ogg file cut off mid-stream has none). Audio past ``max_duration_s`` is not asked for, so
-    a file decoded up to that crop is never reported.
+    a file decoded up to that crop is never reported. ``header``: the file's :func:`info` when the
+    caller has it (:func:`load_with_header`), so the file is not opened again.
     """
     if max_duration_s is not None and decoded_s >= max_duration_s - 0.01:
         return None
-    try:
-        with _open(path) as f:
-            sr, header_frames, fmt = int(f.samplerate), int(f.frames), str(f.format)
-    except AudioError:
-        return None
+    if header is None:
+        try:
+            header = info(path)
+        except AudioError:
+            return None
+    sr, header_frames, fmt = header.sample_rate_hz, header.num_frames, header.format
     declared_s = max(header_frames, _riff_data_frames(path) if fmt == "WAV" else 0) / sr if sr else 0.0
     if max_duration_s is not None:
         declared_s = min(declared_s, max_duration_s)

@@ -102,7 +102,7 @@ def decode(task: DecodeTask) -> dict[str, Any]:
         result = {"kind": "empty", "error": "0 bytes"}
     else:
         try:
-            wave = load_audio(task)
+            wave, header = load_audio(task)
         except Exception as exc:  # noqa: BLE001 - one bad file must never stop the run
             msg = error_text(exc, task.path)
             kind = "empty" if msg.endswith("no audio frames") else "unreadable"
@@ -110,7 +110,7 @@ def decode(task: DecodeTask) -> dict[str, Any]:
         else:
             peak = write_f16(wave, os.path.join(task.chunk_dir, task.key + ".f16")) if wave.size else 0.0
             result = {"num_samples": int(wave.size), "peak": peak if math.isfinite(peak) else None}
-            warning = truncation_warning(task, wave.size)
+            warning = truncation_warning(task, wave.size, header)
             if warning:
                 result["warning"] = warning
     _write_result(task.chunk_dir, task.key, result)
@@ -139,18 +139,20 @@ def write_f16(wave: np.ndarray, path: str) -> float:
     return peak if finite else math.nan
 
 
-def truncation_warning(task: DecodeTask, num_samples: int) -> str | None:
-    """:func:`birdspec.audio.truncation` of a decoded task (None when the file looks whole)."""
+def truncation_warning(task: DecodeTask, num_samples: int, header: Any = None) -> str | None:
+    """:func:`birdspec.audio.truncation` of a decoded task (None when the file looks whole); ``header``:
+    the :class:`~birdspec.audio.AudioInfo` read while decoding."""
     from birdspec import audio
 
-    return audio.truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s)
+    return audio.truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s,
+                            header=header)
 
 
-def load_audio(task: DecodeTask) -> np.ndarray:
-    """The decoded recording of ``task``: ``(n,)`` float32 at ``task.sample_rate_hz``."""
+def load_audio(task: DecodeTask) -> tuple[np.ndarray, Any]:
+    """The decoded recording of ``task`` and its file's header: ``((n,) float32 at task.sample_rate_hz, AudioInfo)``."""
     from birdspec import audio
 
-    return audio.load(task.path, sample_rate_hz=task.sample_rate_hz, offset_s=task.offset_s, duration_s=task.max_duration_s)
+    return audio.load_with_header(task.path, sample_rate_hz=task.sample_rate_hz, offset_s=task.offset_s, duration_s=task.max_duration_s)
 
 
 def decode_all(tasks: Sequence[DecodeTask], *, workers: int) -> Iterator[dict[str, Any]]:
