@@ -292,7 +292,7 @@ def run_sweep(
 
         planned = optuna_search(
             grid_optimizers=optimizers, lr_range=(min(lrs), max(lrs)), n_trials=int(trials or 0), seed=base.seed,
-            state=state, out=out, rows=rows, run_trial=run_trial,
+            state=state, save_state=lambda st: write_json(out / SWEEP_JSON, st), rows=rows, make_trial=Trial, run_trial=run_trial,
             write=lambda p: write_sweep_outputs(table_of(p), out, title=title, figure=False),
         )
     table = table_of(planned)

@@ -7,12 +7,9 @@ search resumes as the same search; finished trials are not trained again.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from birdspec.errors import ConfigError, DependencyError
-from birdspec.experiments.sweep import SWEEP_JSON, Trial
-from birdspec.fileio import write_json
 
 
 def optuna_search(
@@ -22,12 +19,19 @@ def optuna_search(
     n_trials: int,
     seed: int,
     state: dict[str, Any],
-    out: Path,
+    save_state: Callable[[dict[str, Any]], None],
     rows: dict[str, dict[str, Any]],
-    run_trial: Callable[[Trial], dict[str, Any]],
-    write: Callable[[list[Trial]], None],
-) -> list[Trial]:
-    """Optuna TPE over optimizer x log-uniform lr; replays the trials asked by earlier runs first."""
+    make_trial: Callable[[str, float], Any],
+    run_trial: Callable[[Any], dict[str, Any]],
+    write: Callable[[list[Any]], None],
+) -> list[Any]:
+    """Optuna TPE over optimizer x log-uniform lr; replays the trials asked by earlier runs first.
+
+    ``make_trial(optimizer, lr)`` makes a sweep trial (``.name``, ``.optimizer``, ``.lr``);
+    ``rows`` holds the finished trials' table rows by name, ``run_trial`` runs one and returns its
+    row, ``write`` rewrites the table; ``state['asked']`` (saved with ``save_state`` after every new
+    ask) is what a resumed search replays.
+    """
     try:
         import optuna
     except ImportError as exc:
@@ -44,15 +48,15 @@ def optuna_search(
     asked: list[dict[str, Any]] = list(state.get("asked") or [])
     for params in asked[:n_trials]:
         study.enqueue_trial(params)
-    planned: list[Trial] = []
+    planned: list[Any] = []
     for i in range(n_trials):
         ot = study.ask(dists)
         lr = min(hi, max(lo, float(f"{ot.params['lr']:.3g}")))
-        trial = Trial(str(ot.params["optimizer"]), lr)
+        trial = make_trial(str(ot.params["optimizer"]), lr)
         if i >= len(asked):
             asked.append({"optimizer": trial.optimizer, "lr": trial.lr})
             state["asked"] = asked
-            write_json(out / SWEEP_JSON, state)
+            save_state(state)
         if trial not in planned:
             planned.append(trial)
         if trial.name not in rows:
