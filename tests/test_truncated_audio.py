@@ -10,6 +10,7 @@ from helpers import class_signal, write_audio
 
 from birdspec import audio
 from birdspec.cli.main import main
+from birdspec.truncation import truncation
 
 SR = 32000
 
@@ -24,14 +25,14 @@ def _cut(path, fraction):
 def test_a_cut_off_file_decodes_what_it_has_and_says_so(tmp_path, ext):
     whole = write_audio(tmp_path / f"whole.{ext}", class_signal(0, duration_s=12.0, sample_rate_hz=SR), SR)
     cut = _cut(write_audio(tmp_path / f"cut.{ext}", class_signal(0, duration_s=12.0, sample_rate_hz=SR), SR), 0.4)
-    assert audio.truncation(whole, decoded_s=audio.load(whole).size / SR) is None
+    assert truncation(whole, decoded_s=audio.load(whole).size / SR) is None
     wave = audio.load(cut)
     decoded_s = wave.size / SR
     assert 1.0 < decoded_s < 11.0  # FLAC: the frames before the damage, not an error
-    note = audio.truncation(cut, decoded_s=decoded_s)
+    note = truncation(cut, decoded_s=decoded_s)
     assert note is not None and note.startswith("truncated:") and f"{decoded_s:.2f} s" in note
     # a crop shorter than what decodes is not a truncation
-    assert audio.truncation(cut, decoded_s=1.0, max_duration_s=1.0) is None
+    assert truncation(cut, decoded_s=1.0, max_duration_s=1.0) is None
 
 
 def test_prepare_keeps_a_cut_off_recording_with_a_warning_and_applies_rules_to_its_decoded_length(tmp_path, capsys):

@@ -140,11 +140,11 @@ def write_f16(wave: np.ndarray, path: str) -> float:
 
 
 def truncation_warning(task: DecodeTask, num_samples: int, header: Any = None) -> str | None:
-    """:func:`birdspec.audio.truncation` of a decoded task (None when the file looks whole); ``header``:
+    """:func:`birdspec.truncation.truncation` of a decoded task (None when the file looks whole); ``header``:
     the :class:`~birdspec.audio.AudioInfo` read while decoding."""
-    from birdspec import audio
+    from birdspec.truncation import truncation
 
-    return audio.truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s,
+    return truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s,
                             header=header)
 
 

@@ -275,7 +275,9 @@ def _with_truncation_warning(result: FileResult) -> FileResult:
     """``result`` with its ``warning`` set (and logged) when its file looks cut off."""
     if not result.ok or not Path(result.path).is_file():
         return result
-    note = audio.truncation(result.path, decoded_s=result.duration_s)
+    from birdspec.truncation import truncation
+
+    note = truncation(result.path, decoded_s=result.duration_s)
     if note is None:
         return result
     log.warning("%s: %s; its scores cover what decodes", result.path, note)
