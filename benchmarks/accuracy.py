@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py [BIRDCLEF_DIR] [--out bench-out/accuracy] [--epochs N] [--window-epochs N]
         [--configs MODEL/ENCODING/RECIPE,...] [--no-ablations] [--device auto] [--no-birdnet]
+        [--pretrained none|imagenet|PATH --first-conv repeat|average]
 
 Protocol (fixed, so the numbers compare across machines and with BirdNET):
 - folds: the rows of ``train_metadata.csv`` sorted by filename,
@@ -18,6 +19,9 @@ Protocol (fixed, so the numbers compare across machines and with BirdNET):
   the study's settings (constant lr: 0.01 MobileNetV2 / 0.001 ResNet18, AdamW, batch 16, every
   window once per epoch, at most ``--epochs`` epochs); ``small-data`` = birdspec's from-scratch
   recipe; ``small-data-*`` = the recipe with one change (:data:`ABLATIONS`), the ablation table;
+- starts: every model from random weights unless ``--pretrained`` (for ResNet18: ``imagenet`` is the
+  study's start, which needs a download, so offline machines run without it; a row then reads
+  ``resnet18+imagenet-repeat``);
 - if the optional extra is installed (``pip install 'birdspec[birdnet]'``): BirdNET as a closed-set
   classifier over the species (argmax of its per-recording maximum confidence), and the
   ``birdnet-linear`` head on BirdNET embeddings under the same cross-validation.
@@ -126,17 +130,32 @@ def cv_row(name: str, model: str, encoding: str, recipe: str, summary: dict, sec
     }
 
 
-def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epochs: int, device: str, seed: int) -> dict:
+def pretrained_start(model: str, pretrained: str | None, first_conv: str) -> tuple[dict, str]:
+    """``(TrainConfig fields, name suffix)`` of ``--pretrained``: only for models whose whole network has
+    ImageNet weights (resnet18, as the study; torchvision's mobilenetv2); the study's ``mobilenetv2-seed``
+    (only its first layers match) always starts from random weights, as in the study."""
+    from birdspec.models.registry import get_spec
+
+    spec = get_spec(model)
+    if not pretrained or pretrained == "none" or spec.torchvision_arch is None or spec.partial_pretrained:
+        return {}, ""
+    source = "imagenet" if pretrained == "imagenet" else Path(pretrained).stem
+    return {"pretrained": pretrained, "first_conv": first_conv}, f"+{source}-{first_conv}"
+
+
+def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epochs: int, device: str, seed: int,
+            pretrained: str | None = None, first_conv: str = "repeat") -> dict:
     from birdspec.experiments.cv import run_cv
     from birdspec.training import TrainConfig
 
     settings = {"epochs": epochs, **recipe_settings(recipe, model, encoding)}  # a recipe fixes its own budget
-    cfg = TrainConfig(model=model, device=device, seed=seed, progress_bar=False, **settings)
-    name = f"{model} / {encoding} / {recipe}"
+    start, suffix = pretrained_start(model, pretrained, first_conv)
+    cfg = TrainConfig(model=model, device=device, seed=seed, progress_bar=False, **settings, **start)
+    name = f"{model}{suffix} / {encoding} / {recipe}"
     t0 = time.perf_counter()
-    result = run_cv(ds, out / f"cv-{model}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2,
+    result = run_cv(ds, out / f"cv-{model}{suffix}-{encoding}-{recipe}", cfg, inner_val_fraction=0.2,
                     fixed_epochs=fixed_epochs(recipe))
-    return cv_row(name, model, encoding, recipe, result.summary, time.perf_counter() - t0)
+    return cv_row(name, model + suffix, encoding, recipe, result.summary, time.perf_counter() - t0)
 
 
 def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
@@ -240,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-epochs", type=int, default=60, help="epochs of the birdnet-linear head")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrained", default="none", metavar="none|imagenet|PATH",
+                   help="start of the models with ImageNet weights (resnet18): none (default: random weights, "
+                        "as offline), imagenet (torchvision's, downloaded once) or a torchvision state-dict file")
+    p.add_argument("--first-conv", default="repeat", choices=("repeat", "average"),
+                   help="how --pretrained RGB kernels become the input channels (the study tried both)")
     p.add_argument("--no-birdnet", action="store_true", help="skip BirdNET even when installed")
     args = p.parse_args(argv)
     root, out, device, machine = start_run(args.data, args.out, args.device)
@@ -261,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, enc, recipe in configs:
         epochs = args.window_epochs if (enc == "window" and args.window_epochs) else args.epochs
         rows.append(run_cnn(datasets[enc], out, model=model, encoding=enc, recipe=recipe, epochs=epochs,
-                            device=device, seed=args.seed))
+                            device=device, seed=args.seed, pretrained=args.pretrained, first_conv=args.first_conv))
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
         _write(out, machine, root, rows)
     _write(out, machine, root, rows)

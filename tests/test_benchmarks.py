@@ -31,6 +31,14 @@ def test_recipe_rows_use_birdspec_recipes(accuracy):
     assert not accuracy.fixed_epochs("small-data-inner-val")
 
 
+def test_pretrained_start_only_for_models_with_imagenet_weights(accuracy, tmp_path):
+    assert accuracy.pretrained_start("resnet18", "none", "repeat") == ({}, "")
+    assert accuracy.pretrained_start("resnet18", "imagenet", "average") == (
+        {"pretrained": "imagenet", "first_conv": "average"}, "+imagenet-average")
+    assert accuracy.pretrained_start("resnet18", str(tmp_path / "r18.pth"), "repeat")[1] == "+r18-repeat"
+    assert accuracy.pretrained_start("mobilenetv2-seed", "imagenet", "repeat") == ({}, "")  # no ImageNet weights
+
+
 @pytest.mark.parametrize("name", ["small-data-no-band", "small-data-every-window", "small-data-5s-crops", "small-data-no-aug",
                                   "small-data-constant-lr", "small-data-no-smoothing", "small-data-inner-val"])
 def test_each_ablation_changes_only_what_it_says(accuracy, name):
