@@ -29,6 +29,10 @@ Protocol (fixed, so the numbers compare across machines):
 For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
 with 397 candidate species; these synthetic 4-species soundscapes are a different task.
 
+A second table breaks the submissions down (:func:`breakdown`, pooled over the folds): recall of the true
+(window, species) pairs per SNR range of their loudest call, the share of no-bird windows answered
+``nocall``, and wrong labels per window.
+
 Writes OUT/soundscapes.json and OUT/soundscapes.md. Re-running resumes: a fold whose
 ``soundscape_result.json`` exists is not trained or scored again (delete it, or OUT, to start over).
 """
@@ -163,6 +167,62 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
             "cli": cli.strip()}
 
 
+SNR_BINS_DB = ((-5.0, 0.0), (0.0, 5.0), (5.0, 10.0), (10.0, 20.0))
+"""SNR ranges of the breakdown table (the soundscapes place calls at -5 to +20 dB)."""
+
+
+def breakdown(submission: Path, scape_dir: Path) -> dict:
+    """Where a submission's F1 goes: recall of the true (window, species) pairs per SNR range of their
+    loudest call, the share of no-bird windows answered ``nocall``, and wrong labels per window.
+
+    The pairs come from ``calls.csv`` with the truth table's rule (a call counts in a 5 s window it
+    overlaps by >= 0.5 s), and are checked against ``truth.csv``.
+    """
+    from birdspec.data.soundscape import TRUTH_FILE
+    from birdspec.prediction.outputs import NOCALL, birdclef_row_id
+    from birdspec.prediction.scoring import read_predictions, read_truth
+
+    truth, predicted = read_truth(scape_dir / TRUTH_FILE), read_predictions(submission)
+    calls = pd.read_csv(scape_dir / "calls.csv")
+    loudest: dict[tuple[str, str], float] = {}
+    for c in calls.itertuples(index=False):
+        for k in range(int(c.start_s // 5.0), int(np.ceil(c.end_s / 5.0))):
+            if min(c.end_s, 5.0 * (k + 1)) - max(c.start_s, 5.0 * k) >= 0.5 - 1e-9:
+                key = (birdclef_row_id(c.audio_id, 5.0 * (k + 1)), str(c.label))
+                loudest[key] = max(loudest.get(key, -np.inf), float(c.snr_db))
+    pairs = {(r, b) for r, birds in truth.items() for b in birds if b != NOCALL}
+    if set(loudest) != pairs:
+        raise SystemExit(f"{scape_dir}: calls.csv and truth.csv disagree on {len(set(loudest) ^ pairs)} pairs")
+    out = {}
+    for lo, hi in SNR_BINS_DB:
+        keys = [key for key, snr in loudest.items() if lo <= snr < hi or (hi == SNR_BINS_DB[-1][1] and snr == hi)]
+        out[f"recall_{lo:g}_{hi:g}_db"] = [sum(b in predicted.get(r, ()) for r, b in keys), len(keys)]
+    quiet = [r for r, birds in truth.items() if birds == {NOCALL}]
+    out["nocall_right"] = [sum(predicted.get(r) == {NOCALL} for r in quiet), len(quiet)]
+    out["wrong_labels"] = [sum(len(predicted.get(r, frozenset()) - birds) for r, birds in truth.items()), len(truth)]
+    return out
+
+
+def breakdown_markdown(rows: list[dict]) -> str:
+    """Pooled over the folds: recall per SNR range, no-bird windows answered nocall, wrong labels per window."""
+    def pooled(rs: list[dict], key: str) -> str:
+        hit, total = (sum(r["breakdown"][key][i] for r in rs) for i in (0, 1))
+        return f"{hit / total:.2f} ({hit}/{total})" if total else "-"
+
+    bins = [f"recall at {lo:+g}..{hi:+g} dB" for lo, hi in SNR_BINS_DB]
+    lines = ["| variant | model | " + " | ".join(bins) + " | no-bird windows -> nocall | wrong labels per window |",
+             "|---|---|" + "---|" * (len(bins) + 2)]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == name and "breakdown" in r]
+        if not rs:
+            continue
+        cells = [pooled(rs, f"recall_{lo:g}_{hi:g}_db") for lo, hi in SNR_BINS_DB]
+        wrong, windows = (sum(r["breakdown"]["wrong_labels"][i] for r in rs) for i in (0, 1))
+        lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | " + " | ".join(cells)
+                     + f" | {pooled(rs, 'nocall_right')} | {wrong / windows:.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     def pm(values):
         vals = [v for v in values if v is not None]
@@ -221,13 +281,18 @@ def main(argv: list[str] | None = None) -> int:
                           **score_fold(train_fold(ds, run, k, cfg), run, k, scapes, device, VARIANTS[variant][3],
                                        scores_dir=run.parent if VARIANTS[variant][1] == "birdnet-closed" else None)}
                 write_json(run / RESULT, result)
+            if "breakdown" not in result:  # results of earlier versions of this script get it from their files
+                result["breakdown"] = breakdown(run / f"submission_fold{k}.csv", scapes[k])
+                write_json(run / RESULT, result)
             rows.append(result)
             print(f"{variant} fold {k}: row-wise micro F1 {result['row_f1']:.3f} (threshold {result['threshold']:g}), "
                   f"cmAP {result['cmap']:.3f}", flush=True)
             write_json(out / "soundscapes.json", {"machine": machine, "data": str(root), "rows": rows})
-            (out / "soundscapes.md").write_text(f"Machine: {machine}\n\n{markdown(rows)}\n")
+            (out / "soundscapes.md").write_text(f"Machine: {machine}\n\n{markdown(rows)}\n\n{breakdown_markdown(rows)}\n")
     print()
     print(markdown(rows))
+    print()
+    print(breakdown_markdown(rows))
     return 0
 
 

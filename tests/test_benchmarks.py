@@ -1,4 +1,4 @@
-"""benchmarks/accuracy.py and frontends.py: recipes are birdspec's, ablations change one thing, the tables."""
+"""benchmarks/accuracy.py, frontends.py and soundscapes.py: recipes are birdspec's, ablations change one thing, the tables."""
 
 from __future__ import annotations
 
@@ -148,3 +148,40 @@ def test_frontends_main_runs_every_type_then_the_best_two_again(frontends, tmp_p
                      ("pcen", 1, 2, [0, 3]), ("logmel", 1, 2, [0, 3])]
     saved = json.loads((out / "frontends.json").read_text())
     assert [(r["frontend"], r["seed"]) for r in saved["rows"]][-2:] == [("pcen", 1), ("logmel", 1)] and not saved["pending"]
+
+
+@pytest.fixture(scope="module")
+def soundscapes():
+    spec = importlib.util.spec_from_file_location("bench_soundscapes", REPO / "benchmarks" / "soundscapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
+    """Recall per SNR range of the loudest call, no-bird windows answered nocall, wrong labels per window."""
+    import pandas as pd
+
+    from birdspec.data.soundscape import truth_table
+
+    calls = pd.DataFrame([  # a 20 s soundscape: windows 0-5, 5-10, 10-15 (no bird), 15-20
+        {"audio_id": "s", "label": "a", "start_s": 1.0, "end_s": 5.2, "snr_db": -3.0},  # window 1 (0.2 s into 2: not counted)
+        {"audio_id": "s", "label": "b", "start_s": 4.0, "end_s": 9.0, "snr_db": 12.0},  # windows 1 and 2
+        {"audio_id": "s", "label": "b", "start_s": 6.0, "end_s": 7.0, "snr_db": 3.0},  # window 2 again, quieter
+        {"audio_id": "s", "label": "a", "start_s": 16.0, "end_s": 18.0, "snr_db": 20.0},  # window 4, top of the range
+    ])
+    calls.to_csv(tmp_path / "calls.csv", index=False)
+    truth_table(calls, {"s": 20.0}).to_csv(tmp_path / "truth.csv", index=False)
+    sub = tmp_path / "sub.csv"
+    pd.DataFrame({"row_id": ["s_5", "s_10", "s_15", "s_20"], "birds": ["a c", "nocall", "nocall", "b"]}).to_csv(sub, index=False)
+    got = soundscapes.breakdown(sub, tmp_path)
+    assert got["recall_-5_0_db"] == [1, 1]  # (s_5, a) found
+    assert got["recall_10_20_db"] == [0, 3]  # (s_5, b), (s_10, b) at their loudest 12 dB, (s_20, a) at 20 dB: missed
+    assert got["recall_0_5_db"] == [0, 0] and got["recall_5_10_db"] == [0, 0]
+    assert got["nocall_right"] == [1, 1] and got["wrong_labels"] == [3, 4]  # c in s_5, nocall in s_10, b in s_20
+    table = soundscapes.breakdown_markdown([{"variant": "single", "breakdown": got}])
+    assert "| 1.00 (1/1) | - | - | 0.00 (0/3) | 1.00 (1/1) | 0.75 |" in table
+    calls.loc[0, "end_s"] = 5.6  # now also in window 2: truth.csv no longer matches the calls
+    calls.to_csv(tmp_path / "calls.csv", index=False)
+    with pytest.raises(SystemExit, match="disagree"):
+        soundscapes.breakdown(sub, tmp_path)
