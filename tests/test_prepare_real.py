@@ -123,3 +123,30 @@ def test_folder_copy_with_a_corrupt_file(reed, tmp_path):
     assert list(skipped["path"]) == [str(corrupt)]
     assert skipped["reason"].iloc[0].startswith("unreadable")
     assert json.loads((out / "dataset.json").read_text())["layout"] == "folders"
+
+
+def test_multi_label_training_to_a_scored_birdclef_submission(window_drop, tmp_path):
+    """Issue 17's end-to-end check on the real recordings, through the CLI: train --labels multi (secondary
+    labels among the four species used), soundscape make, predict --format birdclef, score-soundscapes."""
+    from birdspec.cli.main import main
+    from birdspec.data.multilabel import label_targets
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.models.checkpoint import read_checkpoint
+    from birdspec.prediction.scoring import read_predictions, read_truth
+
+    data = PreparedDataset(window_drop)
+    found = label_targets(data.manifest, data.classes, secondary_weight=0.5)
+    assert found.secondary_used > 0  # the reed warblers list each other as secondary species
+    run, scapes, sub = tmp_path / "run", tmp_path / "scapes", tmp_path / "sub.csv"
+    assert main(["-q", "train", str(window_drop), "--labels", "multi", "--secondary-weight", "0.5", "--epochs", "1",
+                 "--crops-per-recording", "1", "--crop-s", "3", "--device", "cpu", "--workers", "0",
+                 "--no-progress", "--out", str(run)]) == 0
+    ckpt = read_checkpoint(run / "checkpoints" / "best.pt")
+    assert ckpt.activation == "sigmoid" and ckpt.train_config["secondary_weight"] == 0.5
+    assert main(["-q", "soundscape", "make", str(window_drop), "--fold", "0", "--count", "1", "--duration-s", "30",
+                 "--no-progress", "--out", str(scapes)]) == 0
+    assert main(["-q", "predict", str(run / "checkpoints" / "best.pt"), str(scapes / "audio"), "--format", "birdclef",
+                 "--min-conf", "0.3", "--top-k", "0", "--out", str(sub)]) == 0
+    truth, predicted = read_truth(scapes / "truth.csv"), read_predictions(sub)
+    assert set(predicted) == set(truth) and len(truth) == 6  # one row per 5 s window of the 30 s soundscape
+    assert main(["score-soundscapes", str(sub), str(scapes / "truth.csv")]) == 0
