@@ -145,7 +145,7 @@ def truncation_warning(task: DecodeTask, num_samples: int, header: Any = None) -
     from birdspec.truncation import truncation
 
     return truncation(task.path, decoded_s=num_samples / task.sample_rate_hz, max_duration_s=task.max_duration_s,
-                            header=header)
+                      header=header)
 
 
 def load_audio(task: DecodeTask) -> tuple[np.ndarray, Any]:
