@@ -142,7 +142,7 @@ def dataset_wrapper(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, 
 
     found = label_targets(data.manifest, data.classes, secondary_weight=cfg.secondary_weight)
     log_targets(found, rows=len(data.manifest))
-    loaded: dict[str, list] = {}  # folder -> its recordings, read once for both uses and every fold
+    loaded: dict[str, list] = {}  # folder -> its recordings, read once when --background and --background-mix share it
 
     def backgrounds(folder: str) -> list:
         from birdspec.data.nocall import load_backgrounds
