@@ -14,12 +14,17 @@ from birdspec.training.recipes import RECIPES
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def accuracy():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", REPO / "benchmarks" / "accuracy.py")
+def _benchmark(name: str):
+    """benchmarks/NAME.py, imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    return _benchmark("accuracy")
 
 
 def test_recipe_rows_use_birdspec_recipes(accuracy):
@@ -77,10 +82,7 @@ def test_reference_folds_are_what_prepare_assigns(accuracy, reed_warblers, tmp_p
 
 @pytest.fixture(scope="module")
 def frontends():
-    spec = importlib.util.spec_from_file_location("bench_frontends", REPO / "benchmarks" / "frontends.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("frontends")
 
 
 def test_frontend_rows_are_the_recipe_with_default_frontends(frontends, accuracy):
@@ -152,10 +154,7 @@ def test_frontends_main_runs_every_type_then_the_best_two_again(frontends, tmp_p
 
 @pytest.fixture(scope="module")
 def soundscapes():
-    spec = importlib.util.spec_from_file_location("bench_soundscapes", REPO / "benchmarks" / "soundscapes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _benchmark("soundscapes")
 
 
 def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
