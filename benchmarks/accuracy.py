@@ -247,6 +247,8 @@ def start_run(data: str, out_dir: str, device: str) -> tuple[Path, Path, str, st
 
 
 def main(argv: list[str] | None = None) -> int:
+    from birdspec.models.pretrained import FIRST_CONV_MODES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a BirdCLEF-2021-format folder")
     p.add_argument("--out", default="bench-out/accuracy", help="work and output folder")
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default="none", metavar="none|imagenet|PATH",
                    help="start of the models with ImageNet weights (resnet18): none (default: random weights, "
                         "as offline), imagenet (torchvision's, downloaded once) or a torchvision state-dict file")
-    p.add_argument("--first-conv", default="repeat", choices=("repeat", "average"),
+    p.add_argument("--first-conv", default=FIRST_CONV_MODES[0], choices=FIRST_CONV_MODES,
                    help="how --pretrained RGB kernels become the input channels (the study tried both)")
     p.add_argument("--no-birdnet", action="store_true", help="skip BirdNET even when installed")
     args = p.parse_args(argv)
