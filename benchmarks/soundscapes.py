@@ -51,6 +51,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
+from birdspec.prediction.choices import DEFAULT_THRESHOLDS  # noqa: E402
+from birdspec.prediction.scoring import parse_thresholds  # noqa: E402
+
 RECORDINGS = DEFAULT_DATA.parent / "recordings"
 MODEL = "mobilenetv2-seed"
 HEAD_EPOCHS = 30
@@ -66,7 +69,7 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
 }
 BIRDNET_VARIANTS = tuple(name for name, v in VARIANTS.items() if v[1].startswith("birdnet"))
 RESULT = "soundscape_result.json"
-THRESHOLDS = np.round(np.r_[0.001, 0.002, 0.005, 0.01:0.05:0.01, 0.05:0.951:0.05], 3)
+THRESHOLDS = np.round(np.r_[0.001, 0.002, 0.005, 0.01:0.05:0.01, parse_thresholds(DEFAULT_THRESHOLDS)], 3)
 """Thresholds tried on the training folds' soundscapes: the CLI's 0.05-0.95 grid and 0.001-0.04 below it
 (BirdNET's confidences on these quiet, overlapping calls are low: its best was at the edge of the
 0.05-0.95 grid, then of a grid from 0.01)."""
@@ -175,21 +178,27 @@ def breakdown(submission: Path, scape_dir: Path) -> dict:
     """Where a submission's F1 goes: recall of the true (window, species) pairs per SNR range of their
     loudest call, the share of no-bird windows answered ``nocall``, and wrong labels per window.
 
-    The pairs come from ``calls.csv`` with the truth table's rule (a call counts in a 5 s window it
-    overlaps by >= 0.5 s), and are checked against ``truth.csv``.
+    The windows of each call in ``calls.csv`` come from :func:`birdspec.data.soundscape.truth_table` with
+    the window length and overlap rule recorded in ``soundscapes.json``; the pairs are checked against
+    ``truth.csv``.
     """
-    from birdspec.data.soundscape import TRUTH_FILE
-    from birdspec.prediction.outputs import NOCALL, birdclef_row_id
+    from birdspec.data.soundscape import CALLS_FILE, META_FILE, TRUTH_FILE, truth_table
+    from birdspec.fileio import read_json
+    from birdspec.prediction.outputs import NOCALL
     from birdspec.prediction.scoring import read_predictions, read_truth
 
     truth, predicted = read_truth(scape_dir / TRUTH_FILE), read_predictions(submission)
-    calls = pd.read_csv(scape_dir / "calls.csv")
+    calls, rule = pd.read_csv(scape_dir / CALLS_FILE), read_json(scape_dir / META_FILE)["config"]
+    table = pd.read_csv(scape_dir / TRUTH_FILE)
+    durations_s = (table.groupby("audio_id")["seconds"].max()).astype(float).to_dict()
     loudest: dict[tuple[str, str], float] = {}
-    for c in calls.itertuples(index=False):
-        for k in range(int(c.start_s // 5.0), int(np.ceil(c.end_s / 5.0))):
-            if min(c.end_s, 5.0 * (k + 1)) - max(c.start_s, 5.0 * k) >= 0.5 - 1e-9:
-                key = (birdclef_row_id(c.audio_id, 5.0 * (k + 1)), str(c.label))
-                loudest[key] = max(loudest.get(key, -np.inf), float(c.snr_db))
+    for i in range(len(calls)):
+        call = calls.iloc[[i]]
+        windows = truth_table(call, {call["audio_id"].iat[0]: durations_s[call["audio_id"].iat[0]]},
+                              window_s=rule["window_s"], min_overlap_s=rule["min_overlap_s"])
+        for row_id in windows.loc[windows["birds"] != NOCALL, "row_id"]:
+            key = (str(row_id), str(call["label"].iat[0]))
+            loudest[key] = max(loudest.get(key, -np.inf), float(call["snr_db"].iat[0]))
     pairs = {(r, b) for r, birds in truth.items() for b in birds if b != NOCALL}
     if set(loudest) != pairs:
         raise SystemExit(f"{scape_dir}: calls.csv and truth.csv disagree on {len(set(loudest) ^ pairs)} pairs")

@@ -171,6 +171,7 @@ def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
     ])
     calls.to_csv(tmp_path / "calls.csv", index=False)
     truth_table(calls, {"s": 20.0}).to_csv(tmp_path / "truth.csv", index=False)
+    (tmp_path / "soundscapes.json").write_text(json.dumps({"config": {"window_s": 5.0, "min_overlap_s": 0.5}}))
     sub = tmp_path / "sub.csv"
     pd.DataFrame({"row_id": ["s_5", "s_10", "s_15", "s_20"], "birds": ["a c", "nocall", "nocall", "b"]}).to_csv(sub, index=False)
     got = soundscapes.breakdown(sub, tmp_path)
