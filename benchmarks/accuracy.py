@@ -97,12 +97,17 @@ def reference_folds(root: Path, *, n_splits: int = 5, seed: int = 0) -> dict[str
     return folds
 
 
+def encoding_dir(out: Path, encoding: str) -> Path:
+    """Where :func:`prepare_encoding` puts the prepared dataset of ``encoding``."""
+    return out / f"data-{encoding}"
+
+
 def prepare_encoding(root: Path, out: Path, encoding: str) -> Path:
     from birdspec.config import EncodingConfig
     from birdspec.data.prepare import prepare
 
     enc = EncodingConfig(name=encoding, short_policy="tile")
-    ds = prepare(root, out / f"data-{encoding}", encoding=enc, folds=5, seed=0, progress=False)
+    ds = prepare(root, encoding_dir(out, encoding), encoding=enc, folds=5, seed=0, progress=False)
     manifest = pd.read_csv(ds / "manifest.csv", dtype={"filename": str})
     ref = reference_folds(root)
     got = dict(zip(manifest["filename"], manifest["fold"]))

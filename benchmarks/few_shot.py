@@ -22,6 +22,12 @@ and several processes can share the work with ``--models`` (one process per mode
     python benchmarks/few_shot.py --report-only          # the table and figure of what has finished
 
 Writes OUT/few_shot.json, OUT/few_shot.md (the table for benchmarks/README.md) and OUT/few_shot.png.
+
+The run takes longer than a working session on 2 CPU cores (the from-scratch rows: hours), and a fresh
+checkout has no ``bench-out/``: so every finished cell's small files (``result.json``, its test
+predictions, the model's ``settings.json``) are also kept in ``benchmarks/results/few_shot/`` (see
+``keep.py``), a folder under version control, and copied back into OUT before a run or report.
+``--no-keep`` turns this off.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
+from accuracy import DEFAULT_DATA, encoding_dir, prepare_encoding, start_run  # noqa: E402
+from keep import RESULTS_DIR  # noqa: E402
 
 MODELS = ("birdnet-closed", "birdnet-prior", "birdnet-linear", "mobilenetv2-seed")
 HEAD_EPOCHS = 30
@@ -52,6 +59,38 @@ def model_config(model: str, *, device: str, seed: int):
 
 def curves_dir(out: Path, model: str) -> Path:
     return out / "curves" / model
+
+
+ENCODING = "window"
+KEPT = RESULTS_DIR / "few_shot"
+KEPT_DATASET = "OUT"  # a kept settings.json names the dataset relative to OUT (absolute paths differ per checkout)
+
+
+def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
+    """Keep one finished cell's result, its test predictions and its model's settings (see ``keep.py``)."""
+    import keep
+    from birdspec.evaluation.evaluate import PREDICTIONS_FILE
+    from birdspec.experiments.learning_curve import CELL_RESULT, SETTINGS_FILE
+
+    settings = json.loads((model_dir / SETTINGS_FILE).read_text())
+    settings["dataset"] = str(Path(KEPT_DATASET) / encoding_dir(out, ENCODING).relative_to(out))
+    changed = keep.store(kept / model_dir.relative_to(out) / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+    files = [cell / CELL_RESULT] + [p for p in [cell / "eval_test" / PREDICTIONS_FILE] if p.is_file()]
+    return changed + keep.save(out, kept, files)
+
+
+def restore_cells(kept: Path, out: Path) -> int:
+    """Copy kept cells the work folder lacks back into it; a restored settings.json names this OUT's dataset."""
+    import keep
+    from birdspec.experiments.learning_curve import SETTINGS_FILE
+
+    written = keep.restore(kept, out)
+    for path in written:
+        if path.name == SETTINGS_FILE:
+            settings = json.loads(path.read_text())
+            settings["dataset"] = str(encoding_dir(out, ENCODING).resolve())
+            path.write_text(json.dumps(settings, indent=2))
+    return len(written)
 
 
 def report(out: Path, machine: str, models: list[str]) -> pd.DataFrame:
@@ -99,9 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--device", default="auto", help="for the CNN rows (the heads train on the CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: right when several processes share the cores; one process alone: the core count)")
     p.add_argument("--report-only", action="store_true", help="only assemble the table and figure of finished cells")
+    p.add_argument("--no-keep", action="store_true", help=f"do not keep finished cells in {KEPT} nor restore them")
     args = p.parse_args(argv)
     root, out, device, machine = start_run(args.data, args.out, args.device)
+    kept = None if args.no_keep else KEPT
+    if kept is not None:
+        print(f"{restore_cells(kept, out)} kept file(s) restored from {kept}", flush=True)
     for name in ("birdspec.training", "birdspec.evaluation"):  # per-epoch lines of hundreds of runs
         logging.getLogger(name).setLevel(logging.WARNING)
     models = [m for m in args.models.split(",") if m]
@@ -112,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         from birdspec.data.embed import embed_dataset
         from birdspec.experiments.learning_curve import parse_per_class, run_learning_curve
 
-        torch.set_num_threads(1)
-        ds = prepare_encoding(root, out, "window")
+        torch.set_num_threads(max(1, args.threads))
+        ds = prepare_encoding(root, out, ENCODING)
         if any(m.startswith("birdnet") for m in models):
             if not birdnet_available():
                 print("BirdNET rows skipped (pip install 'birdspec[birdnet]')")
@@ -122,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                 embed_dataset(ds, progress=False)
         for model in models:
             print(f"{model}: learning curve", flush=True)
+            on_cell = None if kept is None else (lambda model_dir, cell, _result: keep_cell(out, kept, model_dir, cell))
             run_learning_curve(ds, curves_dir(out, model), [model_config(model, device=device, seed=args.seed)],
-                               per_class=parse_per_class(args.per_class), draws=args.draws, seed=args.seed)
+                               per_class=parse_per_class(args.per_class), draws=args.draws, seed=args.seed,
+                               on_cell=on_cell)
             report(out, machine, list(MODELS))
     summary = report(out, machine, list(MODELS))
     print(markdown(summary) if len(summary) else "no finished cells yet")

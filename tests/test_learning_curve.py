@@ -95,3 +95,43 @@ def test_learning_curve_command(fake_birdnet, embedded, tmp_path, capsys):
     assert (out / CURVE_PNG).is_file()
     assert main(["learning-curve", str(embedded), "--out", str(out)]) == 2  # no model named
     assert "--model" in capsys.readouterr().err
+
+
+def test_few_shot_benchmark_keeps_cells_and_resumes_in_a_fresh_work_folder(fake_birdnet, embedded, tmp_path):
+    """benchmarks/few_shot.py keeps each finished cell's small files; a new checkout's run trains nothing again."""
+    from test_benchmarks import _benchmark
+
+    from birdspec.training import TrainConfig
+
+    few_shot = _benchmark("few_shot")
+    kept = tmp_path / "kept"
+    configs = [TrainConfig(model=m, epochs=2, device="cpu", workers=0, progress_bar=False)
+               for m in ("birdnet-closed", "birdnet-linear")]
+
+    def run(out: Path):
+        ds = few_shot.encoding_dir(out, few_shot.ENCODING)
+        if not ds.exists():
+            shutil.copytree(embedded, ds)
+        results = []
+        for cfg in configs:
+            seen = []
+            results.append(run_learning_curve(
+                ds, few_shot.curves_dir(out, cfg.model), [cfg], per_class=(1, None), draws=2, folds=[0, 1],
+                on_cell=lambda model_dir, cell, result: seen.append(few_shot.keep_cell(out, kept, model_dir, cell))))
+            assert len(seen) == 3 * 2  # every cell, trained or reused
+        return results
+
+    first = run(tmp_path / "one")
+    assert sum(r.trained for r in first) == 8
+    files = sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*") if p.is_file())
+    assert all(f.endswith(("result.json", "settings.json", "predictions.csv.gz")) for f in files)
+    assert sum(f.endswith("result.json") for f in files) == 12
+    assert '"dataset": "OUT/data-window"' in next(kept.rglob("settings.json")).read_text()  # no checkout's path
+
+    fresh = tmp_path / "two"
+    assert few_shot.restore_cells(kept, fresh) == len(files)
+    again = run(fresh)
+    assert sum(r.trained for r in again) == 0
+    for a, b in zip(first, again):
+        pd.testing.assert_frame_equal(a.table, b.table)
+    assert few_shot.restore_cells(kept, fresh) == 0  # what the work folder holds is never overwritten

@@ -102,6 +102,11 @@ def draw_rows(pool: np.ndarray, labels: np.ndarray, k: int | None, rng: np.rando
     return np.sort(np.concatenate(picked))
 
 
+def cell_dir(model_dir: Path, k: int | None, draw: int, fold: int) -> Path:
+    """The folder of one (k, draw, fold) cell of a model's curve."""
+    return model_dir / f"k{k_name(k)}" / f"draw{draw}" / f"fold_{fold}"
+
+
 def model_label(config: Any) -> str:
     """The name of a configuration in the table and figure: the model (and its recipe)."""
     return f"{config.model} ({config.recipe})" if getattr(config, "recipe", None) else str(config.model)
@@ -124,8 +129,12 @@ def run_learning_curve(
     monitor_per_class: int = 1,
     eval_batch_size: int = 32,
     train_fn: Callable[..., Any] | None = None,
+    on_cell: Callable[[Path, Path, dict[str, Any]], None] | None = None,
 ) -> CurveResult:
     """Run (or resume) the learning curve of every configuration in ``configs`` (see the module doc).
+
+    ``on_cell(model_dir, cell_dir, result)`` is called after every cell, finished now or earlier (e.g.
+    to keep the small result files somewhere safe while a long curve runs).
 
     Raises:
         ConfigError: bad settings, a folder holding a curve with other settings, or early stopping
@@ -159,7 +168,9 @@ def run_learning_curve(
         for k in per_class:
             for d in range(1 if k is None else draws):
                 for f in chosen:
-                    runner.run(cfg, label, model_dir, k=k, draw=d, fold=f, seed=seed)
+                    result = runner.run(cfg, label, model_dir, k=k, draw=d, fold=f, seed=seed)
+                    if on_cell is not None:
+                        on_cell(model_dir, cell_dir(model_dir, k, d, f), result)
             write_tables(out)
     table, summary = write_tables(out)
     return CurveResult(out, table, summary, runner.trained, runner.skipped)
@@ -197,7 +208,7 @@ class _CellRunner:
         self.untrained: dict[tuple[str, int], dict[str, Any]] = {}
 
     def run(self, cfg: Any, label: str, model_dir: Path, *, k: int | None, draw: int, fold: int, seed: int) -> dict[str, Any]:
-        cell = model_dir / f"k{k_name(k)}" / f"draw{draw}" / f"fold_{fold}"
+        cell = cell_dir(model_dir, k, draw, fold)
         result = read_json(cell / CELL_RESULT)
         if result is None and (label, fold) in self.untrained:  # nothing trained: the same model for every k
             result = {**self.untrained[(label, fold)], "k": k_name(k), "draw": draw}
