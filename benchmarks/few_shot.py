@@ -46,6 +46,9 @@ from keep import RESULTS_DIR  # noqa: E402
 
 MODELS = ("birdnet-closed", "birdnet-prior", "birdnet-linear", "mobilenetv2-seed")
 HEAD_EPOCHS = 30
+ENCODING = "window"
+KEPT = RESULTS_DIR / "few_shot"
+KEPT_DATASET = "OUT"  # a kept settings.json names the dataset relative to OUT (absolute paths differ per checkout)
 
 
 def model_config(model: str, *, device: str, seed: int):
@@ -59,11 +62,6 @@ def model_config(model: str, *, device: str, seed: int):
 
 def curves_dir(out: Path, model: str) -> Path:
     return out / "curves" / model
-
-
-ENCODING = "window"
-KEPT = RESULTS_DIR / "few_shot"
-KEPT_DATASET = "OUT"  # a kept settings.json names the dataset relative to OUT (absolute paths differ per checkout)
 
 
 def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:

@@ -335,7 +335,7 @@ def _run_config(s: _Setup, *, train_rows: np.ndarray, val_rows: np.ndarray) -> d
             "device": s.device_name,
             "precision": s.precision,
             "workers": s.workers,
-            "cpu_threads": torch.get_num_threads(),  # CPU results differ in the last bits with the thread count
+            "cpu_threads": torch.get_num_threads(),  # sums differ with it: one seed repeats only with the same count
             "python": platform.python_version(),
             "torch": torch.__version__,
             "lightning": pl.__version__,
