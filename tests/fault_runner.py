@@ -23,6 +23,8 @@ def _fire(sig: str) -> None:
 
 
 def install(where: str, sig: str) -> None:
+    if sig == "INT":  # Ctrl-C's Python meaning, whatever was inherited: a shell starts background jobs
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # with SIGINT ignored (the run would finish)
     kind, *nums = where.split(":")
     counter = {"n": 0}
     if kind == "step":
