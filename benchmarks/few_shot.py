@@ -82,13 +82,14 @@ def restore_cells(kept: Path, out: Path) -> int:
     import keep
     from birdspec.experiments.learning_curve import SETTINGS_FILE
 
-    written = keep.restore(kept, out)
-    for path in written:
-        if path.name == SETTINGS_FILE:
-            settings = json.loads(path.read_text())
-            settings["dataset"] = str(encoding_dir(out, ENCODING).resolve())
-            path.write_text(json.dumps(settings, indent=2))
-    return len(written)
+    def edit(path: Path, data: bytes) -> bytes:
+        if path.name != SETTINGS_FILE:
+            return data
+        settings = json.loads(data)
+        settings["dataset"] = str(encoding_dir(out, ENCODING).resolve())
+        return json.dumps(settings, indent=2).encode()
+
+    return len(keep.restore(kept, out, edit=edit))
 
 
 def report(out: Path, machine: str, models: list[str]) -> pd.DataFrame:

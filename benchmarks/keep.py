@@ -10,9 +10,10 @@ lacks. Files already in the work folder always win: restoring never overwrites a
 from __future__ import annotations
 
 import gzip
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from birdspec.fileio import write_with
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COMPRESSED = (".csv",)
@@ -27,10 +28,7 @@ def _work_name(rel: Path) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: tmp.write_bytes(data))  # atomic, parent folders made
 
 
 def save(work: Path, kept: Path, files: Iterable[Path]) -> int:
@@ -60,8 +58,12 @@ def store(dest: Path, data: bytes) -> bool:
     return True
 
 
-def restore(kept: Path, work: Path) -> list[Path]:
-    """Copy every kept file that ``work`` lacks back into it (decompressed); returns the paths written."""
+def restore(kept: Path, work: Path, *, edit: Callable[[Path, bytes], bytes] | None = None) -> list[Path]:
+    """Copy every kept file that ``work`` lacks back into it (decompressed); returns the paths written.
+
+    ``edit(work_path, data)``, when given, returns what to write instead of ``data`` (e.g. a path made
+    relative when kept, made absolute again for this work folder).
+    """
     written = []
     if not Path(kept).is_dir():
         return written
@@ -71,6 +73,7 @@ def restore(kept: Path, work: Path) -> list[Path]:
         if dest.exists():
             continue
         data = src.read_bytes()
-        _write(dest, gzip.decompress(data) if src.name.endswith(".gz") else data)
+        data = gzip.decompress(data) if src.name.endswith(".gz") else data
+        _write(dest, data if edit is None else edit(dest, data))
         written.append(dest)
     return written
