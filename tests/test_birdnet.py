@@ -352,6 +352,8 @@ def test_missing_birdnet_says_how_to_install(monkeypatch, window_ds):
         with pytest.raises(DependencyError):
             embed_dataset(window_ds, progress=False)
         assert not (window_ds / "embeddings").exists()  # no trace left in the dataset
+        with pytest.raises(DataError, match=r"pip install 'birdspec\[birdnet\]'.*; then run `birdspec embed "):
+            EmbeddingDataset(window_ds)  # what cv/train of a birdnet-* model says: install, then embed
     finally:
         backend.birdnet_files.cache_clear()
 

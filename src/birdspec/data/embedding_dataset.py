@@ -38,7 +38,14 @@ LEVELS = ("recording", "window")
 
 
 def _missing_message(root: Path, backbone: str) -> str:
-    return f"no {'BirdNET' if backbone == 'birdnet' else backbone} embeddings in {root}; run `birdspec embed {root} --backbone {backbone}`"
+    """What to do about a missing cache; for BirdNET without the extra, install it first."""
+    run = f"run `birdspec embed {root} --backbone {backbone}`"
+    if backbone == "birdnet":
+        from birdspec.birdnet.backend import INSTALL_HINT, birdnet_available
+
+        if not birdnet_available():
+            return f"no BirdNET embeddings in {root}, and {INSTALL_HINT}; then {run}"
+    return f"no {'BirdNET' if backbone == 'birdnet' else backbone} embeddings in {root}; {run}"
 
 
 class EmbeddingCache:
