@@ -239,3 +239,20 @@ def test_a_store_that_cannot_be_written_stops_prepare_with_one_line(tmp_path, mo
     err = capsys.readouterr().err
     assert words in err and "waveforms.f16" in err and "Traceback" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_replace_dir_swaps_a_folder_whole(tmp_path):
+    """A finished folder replaces an older one whole (no file of the old one survives in it), and no
+    side folder is left; a folder that does not exist yet is simply moved into place."""
+    from birdspec.fileio import replace_dir
+
+    final = tmp_path / "cache"
+    for version, names in (("1", ("a", "b")), ("2", ("a",))):
+        partial = tmp_path / f"cache.partial-{version}"
+        partial.mkdir()
+        for name in names:
+            (partial / name).write_text(version)
+        assert replace_dir(partial, final) == final
+        assert sorted(p.name for p in final.iterdir()) == list(names)
+        assert {p.read_text() for p in final.iterdir()} == {version}
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

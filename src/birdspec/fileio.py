@@ -1,5 +1,7 @@
 """Writing files so that readers never see half of one: the one atomic-write helper, and JSON.
 
+A folder built in a work folder beside its target is moved into place whole by :func:`replace_dir`.
+
 Every file birdspec writes (checkpoints, CSV tables, JSON state, figures,
 reports) goes through :func:`atomic_path`: the content is written to a
 temporary file in the same folder (named after the target, the process and
@@ -16,6 +18,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -52,6 +55,25 @@ def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
                 tmp.unlink()
             except OSError:  # pragma: no cover - best effort
                 log.debug("could not remove %s", tmp)
+
+
+def replace_dir(partial: str | Path, final: str | Path) -> Path:
+    """Move the finished folder ``partial`` to ``final`` (same file system), replacing an older ``final``.
+
+    Readers see the old folder or the new one, never a mix: the old one is first renamed aside
+    (``final.old-<pid>``), then ``partial`` is renamed into place, then the old one is deleted.
+    An ``OSError`` from the second rename (another process put a ``final`` there first) propagates.
+    """
+    partial, final = Path(partial), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(partial, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 _OS_ERRORS = {

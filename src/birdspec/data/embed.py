@@ -37,7 +37,7 @@ from birdspec.data.embeddings import (
 from birdspec.data.prepared import PreparedDataset
 from birdspec.config import BACKBONES
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import output_lock, write_csv, write_text
+from birdspec.fileio import output_lock, replace_dir, write_csv, write_text
 from birdspec.windowing import frame
 
 log = logging.getLogger("birdspec.data.embeddings")
@@ -298,14 +298,7 @@ def _publish_cache(
         meta["licence"] = "BirdNET model: CC BY-NC-SA 4.0 (non-commercial)"
     write_text(partial / META_FILE, json.dumps(meta, indent=2))
     (partial / SETTINGS_FILE).unlink(missing_ok=True)
-    old = final.with_name(final.name + ".old")
-    if final.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        final.rename(old)
-    partial.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(partial, final)
     return index
 
 

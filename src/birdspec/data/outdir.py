@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from birdspec.data.prepared import DATASET_FILE, DATASET_FORMAT
+from birdspec.fileio import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,4 @@ def reset_partial(partial: Path) -> Path:
 def publish(partial: Path, out: Path) -> None:
     """Drop the chunk cache and move the finished ``partial`` to ``out``, replacing an old ``out``."""
     shutil.rmtree(partial / CHUNKS_DIR, ignore_errors=True)
-    old = None
-    if out.exists():
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(partial, out)

@@ -41,7 +41,7 @@ import numpy as np
 from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.errors import BirdspecError, CheckpointError, DependencyError
-from birdspec.fileio import write_json
+from birdspec.fileio import replace_dir, write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
 from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
 from birdspec.prediction.runtime import WindowRuntime
@@ -212,10 +212,8 @@ def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None, files_from
             "checkpoint_sha256": sha256,
             "checkpoint": ckpt.info.to_json(),
         })
-        if dest.exists():
-            shutil.rmtree(dest, ignore_errors=True)
         try:
-            tmp.rename(dest)
+            replace_dir(tmp, dest)
         except OSError:  # another process won the race with the same export
             if _read_info(dest) is None:
                 raise
