@@ -89,10 +89,12 @@ def checkpoint_path(roots: Roots, ref: str) -> Path:
                        "reload the page to see the checkpoints there") from None
 
 
-def _safe_id(recording: Path, checkpoint_ref: str) -> str:
+def _safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
+    """``<recording>--<run>--<time>-<job id>``: the job id keeps two predictions of one second apart."""
     run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
     base = re.sub(r"[^\w.-]+", "_", f"{recording.stem}--{run}")[:80]
-    return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}"
+    job = re.sub(r"[^\w.-]+", "_", job_id)
+    return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}-{job}"
 
 
 def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref: str, checkpoint_ref: str,
@@ -120,7 +122,7 @@ def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref
     with Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads) as predictor:
         job.update(message="scoring")
         (result,) = list(predictor.predict_paths([rec], strict=True, progress=progress))
-        pid = _safe_id(rec, checkpoint_ref)
+        pid = _safe_id(rec, checkpoint_ref, job.id)
         final = config.predictions_dir / pid
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
