@@ -101,6 +101,35 @@ def test_unknown_and_damaged_checkpoints(setup):
     assert client.get("/api/jobs/nope").status_code == 404
 
 
+def test_jobs_outlive_a_restart_of_the_server(setup):
+    """A restarted server (same work folder) answers for the jobs of its earlier life: a finished one with its
+    result, one the stop cut short as failed with a message that says so; new jobs get new ids."""
+    import json
+
+    from birdspec.app.jobs import INTERRUPTED
+
+    client, config = setup
+    body = {"recording": "recs/song.flac", "checkpoint": "runs/synth-copy/checkpoints/best.pt"}
+    done = wait(client, client.post("/api/predict", json=body).json())
+    assert done["status"] == "done", done
+    journal = json.loads(config.jobs_file.read_text())
+    cut = {**journal["jobs"][-1], "id": "train-7", "kind": "train", "status": "running", "finished_s": None, "result": {}}
+    config.jobs_file.write_text(json.dumps({**journal, "jobs": journal["jobs"] + [cut]}))
+
+    again = TestClient(create_app(config))  # the server started again
+    same = again.get(f"/api/jobs/{done['id']}").json()
+    assert {k: same[k] for k in ("status", "result", "title")} == {k: done[k] for k in ("status", "result", "title")}
+    assert again.get("/api/prediction", params={"ref": same["result"]["prediction"]}).status_code == 200
+    lost = again.get("/api/jobs/train-7").json()
+    assert lost["status"] == "failed" and lost["message"].startswith(INTERRUPTED) and "run folder" in lost["message"]
+    new = wait(again, again.post("/api/predict", json=body).json())
+    assert new["id"] == "predict-8" and new["status"] == "done"
+    assert [j["id"] for j in again.get("/api/jobs").json()["jobs"]] == [done["id"], "train-7", "predict-8"]
+
+    config.jobs_file.write_text("{ damaged")  # a damaged journal: the server starts with no earlier jobs
+    assert TestClient(create_app(config)).get("/api/jobs").json() == {"jobs": []}
+
+
 def test_predict_review_and_export(setup, tmp_path):
     client, config = setup
     ckpt = "runs/synth-copy/checkpoints/best.pt"

@@ -136,7 +136,7 @@ def router(state: Any):
     def job(job_id: str) -> dict[str, Any]:
         j = state.jobs.get(job_id)
         if j is None:
-            raise NotFound(f"no job {job_id!r} (jobs end with the server; start it again)")
+            raise NotFound(f"no job {job_id!r}; start it again")
         return j.as_dict()
 
     @api.get("/jobs")

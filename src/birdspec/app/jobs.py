@@ -4,23 +4,32 @@ The server answers every request while a job runs (prediction runs in ONNX Runti
 which release the GIL; training runs in a child process). A job's failure is kept as its
 message: a :class:`~birdspec.errors.BirdspecError` (a corrupt recording, a damaged checkpoint)
 as it is, anything else as a bug report line.
+
+With a journal (``birdspec serve`` keeps ``WORK/jobs.json``), every job's state is written when it
+starts and when it ends, so a restarted server still answers for the jobs of its earlier life: a
+finished job with its result (the files it wrote are on disk), and a job the stop cut short as
+failed, with a message that says so. Progress is not journalled (it changes many times a second).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from birdspec.errors import BirdspecError
 
 log = logging.getLogger(__name__)
 
-_IDS = itertools.count(1)
+JOURNAL_FORMAT = "birdspec-jobs"
+JOURNAL_KEEP = 500
+"""Most jobs a journal keeps (the newest)."""
+INTERRUPTED = "the server stopped before this job finished; start it again"
+INTERRUPTED_TRAIN = " (its unfinished run folder stays in the runs folder: delete it, or give the new run another name)"
 
 
 @dataclass
@@ -49,19 +58,71 @@ class Job:
                 "progress": round(self.progress, 4), "message": self.message, "result": self.result,
                 "elapsed_s": round(end - self.started_s, 2)}
 
+    def record(self) -> dict[str, Any]:
+        """What the journal keeps of the job."""
+        return {**self.as_dict(), "started_s": self.started_s, "finished_s": self.finished_s, "saved_s": time.time()}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> "Job":
+        """A job of an earlier server life; one that had not ended is failed with :data:`INTERRUPTED`."""
+        job = cls(id=str(rec["id"]), kind=str(rec["kind"]), title=str(rec.get("title", "")), status=str(rec["status"]),
+                  progress=float(rec.get("progress", 0.0)), message=str(rec.get("message", "")),
+                  result=dict(rec.get("result") or {}), started_s=float(rec["started_s"]),
+                  finished_s=None if rec.get("finished_s") is None else float(rec["finished_s"]))
+        if job.status not in ("done", "failed"):
+            job.status, job.message = "failed", INTERRUPTED + (INTERRUPTED_TRAIN if job.kind == "train" else "")
+            job.finished_s = float(rec.get("saved_s") or job.started_s)
+        return job
+
 
 class Jobs:
-    """Runs jobs on their own threads; keeps every job of this server's life for the page."""
+    """Runs jobs on their own threads; keeps every job for the page, across restarts with a ``journal``."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: str | Path | None = None) -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._journal = None if journal is None else Path(journal)
+        self._next_id = 1
+        if self._journal is not None:
+            self._load()
+
+    def _load(self) -> None:
+        from birdspec.fileio import read_json
+
+        data = read_json(self._journal) or {}
+        for rec in data.get("jobs", []) if data.get("format") == JOURNAL_FORMAT else []:
+            try:
+                job = Job.from_record(rec)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: skipping a damaged job entry (%s)", self._journal, exc)
+                continue
+            self._jobs[job.id] = job
+            number = job.id.rpartition("-")[2]
+            if number.isdigit():
+                self._next_id = max(self._next_id, int(number) + 1)
+        if any(j.message.startswith(INTERRUPTED) for j in self._jobs.values()):
+            self._save()
+
+    def _save(self) -> None:
+        """Write the journal (the newest :data:`JOURNAL_KEEP` jobs); a write that fails is logged, not raised."""
+        if self._journal is None:
+            return
+        from birdspec.fileio import describe_os_error, write_json
+
+        with self._lock:
+            records = [j.record() for j in list(self._jobs.values())[-JOURNAL_KEEP:]]
+            try:
+                write_json(self._journal, {"format": JOURNAL_FORMAT, "jobs": records})
+            except OSError as exc:
+                log.warning("could not write the job journal %s: %s", self._journal, describe_os_error(exc))
 
     def start(self, kind: str, title: str, work: Callable[[Job], dict[str, Any] | None]) -> Job:
         """Run ``work(job)`` on a new thread; its return value becomes ``job.result``."""
-        job = Job(id=f"{kind}-{next(_IDS)}", kind=kind, title=title)
         with self._lock:
+            job = Job(id=f"{kind}-{self._next_id}", kind=kind, title=title)
+            self._next_id += 1
             self._jobs[job.id] = job
+        self._save()
 
         def run() -> None:
             job.status = "running"
@@ -82,6 +143,7 @@ class Jobs:
                 log.error("%s failed:\n%s", job.title, traceback.format_exc())
             finally:
                 job.finished_s = time.time()
+                self._save()
 
         threading.Thread(target=run, name=f"birdspec-{job.id}", daemon=True).start()
         return job

@@ -71,6 +71,11 @@ class ServeConfig:
     def datasets_dir(self) -> Path:
         return self.work_dir / "datasets"
 
+    @property
+    def jobs_file(self) -> Path:
+        """The job journal: the page's jobs outlive a restart of the server."""
+        return self.work_dir / "jobs.json"
+
 
 def _key(name: str, taken: set[str]) -> str:
     base = re.sub(r"[^\w.-]+", "_", name) or "folder"

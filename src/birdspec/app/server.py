@@ -57,7 +57,8 @@ def create_app(config: ServeConfig):
 
     for d in (config.work_dir, config.uploads_dir, config.predictions_dir, config.exports_dir, config.runs_dir):
         d.mkdir(parents=True, exist_ok=True)
-    state = AppState(config=config, roots=Roots(config), tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))))
+    state = AppState(config=config, roots=Roots(config), jobs=Jobs(journal=config.jobs_file),
+                     tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))))
     app = FastAPI(title="birdspec", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.birdspec = state
 
