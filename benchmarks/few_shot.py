@@ -67,13 +67,13 @@ def curves_dir(out: Path, model: str) -> Path:
 def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
     """Keep one finished cell's result, its test predictions and its model's settings (see ``keep.py``)."""
     import keep
-    from birdspec.evaluation.evaluate import PREDICTIONS_FILE
+    from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
     from birdspec.experiments.learning_curve import CELL_RESULT, SETTINGS_FILE
 
     settings = json.loads((model_dir / SETTINGS_FILE).read_text())
     settings["dataset"] = str(Path(KEPT_DATASET) / encoding_dir(out, ENCODING).relative_to(out))
     changed = keep.store(kept / model_dir.relative_to(out) / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
-    files = [cell / CELL_RESULT] + [p for p in [cell / "eval_test" / PREDICTIONS_FILE] if p.is_file()]
+    files = [cell / CELL_RESULT] + [p for p in [cell / eval_dir_name("test") / PREDICTIONS_FILE] if p.is_file()]
     return changed + keep.save(out, kept, files)
 
 

@@ -108,6 +108,8 @@ def _run_step(argv: list[str], log_path: Path, what: str, on_poll: Any = None) -
 
 def train_from_manifest(job: Any, roots: Any, config: Any, *, manifest: str, model: str, epochs: int, name: str) -> dict[str, Any]:
     """prepare + train in child processes (the server stays responsive); the run appears under the runs folder."""
+    from birdspec.training.rundir import EPOCH_METRICS_FILE
+
     src = roots.resolve(manifest)
     ds = config.datasets_dir / name
     run = config.runs_dir / name
@@ -121,7 +123,7 @@ def train_from_manifest(job: Any, roots: Any, config: Any, *, manifest: str, mod
     job.result = {"run": f"runs/{name}"}
 
     def epochs_done() -> None:
-        metrics = run / "metrics.csv"
+        metrics = run / EPOCH_METRICS_FILE
         done = max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
         job.update(progress=0.1 + 0.9 * min(done, epochs) / epochs, message=f"training {model}: epoch {done} of {epochs}")
 
@@ -160,24 +162,25 @@ def start_training(state: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_details(roots: Any, ref: str) -> dict[str, Any]:
-    import json
-
+    """A run's epoch curves, its ``summary`` and validation metrics (``eval_val``), and its figures."""
     import pandas as pd
+
+    from birdspec.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE, PER_CLASS_PLOT, eval_dir_name
+    from birdspec.fileio import read_json
+    from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, SUMMARY_FILE
 
     path = roots.resolve(ref)
     if not ref.startswith("runs/") or not path.is_dir():
         raise NotFound(f"{ref}: not a run folder under the runs folder")
-    metrics = path / "metrics.csv"
+    metrics = path / EPOCH_METRICS_FILE
     curves = pd.read_csv(metrics).to_dict(orient="list") if metrics.is_file() and metrics.stat().st_size else {}
     out: dict[str, Any] = {"ref": ref, "curves": curves, "figures": []}
-    for name in ("summary.json", "eval_val/metrics.json"):
-        p = path / name
-        if p.is_file():
-            try:
-                out[name.split("/")[0].replace(".json", "")] = json.loads(p.read_text())
-            except ValueError:
-                pass
-    for fig in ("curves.png", "eval_val/confusion_matrix.png", "eval_val/per_class.png"):
+    ev = eval_dir_name("val")
+    for key, rel in (("summary", SUMMARY_FILE), (ev, f"{ev}/{METRICS_FILE}")):
+        data = read_json(path / rel)
+        if data is not None:
+            out[key] = data
+    for fig in (CURVES_FILE, f"{ev}/{CONFUSION_FILE}", f"{ev}/{PER_CLASS_PLOT}"):
         if (path / fig).is_file():
             out["figures"].append(f"{ref}/{fig}")
     return out

@@ -115,9 +115,10 @@ def _cached_evaluation(run_dir: Path, ckpt: Path, split: str) -> Path | None:
         METRICS_FILE,
         PER_CLASS_FILE,
         PREDICTIONS_FILE,
+        eval_dir_name,
     )
 
-    d = run_dir / f"eval_{split}"
+    d = run_dir / eval_dir_name(split)
     m = read_json(d / METRICS_FILE)
     if not m or not (d / PREDICTIONS_FILE).is_file() or not (d / PER_CLASS_FILE).is_file():
         return None
@@ -145,8 +146,9 @@ def _load_run(
         METRICS_FILE,
         PER_CLASS_FILE,
         PREDICTIONS_FILE,
-        evaluate_run,
         checkpoint_of_run,
+        eval_dir_name,
+        evaluate_run,
     )
     from birdspec.evaluation.inference import predictions_from_frame
     from birdspec.evaluation.metrics import class_display_names, confusion_counts
@@ -163,7 +165,7 @@ def _load_run(
     eval_dir = _cached_evaluation(run_dir, ckpt, split) if (reuse and data is None and checkpoint == "best") else None
     if eval_dir is None:
         safe = name.replace("/", "_").replace(" ", "_")
-        eval_dir = out / "runs" / safe / f"eval_{split}"
+        eval_dir = out / "runs" / safe / eval_dir_name(split)
         evaluate_run(run_dir, data=data, split=split, checkpoint=checkpoint, out_dir=eval_dir, device=device,
                      batch_size=batch_size)
     else:

@@ -97,6 +97,7 @@ def write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[Any], *, sp
 
 def write_html(path: Path, display: pd.DataFrame, runs: Sequence[Any], files: Mapping[str, Path], *,
                 split: str, checkpoint: str, title: str, extra_sections: Sequence[Any]) -> Path:
+    from birdspec.evaluation.evaluate import PER_CLASS_PLOT
     from birdspec.evaluation.report import Section, write_report
 
     sections = [
@@ -115,7 +116,7 @@ def write_html(path: Path, display: pd.DataFrame, runs: Sequence[Any], files: Ma
         if curves.is_file():
             figs.append(curves)
             caps.append(f"{r.name}: training and validation loss and accuracy per epoch (curves.png).")
-        per_class_png = r.eval_dir / "per_class.png"
+        per_class_png = r.eval_dir / PER_CLASS_PLOT
         if per_class_png.is_file():
             figs.append(per_class_png)
             caps.append(f"{r.name}: per-class precision, recall and F1 (recording level).")

@@ -38,7 +38,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.config import EVAL_SPLITS
-from birdspec.data.prepared import PreparedDataset
+from birdspec.data.prepared import DATASET_FILE, PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.inference import Predictions, predict_checkpoint
 from birdspec.evaluation.metrics import (
@@ -58,6 +58,13 @@ PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
 PER_CLASS_PLOT = "per_class.png"
 SPLITS = EVAL_SPLITS
+
+
+def eval_dir_name(split: str, checkpoint: str = "best") -> str:
+    """The folder an evaluation of ``split`` writes in a run: ``eval_val``, ``eval_test``, ``eval_val_last``."""
+    return f"eval_{split}" + ("" if checkpoint == "best" else f"_{Path(checkpoint).stem}")
+
+
 AGGREGATION = "recording probabilities = mean of its window (sample) softmax probabilities; predicted = arg-max"
 
 
@@ -270,14 +277,14 @@ def evaluate_run(
     run = Path(run_dir)
     cfg = read_run_config(run)
     dataset_dir = Path(data) if data is not None else Path((cfg.get("dataset") or {}).get("path", ""))
-    if data is None and not (dataset_dir / "dataset.json").is_file():
+    if data is None and not (dataset_dir / DATASET_FILE).is_file():
         raise DataError(f"the run's dataset {dataset_dir} is not there (moved?); pass it with --data DIR")
     prepared = PreparedDataset(dataset_dir)
     ckpt_path = checkpoint_of_run(run, checkpoint)
     rows, source = run_rows(prepared, cfg, split)
     val_rows = run_rows(prepared, cfg, "val")[0] if split != "val" else rows
     if out_dir is None:
-        out_dir = run / (f"eval_{split}" + ("" if checkpoint == "best" else f"_{Path(checkpoint).stem}"))
+        out_dir = run / eval_dir_name(split, checkpoint)
     return evaluate_checkpoint(
         ckpt_path, prepared, rows=rows, out_dir=out_dir, split=split, batch_size=batch_size, device=device,
         workers=workers, plots=plots, meta={"run_dir": str(run.resolve()), "rows_source": source},

@@ -54,7 +54,7 @@ import pandas as pd
 from birdspec import __version__
 from birdspec.data.splits import file_groups, inner_split
 from birdspec.errors import ConfigError, DataError
-from birdspec.evaluation.evaluate import PREDICTIONS_FILE
+from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.models.checkpoint import resolve_checkpoint_path
 from birdspec.training.rundir import CONFIG_FILE, SUMMARY_FILE, is_finished, is_started
@@ -161,7 +161,7 @@ def run_cv(
     fold_results = [fold.run(k) for k in chosen]
     pooled = []
     for k in chosen:
-        preds = pd.read_csv(out / f"fold_{k}" / "eval_test" / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
+        preds = pd.read_csv(out / f"fold_{k}" / eval_dir_name("test") / PREDICTIONS_FILE, dtype={"id": str, "label": str, "predicted": str})
         preds = preds[preds["level"] == "recording"].drop(columns="level")
         preds.insert(0, "fold", k)
         pooled.append(preds)
@@ -252,7 +252,7 @@ class _FoldRunner:
         ids = set((run_cfg.get("rows") or {}).get(side) or [])
         threshold_rows = np.flatnonzero(self.data.manifest["id"].astype(str).isin(ids).to_numpy())
         ev = evaluate_checkpoint(
-            ckpt, self.data, rows=test_rows, out_dir=fold_dir / "eval_test", split=f"fold {k} (test)",
+            ckpt, self.data, rows=test_rows, out_dir=fold_dir / eval_dir_name("test"), split=f"fold {k} (test)",
             batch_size=self.eval_batch_size, device=self.cfg.device,
             meta={"run_dir": str(fold_dir.resolve()), "fold": k, "protocol": self.protocol},
             threshold_rows=threshold_rows if threshold_rows.size else None,

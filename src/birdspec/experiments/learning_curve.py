@@ -226,9 +226,10 @@ class _CellRunner:
                          seed: int) -> dict[str, Any]:
         import shutil
 
-        from birdspec.evaluation.evaluate import evaluate_checkpoint
+        from birdspec.evaluation.evaluate import eval_dir_name, evaluate_checkpoint
         from birdspec.models.checkpoint import resolve_checkpoint_path
         from birdspec.models.registry import get_spec
+        from birdspec.training.rundir import SUMMARY_FILE
 
         data = self.data
         labels = data.manifest["label_id"].to_numpy()
@@ -244,11 +245,11 @@ class _CellRunner:
         log.info("%s, k=%s, draw %d, fold %d: training on %d recordings", label, k_name(k), draw, fold, train_rows.size)
         self.train_fn(self.dataset_dir, run_dir, replace(cfg, seed=cfg.seed + draw), rows_train=train_rows, rows_val=monitor)
         ckpt = resolve_checkpoint_path(run_dir, which="last")
-        ev = evaluate_checkpoint(ckpt, data, rows=test, out_dir=cell / "eval_test", split=f"fold {fold} (test)",
+        ev = evaluate_checkpoint(ckpt, data, rows=test, out_dir=cell / eval_dir_name("test"), split=f"fold {fold} (test)",
                                  batch_size=self.eval_batch_size, device=cfg.device, plots=False,
                                  meta={"k": k_name(k), "draw": draw, "fold": fold, "model": label})
         rec = ev.metrics["recording"]
-        summary = read_json(run_dir / "summary.json") or {}
+        summary = read_json(run_dir / SUMMARY_FILE) or {}
         result = {
             "model": label, "k": k_name(k), "draw": draw, "fold": fold, "n_train": int(train_rows.size),
             "correct": int(round(rec["accuracy"] * rec["n"])), "n": int(rec["n"]), "accuracy": rec["accuracy"],
@@ -261,13 +262,13 @@ class _CellRunner:
 
 def _pooled_f1(cells: list[Path]) -> float:
     """Macro F1 of the recording-level test predictions of several folds together."""
-    from birdspec.evaluation.evaluate import PREDICTIONS_FILE
+    from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
     from birdspec.evaluation.inference import predictions_from_frame
     from birdspec.evaluation.metrics import classification_metrics
 
     frames = []
     for cell in cells:
-        path = cell / "eval_test" / PREDICTIONS_FILE
+        path = cell / eval_dir_name("test") / PREDICTIONS_FILE
         if not path.is_file():  # an untrained model's copied cell: its fold's first evaluation
             path = next(iter(sorted(cell.parent.parent.parent.glob(f"k*/draw*/{cell.name}/eval_test/{PREDICTIONS_FILE}"))), path)
         frames.append(pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str}))

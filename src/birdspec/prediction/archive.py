@@ -37,6 +37,7 @@ import pandas as pd
 
 from birdspec.errors import BirdspecError, ConfigError
 from birdspec.fileio import read_json, write_json, write_with
+from birdspec.prediction.choices import SINGLE_FILE_NAMES
 from birdspec.prediction.sources import FileResult, collect_audio_paths, empty_windows
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ PARTS_DIR = "parts"
 FAILED_FILE = "failed.csv"
 ARCHIVE_SUMMARY_FILE = "summary.json"
 RUN_FORMAT = "birdspec-predict-run"
-MERGED_NAMES = {"csv": "predictions.csv", "parquet": "predictions.parquet", "birdclef": "submission.csv"}
-"""The merged output inside the run folder, per format (raven and audacity: the folder itself)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ def is_out_folder(out: str | Path, fmt: str) -> bool:
 
 def merged_path(out: Path, fmt: str) -> Path:
     """Where the merged output of a run folder goes (the folder itself for per-recording formats)."""
-    return out / MERGED_NAMES[fmt] if fmt in MERGED_NAMES else out
+    return out / SINGLE_FILE_NAMES[fmt] if fmt in SINGLE_FILE_NAMES else out
 
 
 # --------------------------------------------------------------------------- the run folder

@@ -44,7 +44,7 @@ import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.fileio import temp_path_for, write_csv, write_text
-from birdspec.prediction.choices import FORMATS, SCORE_MODES
+from birdspec.prediction.choices import FORMATS, SCORE_MODES, SINGLE_FILE_NAMES
 from birdspec.prediction.csv_text import write_csv_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -371,4 +371,4 @@ class PredictionWriter:
 
 def default_out(fmt: str) -> str:
     """Where ``birdspec predict`` writes when ``--out`` is not given."""
-    return {"csv": "predictions.csv", "parquet": "predictions.parquet", "birdclef": "submission.csv"}.get(fmt, "predictions")
+    return SINGLE_FILE_NAMES.get(fmt, "predictions")
