@@ -53,6 +53,8 @@ in smaller batches (more updates for the same compute)."""
 
 SOUNDSCAPE_SEED_OFFSET = 1_000_003
 """The soundscape's seed is the demo seed plus this, so it never repeats a training recording's calls."""
+SOUNDSCAPE_FILE = "soundscape.ogg"
+"""The demo's 60 s synthetic soundscape, in ``OUT/soundscape/``."""
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,11 @@ def _synthesize(out: Path, cfg: DemoConfig) -> Path:
     """The synthetic BirdCLEF-format source (made once; reused on a re-run)."""
     import shutil
 
+    from birdspec.data.catalog_layouts import BIRDCLEF_METADATA_FILES
     from birdspec.data.synthetic import CLASSES, make_synthetic_birdclef
 
     source = out / "synthetic-birdclef"
-    if (source / "train_metadata.csv").is_file():
+    if (source / BIRDCLEF_METADATA_FILES[0]).is_file():
         log.info("1/6 reusing synthetic recordings in %s", source)
         return source
     log.info("1/6 synthesizing %d recordings of %d synthetic call types in %s", cfg.per_class * len(CLASSES), len(CLASSES), source)
@@ -272,6 +275,7 @@ def run_soundscape(out_dir: Path, checkpoint: Path, cfg: DemoConfig) -> tuple[An
     """
     import shutil
 
+    from birdspec.data.soundscape import CALLS_FILE
     from birdspec.data.synthetic import make_soundscape, write_ogg
     from birdspec.evaluation.soundscape_plot import (
         plot_soundscape,
@@ -283,9 +287,9 @@ def run_soundscape(out_dir: Path, checkpoint: Path, cfg: DemoConfig) -> tuple[An
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     scape = make_soundscape(cfg.soundscape_s, seed=cfg.seed + SOUNDSCAPE_SEED_OFFSET)
-    audio_path = out_dir / "soundscape.ogg"
+    audio_path = out_dir / SOUNDSCAPE_FILE
     write_ogg(audio_path, scape.wave, scape.sample_rate_hz)
-    scape.calls.to_csv(out_dir / "calls.csv", index=False, float_format="%.4f")
+    scape.calls.to_csv(out_dir / CALLS_FILE, index=False, float_format="%.4f")
     predictor = Predictor(str(checkpoint), scores="all")
     predictions = predictor.predict_file(str(audio_path))
     predictions.to_csv(out_dir / "predictions.csv", index=False, float_format="%.4f")

@@ -249,14 +249,15 @@ def router(state: Any):
         if not refs:
             raise ConfigError("select at least one run to compare")
         dirs = [roots.resolve(r) for r in refs]
-        out = cfg.exports_dir / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = time.strftime('%Y%m%d-%H%M%S')
 
         def work(job: Any) -> dict[str, Any]:
             from birdspec.evaluation.compare import compare_runs
+            from birdspec.evaluation.compare_report import REPORT_HTML
 
             job.update(message=f"evaluating {len(dirs)} run(s)")
-            result = compare_runs(dirs, out_dir=out, timing=False)
-            return {"report": roots.ref(result.out_dir / "report.html")}
+            result = compare_runs(dirs, out_dir=cfg.exports_dir / f"compare-{stamp}-{job.id}", timing=False)
+            return {"report": roots.ref(result.out_dir / REPORT_HTML)}
 
         return state.jobs.start("compare", f"compare {len(dirs)} runs", work).as_dict()
 

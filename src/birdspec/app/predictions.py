@@ -33,6 +33,7 @@ from typing import Any
 
 from birdspec.app.jobs import Job
 from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig
+from birdspec.app.review import VERDICTS_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def list_predictions(roots: Roots) -> list[dict[str, Any]]:
                         "checkpoint": meta.get("checkpoint"), "created": meta.get("created")})
     for key in roots.recording_keys:
         for ref in roots.list_files(key, TABLE_SUFFIXES):
-            if ref.endswith(".verdicts.csv"):
+            if ref.endswith(VERDICTS_SUFFIX):
                 continue
             if PREDICT_COLUMNS <= _columns(roots.resolve(ref)):
                 out.append({"ref": ref, "name": ref, "recording": None, "checkpoint": None, "created": None})
@@ -194,6 +195,6 @@ def prediction_csv(roots: Roots, ref: str) -> Path:
     Raises:
         NotFound / PathRefused: not a prediction table inside the served folders.
     """
-    if not str(ref).endswith(TABLE_SUFFIXES) or str(ref).endswith(".verdicts.csv"):
+    if not str(ref).endswith(TABLE_SUFFIXES) or str(ref).endswith(VERDICTS_SUFFIX):
         raise PathRefused(f"{ref!r} is not a prediction table (.csv or .parquet); pick one from the list")
     return roots.resolve(ref)

@@ -34,6 +34,8 @@ VERDICTS = ("correct", "wrong", "other")
 VERDICT_COLUMNS = ("file", "start_s", "end_s", "label", "confidence", "verdict", "species", "updated")
 BIN_EDGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Score bins of the precision table (the last bin includes 1.0)."""
+VERDICTS_SUFFIX = ".verdicts.csv"
+"""The verdicts of ``X.csv`` are in ``X.verdicts.csv`` beside it."""
 MANIFEST_COLUMNS = ("path", "start_s", "end_s", "label", "scientific_name", "common_name", "source_prediction")
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -41,7 +43,7 @@ _LOCKS_GUARD = threading.Lock()
 
 def verdicts_path(prediction_csv: Path) -> Path:
     """``<prediction>.verdicts.csv`` beside the prediction's CSV."""
-    return prediction_csv.with_name(prediction_csv.stem + ".verdicts.csv")
+    return prediction_csv.with_name(prediction_csv.stem + VERDICTS_SUFFIX)
 
 
 def read_detections(prediction_csv: Path) -> pd.DataFrame:

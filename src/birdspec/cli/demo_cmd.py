@@ -30,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from birdspec.demo import DemoConfig, run_demo
+    from birdspec.demo import SOUNDSCAPE_FILE, DemoConfig, run_demo
+    from birdspec.models.checkpoint import run_checkpoint
 
     cfg = DemoConfig(device=args.device, seed=args.seed)
     if args.epochs is not None:
@@ -63,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     print("  birdspec prepare BIRDCLEF_DIR --species sonspa,comrav,gbwwre1,houspa,norcar,redcro --out data/six")
     print("  birdspec train data/six --model mobilenetv2-seed --out runs/mnv2")
     print("  birdspec evaluate runs/mnv2")
-    print(f"  birdspec predict {res.runs[0]}/checkpoints/best.pt YOUR_RECORDINGS/ --format raven --out detections/")
+    best = run_checkpoint(res.runs[0], "best")
+    print(f"  birdspec predict {best} YOUR_RECORDINGS/ --format raven --out detections/")
     if res.soundscape is not None:
         print("Or the soundscape again, as a Raven selection table:")
-        print(f"  birdspec predict {res.runs[0]}/checkpoints/best.pt {res.out_dir / 'soundscape' / 'soundscape.ogg'} "
-              "--format raven --out detections/")
+        print(f"  birdspec predict {best} {res.out_dir / 'soundscape' / SOUNDSCAPE_FILE} --format raven --out detections/")
     return 0

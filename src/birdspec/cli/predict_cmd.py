@@ -193,6 +193,7 @@ def _score_options(args: argparse.Namespace) -> dict:
 def _run_folder(args: argparse.Namespace, out: str) -> int:
     """A resumable folder prediction (prediction/archive_run.py) and its summary on stdout."""
     from birdspec.prediction.archive_run import predict_folder
+    from birdspec.prediction.choices import FAILED_FILE
 
     s = predict_folder(args.checkpoint, args.paths, out, fmt=args.format, scores=args.scores, min_conf=args.min_conf,
                        top_k=args.top_k, options=_score_options(args), jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,
@@ -204,7 +205,7 @@ def _run_folder(args: argparse.Namespace, out: str) -> int:
           f"({speed}; {s['engine']}, {s['workers']} worker(s) x {s['threads_per_worker']} thread(s)); {s['rows']} row(s) -> {s['output']}")
     print(f"detections (best class >= {args.min_conf:g}) per species: {top}")
     if s["failed"]:
-        log.warning("%d recording(s) could not be scored; see %s", s["failed"], Path(out) / "failed.csv")
+        log.warning("%d recording(s) could not be scored; see %s", s["failed"], Path(out) / FAILED_FILE)
         if args.strict:  # a folder run scores every other recording first, then reports the failure
             log.error("--strict: %d recording(s) failed (the others were scored and merged)", s["failed"])
             return 2

@@ -31,6 +31,7 @@ import pandas as pd
 
 from birdspec.audio import write_blocks
 from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.data.catalog_layouts import BIRDCLEF_METADATA_FILES
 from birdspec.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def make_synthetic_birdclef(
             next_id += 1
             write_ogg(folder / name, wave, sample_rate_hz)
             rows.append(metadata_row(cls, name, secondary, i, rng))
-    pd.DataFrame(rows).to_csv(root / "train_metadata.csv", index=False)
+    pd.DataFrame(rows).to_csv(root / BIRDCLEF_METADATA_FILES[0], index=False)
     log.info("wrote %d synthetic recordings of %d classes to %s", len(rows), num_classes, root)
     return root
 

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.data.catalog_layouts import BIRDCLEF_METADATA_FILES
 from birdspec.data.synthetic import SyntheticClass, _envelope, metadata_row, synth_recording, write_ogg
 from birdspec.errors import ConfigError
 
@@ -161,6 +162,6 @@ def make_many_birdclef(
     else:
         parts = [_write_class(j) for j in jobs]
     rows = [r for part in parts for r in part]
-    pd.DataFrame(rows).to_csv(root / "train_metadata.csv", index=False)
+    pd.DataFrame(rows).to_csv(root / BIRDCLEF_METADATA_FILES[0], index=False)
     log.info("wrote %d synthetic recordings of %d classes to %s", len(rows), num_classes, root)
     return root

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 PARTS_DIR = "parts"
-FAILED_FILE = "failed.csv"
 ARCHIVE_SUMMARY_FILE = "summary.json"
 RUN_FORMAT = "birdspec-predict-run"
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from birdspec.errors import BirdspecError, ConfigError
 from birdspec.fileio import output_lock, write_csv, write_json
+from birdspec.prediction.choices import FAILED_FILE
 from birdspec.prediction.archive import (
-    FAILED_FILE,
     ARCHIVE_SUMMARY_FILE,
     Item,
     init_worker,

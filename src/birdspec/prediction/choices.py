@@ -6,6 +6,8 @@ FORMATS = ("csv", "raven", "audacity", "birdclef", "parquet")
 SINGLE_FILE_NAMES = {"csv": "predictions.csv", "parquet": "predictions.parquet", "birdclef": "submission.csv"}
 """The file of the formats that write one file for all recordings (raven and audacity write one per recording):
 ``predict``'s output when ``--out`` is not given, and the merged output inside an archive run folder."""
+FAILED_FILE = "failed.csv"
+"""The recordings ``predict`` could not score, with the error (in the output folder, or ``OUT.failed.csv``)."""
 SCORE_MODES = ("topk", "all")
 """``topk``: one row per kept (window, class); ``all``: one column of scores per class."""
 DEFAULT_THRESHOLDS = "0.05:0.95:0.05"

@@ -44,7 +44,7 @@ import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.fileio import temp_path_for, write_csv, write_text
-from birdspec.prediction.choices import FORMATS, SCORE_MODES, SINGLE_FILE_NAMES
+from birdspec.prediction.choices import FAILED_FILE, FORMATS, SCORE_MODES, SINGLE_FILE_NAMES
 from birdspec.prediction.csv_text import write_csv_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -344,11 +344,11 @@ class PredictionWriter:
         if not self.failed or not write_failed:
             return None
         if self.fmt in ("raven", "audacity"):
-            path = self.out / "failed.csv"  # type: ignore[operator]
+            path = self.out / FAILED_FILE  # type: ignore[operator]
         elif self.out is not None:
-            path = self.out.with_name(self.out.name + ".failed.csv")
+            path = self.out.with_name(f"{self.out.name}.{FAILED_FILE}")
         else:
-            path = Path("failed.csv")
+            path = Path(FAILED_FILE)
         write_csv(path, pd.DataFrame(self.failed, columns=["path", "error"]), float_format=None)
         return path
 
