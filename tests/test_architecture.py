@@ -135,3 +135,25 @@ def test_cli_starts_without_heavy_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+FILE_NAME = r"[\w./-]+\.(json|csv|png|pt|npz|onnx|f16|html|md|log|parquet|txt|ogg|wav|gz)"
+SAME_NAME_OTHER_FILE = {
+    "predictions.csv": "evaluate's per-sample table, predict's default output, the demo's soundscape scores",
+    "settings.json": "an embedding cache's settings, a learning curve model's settings",
+    "summary.json": "a training run's summary, a folder prediction's summary",
+}
+
+
+def test_a_file_name_is_spelled_in_one_module():
+    """A file name birdspec reads or writes is a constant of one module, imported where needed; a name two
+    different files share is listed above with what each one is."""
+    import re
+
+    where: dict[str, set[str]] = defaultdict(set)
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(FILE_NAME, node.value):
+                where[node.value].add(name)
+    spread = {k: sorted(v) for k, v in where.items() if len(v) > 1 and k not in SAME_NAME_OTHER_FILE}
+    assert not spread, f"define these once and import them: {spread}"

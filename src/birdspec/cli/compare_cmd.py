@@ -47,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from birdspec.evaluation.compare import compare_runs, display_table
+    from birdspec.evaluation.compare_report import COMPARISON_MD
 
     result = compare_runs(
         args.run_dirs,
@@ -65,5 +66,5 @@ def run(args: argparse.Namespace) -> int:
     print(display_table(result.table).to_string(index=False))
     print()
     print(f"report         {result.report}")
-    print(f"table          {result.files['comparison.md']}")
+    print(f"table          {result.files[COMPARISON_MD]}")
     return 0

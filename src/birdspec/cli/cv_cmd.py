@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from birdspec.cli.train_cmd import config_from_args
-    from birdspec.experiments.cv import format_cv, run_cv
+    from birdspec.experiments.cv import CV_JSON, format_cv, run_cv
     from birdspec.experiments.sweep import parse_list
 
     folds = parse_list(args.folds, kind=int, what="folds") if args.folds else None
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary, indent=2, default=str))
         return 0
     print(format_cv(result.summary))
-    print(f"\nwritten to     {result.out_dir / 'cv.json'}")
+    print(f"\nwritten to     {result.out_dir / CV_JSON}")
     return 0
