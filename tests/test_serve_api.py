@@ -113,7 +113,9 @@ def test_jobs_outlive_a_restart_of_the_server(setup):
     done = wait(client, client.post("/api/predict", json=body).json())
     assert done["status"] == "done", done
     journal = json.loads(config.jobs_file.read_text())
-    cut = {**journal["jobs"][-1], "id": "train-7", "kind": "train", "status": "running", "finished_s": None, "result": {}}
+    run = str(config.runs_dir / "verified-1")
+    cut = {**journal["jobs"][-1], "id": "train-7", "kind": "train", "status": "running", "finished_s": None,
+           "result": {"run": "runs/verified-1", "run_path": run}}
     config.jobs_file.write_text(json.dumps({**journal, "jobs": journal["jobs"] + [cut]}))
 
     again = TestClient(create_app(config))  # the server started again
@@ -121,7 +123,8 @@ def test_jobs_outlive_a_restart_of_the_server(setup):
     assert {k: same[k] for k in ("status", "result", "title")} == {k: done[k] for k in ("status", "result", "title")}
     assert again.get("/api/prediction", params={"ref": same["result"]["prediction"]}).status_code == 200
     lost = again.get("/api/jobs/train-7").json()
-    assert lost["status"] == "failed" and lost["message"].startswith(INTERRUPTED) and "run folder" in lost["message"]
+    assert lost["status"] == "failed" and lost["message"].startswith(INTERRUPTED)
+    assert f"birdspec train --resume {run}" in lost["message"]
     new = wait(again, again.post("/api/predict", json=body).json())
     assert new["id"] == "predict-8" and new["status"] == "done"
     assert [j["id"] for j in again.get("/api/jobs").json()["jobs"]] == [done["id"], "train-7", "predict-8"]

@@ -120,7 +120,7 @@ def train_from_manifest(job: Any, roots: Any, config: Any, *, manifest: str, mod
     _run_step([*py, "prepare", str(src), "--encoding", "window", "--short-policy", "tile", "--out", str(ds),
                "--workers", "1"], log_path, "birdspec prepare")
     job.update(message=f"training {model} for {epochs} epochs", progress=0.1)
-    job.result = {"run": f"runs/{name}"}
+    job.result = {**job.result, "run": f"runs/{name}"}
 
     def epochs_done() -> None:
         metrics = run / EPOCH_METRICS_FILE
@@ -157,7 +157,8 @@ def start_training(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     if (cfg.runs_dir / name).exists():
         raise ConfigError(f"runs/{name} exists; choose another run name")
     job = state.jobs.start("train", f"train {name}", lambda j: train_from_manifest(
-        j, roots, cfg, manifest=manifest, model=model, epochs=epochs, name=name))
+        j, roots, cfg, manifest=manifest, model=model, epochs=epochs, name=name),
+        result={"run": f"runs/{name}", "run_path": str(cfg.runs_dir / name)})
     return job.as_dict()
 
 

@@ -29,7 +29,8 @@ JOURNAL_FORMAT = "birdspec-jobs"
 JOURNAL_KEEP = 500
 """Most jobs a journal keeps (the newest)."""
 INTERRUPTED = "the server stopped before this job finished; start it again"
-INTERRUPTED_TRAIN = " (its unfinished run folder stays in the runs folder: delete it, or give the new run another name)"
+INTERRUPTED_TRAIN = (" ({run}: `birdspec train --resume {run}` continues a training that had begun; or delete the folder,"
+                     " or give the new run another name)")
 
 
 @dataclass
@@ -70,7 +71,8 @@ class Job:
                   result=dict(rec.get("result") or {}), started_s=float(rec["started_s"]),
                   finished_s=None if rec.get("finished_s") is None else float(rec["finished_s"]))
         if job.status not in ("done", "failed"):
-            job.status, job.message = "failed", INTERRUPTED + (INTERRUPTED_TRAIN if job.kind == "train" else "")
+            run = job.result.get("run_path")
+            job.status, job.message = "failed", INTERRUPTED + (INTERRUPTED_TRAIN.format(run=run) if run else "")
             job.finished_s = float(rec.get("saved_s") or job.started_s)
         return job
 
@@ -116,10 +118,15 @@ class Jobs:
             except OSError as exc:
                 log.warning("could not write the job journal %s: %s", self._journal, describe_os_error(exc))
 
-    def start(self, kind: str, title: str, work: Callable[[Job], dict[str, Any] | None]) -> Job:
-        """Run ``work(job)`` on a new thread; its return value becomes ``job.result``."""
+    def start(self, kind: str, title: str, work: Callable[[Job], dict[str, Any] | None], *,
+              result: dict[str, Any] | None = None) -> Job:
+        """Run ``work(job)`` on a new thread; its return value becomes ``job.result``.
+
+        ``result``: what is known from the start (journalled at once), e.g. the run folder a training writes
+        (``run_path``: a restarted server then says how to resume it).
+        """
         with self._lock:
-            job = Job(id=f"{kind}-{self._next_id}", kind=kind, title=title)
+            job = Job(id=f"{kind}-{self._next_id}", kind=kind, title=title, result=dict(result or {}))
             self._next_id += 1
             self._jobs[job.id] = job
         self._save()
