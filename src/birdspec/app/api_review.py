@@ -202,9 +202,8 @@ def router(state: Any):
     def verdict(body: dict[str, Any]) -> dict[str, Any]:
         csv = preds.prediction_csv(roots, str(body.get("prediction") or ""))
         det = body.get("detection") or {}
-        keys = {"file", "start_s", "end_s", "label", "confidence"}
-        if not keys <= set(det):
-            raise ConfigError(f"a verdict needs the detection's {', '.join(sorted(keys))}")
+        if not set(rv.DETECTION_KEYS) <= set(det):
+            raise ConfigError(f"a verdict needs the detection's {', '.join(sorted(rv.DETECTION_KEYS))}")
         detections = rv.read_detections(csv)
         if rv.detection_key(det["file"], det["start_s"], det["label"]) not in set(detections["key"]):
             raise NotFound("this detection is not in the prediction (reload the page)")

@@ -33,7 +33,7 @@ from typing import Any
 
 from birdspec.app.jobs import Job
 from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig
-from birdspec.app.review import VERDICTS_SUFFIX
+from birdspec.app.review import DETECTION_KEYS, VERDICTS_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,6 @@ SCORES_FILE = "scores.csv"
 RAVEN_DIR = "raven"
 MIN_CONF = 0.1
 TOP_K = 3
-PREDICT_COLUMNS = {"file", "start_s", "end_s", "label", "confidence"}
-"""The columns of a ``birdspec predict`` CSV (long format) that Review needs."""
 TABLE_SUFFIXES = (".csv", ".parquet")
 """The prediction tables Review reads (``--format csv`` and ``--format parquet``)."""
 
@@ -169,7 +167,7 @@ def list_predictions(roots: Roots) -> list[dict[str, Any]]:
         for ref in roots.list_files(key, TABLE_SUFFIXES):
             if ref.endswith(VERDICTS_SUFFIX):
                 continue
-            if PREDICT_COLUMNS <= _columns(roots.resolve(ref)):
+            if set(DETECTION_KEYS) <= _columns(roots.resolve(ref)):
                 out.append({"ref": ref, "name": ref, "recording": None, "checkpoint": None, "created": None})
     return out
 

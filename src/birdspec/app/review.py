@@ -31,7 +31,9 @@ from birdspec.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 VERDICTS = ("correct", "wrong", "other")
-VERDICT_COLUMNS = ("file", "start_s", "end_s", "label", "confidence", "verdict", "species", "updated")
+DETECTION_KEYS = ("file", "start_s", "end_s", "label", "confidence")
+"""What names a detection: the columns of a ``birdspec predict`` table (long format) that Review needs."""
+VERDICT_COLUMNS = (*DETECTION_KEYS, "verdict", "species", "updated")
 BIN_EDGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Score bins of the precision table (the last bin includes 1.0)."""
 VERDICTS_SUFFIX = ".verdicts.csv"
@@ -64,7 +66,7 @@ def read_detections(prediction_csv: Path) -> pd.DataFrame:
         raise DataError(f"{prediction_csv}: reading Parquet predictions needs pyarrow: pip install 'birdspec[parquet]'") from exc
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{prediction_csv}: cannot read this prediction table ({exc})") from exc
-    missing = {"file", "start_s", "end_s", "label", "confidence"} - set(df.columns)
+    missing = set(DETECTION_KEYS) - set(df.columns)
     if missing:
         raise DataError(f"{prediction_csv}: not a detections table (missing {', '.join(sorted(missing))}); "
                         "use a `birdspec predict --format csv` or `--format parquet` output (long format, not --scores all)")
