@@ -201,7 +201,8 @@ def _run_folder(args: argparse.Namespace, out: str) -> int:
     hours, wall = s["audio_hours"], s["wall_s"]
     speed = f"{hours * 3600 / wall:.0f}x real time" if wall > 0 and s["scored_now"] else "nothing left to score"
     top = ", ".join(f"{k} {v}" for k, v in list(s["detections_per_species"].items())[:8]) or "none"
-    print(f"{s['recordings']} recording(s), {hours:.2f} h of audio; scored {s['scored_now']} now in {wall:.1f} s "
+    failed = f", {s['failed']} failed" if s["failed"] else ""
+    print(f"{s['recordings']} recording(s) scored{failed}, {hours:.2f} h of audio; {s['scored_now']} file(s) processed now in {wall:.1f} s "
           f"({speed}; {s['engine']}, {s['workers']} worker(s) x {s['threads_per_worker']} thread(s)); {s['rows']} row(s) -> {s['output']}")
     print(f"detections (best class >= {args.min_conf:g}) per species: {top}")
     if s["failed"]:
