@@ -270,7 +270,7 @@ def _pooled_f1(cells: list[Path]) -> float:
     for cell in cells:
         path = cell / eval_dir_name("test") / PREDICTIONS_FILE
         if not path.is_file():  # an untrained model's copied cell: its fold's first evaluation
-            path = next(iter(sorted(cell.parent.parent.parent.glob(f"k*/draw*/{cell.name}/eval_test/{PREDICTIONS_FILE}"))), path)
+            path = next(iter(sorted(cell.parent.parent.parent.glob(f"k*/draw*/{cell.name}/{eval_dir_name('test')}/{PREDICTIONS_FILE}"))), path)
         frames.append(pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str}))
     pred = predictions_from_frame(pd.concat(frames, ignore_index=True), level="recording")
     return float(classification_metrics(pred.y_true, pred.probs, classes=pred.classes)["macro_f1"])
