@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,3 +257,26 @@ def test_replace_dir_swaps_a_folder_whole(tmp_path):
         assert sorted(p.name for p in final.iterdir()) == list(names)
         assert {p.read_text() for p in final.iterdir()} == {version}
         assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
+def test_replace_dir_that_fails_keeps_the_old_folder(tmp_path, monkeypatch):
+    """When the finished folder cannot be moved into place, the old one is back where it was and nothing
+    is left aside."""
+    from birdspec import fileio
+
+    final, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    for folder, text in ((final, "old"), (partial, "new")):
+        folder.mkdir()
+        (folder / "a").write_text(text)
+    real_replace = os.replace
+
+    def refuse_partial(src, dst):
+        if Path(src) == partial:
+            raise OSError(errno.EIO, "I/O error", str(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", refuse_partial)
+    with pytest.raises(OSError):
+        fileio.replace_dir(partial, final)
+    assert (final / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "cache.partial"]

@@ -62,7 +62,8 @@ def replace_dir(partial: str | Path, final: str | Path) -> Path:
 
     Readers see the old folder or the new one, never a mix: the old one is first renamed aside
     (``final.old-<pid>``), then ``partial`` is renamed into place, then the old one is deleted.
-    An ``OSError`` from the second rename (another process put a ``final`` there first) propagates.
+    An ``OSError`` from the second rename (another process put a ``final`` there first) propagates;
+    the old folder then goes back in place if nothing took it, and is never left aside.
     """
     partial, final = Path(partial), Path(final)
     old = None
@@ -70,9 +71,16 @@ def replace_dir(partial: str | Path, final: str | Path) -> Path:
         old = final.with_name(f"{final.name}.old-{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
-    os.replace(partial, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(partial, final)
+    except OSError:
+        if old is not None and not final.exists():
+            os.replace(old, final)
+            old = None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
