@@ -47,14 +47,10 @@ def save(work: Path, kept: Path, files: Iterable[Path]) -> int:
 def store(dest: Path, data: bytes) -> bool:
     """Keep ``data`` as ``dest`` (a kept path as in the work folder; CSV compressed); False if already so."""
     dest = _kept_name(Path(dest))
-    if dest.suffix == ".gz":
-        if dest.is_file() and gzip.decompress(dest.read_bytes()) == data:
-            return False
-        _write(dest, gzip.compress(data, mtime=0))
-    else:
-        if dest.is_file() and dest.read_bytes() == data:
-            return False
-        _write(dest, data)
+    packed = dest.suffix == ".gz"
+    if dest.is_file() and (gzip.decompress(dest.read_bytes()) if packed else dest.read_bytes()) == data:
+        return False
+    _write(dest, gzip.compress(data, mtime=0) if packed else data)
     return True
 
 
