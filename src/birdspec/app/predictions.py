@@ -92,8 +92,7 @@ def _safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
     """``<recording>--<run>--<time>-<job id>``: the job id keeps two predictions of one second apart."""
     run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
     base = re.sub(r"[^\w.-]+", "_", f"{recording.stem}--{run}")[:80]
-    job = re.sub(r"[^\w.-]+", "_", job_id)
-    return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}-{job}"
+    return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
 
 
 def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref: str, checkpoint_ref: str,
