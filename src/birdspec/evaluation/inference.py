@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
+from birdspec.models.activation import scores_torch
 from birdspec.models.checkpoint import CheckpointInfo
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 
@@ -165,9 +166,11 @@ def predict_samples(
     device: str | torch.device = "cpu",
     workers: int = 0,
     activation: str = "softmax",
+    temperature: float = 1.0,
 ) -> Predictions:
     """Per-sample softmax probabilities of ``model`` over ``dataset`` (raw waveforms in);
-    ``activation='sigmoid'``: per-class sigmoid scores (multi-label checkpoints).
+    ``activation='sigmoid'``: per-class sigmoid scores (multi-label checkpoints); any activation of
+    :mod:`birdspec.models.activation`, its logits divided by the checkpoint's ``temperature``.
 
     Labels are mapped from the dataset's class order to ``classes`` (the model's).
 
@@ -197,7 +200,7 @@ def predict_samples(
         logits = model(x.to(dev, non_blocking=True)).float()
         if logits.ndim != 2 or logits.shape[1] != len(classes):
             raise DataError(f"the model returns logits of shape {tuple(logits.shape)} for {len(classes)} classes")
-        scores = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, dim=1)
+        scores = scores_torch(logits, activation, temperature=temperature)
         outs.append(scores.cpu().numpy().astype(np.float64))
     if was_training:
         model.train()
@@ -272,5 +275,5 @@ def predict_checkpoint(
     if len(dataset) == 0:
         raise DataError(f"{data.root}: the selected recordings give no samples under the model's encoding")
     samples = predict_samples(model, dataset, classes=list(ckpt.classes), batch_size=batch_size, device=dev, workers=workers,
-                              activation=ckpt.activation)
+                              activation=ckpt.activation, temperature=getattr(ckpt, "temperature", 1.0))
     return samples, aggregate_recordings(samples), ckpt.info
