@@ -23,7 +23,7 @@ from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import DataError
 from birdspec.evaluation.evaluate import evaluate_run
 
-EVAL_FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confusion_matrix.png", "per_class.png")
+EVAL_FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confusion_matrix.png", "per_class.png", "reliability.png")
 
 
 
@@ -130,6 +130,7 @@ def test_cli_evaluate(window_run, tmp_path, capsys):
     assert main(["evaluate", str(window_run), "--device", "cpu", "--out", str(tmp_path / "cli"), "--no-plots"]) == 0
     text = capsys.readouterr().out
     assert "macro F1" in text and "recording" in text and "synth1" in text
+    assert "calibration: ECE 0." in text and "(top-label, 18 windows)" in text
     assert main(["evaluate", str(window_run), "--device", "cpu", "--out", str(tmp_path / "cli2"), "--json", "--no-plots"]) == 0
     assert json.loads(capsys.readouterr().out)["recording"]["n"] == 6
     assert main(["evaluate", str(tmp_path / "missing")]) == 2

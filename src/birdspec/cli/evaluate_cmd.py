@@ -17,6 +17,7 @@ and write, into --out (default RUN_DIR/eval_<split>):
   predictions.csv       every sample's and recording's probabilities (the metrics recompute from it)
   confusion_matrix.png  counts and row-normalised, recording level
   per_class.png         per-class precision / recall / F1
+  reliability.png       sample level: score against observed frequency (calibration, ECE)
 
 Recording level: the window probabilities of a recording are averaged (mean of
 softmax probabilities, then arg-max); for stack10 it equals the sample level.
@@ -68,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_plain(result.metrics), indent=2))
         return 0
     print(format_metrics(result.metrics, result.per_class))
+    calibration = result.metrics.get("sample", {}).get("calibration")
+    if calibration:
+        from birdspec.evaluation.calibration import calibration_line
+
+        print(calibration_line(calibration))
     print()
     print(f"written to     {result.out_dir}")
     return 0

@@ -18,6 +18,9 @@ cross-validation). Both write into ``out_dir``:
     predicted, correct, prob_<class>...`` — the metrics recompute from it.
 ``confusion_matrix.png`` / ``per_class.png``
     recording level: counts and row-normalised matrices; precision/recall/F1 bars.
+``reliability.png``
+    sample level: the reliability diagram of the scores (``metrics.json``'s ``sample.calibration``:
+    ``ece, mce, n, n_bins, kind, activation, temperature``; :mod:`birdspec.evaluation.calibration`).
 
 Recording level = windows aggregated by the mean of their probabilities
 (:func:`~birdspec.evaluation.inference.aggregate_recordings`); for stack10 it
@@ -40,6 +43,7 @@ from birdspec import __version__
 from birdspec.config import EVAL_SPLITS
 from birdspec.data.prepared import DATASET_FILE, PreparedDataset
 from birdspec.errors import ConfigError, DataError
+from birdspec.evaluation.calibration import Reliability, calibration_of, plot_reliability
 from birdspec.evaluation.inference import Predictions, predict_checkpoint
 from birdspec.evaluation.metrics import (
     class_display_names,
@@ -57,6 +61,7 @@ PER_CLASS_FILE = "per_class.csv"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_FILE = "confusion_matrix.png"
 PER_CLASS_PLOT = "per_class.png"
+RELIABILITY_PLOT = "reliability.png"
 SPLITS = EVAL_SPLITS
 
 
@@ -101,6 +106,22 @@ def level_metrics(pred: Predictions, *, class_info: Sequence[dict] | None = None
     return metrics, per
 
 
+def sample_calibration(
+    samples: Predictions, *, activation: str, temperature: float = 1.0, targets: np.ndarray | None = None,
+) -> tuple[dict[str, Any], Reliability]:
+    """``metrics.json``'s ``sample.calibration`` entry and its :class:`~birdspec.evaluation.calibration.Reliability`.
+
+    Args:
+        activation / temperature: how the checkpoint turned logits into ``samples.probs``.
+        targets: the ``(n, K)`` truth of a sigmoid checkpoint (default: one-hot of ``samples.y_true``).
+    """
+    truth: np.ndarray = samples.y_true
+    if activation == "sigmoid":
+        truth = targets if targets is not None else np.eye(len(samples.classes))[samples.y_true]
+    rel = calibration_of(samples.probs, truth, activation=activation)
+    return {**rel.summary(), "activation": activation, "temperature": float(temperature)}, rel
+
+
 def evaluate_predictions(
     samples: Predictions,
     recordings: Predictions,
@@ -110,10 +131,16 @@ def evaluate_predictions(
     meta: Mapping[str, Any] | None = None,
     plots: bool = True,
     title: str = "",
+    calibration: tuple[dict[str, Any], Reliability] | None = None,
 ) -> EvaluationResult:
-    """Metrics of both levels from predictions; write the evaluation files when ``out_dir`` is given."""
+    """Metrics of both levels from predictions; write the evaluation files when ``out_dir`` is given.
+
+    ``calibration``: :func:`sample_calibration`'s result, recorded at the sample level (and drawn).
+    """
     m_rec, pc_rec = level_metrics(recordings, class_info=class_info)
     m_smp, pc_smp = level_metrics(samples, class_info=class_info)
+    if calibration is not None:
+        m_smp["calibration"] = dict(calibration[0])
     metrics: dict[str, Any] = {
         "recording": m_rec,
         "sample": m_smp,
@@ -146,6 +173,10 @@ def evaluate_predictions(
             files[PER_CLASS_PLOT] = plot_per_class(
                 pc_rec, out / PER_CLASS_PLOT, names=names, title=f"Per-class precision, recall and F1, recording level{title}"
             )
+            if calibration is not None:
+                files[RELIABILITY_PLOT] = plot_reliability(
+                    calibration[1], out / RELIABILITY_PLOT, title=f"Reliability, sample level{title}"
+                )
         log.info("wrote the evaluation to %s", out)
     return EvaluationResult(out, metrics, per_class, samples, recordings, files)
 
@@ -207,11 +238,18 @@ def evaluate_checkpoint(
             samples=samples, recordings=recordings,
             batch_size=batch_size, device=device, workers=workers,
         )
+    targets = None
+    if ckpt.activation == "sigmoid":
+        from birdspec.evaluation.multilabel import manifest_truth
+
+        targets = manifest_truth(data, ckpt.classes)[samples.rows]
+    calibration = sample_calibration(samples, activation=ckpt.activation, temperature=getattr(ckpt, "temperature", 1.0),
+                                     targets=targets)
     epoch = f" (epoch {ckpt.epoch})" if ckpt.epoch is not None else ""
     title = f"\n{ckpt.name} ({ckpt.encoding.name}), {split} split, {Path(ckpt.source).name}{epoch}"
     return evaluate_predictions(
         samples, recordings, out_dir=out_dir, class_info=ckpt.class_info or data.class_info,
-        meta=info, plots=plots, title=title,
+        meta=info, plots=plots, title=title, calibration=calibration,
     )
 
 
