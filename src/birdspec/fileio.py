@@ -49,12 +49,34 @@ def atomic_path(path: str | Path, *, mkdir: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        named = naming_target(exc, target, tmp)
+        if named is exc:
+            raise
+        raise named from exc
     finally:
         if tmp.exists():
             try:
                 tmp.unlink()
             except OSError:  # pragma: no cover - best effort
                 log.debug("could not remove %s", tmp)
+
+
+WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG)
+"""Errors of a file being written (a full or failing disk), as opposed to one being read."""
+
+
+def naming_target(exc: OSError, target: Path, tmp: Path | None = None) -> OSError:
+    """``exc`` naming ``target`` when it names nothing (a failed ``write()``) or the temporary file ``tmp``
+    it was being written to (as source or destination of a copy); else ``exc`` itself.
+
+    The one-line message of :func:`describe_os_error` then says which output could not be written.
+    """
+    names = {str(n) for n in (exc.filename, exc.filename2) if n is not None}
+    unnamed = exc.filename is None and exc.errno in WRITE_FAULTS
+    if not unnamed and (tmp is None or str(tmp) not in names):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(target))
 
 
 def replace_dir(partial: str | Path, final: str | Path) -> Path:

@@ -32,7 +32,7 @@ import numpy as np
 
 from birdspec.data.store import STORE_DTYPE
 from birdspec.errors import AudioError
-from birdspec.fileio import atomic_path, write_text
+from birdspec.fileio import WRITE_FAULTS, atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +196,6 @@ def decode_isolated(task: DecodeTask) -> dict[str, Any]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-_WRITE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
-"""Errors of the store being written (not of a chunk being read): they stop ``prepare``."""
-
-
 class ChunkConcatenator:
     """Writes ``waveforms.f16`` by concatenating decoded chunk files.
 
@@ -225,7 +221,7 @@ class ChunkConcatenator:
         except OSError as exc:
             self._f.truncate(self.total_samples * STORE_DTYPE.itemsize)
             self._f.seek(0, os.SEEK_END)
-            if exc.errno in _WRITE_FAULTS:  # the store cannot be written: no recording is usable, say why
+            if exc.errno in WRITE_FAULTS:  # the store cannot be written: no recording is usable, say why
                 raise
             return None  # this chunk is damaged: the recording is skipped
         offset = self.total_samples

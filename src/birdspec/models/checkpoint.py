@@ -326,9 +326,41 @@ def _plain(value: Any) -> Any:
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
-    """Write atomically, so an interrupt never leaves a half file."""
+    """Write atomically, so an interrupt never leaves a half file.
+
+    PyTorch writes through a Python file object that keeps the first ``OSError`` of a write: a full
+    or failing disk is then that ``OSError``, naming ``path`` (the CLI's one-line exit-2 message),
+    not the zip writer's ``RuntimeError`` ("unexpected pos ...") it turns into.
+    """
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(dict(checkpoint), tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        sink = _WriteErrors(f)
+        try:
+            torch.save(dict(checkpoint), sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
     return Path(path)
+
+
+class _WriteErrors:
+    """A binary file's ``write``/``flush`` that remember the first ``OSError`` (PyTorch's zip writer hides it)."""
+
+    def __init__(self, f: Any) -> None:
+        self._f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise

@@ -1,0 +1,81 @@
+"""Issue 32: fault and bad-input probes that gave a traceback, a silent success or lost data.
+
+Each test simulates the fault (a full disk by a write that fails with ENOSPC, a bad recording, a
+held lock) and checks the clear message, the exit status and that nothing older is lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import write_audio
+
+from birdspec.cli.main import main
+
+SR = 32000
+
+TRAIN = ["--epochs", "1", "--device", "cpu", "--workers", "0", "--no-progress"]
+
+
+def _one_error_line(err: str, command: str) -> str:
+    """The one ``birdspec COMMAND: error:`` line of ``err`` (and no traceback)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith(f"birdspec {command}: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# ------------------------------------------------------------------ 2: a full disk while training
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_naming_it(tmp_path, fast_dataset, monkeypatch, capsys):
+    """The checkpoint's temporary file is /dev/full (every write fails with ENOSPC): PyTorch's zip writer
+    turned that into `RuntimeError: unexpected pos` (exit 1, tracebacks); now exit 2, one line naming best.pt."""
+    from birdspec import fileio
+
+    full = tmp_path / "full-disk"
+    full.symlink_to("/dev/full")
+    real = fileio.temp_path_for
+    monkeypatch.setattr(fileio, "temp_path_for", lambda target: full if target.suffix == ".pt" else real(target))
+    assert main(["train", str(fast_dataset), "--out", str(tmp_path / "run"), *TRAIN]) == 2
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert "the disk is full" in line and str(tmp_path / "run" / "checkpoints") in line
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert Path("/dev/full").exists() and not full.exists()  # only the link beside the target was removed
+
+
+def test_a_full_disk_while_saving_the_resume_state_is_one_line_naming_it(tmp_path, fast_dataset, monkeypatch, capsys):
+    """Lightning's resume state: a write that fails without naming a file says which file it was."""
+    import lightning.pytorch as pl
+
+    def full_disk(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", full_disk)
+    run = tmp_path / "run"
+    assert main(["train", str(fast_dataset), "--out", str(run), *TRAIN]) == 2
+    line = _one_error_line(capsys.readouterr().err, "train")
+    assert "the disk is full" in line and str(run / "lightning" / "last.ckpt") in line
+    assert not [p for p in (run / "lightning").iterdir() if p.is_file()]  # no half resume state
+
+
+def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path):
+    from birdspec.fileio import atomic_path
+
+    target = tmp_path / "table.csv"
+    target.write_text("old")
+    for code, copy in ((errno.ENOSPC, False), (errno.EDQUOT, True)):
+        with pytest.raises(OSError) as caught, atomic_path(target) as tmp:
+            tmp.write_text("new, half")
+            if copy:  # shutil's copy names its source and destination
+                raise OSError(code, os.strerror(code), "/tmp/src", None, str(tmp))
+            raise OSError(code, os.strerror(code))  # a write() names nothing
+        assert caught.value.errno == code and caught.value.filename == str(target)
+        assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+    with pytest.raises(FileNotFoundError) as missing, atomic_path(target):  # reading an input keeps its name
+        open(tmp_path / "input.wav", "rb")
+    assert missing.value.filename == str(tmp_path / "input.wav")
