@@ -6,6 +6,7 @@ held lock) and checks the clear message, the exit status and that nothing older 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -79,3 +80,37 @@ def test_a_failed_write_names_the_target_not_the_temporary_file(tmp_path):
     with pytest.raises(FileNotFoundError) as missing, atomic_path(target):  # reading an input keeps its name
         open(tmp_path / "input.wav", "rb")
     assert missing.value.filename == str(tmp_path / "input.wav")
+
+
+# ------------------------------------------------------------------ 3: a full disk during export
+@pytest.mark.parametrize("fmt, name", [("onnx", "m.onnx"), ("torchscript", "m.pt")])
+def test_a_failed_export_leaves_the_old_model_and_sidecar(tmp_path, fast_dataset, monkeypatch, capsys, fmt, name):
+    """The export is written beside its target and renamed into place after its check: a full disk half-way
+    (or an export that fails its check) leaves the older model and sidecar byte for byte, and no temporary file."""
+    import torch
+
+    from helpers import make_run
+
+    ckpt = make_run(tmp_path / "run", fast_dataset) / "checkpoints" / "best.pt"
+    out = tmp_path / "models" / name
+    argv = ["export", str(ckpt), "--format", fmt, "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    capsys.readouterr()
+
+    def half_written(_module, *args, **_kwargs):  # 100 kB reach the disk, then it is full
+        target = next(a for a in args if isinstance(a, (str, Path)) or hasattr(a, "write"))
+        with (open(target, "wb") if isinstance(target, (str, Path)) else contextlib.nullcontext(target)) as f:
+            f.write(b"\0" * 102_400)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx if fmt == "onnx" else torch.jit, "export" if fmt == "onnx" else "save", half_written)
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err, "export")
+    assert "the disk is full" in line and str(out) in line
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+    monkeypatch.undo()
+
+    assert main(argv + ["--tolerance=-1"]) == 2  # no export can pass: it is not published
+    assert "nothing was written" in _one_error_line(capsys.readouterr().err, "export")
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before

@@ -37,7 +37,7 @@ from birdspec import __version__
 from birdspec.config import SAMPLE_RATE_HZ, to_dict
 from birdspec.features.torch_frontend import Frontend
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
-from birdspec.fileio import write_json
+from birdspec.fileio import atomic_path, write_json
 from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,30 @@ def export_checkpoint(
 ) -> ExportResult:
     """Export ``checkpoint`` as ONNX or TorchScript plus a ``.json`` sidecar; check it against PyTorch.
 
+    Both files are written beside their targets and renamed into place only when the export passed its
+    check: a failure (a full disk, an export that disagrees with PyTorch) leaves an older ``out`` and
+    sidecar as they were, or nothing.
+
     Raises:
         ConfigError: unknown format.
         CheckpointError: the model cannot be exported, or the export disagrees with PyTorch.
         DependencyError: onnx / onnxruntime missing.
+        OSError: ``out`` cannot be written (naming it: a full disk, a read-only folder).
     """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as model_tmp:
+        diff, checked_on, sidecar = _export(checkpoint, fmt=fmt, out=out, model_tmp=model_tmp, check_audio=check_audio,
+                                            tolerance=tolerance, opset=opset)
+        write_json(out.with_suffix(".json"), sidecar)  # the model follows it into place
+    log.info("exported %s (%s); max |logit difference| vs PyTorch %.2e on %s", out, fmt, diff, checked_on)
+    return ExportResult(path=out, sidecar=out.with_suffix(".json"), format=fmt, max_abs_diff=diff, checked_on=checked_on)
+
+
+def _export(checkpoint: Any, *, fmt: str, out: Path, model_tmp: Path, check_audio: str | Path | None, tolerance: float,
+            opset: int) -> tuple[float, str, dict[str, Any]]:
+    """:func:`export_checkpoint` into the temporary file ``model_tmp`` (``out`` names the target in messages);
+    ``(max |logit difference|, what it was checked on, the sidecar)``."""
     from birdspec.models.checkpoint import read_checkpoint
     from birdspec.models.registry import BirdspecModel
 
@@ -167,8 +186,6 @@ def export_checkpoint(
     window_samples = enc.window_samples(fe.sample_rate_hz)
     if not isinstance(model, BirdspecModel):
         raise CheckpointError(f"model {meta.name!r} is not a frontend + CNN model; it cannot be exported yet")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     x_np, checked_on = check_waveforms(channels=channels, window_samples=window_samples, audio=check_audio)
     x = torch.from_numpy(x_np)
     reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation).eval()
@@ -189,7 +206,7 @@ def export_checkpoint(
                 torch.onnx.export(
                     wrapper,
                     (x[:1],),
-                    str(out),
+                    str(model_tmp),
                     input_names=["waveform"],
                     output_names=["logits", "scores"],
                     dynamic_axes={"waveform": {0: "batch"}, "logits": {0: "batch"}, "scores": {0: "batch"}},
@@ -197,29 +214,30 @@ def export_checkpoint(
                     do_constant_folding=True,
                     dynamo=False,
                 )
+            except OSError:  # a full disk: the CLI names the file and the cause
+                raise
             except Exception as exc:
                 raise CheckpointError(f"ONNX export failed: {exc}") from exc
         so = ort.SessionOptions()
-        session = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(model_tmp), so, providers=["CPUExecutionProvider"])
         got = session.run(["logits"], {"waveform": x_np})[0]
     else:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(reference, (x[:1],), check_trace=False)
             traced = torch.jit.freeze(traced.eval()) if hasattr(torch.jit, "freeze") else traced
-            torch.jit.save(traced, str(out))
-            loaded = torch.jit.load(str(out), map_location="cpu")
+            with open(model_tmp, "wb") as f:  # through Python: a full disk is an OSError, not torch's RuntimeError
+                torch.jit.save(traced, f)
+            loaded = torch.jit.load(str(model_tmp), map_location="cpu")
             got = loaded(x)[0].numpy()  # a different batch size than traced: checks the dynamic batch
     diff = float(np.abs(got - ref_logits).max())
-    sidecar = out.with_suffix(".json")
-    write_json(sidecar, _sidecar(meta, fmt=fmt, channels=channels, window_samples=window_samples, diff=diff, checked_on=checked_on))
     if not diff <= tolerance:
         raise CheckpointError(
             f"{out}: the {fmt} export differs from PyTorch by {diff:.2e} in the logits (> {tolerance:g}) on {checked_on}; "
-            "the file was written but should not be trusted"
+            "nothing was written (try --format torchscript, or pass a larger --tolerance to accept it)"
         )
-    log.info("exported %s (%s); max |logit difference| vs PyTorch %.2e on %s", out, fmt, diff, checked_on)
-    return ExportResult(path=out, sidecar=sidecar, format=fmt, max_abs_diff=diff, checked_on=checked_on)
+    return diff, checked_on, _sidecar(meta, fmt=fmt, channels=channels, window_samples=window_samples, diff=diff,
+                                      checked_on=checked_on)
 
 
 def _sidecar(meta: Any, *, fmt: str, channels: int, window_samples: int, diff: float, checked_on: str) -> dict[str, Any]:
