@@ -1,0 +1,151 @@
+// analyze.js: the Analyze page (#page-analyze): pick or upload a recording, predict it with a checkpoint
+// as a background job (followed while the page is shown, picked up again when it is shown again), and open
+// a prediction in the timeline (timeline.js). The opened prediction goes to the store (Review starts there)
+// and into the URL (#/analyze?prediction=REF), so a reload shows it again.
+import { apiUrl, get, isAbort, post, request } from "./api.js";
+import { $, el, fillSelect, fmtTime, say } from "./dom.js";
+import { pollJob } from "./jobs.js";
+import { replaceParams } from "./route.js";
+import { getSettings, hasSettings, setLastPrediction } from "./state.js";
+import { Timeline } from "./timeline.js";
+
+let root = null;
+let life = null;          // AbortController of the current showing of the page
+let timeline = null;
+let pendingJob = null;    // id of the prediction job not yet seen to end
+let openRef = null;       // the prediction shown
+
+const q = (sel) => $(sel, root);
+const msg = (text, kind) => say(q("#analyze-msg"), text, kind);
+
+/** Keys of this page (keys.js calls them only while it is shown). */
+export const keys = {
+  " ": () => (timeline && timeline.hasPrediction ? timeline.togglePlay() : false),
+  "+": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
+  "=": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
+  "-": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(1) : false),
+};
+
+export function mount(section, params = {}) {
+  root = section;
+  life = new AbortController();
+  if (!hasSettings()) { msg("the server's settings could not be read; is birdspec serve running? Reload the page"); return; }
+  const { signal } = life;
+  if (!timeline) timeline = new Timeline(root, getSettings(), (text) => msg(text));
+  timeline.attach(signal);
+  q("#predict").addEventListener("click", predict, { signal });
+  q("#upload").addEventListener("change", (e) => upload(e.target.files[0]), { signal });
+  q("#open-prediction").addEventListener("change", (e) => e.target.value && open(e.target.value), { signal });
+  q("#predict").disabled = false;
+  refreshLists();
+  if (pendingJob) follow(pendingJob);
+  update(params);
+}
+
+/** The URL changed while the page is shown. */
+export function update(params) {
+  if (params.prediction && params.prediction !== openRef) open(params.prediction);
+  else if (openRef) replaceParams("analyze", { prediction: openRef });
+}
+
+export function unmount() {
+  if (timeline) timeline.stop();
+  life.abort();
+}
+
+async function refreshLists() {
+  const { signal } = life, settings = getSettings();
+  try {
+    const [recs, ckpts, preds] = await Promise.all([get("/recordings", null, { signal }), get("/checkpoints", null, { signal }), get("/predictions", null, { signal })]);
+    const rs = q("#recording"), keep = rs.value;
+    rs.innerHTML = "";
+    for (const f of recs.folders) {
+      const g = el("optgroup", { label: `${f.key} (${f.path})` });
+      for (const ref of f.files) g.append(el("option", { value: ref, text: ref.split("/").slice(1).join("/") }));
+      if (f.files.length) rs.append(g);
+    }
+    if (keep) rs.value = keep;
+    fillSelect(q("#checkpoint"), ckpts.checkpoints.map((c) => [c.ref, c.error ? `${c.name} (damaged)`
+      : `${c.name}${c.model ? " · " + c.model : ""}${c.classes ? " · " + c.classes.length + " classes" : ""}`]));
+    if (!ckpts.checkpoints.length) msg(`No checkpoints under ${settings.folders.runs}: train one (birdspec train) or start birdspec serve with --runs DIR.`);
+    fillSelect(q("#open-prediction"), [["", "an earlier prediction…"], ...preds.predictions.filter((p) => p.recording).map((p) => [p.ref, p.name])], "");
+  } catch (err) { if (!isAbort(err)) msg(err.message); }
+}
+
+async function upload(file) {
+  if (!file) return;
+  const { signal } = life, limitMb = getSettings().max_upload_mb;
+  if (file.size > limitMb * 1048576) {
+    msg(`${file.name}: the upload is larger than the limit of ${limitMb} MB; put the file in a served recordings folder instead`);
+  } else {
+    msg(`uploading ${file.name}…`, "ok");
+    try {
+      const r = await request("/upload", { method: "POST", params: { name: file.name }, body: file, signal });
+      await refreshLists();
+      q("#recording").value = r.ref;
+      msg(`uploaded ${file.name} (${fmtTime(r.duration_s)})`, "ok");
+    } catch (err) { if (!isAbort(err)) msg(err.message); }
+  }
+  q("#upload").value = "";
+}
+
+async function predict() {
+  const recording = q("#recording").value, checkpoint = q("#checkpoint").value;
+  if (!recording || !checkpoint) { msg("pick a recording and a checkpoint first"); return; }
+  msg("");
+  q("#predict").disabled = true;
+  let job;
+  try {
+    job = await post("/predict", { recording, checkpoint });  // not cancelled: the job id must not be lost
+  } catch (err) {
+    msg(err.message);
+    q("#predict").disabled = false;
+    return;
+  }
+  pendingJob = job.id;
+  if (!life.signal.aborted) follow(job.id);  // else the next showing of the page follows it
+}
+
+async function follow(id) {
+  const { signal } = life;
+  q("#predict").disabled = true;
+  q("#progress-box").hidden = false;
+  try {
+    const job = await pollJob(id, { signal, onUpdate: (j) => {
+      q("#progress").value = j.progress;
+      q("#progress-text").textContent = `${Math.round(j.progress * 100)} % ${j.message}`;
+    } });
+    if (job.status === "failed") { pendingJob = null; throw new Error(job.message); }
+    q("#progress-text").textContent = `done in ${job.elapsed_s.toFixed(1)} s`;
+    await open(job.result.prediction);
+    if (signal.aborted) return;  // left meanwhile: the next showing opens it
+    pendingJob = null;
+    refreshLists();
+  } catch (err) {
+    if (isAbort(err)) return;
+    pendingJob = null;
+    msg(err.message);
+    q("#progress-box").hidden = true;
+  }
+  q("#predict").disabled = false;
+}
+
+async function open(ref) {
+  const { signal } = life;
+  try {
+    const pred = await get("/prediction", { ref }, { signal });
+    const rec = await get("/recording", { ref: pred.meta.recording }, { signal });
+    openRef = ref;
+    setLastPrediction(ref);
+    replaceParams("analyze", { prediction: ref });
+    q("#viewer").hidden = false;
+    q("#rec-title").textContent = `${pred.meta.recording} · ${pred.meta.checkpoint} · ${fmtTime(rec.duration_s)}`;
+    q("#dl-csv").href = apiUrl("/download", { ref, format: "csv" });
+    q("#dl-raven").href = apiUrl("/download", { ref, format: "raven" });
+    q("#dl-raven").hidden = !pred.raven;
+    const names = q("#species-names");
+    names.innerHTML = "";
+    for (const c of pred.meta.class_info) names.append(el("option", { value: c.label, text: c.common_name || c.label }));
+    timeline.show(pred, rec);
+  } catch (err) { if (!isAbort(err)) msg(err.message); }
+}
