@@ -114,3 +114,29 @@ def test_a_failed_export_leaves_the_old_model_and_sidecar(tmp_path, fast_dataset
     assert main(argv + ["--tolerance=-1"]) == 2  # no export can pass: it is not published
     assert "nothing was written" in _one_error_line(capsys.readouterr().err, "export")
     assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+# ------------------------------------------------------------------ 4: predict where nothing could be scored
+def test_predict_with_nothing_scored_fails_and_keeps_the_old_table(tmp_path, fast_dataset, capsys):
+    """A recording that does not decode was exit 0 and an old table replaced by a header-only one; now exit 2,
+    one line naming the file and the cause, and the old table (and no failed list) as it was."""
+    from helpers import make_run
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    good = write_audio(tmp_path / "good.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", str(run), str(good), "--out", str(out), "--no-progress"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    for paths in ([bad], [bad, tmp_path / "bad2.wav"]):
+        (tmp_path / "bad2.wav").write_bytes(b"")
+        assert main(["predict", str(run), *map(str, paths), "--out", str(out), "--no-progress"]) == 2
+        line = _one_error_line(capsys.readouterr().err, "predict")
+        assert f"{bad}: " in line and "not audio" in line and "nothing was written" in line
+        assert line.count(str(bad)) == 1 and (len(paths) == 1 or "none of the 2 recordings" in line)
+        assert out.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["bad.wav", "bad2.wav", "good.wav", "preds.csv"]
+    assert main(["predict", str(run), str(bad), str(good), "--out", str(out), "--no-progress"]) == 0  # one scored: success
+    assert (tmp_path / "preds.csv.failed.csv").is_file()

@@ -169,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
         writer.abort()  # an interrupted or failed run publishes nothing half-written; --out keeps what it held
         raise
     else:
+        if n_failed and not n_ok:  # nothing scored is no success: --out keeps what it held
+            writer.abort()
+            _nothing_scored(writer.failed, where="stdout" if out == "-" else out)
         failed_path = writer.close()
     finally:
         predictor.close()
@@ -182,6 +185,20 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%d recording(s) could not be decoded or were too short to score, and were skipped; see %s",
                     n_failed, failed_path)
     return 0
+
+
+def _nothing_scored(failed: list[dict[str, str]], *, where: str) -> None:
+    """Raise the error of a run where no recording could be scored, naming them and why.
+
+    Raises:
+        AudioError: always.
+    """
+    from birdspec.errors import AudioError
+
+    path, error = failed[0]["path"], failed[0]["error"]
+    first = f"{path}: {error.removeprefix(f'{path}: ')}"
+    what = first if len(failed) == 1 else f"none of the {len(failed)} recordings could be scored (the first, {first})"
+    raise AudioError(f"{what}; nothing was scored, so nothing was written to {where} (an older one stays as it was)")
 
 
 def _score_options(args: argparse.Namespace) -> dict:
