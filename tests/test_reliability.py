@@ -140,3 +140,58 @@ def test_predict_with_nothing_scored_fails_and_keeps_the_old_table(tmp_path, fas
         assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["bad.wav", "bad2.wav", "good.wav", "preds.csv"]
     assert main(["predict", str(run), str(bad), str(good), "--out", str(out), "--no-progress"]) == 0  # one scored: success
     assert (tmp_path / "preds.csv.failed.csv").is_file()
+
+
+# ------------------------------------------------------------------ 5: non-finite samples in predict
+def test_non_finite_samples_are_scored_as_silence_with_one_warning(tmp_path, fast_dataset, capsys):
+    """NaN/Inf samples gave windows with empty score cells and only numpy's RuntimeWarning, and an all-NaN file
+    0 rows and no warning. The rule: they are scored as silence (0) with one warning per file (count and time
+    range, also in the result's warning); a file with no finite sample fails like one that does not decode."""
+    import warnings
+
+    import pandas as pd
+    import soundfile as sf
+
+    from helpers import make_run
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    wave = (0.1 * np.random.default_rng(0).standard_normal(12 * SR)).astype(np.float32)
+    wave[3 * SR : 4 * SR] = np.nan
+    wave[7 * SR + 5] = np.inf
+    some = tmp_path / "in" / "some_nan.wav"
+    some.parent.mkdir()
+    sf.write(str(some), wave, SR, subtype="FLOAT")  # float samples keep NaN and Inf
+    sf.write(str(tmp_path / "in" / "all_nan.wav"), np.full(6 * SR, np.nan, np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "p.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["predict", str(run), str(some), "--out", str(out), "--no-progress", "--scores", "all", "--min-conf", "0"]) == 0
+    err = capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert len(table) == 12 and np.isfinite(table[["synth0", "synth1", "synth2"]].to_numpy()).all()
+    notes = [line for line in err.splitlines() if "non-finite" in line]
+    assert notes == [f"{some}: {SR + 1} non-finite sample(s) (NaN or infinite) between 3.00 s and 7.00 s were scored as silence"]
+
+    assert main(["predict", str(run), str(tmp_path / "in" / "all_nan.wav"), "--out", str(out), "--no-progress"]) == 2
+    assert "no finite samples: all 192000 decoded samples are NaN or infinite" in _one_error_line(capsys.readouterr().err, "predict")
+
+    folder = tmp_path / "archive"
+    assert main(["predict", str(run), str(tmp_path / "in"), "--out", f"{folder}/", "--no-progress", "--jobs", "1"]) == 0
+    failed = pd.read_csv(folder / "failed.csv")
+    assert failed["path"].tolist() == [str(tmp_path / "in" / "all_nan.wav")] and "no finite samples" in failed["error"][0]
+
+
+def test_the_non_finite_rule_on_blocks():
+    from birdspec.errors import AudioError
+    from birdspec.prediction.windower import NonFinite
+
+    rule = NonFinite()
+    clean = np.ones(4, np.float32)
+    assert rule.clean(clean) is clean  # no copy of a finite block
+    got = rule.clean(np.array([1, np.nan, -np.inf, 1], np.float32))
+    assert got.tolist() == [1, 0, 0, 1] and rule.note(sample_rate_hz=4) == (
+        "2 non-finite sample(s) (NaN or infinite) between 1.25 s and 1.75 s were scored as silence")
+    everything = NonFinite()
+    everything.clean(np.full(3, np.nan, np.float32))
+    with pytest.raises(AudioError, match="no finite samples"):
+        everything.note()

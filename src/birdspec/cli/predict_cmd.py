@@ -33,7 +33,11 @@ multi-label ones. For each window, the --top-k best classes scoring at least
 
 A recording that cannot be decoded is logged, listed in a failed list (OUT/failed.csv
 for folder outputs, OUT.failed.csv beside a file output) and skipped; with --strict the
-command stops with exit status 2.
+command stops with exit status 2. When no recording at all could be scored, a file
+output fails with exit status 2 and keeps what it held. Non-finite samples (NaN or
+infinite, in float files) are scored as silence, with one warning per recording
+giving their count and time range; a recording with no finite sample fails like one
+that does not decode.
 
 Archives: an --out folder (a name without suffix, a trailing /, an existing folder, and
 always for raven and audacity) is a resumable run: every recording's scores are kept in

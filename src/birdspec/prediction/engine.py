@@ -17,6 +17,10 @@ How a recording is scored (the rules of the windows are in :mod:`birdspec.window
    ``pad``), and that score is given to each of its windows.
 5. Scores are the runtime's activation of the logits.
 
+Non-finite samples (NaN or infinite) are scored as silence (0), and the recording's result carries
+(and the log shows, once per recording) a warning with their count and time range; a recording with
+no finite sample fails like one that does not decode (:class:`~birdspec.prediction.windower.NonFinite`).
+
 :class:`~birdspec.prediction.runtime.RecordingRuntime` runtimes (BirdNET heads)
 get each whole recording and its output windows instead (:meth:`Engine.run_recordings`).
 """
@@ -36,7 +40,7 @@ from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, BirdspecError
 from birdspec.prediction.runtime import RecordingRuntime, WindowRuntime, apply_activation
 from birdspec.prediction.sources import FileResult, empty_windows
-from birdspec.prediction.windower import Chunk, Done, End, Failed, Short, Windower
+from birdspec.prediction.windower import Chunk, Done, End, Failed, NonFinite, Short, Windower
 from birdspec.windowing import WindowGeometry, fit_window, window_bounds
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class _FileState:
     ended: bool = False
     num_samples: int = 0
     error: str | None = None
+    warning: str | None = None
     scores: dict[Any, np.ndarray] = field(default_factory=dict)
     feats: dict[Any, Any] = field(default_factory=dict)
     next_out: int = 0
@@ -130,7 +135,8 @@ class Engine:
                                 return
                     tail = win.finish()
                 except Exception as exc:  # a bad recording is reported and skipped, never fatal
-                    msg = str(exc) if isinstance(exc, BirdspecError) else f"{path}: {type(exc).__name__}: {exc}"
+                    msg = str(exc) if isinstance(exc, BirdspecError) else f"{type(exc).__name__}: {exc}"
+                    msg = msg if msg.startswith(f"{path}: ") else f"{path}: {msg}"
                     log.debug("decoding %s failed", path, exc_info=True)
                     if not put(Failed(file_id, msg)):
                         return
@@ -180,6 +186,9 @@ class Engine:
         elif isinstance(item, End):
             st.ended = True
             st.num_samples = item.num_samples
+            if item.warning and st.error is None:
+                st.warning = item.warning
+                log.warning("%s: %s", st.path, item.warning)
             if st.n_outputs is None:
                 st.n_outputs = len(st.starts)
             if st.n_outputs == 0 and st.error is None:  # reported like a failed file (not fatal under strict)
@@ -314,6 +323,14 @@ class Engine:
                 wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
                 if wave.size == 0:
                     raise AudioError(f"{path}: no audio frames")
+                nonfinite = NonFinite()
+                wave = nonfinite.clean(np.asarray(wave, dtype=np.float32))
+                try:
+                    warning = nonfinite.note()
+                except AudioError as exc:
+                    raise AudioError(f"{path}: {exc}") from None
+                if warning:
+                    log.warning("%s: %s", path, warning)
                 bounds = window_bounds(num_samples=wave.size, geometry=self.geometry)
                 if bounds.shape[0] == 0:  # shorter than the shortest partial window: one padded window
                     bounds = np.asarray([[0, wave.size]], dtype=np.int64)
@@ -331,7 +348,7 @@ class Engine:
             windows = pd.DataFrame(
                 {"window": np.arange(len(bounds), dtype=np.int64), "start_s": bounds[:, 0] / sr, "end_s": bounds[:, 1] / sr}
             )
-            yield FileResult(path, name, wave.size / sr, windows, probs.astype(np.float32), None)
+            yield FileResult(path, name, wave.size / sr, windows, probs.astype(np.float32), None, warning)
 
     def _result(self, st: _FileState) -> FileResult:
         sr = SAMPLE_RATE_HZ
@@ -353,4 +370,5 @@ class Engine:
                 first = np.asarray([st.ctx_first[i] for i in range(n)], dtype=np.int64)
                 cols["context_start_s"] = starts[first] / sr if n else np.zeros(0)
                 cols["context_end_s"] = ends[first + self.span] / sr if n else np.zeros(0)
-        return FileResult(st.path, st.name, st.num_samples / sr, pd.DataFrame(cols), scores.astype(np.float32), None)
+        return FileResult(st.path, st.name, st.num_samples / sr, pd.DataFrame(cols), scores.astype(np.float32), None,
+                          st.warning)

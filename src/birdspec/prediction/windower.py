@@ -5,6 +5,10 @@
 filled last partial window), :class:`Short` (a stack10 recording shorter than
 its context, scored as one), :class:`End`, and from the decoding thread
 :class:`Failed` and :class:`Done`.
+
+Non-finite samples (NaN, infinite: a damaged float file) are never scored as they are (they would
+give empty scores): :class:`NonFinite` sets them to 0 (silence) and the recording's :class:`End`
+carries a warning with their count and time range; a recording with no finite sample at all fails.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.errors import AudioError
 from birdspec.windowing import WindowGeometry, fit_window, num_full_windows, partial_window, window_bounds
 
 
@@ -38,6 +44,7 @@ class Short:
 class End:
     file_id: int
     num_samples: int
+    warning: str | None = None  # non-finite samples were scored as silence (:class:`NonFinite`)
 
 
 @dataclass
@@ -48,6 +55,43 @@ class Failed:
 
 class Done:
     pass
+
+
+class NonFinite:
+    """The predict rule for non-finite samples of one recording's blocks: each is set to 0 (silence),
+    counted, and told once (:meth:`note`); a recording with no finite sample fails (:meth:`note` raises)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.first = self.last = -1
+
+    def clean(self, block: np.ndarray) -> np.ndarray:
+        """``block`` ``(n,)`` float32 with its non-finite samples set to 0 (a copy only when it has some)."""
+        bad = ~np.isfinite(block)
+        if bad.any():
+            at = np.flatnonzero(bad)
+            if not self.count:
+                self.first = self.total + int(at[0])
+            self.last = self.total + int(at[-1])
+            self.count += at.size
+            block = np.where(bad, np.float32(0), block)
+        self.total += block.size
+        return block
+
+    def note(self, *, sample_rate_hz: int = SAMPLE_RATE_HZ) -> str | None:
+        """None when every sample was finite, else the warning of the recording's result.
+
+        Raises:
+            AudioError: no sample at all was finite (nothing to score).
+        """
+        if not self.count:
+            return None
+        if self.count == self.total:
+            raise AudioError(f"no finite samples: all {self.total} decoded samples are NaN or infinite")
+        sr = float(sample_rate_hz)
+        return (f"{self.count} non-finite sample(s) (NaN or infinite) between {self.first / sr:.2f} s and "
+                f"{(self.last + 1) / sr:.2f} s were scored as silence")
 
 
 class Windower:
@@ -65,11 +109,13 @@ class Windower:
         self.buf_off = 0
         self.total = 0
         self.next_k = 0
+        self.nonfinite = NonFinite()
 
     def push(self, block: np.ndarray) -> list[Any]:
         block = np.asarray(block, dtype=np.float32)
         if block.size == 0:
             return []
+        block = self.nonfinite.clean(block)
         self.buf = np.concatenate([self.buf, block]) if self.buf.size else block
         self.total += block.size
         if self.hold and self.total < self.hold:
@@ -100,10 +146,16 @@ class Windower:
         return items
 
     def finish(self) -> list[Any]:
+        """The last items of the recording.
+
+        Raises:
+            AudioError: no sample of the recording was finite (:class:`NonFinite`).
+        """
         g = self.g
+        warning = self.nonfinite.note()
         if self.hold:  # stack10 and shorter than the context: one context for the whole file
             bounds = window_bounds(num_samples=self.total, geometry=g)
-            return [Short(self.file_id, bounds, self.buf.copy()), End(self.file_id, self.total)]
+            return [Short(self.file_id, bounds, self.buf.copy()), End(self.file_id, self.total, warning)]
         items = self._emit_full()
         tail = partial_window(num_samples=self.total, geometry=g)
         if tail is not None:
@@ -111,5 +163,5 @@ class Windower:
             wave = fit_window(self.buf[a:], length=g.window_samples, fill=g.fill)[None]
             items.append(Chunk(self.file_id, "w", self.next_k, np.asarray([tail[0]]), np.asarray([tail[1]]), wave))
             self.next_k += 1
-        items.append(End(self.file_id, self.total))
+        items.append(End(self.file_id, self.total, warning))
         return items
