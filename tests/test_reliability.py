@@ -195,3 +195,32 @@ def test_the_non_finite_rule_on_blocks():
     everything.clean(np.full(3, np.nan, np.float32))
     with pytest.raises(AudioError, match="no finite samples"):
         everything.note()
+
+
+# ------------------------------------------------------------------ 6: a float WAV beyond float16's range
+def test_a_float_wav_beyond_the_store_range_is_scaled_with_a_warning(tmp_path, capsys):
+    """sigma 1e6: most samples became inf in waveforms.f16, silently. Now the recording is scaled by a power
+    of two to full scale (its shape kept), no stored sample is infinite, and manifest.csv's warning says so."""
+    import pandas as pd
+    import soundfile as sf
+
+    src = tmp_path / "src"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for k in range(2):
+            write_audio(src / label / f"{label}{k}.wav", (0.1 * rng.standard_normal(2 * SR)).astype(np.float32), SR)
+    loud = (1e6 * rng.standard_normal(6 * SR)).astype(np.float32)
+    sf.write(str(src / "a" / "loud.wav"), loud, SR, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), "--out", str(out), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]) == 0
+    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    store = np.fromfile(out / "waveforms.f16", dtype="<f2")
+    assert np.isfinite(store).all()
+    row = manifest[manifest["filename"].str.endswith("loud.wav")].iloc[0]
+    exponent = int(np.ceil(np.log2(np.abs(loud).max())))
+    assert row["warning"].startswith("scaled: samples reach") and f"2^-{exponent}" in row["warning"]
+    kept = store[int(row["offset"]) : int(row["offset"]) + int(row["num_samples"])].astype(np.float32)
+    np.testing.assert_allclose(kept, (loud * 2.0**-exponent).astype(np.float16).astype(np.float32))
+    assert 0.5 < np.abs(kept).max() <= 1.0
+    assert (manifest["warning"] != "").sum() == 1
+    assert "1 recording(s) have samples beyond the float16 store's range" in capsys.readouterr().err

@@ -108,9 +108,13 @@ def decode(task: DecodeTask) -> dict[str, Any]:
             kind = "empty" if msg.endswith("no audio frames") else "unreadable"
             result = {"kind": kind, "error": msg}
         else:
-            peak = write_f16(wave, os.path.join(task.chunk_dir, task.key + ".f16")) if wave.size else 0.0
+            chunk = os.path.join(task.chunk_dir, task.key + ".f16")
+            peak = write_f16(wave, chunk) if wave.size else 0.0
+            scaled = None
+            if math.isfinite(peak) and peak > F16_MAX:  # rare: written again, scaled to full scale
+                scaled, peak = fit_f16(wave, chunk, peak=peak)
             result = {"num_samples": int(wave.size), "peak": peak if math.isfinite(peak) else None}
-            warning = truncation_warning(task, wave.size, header)
+            warning = "; ".join(w for w in (truncation_warning(task, wave.size, header), scaled) if w)
             if warning:
                 result["warning"] = warning
     _write_result(task.chunk_dir, task.key, result)
@@ -120,22 +124,41 @@ def decode(task: DecodeTask) -> dict[str, Any]:
 _WRITE_BLOCK = 1 << 18
 """Samples converted to float16 and written at a time (stays in the CPU cache)."""
 
+F16_MAX = float(np.finfo(STORE_DTYPE).max)
+"""The largest magnitude the store holds (65504); larger samples would become infinite."""
 
-def write_f16(wave: np.ndarray, path: str) -> float:
-    """Write ``wave`` (``(n,)`` float32) to ``path`` as little-endian float16; return its peak ``max |x|``.
+
+def fit_f16(wave: np.ndarray, path: str, *, peak: float) -> tuple[str, float]:
+    """Write ``wave`` (``(n,)`` float32, ``peak`` beyond :data:`F16_MAX`) to ``path`` scaled by a power of two
+    to full scale (peak in (0.5, 1]), so no sample overflows the store; ``(the manifest's warning, new peak)``.
+
+    A power of two scales exactly: the recording keeps its shape, only its level changes.
+    """
+    exponent = math.ceil(math.log2(peak))
+    new_peak = write_f16(wave, path, scale=2.0 ** -exponent)
+    return (f"scaled: samples reach {peak:.3g}, beyond the float16 store's range (+-{F16_MAX:g}); "
+            f"the recording was scaled by 2^-{exponent} (peak now {new_peak:.3g})"), new_peak
+
+
+def write_f16(wave: np.ndarray, path: str, *, scale: float = 1.0) -> float:
+    """Write ``wave * scale`` (``(n,)`` float32) to ``path`` as little-endian float16; return its peak ``max |x|``.
 
     Converts block by block, so no float16 copy of the whole recording is made.
     The file appears under its name only when complete. A non-finite sample
-    gives a NaN peak.
+    gives a NaN peak; a peak beyond :data:`F16_MAX` means samples were written as infinite
+    (:func:`fit_f16` writes such a recording).
     """
     peak, finite = 0.0, True
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for start in range(0, wave.shape[0], _WRITE_BLOCK):
             block = wave[start : start + _WRITE_BLOCK]
+            if scale != 1.0:
+                block = block * np.float32(scale)
             hi, lo = float(block.max()), float(block.min())
             finite = finite and math.isfinite(hi) and math.isfinite(lo)
             peak = max(peak, hi, -lo)
-            f.write(block.astype(STORE_DTYPE).data)
+            with np.errstate(over="ignore"):  # beyond F16_MAX: told by the peak, written again by fit_f16
+                f.write(block.astype(STORE_DTYPE).data)
     return peak if finite else math.nan
 
 

@@ -150,10 +150,14 @@ def log_prepared(
     out: Path, manifest: pd.DataFrame, stored: Any, n_skipped: int, settings: PrepareSettings, *, seconds: float
 ) -> None:
     audio_s = stored.total_samples / settings.sample_rate_hz
-    cut = [w for w in stored.warnings if w]
+    cut = [w for w in stored.warnings if "truncated:" in w]
     if cut:
         log.warning("%d recording(s) look cut off; what decodes is kept and their manifest.csv row says so "
                     "(warning column), lengths and --min-duration-s apply to the decoded audio", len(cut))
+    scaled = [w for w in stored.warnings if "scaled:" in w]
+    if scaled:
+        log.warning("%d recording(s) have samples beyond the float16 store's range and were scaled to full scale; "
+                    "their manifest.csv row says so (warning column)", len(scaled))
     log.info(
         "prepared %s: %d recordings of %d species (%.1f min of audio) in %.1f s (%.0fx real time); skipped %d (see %s)",
         out,
