@@ -224,3 +224,44 @@ def test_a_float_wav_beyond_the_store_range_is_scaled_with_a_warning(tmp_path, c
     assert 0.5 < np.abs(kept).max() <= 1.0
     assert (manifest["warning"] != "").sum() == 1
     assert "1 recording(s) have samples beyond the float16 store's range" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 7: a manifest listing a recording again
+def _prepare_csv(tmp_path, rows: list[dict], name: str):
+    import pandas as pd
+
+    csv = tmp_path / f"{name}.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    out = tmp_path / name
+    assert main(["prepare", str(csv), "--out", str(out), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]) == 0
+    manifest = pd.read_csv(out / "manifest.csv", keep_default_na=False, dtype=str)
+    skipped = pd.read_csv(out / "skipped.csv", keep_default_na=False)
+    return manifest, skipped
+
+
+def test_a_manifest_row_listing_a_recording_again_is_skipped_with_a_reason(tmp_path, capsys):
+    """One recording three times (ids -2, -3 in training) and one under two labels were kept silently.
+    Now the repeats of the same audio and label are skipped as duplicates of the first, and audio listed under
+    two labels is skipped altogether (one primary label per recording), each with its reason in skipped.csv."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for k in range(3):
+            write_audio(tmp_path / "audio" / f"{label}{k}.wav", (0.1 * rng.standard_normal(SR)).astype(np.float32), SR)
+    rows = [{"path": f"audio/{label}{k}.wav", "label": label} for label in ("a", "b") for k in range(3)]
+    rows += [{"path": "audio/a0.wav", "label": "a"}] * 2 + [{"path": "audio/b2.wav", "label": "a"}]  # b2 is also 'a'
+    manifest, skipped = _prepare_csv(tmp_path, rows, "whole")
+    assert sorted(manifest["id"]) == ["a1", "a2", "audio_a0", "b0", "b1"]  # the first of a0's ids: audio_a0, -2, -3
+    reasons = sorted(zip(skipped["path"].map(lambda p: Path(p).name), skipped["label"], skipped["reason"]))
+    conflict = ("conflicting labels: the same audio is listed as a and b (one primary label per recording; "
+                "list other species in secondary_labels)")
+    assert reasons == [("a0.wav", "a", "duplicate of audio_a0 (the same audio and label)")] * 2 + [
+        ("b2.wav", "a", conflict), ("b2.wav", "b", conflict)]
+    assert "4 row(s) list a recording again" in capsys.readouterr().err
+    # windows: other windows of one file are other audio; the same window again is a duplicate
+    rows = [{"path": "audio/a0.wav", "label": "a", "start_s": s, "end_s": s + 0.5} for s in (0.0, 0.5)]
+    rows += [{"path": "audio/b0.wav", "label": "b", "start_s": 0.0, "end_s": 1.0}] * 2
+    rows += [{"path": "audio/b1.wav", "label": "b", "start_s": 0.0, "end_s": 1.0}]
+    manifest, skipped = _prepare_csv(tmp_path, rows, "windows")
+    assert len(manifest) == 4 and (manifest["filename"] == "audio/a0.wav").sum() == 2
+    assert skipped["reason"].tolist() == [f"duplicate of {manifest['id'][manifest['filename'] == 'audio/b0.wav'].item()} "
+                                          "(the same audio and label)"]

@@ -16,7 +16,10 @@ SOURCE is a BirdCLEF folder (train_metadata.csv + train_short_audio/ or
 train_audio/), a folder with one sub-folder of audio per class, or a CSV
 manifest with a file-path and a label column. Unusable recordings (unreadable,
 empty, all silent, too short for the encoding) are skipped and listed in
-DIR/skipped.csv. Re-running with the same settings reuses DIR; an interrupted
+DIR/skipped.csv, and so are rows that list the same audio (file, or window of
+it) again: under the same label the first row is kept, under another label
+every row of it is skipped (one primary label per recording; other species go
+in secondary_labels). Re-running with the same settings reuses DIR; an interrupted
 run resumes from DIR.partial/.
 """
 

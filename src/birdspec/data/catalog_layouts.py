@@ -14,6 +14,9 @@ This module owns how each supported source becomes a catalog (the table of
   optional ``start_s`` and ``end_s`` columns make each row a window of its file
   (:func:`read_csv_manifest`).
 
+Each row is one recording (or window) with one primary label: a row that lists the same audio
+again is left out by ``prepare`` with a reason in ``skipped.csv`` (:func:`repeated_rows`).
+
 :func:`detect_layout` names the layout of a source; use
 :func:`birdspec.data.catalog.load_catalog` to read any of them.
 """
@@ -315,6 +318,34 @@ def decode_spans(catalog: pd.DataFrame, max_duration_s: float | None) -> list[tu
         length = float(end - start)
         spans.append((float(start), length if max_duration_s is None else min(length, max_duration_s)))
     return spans
+
+
+def repeated_rows(catalog: pd.DataFrame) -> dict[int, str]:
+    """Rows (by position) that list the audio of another row again, and why ``prepare`` leaves them out.
+
+    The same audio is the same file (``source_path``) and span (:func:`decode_spans`: for CSV manifests
+    with ``start_s``/``end_s``, the same window; other windows of a file are other audio). Listed again
+    under the same label, the later rows are duplicates (``duplicate of ID``: the first is kept). Listed
+    under different labels, it is a conflict one primary label per row cannot hold (other species of a
+    recording go in ``secondary_labels``): every row of that audio is left out (``conflicting labels``).
+    """
+    spans = decode_spans(catalog, None)
+    rows_of: dict[tuple[str, tuple[float, float | None]], list[int]] = {}
+    for i, key in enumerate(zip(catalog["source_path"].astype(str).tolist(), spans)):
+        rows_of.setdefault(key, []).append(i)
+    labels, ids = catalog["label"].astype(str).tolist(), catalog["id"].astype(str).tolist()
+    out: dict[int, str] = {}
+    for rows in rows_of.values():
+        if len(rows) < 2:
+            continue
+        distinct = sorted({labels[i] for i in rows})
+        if len(distinct) == 1:
+            out.update({i: f"duplicate of {ids[rows[0]]} (the same audio and label)" for i in rows[1:]})
+        else:
+            reason = (f"conflicting labels: the same audio is listed as {' and '.join(distinct)} "
+                      "(one primary label per recording; list other species in secondary_labels)")
+            out.update(dict.fromkeys(rows, reason))
+    return out
 
 
 # --------------------------------------------------------------------------- any source

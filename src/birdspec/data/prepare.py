@@ -40,7 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from birdspec.config import EncodingConfig
-from birdspec.data.catalog_layouts import decode_spans, load_catalog
+from birdspec.data.catalog_layouts import decode_spans, load_catalog, repeated_rows
 from birdspec.data.decode import ChunkConcatenator, DecodeTask, cache_key, decode_all, read_cached
 from birdspec.data.outdir import out_state, publish, reset_partial
 from birdspec.data.prepare_settings import PrepareSettings, rating_reason, settings_from_args, skip_reason
@@ -212,11 +212,18 @@ class _Stored:
 def _decode_tasks(
     selected: pd.DataFrame, settings: PrepareSettings, chunk_dir: Path, done: _Stored
 ) -> tuple[list[int], list[DecodeTask]]:
-    """Rows of ``selected`` that pass the metadata checks (the others go to ``done.skipped``) and their tasks."""
+    """Rows of ``selected`` that pass the metadata checks (the others go to ``done.skipped``) and their tasks.
+
+    The checks: a row listing the audio of another row again (:func:`repeated_rows`), then the rating.
+    """
     paths, labels = selected["source_path"].tolist(), selected["label"].tolist()
+    repeated = repeated_rows(selected)
+    if repeated:
+        log.warning("%d row(s) list a recording again (a duplicate, or the same audio under another label) and are "
+                    "skipped; skipped.csv says which and why", len(repeated))
     rows: list[int] = []
     for i, rating in enumerate(selected["rating"].to_numpy(dtype=float)):
-        reason = rating_reason(rating, settings.min_rating)
+        reason = repeated.get(i) or rating_reason(rating, settings.min_rating)
         if reason is None:
             rows.append(i)
         else:
