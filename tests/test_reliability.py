@@ -265,3 +265,31 @@ def test_a_manifest_row_listing_a_recording_again_is_skipped_with_a_reason(tmp_p
     assert len(manifest) == 4 and (manifest["filename"] == "audio/a0.wav").sum() == 2
     assert skipped["reason"].tolist() == [f"duplicate of {manifest['id'][manifest['filename'] == 'audio/b0.wav'].item()} "
                                           "(the same audio and label)"]
+
+
+# ------------------------------------------------------------------ 8: a NUL byte in a web-app path
+@pytest.mark.parametrize("method, url, body", [
+    ("get", "/api/recording?ref=recs/a%00.wav", None), ("get", "/api/audio?ref=recs/a%00.wav", None),
+    ("get", "/api/tile?level=0&index=0&ref=recs/a%00.wav", None), ("get", "/api/file?ref=recs/a%00.wav", None),
+    ("get", "/api/spectrogram?ref=recs/a%00.wav&start_s=0&duration_s=1", None),
+    ("get", "/api/clip?ref=recs/a%00.wav&start_s=0&end_s=1", None),
+    ("get", "/api/prediction?ref=predictions/a%00.csv", None), ("get", "/api/review?prediction=predictions/a%00.csv", None),
+    ("post", "/api/predict", {"recording": "recs/a\0.wav", "checkpoint": "runs/x.pt"}),
+    ("post", "/api/verdict", {"prediction": "predictions/a\0.csv"}),
+])
+def test_a_nul_byte_in_an_app_path_is_a_bad_request(tmp_path, method, url, body):
+    """`ValueError: embedded null byte` was HTTP 500 with a traceback; now 400 saying what is wrong."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from birdspec.app.paths import ServeConfig
+    from birdspec.app.server import create_app
+
+    for d in ("runs", "recs"):
+        (tmp_path / d).mkdir()
+    config = ServeConfig(runs_dir=tmp_path / "runs", recording_dirs=(tmp_path / "recs",), work_dir=tmp_path / "work")
+    client = TestClient(create_app(config), raise_server_exceptions=False)
+    r = client.post(url, json=body) if method == "post" else client.get(url)
+    assert r.status_code == 400, r.text
+    assert "cannot hold a NUL byte" in r.json()["error"]

@@ -3,7 +3,8 @@
 Every file the browser names is a *reference* ``"<root>/<relative path>"``: ``<root>`` is the key of
 one served folder (:class:`Roots`), the rest a relative POSIX path inside it. :meth:`Roots.resolve`
 refuses absolute paths, ``..`` parts, and anything whose real path (symlinks followed) leaves its
-folder, so a page can never read a file the command line did not offer.
+folder, so a page can never read a file the command line did not offer; a path no file can have
+(a NUL byte) is a bad request (:class:`BadPath`, HTTP 400), never a server error.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ MAX_LISTED = 5000
 
 class PathRefused(BirdspecError):
     """A path outside the served folders (traversal, absolute, symlink out) or an unknown folder."""
+
+
+class BadPath(BirdspecError):
+    """A path no file can have (a NUL byte): a bad request, not a refusal."""
 
 
 class NotFound(BirdspecError):
@@ -107,11 +112,14 @@ class Roots:
         """The file ``ref`` names.
 
         Raises:
+            BadPath: ``ref`` holds a NUL byte (the operating system refuses such names).
             PathRefused: an unknown folder key, an absolute path, a ``..`` part, or a real path
                 (symlinks followed) outside the folder.
             NotFound: ``must_exist`` and there is no such file.
         """
         text = str(ref or "").replace("\\", "/")
+        if "\0" in text:
+            raise BadPath(f"{ref!r}: a path cannot hold a NUL byte (\\x00); name a file inside one of the served folders")
         if not text or text.startswith("/") or re.match(r"^[A-Za-z]:", text):
             raise PathRefused(f"{ref!r}: give a path inside one of the served folders (<folder>/<file>), not an absolute path")
         parts = PurePosixPath(text).parts
