@@ -22,8 +22,9 @@ What is "confident" and "right" depends on the activation (:mod:`birdspec.models
     ``y_true`` a target matrix ``(n, K)`` (0/1 or soft; positive = target > 0); every (window, class)
     pair counts: confidence = its score, right = the pair is positive.
 
-:func:`fit_temperature` finds the ``T`` that makes ``scores_numpy(logits, activation, temperature=T)``
-fit labels best (least negative log-likelihood); :func:`plot_reliability` draws the diagram.
+:func:`~birdspec.models.activation.fit_temperature` (defined with the activations; training fits it too)
+finds the ``T`` that makes ``scores_numpy(logits, activation, temperature=T)`` fit labels best (least
+negative log-likelihood); :func:`plot_reliability` draws the diagram.
 NumPy and SciPy only (matplotlib is imported by the plot alone).
 """
 
@@ -38,14 +39,13 @@ from typing import Any
 import numpy as np
 
 from birdspec.errors import ConfigError, DataError
-from birdspec.models.activation import BACKGROUND, check_activation
+from birdspec.models.activation import check_activation, label_ids, score_matrix, target_matrix
+from birdspec.models.activation import fit_temperature  # noqa: F401 - re-exported: calibration's API
 
 log = logging.getLogger(__name__)
 
 KINDS = ("top-label", "per-class")
 DEFAULT_BINS = 15
-TEMPERATURE_BOUNDS = (0.05, 20.0)
-"""The range :func:`fit_temperature` searches (on a log scale)."""
 _TOLERANCE = 1e-6  # float32 scores may stray this far outside [0, 1]
 
 
@@ -115,41 +115,6 @@ def reliability(confidence: Any, correct: Any, *, n_bins: int = DEFAULT_BINS, ki
     return Reliability(edges, counts, mean_conf, freq, ece, mce, int(conf.size), int(n_bins), kind)
 
 
-def _scores(probs: Any) -> np.ndarray:
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2 or p.shape[1] < 1:
-        raise DataError(f"scores must be a (windows, classes) matrix, got shape {p.shape}")
-    return p
-
-
-def _label_ids(y_true: Any, n: int, k: int, activation: str) -> np.ndarray:
-    """Label ids ``(n,)`` in ``[0, K)`` (``[0, K]`` for softmax-background: K = no bird)."""
-    y = np.asarray(y_true)
-    if y.ndim != 1 or y.shape[0] != n:
-        raise DataError(f"{activation} scores need label ids of shape ({n},), got shape {y.shape}"
-                        + ("; a target matrix goes with activation 'sigmoid'" if y.ndim == 2 else ""))
-    top = k + 1 if activation == BACKGROUND else k
-    if y.size and (not np.issubdtype(y.dtype, np.number) or not np.all(np.mod(y, 1) == 0) or y.min() < 0 or y.max() >= top):
-        raise DataError(f"label ids must be whole numbers in [0, {top - 1}] for {k} classes with {activation}"
-                        + (f" ({k} = no bird)" if activation == BACKGROUND else ""))
-    return y.astype(np.int64)
-
-
-def _targets(y_true: Any, shape: tuple[int, int]) -> np.ndarray:
-    """A target matrix ``(n, K)`` of values in [0, 1]."""
-    try:
-        t = np.asarray(y_true, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError("targets must be numbers (1 = the class is there, 0 = not)") from None
-    if t.shape != shape:
-        got = t.shape
-        raise DataError(f"sigmoid scores need a target matrix of shape {shape}, got shape {got}"
-                        + ("; label ids go with a softmax activation" if len(got) == 1 else ""))
-    if t.size and (not np.isfinite(t).all() or t.min() < 0 or t.max() > 1):
-        raise DataError("targets must be in [0, 1] (1 = the class is there)")
-    return t
-
-
 def calibration_of(probs: Any, y_true: Any, *, activation: str, n_bins: int = DEFAULT_BINS) -> Reliability:
     """The reliability of scores ``probs`` ``(n, K)`` against ``y_true`` under ``activation`` (rules: module doc).
 
@@ -163,62 +128,15 @@ def calibration_of(probs: Any, y_true: Any, *, activation: str, n_bins: int = DE
         DataError: shapes that do not fit together, label ids out of range.
     """
     check_activation(activation)
-    p = _scores(probs)
+    p = score_matrix(probs)
     n, k = p.shape
     if activation == "sigmoid":
-        t = _targets(y_true, (n, k))
+        t = target_matrix(y_true, (n, k))
         return reliability(p.reshape(-1), (t > 0).reshape(-1), n_bins=n_bins, kind="per-class")
-    y = _label_ids(y_true, n, k, activation)
+    y = label_ids(y_true, n, k, activation)
     top = p.argmax(axis=1) if n else np.zeros(0, np.int64)
     conf = p.max(axis=1) if n else np.zeros(0)
     return reliability(conf, (top == y) & (y < k), n_bins=n_bins, kind="top-label")
-
-
-def _nll(logits: np.ndarray, y: np.ndarray, activation: str, temperature: float) -> float:
-    """Mean negative log-likelihood of labels (or targets) under ``scores(logits / T)``, via log-sum-exp."""
-    from scipy.special import logsumexp
-
-    z = logits / temperature
-    if activation == "sigmoid":  # binary cross entropy: log(1 + e^z) - t z
-        return float(np.mean(np.logaddexp(0.0, z) - y * z))
-    if activation == BACKGROUND:
-        z = np.concatenate([z, np.zeros((z.shape[0], 1))], axis=1)  # the no-bird logit, class K
-    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(z.shape[0]), y]))
-
-
-def fit_temperature(logits: Any, y_true: Any, *, activation: str) -> float:
-    """The temperature ``T`` in [0.05, 20] that minimises the negative log-likelihood of
-    ``scores_numpy(logits, activation, temperature=T)``: cross entropy over the K classes
-    (softmax), over K + the no-bird class (softmax-background; label id K = no bird), binary cross
-    entropy over every (window, class) pair (sigmoid, ``y_true`` a 0/1 or soft target matrix).
-
-    Args:
-        logits: ``(n, K)``.
-        y_true: label ids ``(n,)`` or a target matrix ``(n, K)`` (see :func:`calibration_of`).
-
-    Returns:
-        T (> 1 softens over-confident scores); 1.0 with fewer than 2 windows.
-
-    Raises:
-        ConfigError: an unknown activation.
-        DataError: shapes that do not fit, logits that are not finite.
-    """
-    from scipy.optimize import minimize_scalar
-
-    check_activation(activation)
-    z = _scores(logits)
-    if not np.isfinite(z).all():
-        raise DataError("logits must be finite numbers")
-    n, k = z.shape
-    y = _targets(y_true, (n, k)) if activation == "sigmoid" else _label_ids(y_true, n, k, activation)
-    if n < 2:
-        return 1.0
-    lo, hi = (math.log(b) for b in TEMPERATURE_BOUNDS)
-    best = minimize_scalar(lambda s: _nll(z, y, activation, math.exp(s)), bounds=(lo, hi), method="bounded",
-                           options={"xatol": 1e-5})
-    t = float(math.exp(best.x))
-    log.debug("fitted temperature %.4f (NLL %.4f -> %.4f)", t, _nll(z, y, activation, 1.0), best.fun)
-    return t
 
 
 def calibration_line(entry: dict[str, Any]) -> str:

@@ -50,12 +50,13 @@ from birdspec.models.checkpoint_info import (
     MODEL_INPUTS,
     READABLE_VERSIONS,
     CheckpointInfo,
+    Detection,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ACTIVATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_NAMES", "CHECKPOINT_VERSION", "CHECKPOINTS_DIR", "MODEL_INPUTS",
+    "ACTIVATIONS", "CHECKPOINT_FORMAT", "CHECKPOINT_NAMES", "CHECKPOINT_VERSION", "CHECKPOINTS_DIR", "Detection", "MODEL_INPUTS",
     "READABLE_VERSIONS", "Checkpoint", "CheckpointInfo", "load_model", "make_checkpoint", "peek_checkpoint",
     "read_checkpoint", "resolve_checkpoint_path", "run_checkpoint", "save_checkpoint",
 ]
@@ -292,10 +293,13 @@ def make_checkpoint(
     epoch: int | None = None,
     metrics: Mapping[str, float] | None = None,
     extra: Mapping[str, Any] | None = None,
+    activation: str | None = None,
+    detection: Detection | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict of ``model`` (weights copied to the CPU)."""
+    """The checkpoint dict of ``model`` (weights copied to the CPU); ``activation`` None: implied by the
+    training config (sigmoid for multi-label runs, else softmax)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {
+    out = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "birdspec_version": __version__,
@@ -310,6 +314,30 @@ def make_checkpoint(
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "extra": _plain(dict(extra or {})),
     }
+    if activation is not None:
+        out["activation"] = str(activation)
+    if detection is not None:
+        out["detection"] = _plain(detection.to_json())
+    return out
+
+
+def set_detection(path: str | Path, detection: Detection | None) -> CheckpointInfo:
+    """Rewrite the checkpoint file ``path`` with other detection settings (atomically); its metadata after.
+
+    Raises:
+        CheckpointError: the file is not a readable checkpoint, or the settings do not fit its classes.
+    """
+    import torch
+
+    ckpt = read_checkpoint(path)
+    raw = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if detection is None:
+        raw.pop("detection", None)
+    else:
+        Detection.from_json(detection.to_json(), num_classes=len(ckpt.classes), source=str(path))
+        raw["detection"] = _plain(detection.to_json())
+    save_checkpoint(raw, path)
+    return ckpt.info.with_detection(detection)
 
 
 def _plain(value: Any) -> Any:

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from birdspec import __version__
-from birdspec.config import INPUT_NORM_EPS_DB, SAMPLE_RATE_HZ, EncodingConfig, FrontendConfig, from_dict, to_dict
+import numpy as np
+
+from birdspec.config import SAMPLE_RATE_HZ, EncodingConfig, FrontendConfig, from_dict, to_dict
 from birdspec.errors import BirdspecError, CheckpointError
+from birdspec.models.activation import ACTIVATIONS, scores_numpy
 
 CHECKPOINT_FORMAT = "birdspec-checkpoint"
 CHECKPOINT_VERSION = 1
 READABLE_VERSIONS = (1,)
 MODEL_INPUTS = ("waveform", "embedding")
-ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def _activation(raw: Mapping[str, Any]) -> str:
@@ -54,6 +56,56 @@ def _class_info(classes: tuple[str, ...], given: Any) -> tuple[dict[str, str], .
 
 
 @dataclass(frozen=True)
+class Detection:
+    """How a model decides that a class is there: what training chose on held-out windows.
+
+    Attributes:
+        thresholds: per class (in class order), the score from which a window counts as a detection
+            (scores after the temperature). ``birdspec predict`` uses them unless ``--min-conf`` is given.
+        temperature: logits are divided by it before the activation (1.0: no temperature scaling).
+        chosen_on: which windows chose them, in words (e.g. validation recordings + no-bird windows).
+        rule: how they were chosen, in words.
+        per_class: per class, what the windows gave at its threshold (precision, recall, F1, counts).
+    """
+
+    thresholds: tuple[float, ...]
+    temperature: float = 1.0
+    chosen_on: str = ""
+    rule: str = ""
+    per_class: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"thresholds": [float(t) for t in self.thresholds], "temperature": float(self.temperature),
+                "chosen_on": self.chosen_on, "rule": self.rule, "per_class": [dict(c) for c in self.per_class]}
+
+    @classmethod
+    def from_json(cls, raw: Any, *, num_classes: int, source: str) -> "Detection | None":
+        """The detection settings of a checkpoint dict's ``detection`` entry (None when absent).
+
+        Raises:
+            CheckpointError: thresholds that are not one number in [0, 1] per class, or a temperature <= 0.
+        """
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise CheckpointError(f"{source}: the detection settings must be a mapping")
+        try:
+            thresholds = tuple(float(t) for t in raw.get("thresholds") or ())
+            temperature = float(raw.get("temperature", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: invalid detection thresholds or temperature ({exc})") from exc
+        if len(thresholds) != num_classes or not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise CheckpointError(
+                f"{source}: the detection settings need one threshold in [0, 1] per class ({num_classes}), got "
+                f"{list(thresholds)[:8]}"
+            )
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise CheckpointError(f"{source}: the detection temperature must be positive, got {temperature}")
+        per_class = tuple(dict(c) for c in raw.get("per_class") or () if isinstance(c, Mapping))
+        return cls(thresholds, temperature, str(raw.get("chosen_on") or ""), str(raw.get("rule") or ""), per_class)
+
+
+@dataclass(frozen=True)
 class CheckpointInfo:
     """Everything a checkpoint says about its model, without the weights (torch-free).
 
@@ -66,6 +118,8 @@ class CheckpointInfo:
         activation: 'softmax' (single-label: a window's scores sum to 1) or 'sigmoid'.
         train_config: the training settings (a dict; empty when unknown).
         epoch / metrics / extra: where training was, what it measured, anything else.
+        detection: the per-class detection thresholds and temperature chosen after training (None for
+            checkpoints written before birdspec chose them, or whose activation was overridden).
         birdspec_version / format_version: who wrote it.
     """
 
@@ -80,6 +134,7 @@ class CheckpointInfo:
     epoch: int | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    detection: Detection | None = None
     birdspec_version: str = ""
     format_version: int = CHECKPOINT_VERSION
 
@@ -100,16 +155,41 @@ class CheckpointInfo:
 
     @property
     def input_norm(self) -> dict[str, Any]:
-        """The spectrogram normalisation of a waveform model: ``{"kind": instance|band|none, "eps_db"}``."""
-        return {"kind": str(self.model.get("input_norm") or "instance"), "eps_db": INPUT_NORM_EPS_DB}
+        """The spectrogram normalisation of a waveform model (:func:`~birdspec.features.input_norm.norm_settings`:
+        ``{"kind": instance|band|level|none, ...}``), as stored, or as older checkpoints implied it."""
+        stored = self.model.get("input_norm_settings")
+        if isinstance(stored, Mapping) and stored.get("kind"):
+            return dict(stored)
+        from birdspec.features.input_norm import norm_settings
+
+        return norm_settings(str(self.model.get("input_norm") or "instance"), self.frontend)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature logits are divided by before the activation (1.0 without calibration)."""
+        return self.detection.temperature if self.detection is not None else 1.0
+
+    @property
+    def thresholds(self) -> tuple[float, ...] | None:
+        """Per-class detection thresholds chosen after training (None: the model has none)."""
+        return self.detection.thresholds if self.detection is not None else None
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Scores ``(B, K)`` float32 of logits ``(B, K)``: this model's activation at its temperature."""
+        return scores_numpy(logits, self.activation, temperature=self.temperature)
 
     def with_activation(self, activation: str) -> "CheckpointInfo":
-        """A copy scoring with ``activation`` ('auto' keeps the checkpoint's)."""
-        if activation == "auto":
+        """A copy scoring with ``activation`` ('auto' keeps the checkpoint's). Another activation than the
+        checkpoint's drops its detection settings (thresholds chosen on other scores do not apply)."""
+        if activation == "auto" or activation == self.activation:
             return self
         if activation not in ACTIVATIONS:
             raise CheckpointError(f"unknown activation {activation!r}; use auto, {', '.join(ACTIVATIONS)}")
-        return dataclasses.replace(self, activation=activation)
+        return dataclasses.replace(self, activation=activation, detection=None)
+
+    def with_detection(self, detection: Detection | None) -> "CheckpointInfo":
+        """A copy with other detection settings."""
+        return dataclasses.replace(self, detection=detection)
 
     def to_json(self) -> dict[str, Any]:
         """A plain-JSON dict (:meth:`from_json` reads it back)."""
@@ -128,6 +208,7 @@ class CheckpointInfo:
             "epoch": self.epoch,
             "metrics": dict(self.metrics),
             "extra": dict(self.extra),
+            "detection": self.detection.to_json() if self.detection is not None else None,
         }
 
     @classmethod
@@ -195,6 +276,7 @@ class CheckpointInfo:
             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
             metrics=dict(raw.get("metrics") or {}),
             extra=dict(raw.get("extra") or {}),
+            detection=Detection.from_json(raw.get("detection"), num_classes=len(classes), source=src),
             birdspec_version=str(raw.get("birdspec_version") or ""),
             format_version=int(version),
         )

@@ -38,7 +38,7 @@ import pandas as pd
 
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, BirdspecError
-from birdspec.prediction.runtime import RecordingRuntime, WindowRuntime, apply_activation
+from birdspec.prediction.runtime import RecordingRuntime, WindowRuntime
 from birdspec.prediction.sources import FileResult, empty_windows
 from birdspec.prediction.windower import Chunk, Done, End, Failed, NonFinite, Short, Windower
 from birdspec.windowing import WindowGeometry, fit_window, window_bounds
@@ -293,7 +293,7 @@ class Engine:
     def _score(self, batch: list[tuple[int, Any, Any]], states: list[_FileState]) -> None:
         rt = self.runtime
         x = rt.stack([b[2] for b in batch])
-        probs = apply_activation(rt.head(x), rt.info.activation)
+        probs = rt.info.scores(rt.head(x))
         for j, (fid, key, _x) in enumerate(batch):
             st = states[fid]
             if st is None or st.error is not None:
@@ -334,7 +334,7 @@ class Engine:
                 bounds = window_bounds(num_samples=wave.size, geometry=self.geometry)
                 if bounds.shape[0] == 0:  # shorter than the shortest partial window: one padded window
                     bounds = np.asarray([[0, wave.size]], dtype=np.int64)
-                probs = apply_activation(self.runtime.score(wave, bounds), self.runtime.info.activation)
+                probs = self.runtime.info.scores(self.runtime.score(wave, bounds))
             except BirdspecError as exc:
                 if strict:
                     raise

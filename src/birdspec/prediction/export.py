@@ -6,9 +6,12 @@
   audio. Inputs: ``waveform`` float32 ``(batch, channels, samples)`` with a
   dynamic batch (``channels`` = 10 for stack10 checkpoints: 10 consecutive
   windows; 1 for window checkpoints); outputs: ``logits`` ``(batch, K)`` and
-  ``scores`` (softmax or sigmoid of the logits, as the checkpoint was trained).
+  ``scores`` (the checkpoint's activation of the logits at its temperature: softmax, sigmoid, or
+  softmax with the implicit no-bird class, :mod:`birdspec.models.activation`).
 - ``FILE`` with the suffix ``.json``: a sidecar with the classes, class info,
-  frontend and encoding configs, the activation and the input layout.
+  frontend and encoding configs, the input norm, the activation, the detection thresholds per class
+  (``detection.thresholds``, on ``scores``; absent for models trained before birdspec chose them)
+  and the input layout.
 
 ONNX and ``torch.stft``: the TorchScript-based ONNX exporter cannot export a
 complex STFT (and ONNX Runtime's own STFT kernel is ~4x slower than this), so
@@ -38,6 +41,7 @@ from birdspec.config import SAMPLE_RATE_HZ, to_dict
 from birdspec.features.torch_frontend import Frontend
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
 from birdspec.fileio import atomic_path, write_json
+from birdspec.models.activation import scores_torch
 from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET
 
 log = logging.getLogger(__name__)
@@ -45,20 +49,22 @@ log = logging.getLogger(__name__)
 
 
 class WaveformModel(nn.Module):
-    """``(B, C, T)`` waveforms -> ``(logits, scores)``: frontend, input norm, backbone, activation."""
+    """``(B, C, T)`` waveforms -> ``(logits, scores)``: frontend, input norm, backbone, activation (at the
+    checkpoint's temperature; :mod:`birdspec.models.activation`)."""
 
-    def __init__(self, frontend: nn.Module, norm: nn.Module, backbone: nn.Module, *, activation: str) -> None:
+    def __init__(self, frontend: nn.Module, norm: nn.Module, backbone: nn.Module, *, activation: str,
+                 temperature: float = 1.0) -> None:
         super().__init__()
         self.frontend = frontend
         self.norm = norm
         self.backbone = backbone
         self.activation = activation
+        self.temperature = float(temperature)
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         spec = self.frontend(wave)
         logits = self.backbone(self.norm(spec))
-        scores = torch.sigmoid(logits) if self.activation == "sigmoid" else torch.softmax(logits, dim=-1)
-        return logits, scores
+        return logits, scores_torch(logits, self.activation, temperature=self.temperature)
 
 
 def export_backbone_onnx(backbone: nn.Module, *, input_shape: tuple[int, int, int], path: str | Path, opset: int = ONNX_OPSET) -> Path:
@@ -188,7 +194,8 @@ def _export(checkpoint: Any, *, fmt: str, out: Path, model_tmp: Path, check_audi
         raise CheckpointError(f"model {meta.name!r} is not a frontend + CNN model; it cannot be exported yet")
     x_np, checked_on = check_waveforms(channels=channels, window_samples=window_samples, audio=check_audio)
     x = torch.from_numpy(x_np)
-    reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation).eval()
+    reference = WaveformModel(model.frontend, model.norm, model.backbone, activation=meta.activation,
+                              temperature=meta.temperature).eval()
     with torch.no_grad():
         ref_logits = reference(x)[0].numpy()
 
@@ -199,7 +206,8 @@ def _export(checkpoint: Any, *, fmt: str, out: Path, model_tmp: Path, check_audi
             raise DependencyError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime (core dependencies of birdspec)") from exc
         frontend = Frontend(fe, stft="dft")
         frontend.load_state_dict(model.frontend.state_dict())  # a learnable filterbank's trained weights
-        wrapper = WaveformModel(frontend, model.norm, model.backbone, activation=meta.activation).eval()
+        wrapper = WaveformModel(frontend, model.norm, model.backbone, activation=meta.activation,
+                                temperature=meta.temperature).eval()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
@@ -254,6 +262,8 @@ def _sidecar(meta: Any, *, fmt: str, channels: int, window_samples: int, diff: f
         "frontend": to_dict(meta.frontend),
         "encoding": to_dict(enc),
         "activation": meta.activation,
+        "input_norm": meta.input_norm,
+        "detection": meta.detection.to_json() if meta.detection is not None else None,
         "input": {
             "name": "waveform",
             "shape": ["batch", channels, window_samples],

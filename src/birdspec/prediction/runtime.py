@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from birdspec.models.activation import ACTIVATIONS
 from birdspec.models.checkpoint import CheckpointInfo
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-ACTIVATION_CHOICES = ("auto", "softmax", "sigmoid")
+ACTIVATION_CHOICES = ("auto", *ACTIVATIONS)
 
 
 class WindowRuntime:
@@ -82,16 +83,6 @@ class RecordingRuntime:
 
     def close(self) -> None:
         """Free what the runtime holds (idempotent)."""
-
-
-def apply_activation(logits: np.ndarray, activation: str) -> np.ndarray:
-    """Scores from logits ``(B, K)``: softmax over classes or element-wise sigmoid, float32."""
-    z = logits.astype(np.float64)
-    if activation == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def onnxruntime_available() -> bool:
