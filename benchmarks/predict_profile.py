@@ -10,7 +10,7 @@ CPU path runs them; figures are per 5 s output window, the best of ``--repeats``
 - ``decode``: libsndfile via :func:`birdspec.audio.iter_blocks` at the file's own rate (no resampling);
 - ``resample``: :func:`birdspec.audio.iter_blocks` to 32 kHz minus ``decode`` (soxr HQ, streamed);
 - ``spectrogram``: :class:`~birdspec.prediction.numpy_frontend.NumpyFrontend`, one thread, batches of 8;
-- ``input norm``: :func:`~birdspec.prediction.numpy_frontend.instance_norm` (the checkpoint's norm);
+- ``input norm``: :func:`~birdspec.features.input_norm.normalise` (the checkpoint's norm);
 - ``network``: the ONNX backbone in ONNX Runtime, batches of 8, 1 intra-op thread (and 2 threads, wall);
 - ``scores``: softmax, the top-k table and its CSV (pandas; an approximation of the CLI's writer).
 
@@ -122,7 +122,7 @@ def frontend_of(onnx: Path):
             break
     ck = meta.get("checkpoint") if isinstance(meta.get("checkpoint"), dict) else meta
     fe = from_dict(FrontendConfig, ck["frontend"]) if "frontend" in ck else FrontendConfig()
-    norm = ck.get("input_norm") or ck.get("norm") or {"kind": "instance", "eps_db": 1.0}
+    norm = (ck.get("model") or {}).get("input_norm_settings") or ck.get("input_norm") or ck.get("norm") or {"kind": "instance", "eps_db": 1.0}
     if isinstance(norm, str):
         norm = {"kind": norm, "eps_db": 1.0}
     npz = onnx.parent / "frontend.npz"
@@ -140,7 +140,8 @@ def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repea
     import soundfile as sf
 
     from birdspec import audio
-    from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
+    from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
+    from birdspec.prediction.numpy_frontend import NumpyFrontend
 
     info = sf.info(str(audio_path))
     sr_in = int(info.samplerate)
@@ -171,9 +172,8 @@ def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repea
     lm = NumpyFrontend(fe, window=window, filterbank=fb, threads=1)
     spec_cpu, spec_wall, _ = _best(lambda: [lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)], repeats)
     feats = np.concatenate([lm(waves[i : i + BATCH]) for i in range(0, n, BATCH)])
-    kind = norm.get("kind", "instance")
-    if kind in ("instance", "band"):
-        norm_fn = lambda: [instance_norm(feats[i : i + BATCH].copy(), eps_db=float(norm.get("eps_db", 1.0)), per_band=kind == "band") for i in range(0, n, BATCH)]  # noqa: E731
+    if norm.get("kind", "instance") != "none":
+        norm_fn = lambda: [normalise(NUMPY_NORM_OPS, feats[i : i + BATCH].copy(), norm) for i in range(0, n, BATCH)]  # noqa: E731
         copy_cpu, copy_wall, _ = _best(lambda: [feats[i : i + BATCH].copy() for i in range(0, n, BATCH)], repeats)
         norm_cpu, norm_wall, normed = _best(norm_fn, repeats)
         norm_cpu, norm_wall = max(0.0, norm_cpu - copy_cpu), max(0.0, norm_wall - copy_wall)

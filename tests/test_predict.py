@@ -22,7 +22,7 @@ from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
 from birdspec.models.checkpoint import read_checkpoint
 from birdspec.models.registry import build_model
 from birdspec.prediction import predictor as predictor_mod
-from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
+from birdspec.prediction.numpy_frontend import NumpyFrontend
 from birdspec.prediction.outputs import RAVEN_COLUMNS
 from birdspec.prediction.predictor import Predictor
 from birdspec.windowing import clip_times, context_starts, fit_window
@@ -134,17 +134,23 @@ def test_numpy_logmel_matches_torch_frontend(cfg):
     np.testing.assert_allclose(got, ref, atol=2e-3)  # dB; typically ~1e-5
 
 
-@pytest.mark.parametrize("per_band", [False, True])
-def test_instance_norm_matches_torch(per_band):
+@pytest.mark.parametrize("kind", ["instance", "band", "level", "none"])
+def test_input_norm_numpy_matches_torch(kind):
+    """One definition (birdspec.features.input_norm), two array libraries: the same numbers."""
+    from birdspec.config import FrontendConfig
+    from birdspec.features.input_norm import NUMPY_NORM_OPS, fit_level, norm_settings, normalise
     from birdspec.models.registry import InputNorm
 
     x = np.random.default_rng(0).standard_normal((3, 128, 321)).astype(np.float32) * 20 - 30
     x += np.linspace(-20, 20, 128, dtype=np.float32)[:, None]  # a coloured background
-    ref = InputNorm(per_band=per_band)(torch.from_numpy(x)[:, None])[:, 0].numpy()
-    np.testing.assert_allclose(instance_norm(x.copy(), eps_db=1.0, per_band=per_band), ref, atol=1e-5)
-    if per_band:  # every band's median over time is the same value (its noise floor removed)
+    settings = fit_level(norm_settings(kind, FrontendConfig()), x, what="test")
+    ref = InputNorm(settings)(torch.from_numpy(x)[:, None])[:, 0].numpy()
+    np.testing.assert_allclose(normalise(NUMPY_NORM_OPS, x.copy(), settings), ref, atol=1e-5)
+    if kind in ("band", "level"):  # every band's median over time is the same value (its noise floor removed)
         med = np.median(ref, axis=2)
         np.testing.assert_allclose(med, med[:, :1].repeat(128, axis=1), atol=1e-5)
+    if kind == "level":  # fitted to these maps: about zero mean and unit variance on them
+        assert abs(float(ref.mean())) < 1e-3 and float(ref.std()) == pytest.approx(1.0, rel=1e-3)
 
 
 # --------------------------------------------------------------------------- window encoding

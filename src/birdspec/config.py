@@ -26,8 +26,8 @@ BACKBONES = ("birdnet",)
 ENCODINGS = ("stack10", "window")
 SHORT_POLICIES = ("drop", "tile", "pad")
 """What a recording shorter than one window gives: nothing, one tiled window, one zero-padded window."""
-INPUT_NORMS = ("instance", "band", "none")
-"""Input normalisations of a CNN's spectrogram (see :class:`~birdspec.models.registry.InputNorm`)."""
+INPUT_NORMS = ("instance", "band", "level", "none")
+"""Input normalisations of a CNN's spectrogram (defined in :mod:`birdspec.features.input_norm`)."""
 INPUT_NORM_EPS_DB = 1.0
 """The ``eps`` (in dB) of the input normalisation's ``(x - mean) / (std + eps)``."""
 EVAL_SPLITS = ("val", "train", "all")
@@ -61,6 +61,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
 FRONTENDS = ("logmel", "pcen", "linear", "mfcc", "learnable-mel")
 """Spectrogram types (:mod:`birdspec.features`): the study's log-mel, per-channel energy normalisation,
 log-magnitude linear-frequency STFT, MFCCs, and a log-mel whose filterbank is learned."""
+
+DB_FRONTENDS = ("logmel", "linear", "learnable-mel")
+"""Spectrogram types whose values are dB of power (the ``level`` input norm needs one)."""
 
 FRONTEND_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "linear": {"n_fft": 512},

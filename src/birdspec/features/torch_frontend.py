@@ -49,6 +49,23 @@ class TorchOps:
 
 
 TORCH_OPS = TorchOps()
+
+
+class TorchNormOps:
+    """:class:`~birdspec.features.input_norm.NormOps` in PyTorch (``sort``: the ONNX exporter expresses it)."""
+
+    def lower_median_last(self, x: torch.Tensor) -> torch.Tensor:
+        k = (x.shape[-1] - 1) // 2
+        return x.sort(dim=-1).values[..., k : k + 1]
+
+    def mean_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.mean(dim=(-2, -1), keepdim=True), x.std(dim=(-2, -1), keepdim=True)
+
+    def clamp_min(self, x: torch.Tensor, value: float) -> torch.Tensor:
+        return torch.clamp(x, min=value)
+
+
+TORCH_NORM_OPS = TorchNormOps()
 STFT_MODES = ("torch", "dft")
 
 

@@ -14,9 +14,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from birdspec.config import INPUT_NORM_EPS_DB, INPUT_NORMS, FrontendConfig
+from birdspec.config import INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import build_frontend
+from birdspec.features.input_norm import normalise, norm_settings
 from birdspec.models import backbones
 from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
 
@@ -143,41 +144,29 @@ _register_birdnet_heads()
 
 
 class InputNorm(nn.Module):
-    """Per-sample, per-channel standardisation of log-mel dB (gain-invariant input).
+    """The input normalisation of a spectrogram ``(B, C, F, T)`` (:mod:`birdspec.features.input_norm`
+    defines every kind once; this is its PyTorch form).
 
-    ``(B, C, F, T)``: each ``(F, T)`` map gets zero mean and unit variance;
-    ``eps_db`` keeps near-silent maps from being blown up. With
-    ``per_band=True`` (input norm ``band``) every mel band first loses its own
-    median over time, its noise floor: a stationary background (wind, water,
-    traffic, a recorder's colouring) becomes flat and the calls stand out.
-    The median (the lower one for an even frame count, as ``torch.median``)
-    is robust to calls that fill up to half of the window, unlike the mean.
-    In the ``small-data`` recipe on the reed warbler cross-validation it is
-    the largest single ingredient: 0.75 recording accuracy without it, 0.92
-    with it (MobileNetV2 from scratch, benchmarks/README.md).
+    ``band`` (each mel band's median over time, its noise floor, removed before standardising) was the
+    largest single ingredient of the ``small-data`` recipe on the reed warbler cross-validation (0.75 ->
+    0.92 recording accuracy); ``level`` keeps that floor removal but never stretches a window to unit
+    variance and treats what lies under an absolute floor as silence, so quiet noise stays quiet.
+
+    Args:
+        settings: :func:`~birdspec.features.input_norm.norm_settings` (a checkpoint's ``input_norm_settings``).
     """
 
-    def __init__(self, eps_db: float = INPUT_NORM_EPS_DB, *, per_band: bool = False) -> None:
+    def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__()
-        self.eps_db = eps_db
-        self.per_band = per_band
+        self.settings = dict(settings)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_band:
-            x = x - band_floor(x)
-        mean = x.mean(dim=(-2, -1), keepdim=True)
-        std = x.std(dim=(-2, -1), keepdim=True)
-        return (x - mean) / (std + self.eps_db)
+        from birdspec.features.torch_frontend import TORCH_NORM_OPS
 
+        return normalise(TORCH_NORM_OPS, x, self.settings)
 
-def band_floor(x: torch.Tensor) -> torch.Tensor:
-    """The median of every band over time, ``(..., F, T) -> (..., F, 1)`` (lower median).
-
-    Written with ``sort`` rather than ``torch.median`` so that the ONNX export
-    (TorchScript exporter) can express it.
-    """
-    k = (x.shape[-1] - 1) // 2
-    return x.sort(dim=-1).values[..., k : k + 1]
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
 
 
 class BirdspecModel(nn.Module):
@@ -188,13 +177,14 @@ class BirdspecModel(nn.Module):
         norm: input normalisation of the spectrogram.
         backbone: the CNN on spectrograms.
         config: what :func:`build_model` needs to rebuild this model
-            (``name``, ``in_channels``, ``num_classes``, ``options``, ``input_norm``).
+            (``name``, ``in_channels``, ``num_classes``, ``options``, ``input_norm``, ``input_norm_settings``).
     """
 
-    def __init__(self, frontend: nn.Module, backbone: nn.Module, *, config: dict[str, Any], input_norm: str = "instance") -> None:
+    def __init__(self, frontend: nn.Module, backbone: nn.Module, *, config: dict[str, Any],
+                 input_norm: Mapping[str, Any]) -> None:
         super().__init__()
         self.frontend = frontend
-        self.norm = InputNorm(per_band=input_norm == "band") if input_norm in ("instance", "band") else nn.Identity()
+        self.norm = InputNorm(input_norm) if input_norm["kind"] != "none" else nn.Identity()
         self.backbone = backbone
         self.config = config
 
@@ -221,6 +211,7 @@ def build_model(
     num_classes: int,
     frontend: FrontendConfig | None = None,
     input_norm: str = "instance",
+    input_norm_settings: Mapping[str, Any] | None = None,
     pretrained: str | None = None,
     first_conv: str = "repeat",
     options: Mapping[str, Any] | None = None,
@@ -239,12 +230,16 @@ def build_model(
         options: extra keyword arguments of the backbone (e.g. ``width_mult``, ``dropout``).
         class_info: the classes' ``{label, scientific_name, common_name}``, for models that
             need them (``ModelSpec.needs_class_info``: the BirdNET prior heads).
+        input_norm / input_norm_settings: the input norm's kind (:data:`~birdspec.config.INPUT_NORMS`), or
+            the settings a checkpoint stored (which win: an old model keeps exactly the norm it was trained with).
     """
     spec = get_spec(name)
     if in_channels < 1 or num_classes < 2:
         raise ConfigError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
     if input_norm not in INPUT_NORMS:
         raise ConfigError(f"unknown input_norm {input_norm!r}; use one of {', '.join(INPUT_NORMS)}")
+    if spec.input == "waveform":
+        norm = dict(input_norm_settings) if input_norm_settings else norm_settings(input_norm, frontend or FrontendConfig())
     opts = dict(options or {})
     if spec.input != "waveform":  # e.g. heads over precomputed embeddings: no frontend, no pretraining
         if pretrained:
@@ -288,12 +283,13 @@ def build_model(
         "in_channels": int(in_channels),
         "num_classes": int(num_classes),
         "options": opts,
-        "input_norm": input_norm,
+        "input_norm": norm["kind"],
+        "input_norm_settings": norm,
         "pretrained": str(pretrained) if pretrained else None,
         "first_conv": first_conv if pretrained else None,
     }
     backbone = backbone.to(memory_format=torch.channels_last)
-    return BirdspecModel(build_frontend(frontend), backbone, config=config, input_norm=input_norm)
+    return BirdspecModel(build_frontend(frontend), backbone, config=config, input_norm=norm)
 
 
 def model_from_config(config: Mapping[str, Any], frontend: FrontendConfig) -> nn.Module:
@@ -309,7 +305,8 @@ def model_from_config(config: Mapping[str, Any], frontend: FrontendConfig) -> nn
             in_channels=int(config["in_channels"]),
             num_classes=int(config["num_classes"]),
             frontend=frontend,
-            input_norm=config.get("input_norm", "instance"),
+            input_norm=config.get("input_norm") or "instance",
+            input_norm_settings=config.get("input_norm_settings"),
             options=config.get("options") or {},
         )
     model.config = dict(config)

@@ -1,9 +1,8 @@
-"""The spectrogram and input normalisation in NumPy/SciPy, for fast CPU prediction without PyTorch.
+"""The spectrogram in NumPy/SciPy, for fast CPU prediction without PyTorch.
 
 :class:`NumpyFrontend` computes the same numbers as :class:`~birdspec.features.Frontend`
-(to ~1e-5 dB, every spectrogram type) and
-:func:`instance_norm` those of :class:`~birdspec.models.registry.InputNorm`;
-tests check both against the torch modules.
+(to ~1e-5 dB, every spectrogram type; a test checks it against the torch module). The input
+normalisation that follows is :func:`birdspec.features.input_norm.normalise` with NumPy's operations.
 """
 
 from __future__ import annotations
@@ -260,20 +259,3 @@ class NumpyFrontend:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-
-
-def instance_norm(x: np.ndarray, *, eps_db: float, per_band: bool = False) -> np.ndarray:
-    """NumPy :class:`~birdspec.models.registry.InputNorm`: per window ``(x - mean) / (std + eps)``, in place.
-
-    ``x`` is ``(n, F, T)``; the standard deviation is the unbiased one, as ``torch.std``.
-    ``per_band`` first removes every band's (lower) median over time (input norm ``band``).
-    """
-    n = x.shape[1] * x.shape[2]
-    if per_band:
-        k = (x.shape[2] - 1) // 2
-        x -= np.partition(x, k, axis=2)[:, :, k : k + 1]
-    mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
-    var = np.square(x - mean.astype(np.float32)).sum(axis=(1, 2), keepdims=True, dtype=np.float64) / max(1, n - 1)
-    x -= mean.astype(np.float32)
-    x /= (np.sqrt(var) + eps_db).astype(np.float32)
-    return x

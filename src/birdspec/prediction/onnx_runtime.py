@@ -43,7 +43,8 @@ from birdspec.config import to_dict
 from birdspec.errors import BirdspecError, CheckpointError, DependencyError
 from birdspec.fileio import replace_dir, write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
-from birdspec.prediction.numpy_frontend import NumpyFrontend, instance_norm
+from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
+from birdspec.prediction.numpy_frontend import NumpyFrontend
 from birdspec.prediction.runtime import WindowRuntime
 
 log = logging.getLogger(__name__)
@@ -144,11 +145,7 @@ class OnnxRuntime(WindowRuntime):
         self.entry = entry
 
     def features(self, waves: np.ndarray) -> np.ndarray:
-        x = self._logmel(waves)
-        kind = self._norm["kind"]
-        if kind in ("instance", "band"):
-            return instance_norm(x, eps_db=float(self._norm["eps_db"]), per_band=kind == "band")
-        return x
+        return normalise(NUMPY_NORM_OPS, self._logmel(waves), self._norm)
 
     def head(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
