@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
 
 ABLATIONS = {
-    "small-data-no-band": ({"input_norm": "instance"}, "- band noise-floor removal (instance norm only)"),
+    "small-data-no-band": ({"input_norm": "instance"}, "- the level-aware input (per-window standardisation, the study's)"),
     "small-data-every-window": ({"crops_per_recording": 0, "epochs": 10},
                                 "- equal weight per recording (a crop per 5 s window: long recordings weigh more; 10 epochs, as many steps)"),
     "small-data-5s-crops": ({"crop_s": None}, "- short crops (5 s crops, the full window)"),

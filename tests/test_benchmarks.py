@@ -30,7 +30,8 @@ def accuracy():
 def test_recipe_rows_use_birdspec_recipes(accuracy):
     small = accuracy.recipe_settings("small-data", "mobilenetv2-seed", "window")
     assert TrainConfig(**small) == TrainConfig.from_recipe("small-data", model="mobilenetv2-seed")
-    assert accuracy.recipe_settings("study", "resnet18", "stack10") == {"schedule": "constant", "recipe": "study"}
+    assert accuracy.recipe_settings("study", "resnet18", "stack10") == {
+        "schedule": "constant", "input_norm": "instance", "nocall_fraction": 0.0, "recipe": "study"}
     assert "crop_s" not in accuracy.recipe_settings("small-data", "resnet18", "stack10")
     assert not accuracy.fixed_epochs("study") and accuracy.fixed_epochs("small-data")
     assert not accuracy.fixed_epochs("small-data-inner-val")
@@ -50,7 +51,7 @@ def test_each_ablation_changes_only_what_it_says(accuracy, name):
     base = accuracy.recipe_settings("small-data", "mobilenetv2-seed", "window")
     ablated = accuracy.recipe_settings(name, "mobilenetv2-seed", "window")
     changes, _ = accuracy.ABLATIONS[name]
-    assert {k for k in base if base[k] != ablated.get(k)} == {k for k in changes if base.get(k) != changes[k]}
+    assert {k for k in {*base, *ablated} if base.get(k) != ablated.get(k)} == {k for k in changes if base.get(k) != changes[k]}
     TrainConfig(**ablated)  # a valid configuration
     assert set(RECIPES["small-data"].settings) <= set(base)
 

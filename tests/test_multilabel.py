@@ -48,14 +48,18 @@ def test_secondary_weight_extremes(weight):
 
 
 def test_config_label_modes_and_checkpoint_activation():
-    primary, multi = TrainConfig(), TrainConfig(labels="multi")
+    primary, multi = TrainConfig(nocall_fraction=0.0), TrainConfig(labels="multi")
     assert (primary.loss, multi.loss) == ("ce", "bce")
     assert _activation({"train_config": primary.to_dict()}) == "softmax"
+    # no-bird samples of a single-label run: the implicit no-bird class (a trained "nothing here")
+    assert _activation({"train_config": TrainConfig(nocall_fraction=0.1).to_dict()}) == "softmax-background"
+    assert TrainConfig().for_samples("window").activation == "softmax-background"
+    assert TrainConfig().for_samples("stack10").activation == "softmax"  # the study's recording classifier
+    with pytest.raises(ConfigError, match="stack10 samples are whole recordings"):
+        TrainConfig(nocall_fraction=0.1).for_samples("stack10")
     for loss in ("bce", "focal", "asl"):  # every multi-label loss gives sigmoid scores at prediction
         assert _activation({"train_config": TrainConfig(labels="multi", loss=loss).to_dict()}) == "sigmoid"
     assert TrainConfig.from_dict(multi.to_dict()) == multi
-    with pytest.raises(ConfigError, match="need --labels multi.*no bird"):
-        TrainConfig(nocall_fraction=0.1)
     with pytest.raises(ConfigError, match="--labels multi"):
         TrainConfig(loss="focal")
     with pytest.raises(ConfigError, match="LO <= HI"):

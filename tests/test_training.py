@@ -60,11 +60,13 @@ def test_recipes_give_settings_that_explicit_options_override(tiny_stack_dataset
     cfg = TrainConfig.from_recipe("small-data", model="resnet18", epochs=5)
     small = RECIPES["small-data"]
     assert cfg.recipe == "small-data" and cfg.epochs == 5  # the override wins
-    assert cfg.lr == small.peak_lr["resnet18"] and cfg.input_norm == "band" and cfg.crop_s == 3.0
+    assert cfg.lr == small.peak_lr["resnet18"] and cfg.resolved().input_norm == "level" and cfg.crop_s == 3.0
     assert cfg.resolved().weight_decay == 1e-4  # unset fields still come from the model
     stack = TrainConfig.from_recipe("small-data", encoding="stack10")
     assert stack.crop_s is None and stack.crops_per_recording == small.settings["crops_per_recording"]
-    assert TrainConfig.from_recipe("study") == TrainConfig(recipe="study")
+    study = TrainConfig.from_recipe("study")  # the study's closed-world classifier, not the new defaults
+    assert study == TrainConfig(recipe="study", input_norm="instance", nocall_fraction=0.0)
+    assert study.activation == "softmax" and TrainConfig().resolved().input_norm == "level"
     with pytest.raises(ConfigError, match="unknown recipe"):
         TrainConfig.from_recipe("tiny-data")
     parser = build_parser()
@@ -259,7 +261,9 @@ def test_rows_encoding_override_and_options(tiny_stack_dataset, tmp_path, monkey
     assert config["rows"]["train"] == ids[rows_train].tolist() and config["rows"]["val"] == ids[rows_val].tolist()
     assert config["encoding"]["name"] == "window" and config["dataset"]["encoding"]["name"] == "stack10"
     assert config["num_samples"]["val"] == 3 * len(rows_val)  # 3 s recordings, 1 s windows
-    assert config["num_samples"]["train"] == 2 * len(rows_train)  # 2 random crops per recording and epoch
+    nocall = config["num_samples"]["train_nocall"]  # no-bird samples: 20 % of all by default for window models
+    assert nocall == round(2 * len(rows_train) * 0.2 / 0.8) and config["num_samples"]["val_nocall"] >= 32
+    assert config["num_samples"]["train"] == 2 * len(rows_train) + nocall  # 2 random crops per recording and epoch
     preds = pd.read_csv(run / "predictions_val.csv")
     assert len(preds) == 3 * len(rows_val) and set(preds["window"]) == {0, 1, 2}
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"]

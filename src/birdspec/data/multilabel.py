@@ -7,10 +7,7 @@ to the primary stays 1.0; labels outside the classes are ignored and counted).
 
 :class:`MultiLabelDataset` wraps a sample dataset (``(x, label_id)``, e.g.
 :class:`~birdspec.data.dataset.RecordingDataset`) and yields ``(x, targets)``
-instead; with a :class:`~birdspec.data.nocall.NoCallSource` it appends
-no-bird samples (all-zero targets), and with a
-:class:`~birdspec.data.nocall.BackgroundMixer` it mixes a background under
-training samples. Every other attribute (``sample_rows``, ``labels``, ``data``,
+instead. Every other attribute (``sample_rows``, ``labels``, ``data``,
 ...) is the wrapped dataset's, so evaluation code reads it unchanged.
 """
 
@@ -94,23 +91,18 @@ def log_targets(found: LabelTargets, *, rows: int) -> None:
 
 
 class MultiLabelDataset(Dataset):
-    """``(x, targets)`` samples: the wrapped dataset's inputs with multi-label targets (+ no-bird samples).
+    """``(x, targets)`` samples: the wrapped dataset's inputs with multi-label targets.
 
     Args:
         base: a dataset yielding ``(x, label_id)`` with ``sample_rows`` (manifest row per sample).
         targets: ``(n_manifest_rows, K)`` target vectors (:func:`label_targets`).
-        nocall: a :class:`~birdspec.data.nocall.NoCallSource` and how many no-bird samples to add
-            after the base samples (all-zero targets); None = none.
-        mixer: a :class:`~birdspec.data.nocall.BackgroundMixer` applied to every sample; None = none.
+
+    No-bird samples (all-zero targets) are appended by :class:`~birdspec.data.nocall.WithNoCall`.
     """
 
-    def __init__(self, base: Any, targets: np.ndarray, *, nocall: tuple[Any, int] | None = None,
-                 mixer: Any = None) -> None:
+    def __init__(self, base: Any, targets: np.ndarray) -> None:
         self.base = base
         self.targets = np.asarray(targets, dtype=np.float32)
-        self.nocall_source, self.num_nocall = nocall if nocall is not None else (None, 0)
-        self.mixer = mixer
-        self._shape = tuple(base.sample_shape) if self.num_nocall else ()
 
     def __getattr__(self, name: str) -> Any:  # sample_rows, labels, data, classes, in_channels, ...
         if name == "base":  # not set yet (e.g. while unpickling)
@@ -118,16 +110,9 @@ class MultiLabelDataset(Dataset):
         return getattr(self.base, name)
 
     def __len__(self) -> int:
-        return len(self.base) + int(self.num_nocall)
+        return len(self.base)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n_base = len(self.base)
-        if index < n_base:
-            x, _ = self.base[index]
-            y = self.targets[int(self.base.sample_rows[index])]
-        else:
-            x = torch.from_numpy(self.nocall_source.crop(int(np.prod(self._shape))).reshape(self._shape))
-            y = np.zeros(self.targets.shape[1], dtype=np.float32)
-        if self.mixer is not None:
-            x = torch.from_numpy(self.mixer.mix(x.numpy()))
+        x, _ = self.base[index]
+        y = self.targets[int(self.base.sample_rows[index])]
         return x, torch.from_numpy(np.ascontiguousarray(y))

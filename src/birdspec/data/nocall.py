@@ -1,14 +1,17 @@
-"""Audio without a bird of the classes: quiet stretches, background recordings, and mixing at an SNR.
+"""Audio without a bird of the classes: quiet stretches, backgrounds, no-bird samples, mixing at an SNR.
 
 - :func:`quiet_stretches` owns the rule for "no call here" inside a recording
   (energy relative to the recording's own noise floor and loud level).
 - :func:`load_backgrounds` reads a folder of background recordings (their
   content counts as "none of the classes", whatever else they hold).
-- :class:`NoCallSource` draws no-bird crops from both; :class:`BackgroundMixer`
-  mixes a background under a sample at an SNR drawn from a range
-  (:func:`mix_at_snr`).
+- :class:`NoCallSource` draws no-bird crops from quiet stretches, background recordings and the
+  built-in synthetic backgrounds (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain,
+  hum); :class:`WithNoCall` appends such samples to a dataset; :class:`BackgroundMixer` mixes a
+  background under a sample at an SNR drawn from a range (:func:`mix_at_snr`).
 
-Random draws use torch's global generator, which Lightning seeds per data-loader worker.
+Training draws come from a NumPy generator seeded from torch's global generator (which Lightning
+seeds per data-loader worker and a resumed run restores); fixed samples (validation, thresholds)
+from a generator seeded by the sample's index, so they are the same in every epoch and process.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError, DataError
 from birdspec.windowing import fit_window
 
@@ -121,57 +126,127 @@ def load_backgrounds(folder: str | Path, *, sample_rate_hz: int) -> list[np.ndar
     return out
 
 
-def _rand(high: int) -> int:
-    return int(torch.randint(0, high, (1,)).item()) if high > 1 else 0
+def torch_seeded_rng() -> np.random.Generator:
+    """A NumPy generator seeded from torch's global generator (seeded per worker; restored on resume)."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
-def _crop_of(wave: np.ndarray, length: int) -> np.ndarray:
+def _crop_of(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
     """A random ``length`` crop of ``wave`` (tiled when shorter)."""
     if wave.size >= length:
-        start = _rand(wave.size - length + 1)
+        start = int(rng.integers(wave.size - length + 1))
         return np.asarray(wave[start:start + length], dtype=np.float32)
-    return fit_window(np.asarray(wave, dtype=np.float32), length=length, fill="tile", start=_rand(wave.size))
+    return fit_window(np.asarray(wave, dtype=np.float32), length=length, fill="tile", start=int(rng.integers(max(1, wave.size))))
 
 
 class NoCallSource:
-    """No-bird crops: quiet stretches of prepared recordings and/or background recordings.
+    """No-bird crops: quiet stretches of prepared recordings, background recordings, synthetic backgrounds.
 
-    Every crop first picks a source kind (uniformly among the kinds that have audio), then a
-    stretch / recording with probability proportional to its length, then a random position
-    (a shorter stretch is tiled to the crop length).
+    Every crop first picks a source kind (uniformly among the kinds there are), then a stretch /
+    recording with probability proportional to its length and a random position (a shorter one is
+    tiled to the crop length), or a synthetic background of a random kind and level
+    (:func:`~birdspec.data.backgrounds.random_background`).
 
     Args:
         store: the prepared dataset's waveform store (``read(offset, n, start=, length=)``).
         stretches: ``(offset, num_samples, start, end)`` per quiet stretch of a stored recording.
         backgrounds: background recordings (arrays).
+        synthetic: draw from the built-in synthetic backgrounds too.
+        sample_rate_hz: of the store and the backgrounds.
     """
 
     def __init__(self, store: object, stretches: Sequence[tuple[int, int, int, int]],
-                 backgrounds: Sequence[np.ndarray] = ()) -> None:
+                 backgrounds: Sequence[np.ndarray] = (), *, synthetic: bool = False,
+                 sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
         self.store = store
         self.stretches = np.asarray(stretches, dtype=np.int64).reshape(-1, 4)
         self.backgrounds = list(backgrounds)
-        if not len(self.stretches) and not self.backgrounds:
+        self.synthetic = bool(synthetic)
+        self.sample_rate_hz = int(sample_rate_hz)
+        if not len(self.stretches) and not self.backgrounds and not self.synthetic:
             raise DataError(
                 "found no quiet stretch in the training recordings and no background recording for no-bird crops; "
-                "give --background DIR (recordings without the classes' birds)"
+                "give --background DIR (recordings without the classes' birds), or keep the synthetic backgrounds on"
             )
         self._stretch_p = self._weights(self.stretches[:, 3] - self.stretches[:, 2])
         self._bg_p = self._weights([w.size for w in self.backgrounds])
+        self.kinds = [k for k, on in (("stretch", self._stretch_p is not None), ("background", self._bg_p is not None),
+                                      ("synthetic", self.synthetic)) if on]
 
     @staticmethod
-    def _weights(lengths: Sequence[int] | np.ndarray) -> torch.Tensor | None:
+    def _weights(lengths: Sequence[int] | np.ndarray) -> np.ndarray | None:
         lengths = np.asarray(lengths, dtype=np.float64)
-        return torch.from_numpy(lengths / lengths.sum()) if lengths.size and lengths.sum() > 0 else None
+        return lengths / lengths.sum() if lengths.size and lengths.sum() > 0 else None
 
-    def crop(self, length: int) -> np.ndarray:
-        """One no-bird crop of ``length`` samples, float32."""
-        kinds = [k for k, p in (("stretch", self._stretch_p), ("background", self._bg_p)) if p is not None]
-        kind = kinds[_rand(len(kinds))]
+    def crop(self, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """One no-bird crop of ``length`` samples, float32 (``rng`` None: seeded from torch's generator)."""
+        rng = rng if rng is not None else torch_seeded_rng()
+        kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        if kind == "synthetic":
+            from birdspec.data.backgrounds import random_background
+
+            return random_background(num_samples=length, rng=rng, sample_rate_hz=self.sample_rate_hz)[0]
         if kind == "background":
-            return _crop_of(self.backgrounds[int(torch.multinomial(self._bg_p, 1).item())], length)
-        offset, n, start, end = (int(v) for v in self.stretches[int(torch.multinomial(self._stretch_p, 1).item())])
-        return _crop_of(self.store.read(offset, n, start=start, length=end - start), length)
+            return _crop_of(self.backgrounds[int(rng.choice(len(self.backgrounds), p=self._bg_p))], length, rng)
+        offset, n, start, end = (int(v) for v in self.stretches[int(rng.choice(len(self.stretches), p=self._stretch_p))])
+        return _crop_of(self.store.read(offset, n, start=start, length=end - start), length, rng)
+
+
+class WithNoCall(Dataset):
+    """A dataset's ``(x, y)`` samples followed by ``count`` no-bird samples ``(crop, nocall_target)``.
+
+    Args:
+        base: yields ``(x, y)`` and has ``sample_shape`` (e.g. a
+            :class:`~birdspec.data.dataset.RecordingDataset`, possibly wrapped); its other attributes
+            (``sample_rows``, ``labels``, ``data``, ...) are this dataset's too.
+        source: where no-bird crops come from; None with ``count`` 0.
+        count: no-bird samples added after the base samples.
+        nocall_target: their target: the no-bird class id K (single-label) or a ``(K,)`` zero vector.
+        seed: None (training): a new crop every time; an int: sample ``i`` is always the same crop
+            (validation and threshold windows).
+        mixer: a :class:`BackgroundMixer` applied to every sample (training only).
+    """
+
+    def __init__(self, base: Any, source: NoCallSource | None, count: int, nocall_target: Any, *,
+                 seed: int | None = None, mixer: BackgroundMixer | None = None) -> None:
+        if count and source is None:
+            raise DataError("no-bird samples need a source of no-bird audio")
+        self.base = base
+        self.source = source
+        self.count = int(count)
+        self.nocall_target = nocall_target
+        self.seed = seed
+        self.mixer = mixer
+        self._shape = tuple(base.sample_shape)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "base":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __len__(self) -> int:
+        return len(self.base) + self.count
+
+    @property
+    def num_nocall(self) -> int:
+        return self.count
+
+    def nocall_crop(self, i: int) -> np.ndarray:
+        """No-bird sample ``i`` (``0 <= i < count``) as ``sample_shape`` float32."""
+        rng = np.random.default_rng([int(self.seed), int(i)]) if self.seed is not None else None
+        return self.source.crop(int(np.prod(self._shape)), rng).reshape(self._shape)  # type: ignore[union-attr]
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        n_base = len(self.base)
+        if index < n_base:
+            x, y = self.base[index]
+        else:
+            x = torch.from_numpy(self.nocall_crop(index - n_base))
+            y = self.nocall_target  # as the base dataset's: a label id (int) or a target vector (tensor)
+            y = torch.from_numpy(np.array(y, dtype=np.float32)) if isinstance(y, np.ndarray) else int(y)
+        if self.mixer is not None:
+            x = torch.from_numpy(self.mixer.mix(x.numpy()))
+        return x, y
 
 
 def find_stretches(data: object, rows: Sequence[int], rule: QuietRule = QuietRule()) -> list[tuple[int, int, int, int]]:
@@ -199,8 +274,9 @@ class BackgroundMixer:
         self.probability = float(probability)
 
     def mix(self, x: np.ndarray) -> np.ndarray:
-        if float(torch.rand(1).item()) >= self.probability:
+        rng = torch_seeded_rng()
+        if float(rng.random()) >= self.probability:
             return x
-        bg = _crop_of(self.backgrounds[_rand(len(self.backgrounds))], int(x.size)).reshape(x.shape)
+        bg = _crop_of(self.backgrounds[int(rng.integers(len(self.backgrounds)))], int(x.size), rng).reshape(x.shape)
         lo, hi = self.snr_db
-        return mix_at_snr(x, bg, lo + (hi - lo) * float(torch.rand(1).item()))
+        return mix_at_snr(x, bg, lo + (hi - lo) * float(rng.random()))

@@ -22,6 +22,11 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
 FIRST_CONV_MODES = ("repeat", "average")
+THRESHOLD_SPLITS = ("val", "train")
+"""Where the detection thresholds are chosen after training: the validation rows (default) or the training
+rows (in-sample; for a fixed budget whose validation rows are a test fold: ``cv --fixed-epochs``)."""
+DEFAULT_NOCALL_FRACTION = 0.2
+"""No-bird share of the training samples of new per-window runs (``nocall_fraction`` None; 0 for stack10)."""
 
 FALLBACK_DEFAULTS: Mapping[str, Any] = {"optimizer": "adamw", "lr": 0.001, "weight_decay": 0.01, "batch_size": 16}
 """Used when a model's ``train_defaults`` do not name a setting."""
@@ -40,8 +45,11 @@ class TrainConfig:
         frontend: the spectrogram type (:data:`~birdspec.config.FRONTENDS`; default the study's logmel).
         frontend_options: :class:`~birdspec.config.FrontendConfig` fields to change (e.g.
             ``{"pcen_gain": 0.9}``), on top of the dataset's frontend settings and the type's defaults.
-        input_norm: 'instance' (per-sample standardised log-mel, default), 'band'
-            (each mel band's median over time, its noise floor, removed first) or 'none'.
+        input_norm: None (default): 'level' on dB spectrograms (logmel, linear, learnable-mel), 'band' on
+            the others; 'level' keeps absolute level (an absolute floor, each band's noise floor removed,
+            fixed dB units: quiet noise stays quiet); 'instance' (per-sample standardised, the study's),
+            'band' (each band's median over time removed, then standardised) or 'none'
+            (:mod:`birdspec.features.input_norm`).
         pretrained: None, 'imagenet' or a path to a torchvision state dict.
         first_conv: how pretrained RGB kernels become C channels: 'repeat' or 'average'.
         optimizer: adamw | adam | sgd (momentum 0.9) | rmsprop; None = the model's default.
@@ -88,18 +96,29 @@ class TrainConfig:
         loss: 'ce' (primary labels) or, with ``labels='multi'``, 'bce' (default), 'focal' or 'asl'
             (asymmetric loss); None = the labels' default. ``focal_gamma``, ``asl_gamma_neg``,
             ``asl_gamma_pos`` and ``asl_clip`` are their parameters.
-        nocall_fraction: share of extra no-bird training samples (all-zero targets; multi only):
-            quiet stretches of the training recordings and recordings of ``background_dir``.
+        nocall_fraction: share of no-bird samples among the training samples: quiet stretches of the
+            training recordings, built-in synthetic backgrounds (``synthetic_nocall``) and recordings of
+            ``background_dir``. Their target is the implicit "no bird" class of a single-label model
+            (activation ``softmax-background``) or all zeros for ``labels='multi'``; validation gets its own
+            fixed no-bird windows. None (default): :data:`DEFAULT_NOCALL_FRACTION` for per-window samples,
+            0 for stack10 (the study's recording classifier); 0: a closed-world model.
+        synthetic_nocall: draw no-bird samples from the built-in synthetic backgrounds too
+            (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain, hum at -90 to -20 dBFS).
         background_dir: a folder of recordings without the classes' birds, for no-bird samples.
-        background_mix_dir: a folder of recordings mixed under training samples (multi only),
-            with probability ``background_mix_probability`` at an SNR uniform in ``background_snr_db``.
+        background_mix_dir: a folder of recordings mixed under training samples, with probability
+            ``background_mix_probability`` at an SNR uniform in ``background_snr_db``.
+        thresholds_on: where the per-class detection thresholds (and the temperature) are chosen after
+            training (:mod:`birdspec.training.detection`): 'val' (the validation rows and their no-bird
+            windows) or 'train' (the training rows, in-sample: for runs whose validation rows are a test fold).
+        temperature_scaling: fit a temperature on the same windows before choosing the thresholds, so the
+            scores are closer to probabilities (stored in the checkpoint, applied by every runtime).
     """
 
     model: str = "mobilenetv2-seed"
     model_options: Mapping[str, Any] = field(default_factory=dict)
     frontend: str = "logmel"
     frontend_options: Mapping[str, Any] = field(default_factory=dict)
-    input_norm: str = "instance"
+    input_norm: str | None = None
     pretrained: str | None = None
     first_conv: str = "repeat"
     optimizer: str | None = None
@@ -137,11 +156,14 @@ class TrainConfig:
     asl_gamma_neg: float = 4.0
     asl_gamma_pos: float = 1.0
     asl_clip: float = 0.05
-    nocall_fraction: float = 0.0
+    nocall_fraction: float | None = None
+    synthetic_nocall: bool = True
     background_dir: str | None = None
     background_mix_dir: str | None = None
     background_snr_db: tuple[float, float] = (0.0, 20.0)
     background_mix_probability: float = 0.5
+    thresholds_on: str = "val"
+    temperature_scaling: bool = False
 
     def __post_init__(self) -> None:
         def choice(name: str, value: Any, options: tuple[str, ...], *, optional: bool = False) -> None:
@@ -193,7 +215,8 @@ class TrainConfig:
             from birdspec.training.recipes import get_recipe
 
             get_recipe(self.recipe)  # a known name
-        choice("input norm", self.input_norm, INPUT_NORMS)
+        choice("input norm", self.input_norm, INPUT_NORMS, optional=True)
+        choice("threshold split", self.thresholds_on, THRESHOLD_SPLITS)
         from birdspec.training.multilabel import check_label_settings
 
         check_label_settings(self)  # labels, loss, no-bird and background settings
@@ -231,17 +254,47 @@ class TrainConfig:
         return cls(model=model, **overrides).resolved()
 
     def resolved(self) -> TrainConfig:
-        """A copy with optimizer, lr, weight decay and batch size filled from the model's defaults."""
+        """A copy with optimizer, lr, weight decay and batch size filled from the model's defaults, and the
+        input norm from the spectrogram type (:func:`~birdspec.features.input_norm.default_norm`)."""
+        from birdspec.features.input_norm import default_norm
         from birdspec.models.registry import get_spec
 
         spec = get_spec(self.model)
         defaults = {**FALLBACK_DEFAULTS, **dict(spec.train_defaults)}
-        changes = {
+        changes: dict[str, Any] = {
             name: defaults[name]
             for name in ("optimizer", "lr", "weight_decay", "batch_size")
             if getattr(self, name) is None and not (name == "weight_decay" and spec.l2sp_grid)  # chosen per run
         }
+        if self.input_norm is None:
+            changes["input_norm"] = default_norm(self.frontend)
         return replace(self, **changes) if changes else self
+
+    def for_samples(self, encoding: str, *, model_input: str = "waveform") -> TrainConfig:
+        """A copy with ``nocall_fraction`` decided for samples of ``encoding`` ('window' or 'stack10') when it
+        was left None: :data:`DEFAULT_NOCALL_FRACTION` for per-window waveform models, else 0.
+
+        Raises:
+            ConfigError: no-bird samples asked for stack10 samples (a 50 s recording is not a window).
+        """
+        if self.nocall_fraction is None:
+            on = encoding == "window" and model_input == "waveform"
+            return replace(self, nocall_fraction=DEFAULT_NOCALL_FRACTION if on else 0.0)
+        if self.nocall_fraction > 0 and encoding != "window":
+            raise ConfigError(
+                f"--nocall-fraction adds no-bird windows; {encoding} samples are whole recordings (the study's "
+                "recording classifier): use --nocall-fraction 0, or train per window (--encoding-override window)"
+            )
+        return self
+
+    @property
+    def activation(self) -> str:
+        """The activation a model trained with these settings scores with (:mod:`birdspec.models.activation`):
+        'sigmoid' for multi-label runs, 'softmax-background' for single-label runs with no-bird samples,
+        else 'softmax'."""
+        if self.labels == "multi":
+            return "sigmoid"
+        return "softmax-background" if (self.nocall_fraction or 0.0) > 0 else "softmax"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict (``model_options`` as a dict)."""
@@ -250,6 +303,8 @@ class TrainConfig:
         out["frontend_options"] = dict(self.frontend_options)
         out["background_snr_db"] = list(self.background_snr_db)
         out["multi_label"] = self.labels == "multi"  # read by CheckpointInfo (sigmoid scores)
+        if self.nocall_fraction is not None:
+            out["activation"] = self.activation  # read by CheckpointInfo
         return out
 
     @classmethod

@@ -60,7 +60,9 @@ class BirdspecDataModule(pl.LightningDataModule):
     """Train/validation loaders of what the model reads (see :mod:`birdspec.data.inputs`).
 
     For the CNNs, batches are raw waveforms ``(B, C, window_samples)`` (the model
-    computes the spectrograms) with label ids ``(B,)``; for embedding heads,
+    computes the spectrograms) with label ids ``(B,)`` (or target vectors, and no-bird samples:
+    :mod:`birdspec.training.samples`); ``val_set`` is the validation recordings' samples,
+    ``val_fit_set`` those plus the fixed no-bird ones (what validation runs on); for embedding heads,
     zero-padded window embeddings ``(B, W, D)``. The last training batch is
     dropped only when it would hold a single sample (BatchNorm cannot train on it).
     """
@@ -92,8 +94,10 @@ class BirdspecDataModule(pl.LightningDataModule):
             crops_per_recording=crops_per_recording, crop_samples=crop_samples,
         )
         self.val_set = model_dataset(data, model_input=model_input, rows=rows_val, encoding=encoding, random_crop=False)
-        if wrap is not None:  # multi-label targets (+ no-bird samples): birdspec.training.multilabel.dataset_wrapper
-            self.train_set, self.val_set = wrap(self.train_set, self.val_set)
+        self.val_fit_set = self.val_set
+        if wrap is not None:  # targets, no-bird samples, mixing: birdspec.training.samples.sample_sets
+            sets = wrap(self.train_set, self.val_set)
+            self.train_set, self.val_set, self.val_fit_set = sets.train, sets.val, sets.val_fit
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DataError(f"{data.root}: the training or validation rows give no samples under encoding {encoding.name}")
 
@@ -114,4 +118,5 @@ class BirdspecDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        """The validation samples and, for runs with no-bird samples, the fixed no-bird ones."""
+        return self._loader(self.val_fit_set, train=False)

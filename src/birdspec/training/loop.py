@@ -165,6 +165,10 @@ def train(
     from birdspec.training.datamodule import default_workers, resolve_encoding, select_rows
 
     encoding = resolve_encoding(data, cfg.encoding_override)
+    if saved is None:
+        from birdspec.models.registry import get_spec
+
+        cfg = cfg.for_samples(encoding.name, model_input=get_spec(cfg.model).input)
     if saved is not None:
         if list(saved["classes"]) != list(data.classes):
             raise DataError(f"{data.root} has other classes than the run being resumed; pass the run's dataset")
@@ -191,6 +195,8 @@ def _resumed_config(out: Path, config: TrainConfig | None, *, given_rows: bool) 
     saved_cfg = TrainConfig.from_dict(saved["train_config"])
     cfg = (config or saved_cfg).resolved()
     changed = saved_cfg.architecture_changes(cfg)
+    if saved_cfg.nocall_fraction is not None and cfg.nocall_fraction is not None and saved_cfg.activation != cfg.activation:
+        changed.append("nocall_fraction (with or without no-bird samples)")
     if changed:
         raise ConfigError(f"a resumed run cannot change {', '.join(changed)}; start a new run with another --out")
     if given_rows:
@@ -217,6 +223,7 @@ class _Setup:
     workers: int
     saved: dict[str, Any] | None
     rank: int
+    model_input: str = "waveform"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -264,9 +271,20 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
     )
     if trainer.is_global_zero:
         recorder.write_curves()
-        finish_run(result, val_set=s.dm.val_set, num_train_samples=len(s.dm.train_set), encoding_name=s.encoding.name, num_parameters=s.num_parameters,
-                   precision=s.precision, device=_root_device(trainer))
+        finish_run(result, val_set=s.dm.val_set, threshold_set=_threshold_set(s, train_rows),
+                   model_input=s.model_input, num_train_samples=len(s.dm.train_set), encoding_name=s.encoding.name,
+                   num_parameters=s.num_parameters, precision=s.precision, device=_root_device(trainer))
     return result
+
+
+def _threshold_set(s: _Setup, train_rows: np.ndarray) -> Any:
+    """The samples the detection thresholds are chosen on: validation (+ its no-bird samples), or the
+    training rows (``thresholds_on='train'``)."""
+    if s.cfg.thresholds_on == "val":
+        return s.dm.val_fit_set
+    from birdspec.training.samples import threshold_sets
+
+    return threshold_sets(s.cfg, s.data, train_rows, model_input=s.model_input, encoding=s.encoding)
 
 
 def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, train_rows: np.ndarray,
@@ -274,7 +292,7 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
            rank: int) -> _Setup:
     from birdspec.models.registry import build_model, count_parameters, get_spec
     from birdspec.training.datamodule import BirdspecDataModule
-    from birdspec.training.multilabel import dataset_wrapper
+    from birdspec.training.samples import sample_sets
 
     spec = get_spec(cfg.model)
     dm = BirdspecDataModule(
@@ -282,21 +300,29 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
         workers=workers, random_crop=cfg.random_crop, pin_memory=device == "cuda", model_input=spec.input,
         crops_per_recording=cfg.crops_per_recording,
         crop_samples=None if cfg.crop_s is None else round(cfg.crop_s * data.sample_rate_hz),
-        wrap=dataset_wrapper(cfg, data, model_input=spec.input),
+        wrap=sample_sets(cfg, data, model_input=spec.input),
     )
     if spec.input != "waveform" and cfg.mixup_alpha > 0:
         raise ConfigError(f"--mixup applies to waveform models; {cfg.model} reads {spec.input}s")
     frontend = cfg.frontend_config(data.frontend)
+    norm = None
+    if saved:  # the resumed run's own input norm (a fitted level norm is not fitted again)
+        norm = saved["model"].get("input_norm_settings")
+    elif spec.input == "waveform":
+        from birdspec.training.samples import input_norm_settings
+
+        norm = input_norm_settings(cfg, data, train_rows, encoding=encoding, frontend=frontend)
     model = build_model(
         cfg.model, in_channels=dm.train_set.in_channels, num_classes=len(data.classes), frontend=frontend,
-        input_norm=cfg.input_norm, pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint
+        input_norm=cfg.input_norm, input_norm_settings=norm,
+        pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint
         first_conv=cfg.first_conv, options=cfg.model_options, class_info=data.class_info,
     )
     return _Setup(
         data=data, out=out, cfg=cfg, encoding=encoding, frontend=frontend, dm=dm, model=model,
         model_config=dict(saved["model"]) if saved else dict(model.config), num_parameters=count_parameters(model),
         device=device, device_name=device_name(device, cfg.devices), precision=precision, workers=workers,
-        saved=saved, rank=rank,
+        saved=saved, rank=rank, model_input=spec.input,
     )
 
 
@@ -329,7 +355,9 @@ def _run_config(s: _Setup, *, train_rows: np.ndarray, val_rows: np.ndarray) -> d
         "sample_rate_hz": data.sample_rate_hz,
         "classes": list(data.classes),
         "class_info": data.class_info,
-        "num_samples": {"train": len(s.dm.train_set), "val": len(s.dm.val_set)},
+        "num_samples": {"train": len(s.dm.train_set), "val": len(s.dm.val_set),  # train includes its no-bird samples
+                        "train_nocall": int(getattr(s.dm.train_set, "num_nocall", 0)),
+                        "val_nocall": int(getattr(s.dm.val_fit_set, "num_nocall", 0))},
         "rows": {"train": ids[train_rows].tolist(), "val": ids[val_rows].tolist()},
         "runtime": {
             "device": s.device_name,
@@ -356,6 +384,7 @@ def _recorder(s: _Setup) -> Any:
         "encoding": s.encoding,
         "train_config": cfg.to_dict(),
         "extra": {"dataset": str(s.data.root.resolve()), "run_dir": str(s.out.resolve())},
+        "activation": cfg.activation,
     }
     return RunRecorder(
         s.out,

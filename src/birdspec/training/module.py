@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from birdspec.errors import TrainingError
+from birdspec.models.activation import background_logits, has_background
 from birdspec.training.augment import mixup, random_gain, spec_augment
 from birdspec.training.config import TrainConfig
 from birdspec.training.multilabel import multilabel_loss, top1_hits
@@ -21,10 +22,17 @@ log = logging.getLogger(__name__)
 
 def validation_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The logged ``val_loss`` of a batch: cross entropy on label ids ``(B,)``, plain BCE on
-    multi-label targets ``(B, K)`` (no label smoothing, no focal/ASL terms); ``logits`` ``(B, K)``."""
+    multi-label targets ``(B, K)`` (no label smoothing, no focal/ASL terms); ``logits`` ``(B, K)``, or
+    ``(B, K + 1)`` with the no-bird logit (:func:`fit_logits`)."""
     if y.ndim == 1:
         return F.cross_entropy(logits, y)
     return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+
+def fit_logits(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """The logits the loss and the accuracy see: ``(B, K + 1)`` with the implicit no-bird class (logit 0,
+    label id K) for ``softmax-background`` runs, else ``logits`` as they are."""
+    return background_logits(logits) if has_background(activation) else logits
 
 
 class BirdspecLightning(pl.LightningModule):
@@ -38,7 +46,9 @@ class BirdspecLightning(pl.LightningModule):
     ``train_acc`` (with mixup: against the dominant label of each mixed
     pair), ``val_loss`` (plain cross entropy, no label smoothing), ``val_acc``;
     with multi-label targets (``labels='multi'``) the configured sigmoid loss, plain BCE for
-    ``val_loss``, and accuracy = the arg-max class is a true label (:func:`top1_hits`);
+    ``val_loss``, and accuracy = the arg-max class is a true label (:func:`top1_hits`); a
+    single-label run with no-bird samples (activation ``softmax-background``) has K + 1 classes in
+    its loss and accuracy, the last one "no bird" (its logit fixed at 0);
     the progress bar shows the running ``loss``/``acc`` of the current epoch.
 
     Raises:
@@ -53,6 +63,7 @@ class BirdspecLightning(pl.LightningModule):
         self._sum_correct = 0.0
         self._seen = 0
         self.uses_waveforms = all(hasattr(model, a) for a in ("features", "backbone"))
+        self.activation = config.activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -99,7 +110,7 @@ class BirdspecLightning(pl.LightningModule):
             x, y_a, y_b, lam = mixup(x, y, alpha=c.mixup_alpha)
         else:
             y_a, y_b, lam = y, y, 1.0
-        logits = self._train_logits(x).float()
+        logits = fit_logits(self._train_logits(x).float(), self.activation)
         loss = self._loss(logits, y_a, smoothing=c.label_smoothing)
         if lam < 1.0:
             loss = lam * loss + (1.0 - lam) * self._loss(logits, y_b, smoothing=c.label_smoothing)
@@ -134,7 +145,7 @@ class BirdspecLightning(pl.LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.model(x).float()
+        logits = fit_logits(self.model(x).float(), self.activation)
         n = int(y.shape[0])
         self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
         acc = top1_hits(logits, y).mean()

@@ -1,4 +1,4 @@
-"""Multi-label training: the settings check, the sigmoid losses and the training data it reads.
+"""Labels and losses: the settings check and the sigmoid losses.
 
 ``labels='primary'`` (the study's) trains softmax cross entropy on the primary
 label. ``labels='multi'`` trains K independent sigmoids on the targets of
@@ -12,19 +12,17 @@ labels) with one of :data:`MULTI_LOSSES`:
   shifted probability ``p_m = max(p - clip, 0)``; soft targets weigh both terms.
   Summed over classes and averaged over samples, as in the paper's code.
 
-Multi-label runs can add no-bird samples (``nocall_fraction``: quiet stretches of
-the training recordings, :func:`~birdspec.data.nocall.quiet_stretches`, and the
-recordings of ``background_dir``; all-zero targets) and mix a background
-(``background_mix_dir``) under training samples. The checkpoint's
-``train_config`` carries ``multi_label: true``, so prediction, evaluation and
-export use sigmoid scores (:mod:`birdspec.models.checkpoint_info`).
+No-bird samples (``nocall_fraction``) train the answer "no bird": all-zero targets for
+multi-label runs, the implicit no-bird class of a single-label run (activation
+``softmax-background``, :mod:`birdspec.models.activation`); what the loaders yield is
+built by :mod:`birdspec.training.samples`. The checkpoint records the activation, so
+prediction, evaluation and export score the same way (:mod:`birdspec.models.checkpoint_info`).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from birdspec.errors import ConfigError
 
@@ -49,21 +47,14 @@ def check_label_settings(cfg: Any) -> None:
         raise ConfigError(f"unknown --loss {cfg.loss!r}; choose one of {', '.join(MULTI_LOSSES)} (with --labels multi)")
     if multi and cfg.loss == "ce":
         raise ConfigError("--labels multi trains sigmoid outputs; use --loss bce, focal or asl")
-    if not multi:
-        given = [flag for flag, on in (
-            (f"--loss {cfg.loss}", cfg.loss != "ce"), ("--nocall-fraction", cfg.nocall_fraction > 0),
-            ("--background", cfg.background_dir is not None)) if on]
-        if given:
-            raise ConfigError(
-                f"{', '.join(given)} need --labels multi: a single-label (softmax) model must put a window's whole "
-                "probability on one class, so it cannot learn 'no bird' (all-zero targets) nor sigmoid losses"
-            )
+    if not multi and cfg.loss != "ce":
+        raise ConfigError(f"--loss {cfg.loss} is a sigmoid loss; it needs --labels multi")
     if not 0.0 <= cfg.secondary_weight <= 1.0:
         raise ConfigError(f"--secondary-weight must be in [0, 1], got {cfg.secondary_weight}")
-    if not 0.0 <= cfg.nocall_fraction < 1.0:
+    if cfg.nocall_fraction is not None and not 0.0 <= cfg.nocall_fraction < 1.0:
         raise ConfigError(f"--nocall-fraction must be in [0, 1), got {cfg.nocall_fraction}")
-    if cfg.background_dir is not None and cfg.nocall_fraction <= 0:
-        raise ConfigError("--background gives no-bird crops; also give --nocall-fraction F (e.g. 0.1)")
+    if cfg.background_dir is not None and cfg.nocall_fraction == 0:
+        raise ConfigError("--background gives no-bird samples; drop --nocall-fraction 0 (or give a share, e.g. 0.2)")
     snr = tuple(float(v) for v in cfg.background_snr_db)
     if len(snr) != 2 or snr[0] > snr[1]:
         raise ConfigError(f"--background-snr-db needs LO,HI with LO <= HI, got {cfg.background_snr_db}")
@@ -126,53 +117,3 @@ def top1_hits(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     none = ~(target > 0).any(dim=1)
     quiet = (torch.sigmoid(logits) < 0.5).all(dim=1)
     return torch.where(none, quiet, top).float()
-
-
-# ------------------------------------------------------------------------------------ training data
-def dataset_wrapper(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any], tuple[Any, Any]] | None:
-    """``(train_set, val_set) -> (train_set, val_set)`` yielding multi-label targets (None for primary labels).
-
-    The training side gets the no-bird samples and the background mixing; validation stays clean.
-    """
-    if cfg.labels != "multi":
-        return None
-    if model_input != "waveform" and (cfg.nocall_fraction > 0 or cfg.background_mix_dir):
-        raise ConfigError(f"no-bird crops and --background-mix need a waveform model; {cfg.model} reads {model_input}s")
-    from birdspec.data.multilabel import MultiLabelDataset, label_targets, log_targets
-
-    found = label_targets(data.manifest, data.classes, secondary_weight=cfg.secondary_weight)
-    log_targets(found, rows=len(data.manifest))
-    loaded: dict[str, list] = {}  # folder -> its recordings, read once when --background and --background-mix share it
-
-    def backgrounds(folder: str) -> list:
-        from birdspec.data.nocall import load_backgrounds
-
-        key = str(Path(folder).resolve())
-        if key not in loaded:
-            loaded[key] = load_backgrounds(folder, sample_rate_hz=data.sample_rate_hz)
-        return loaded[key]
-
-    def wrap(train_set: Any, val_set: Any) -> tuple[Any, Any]:
-        nocall = None
-        if cfg.nocall_fraction > 0:
-            source = _nocall_source(cfg, data, train_set, backgrounds)
-            count = int(round(len(train_set) * cfg.nocall_fraction / (1.0 - cfg.nocall_fraction)))
-            nocall = (source, count)
-            log.info("adding %d no-bird training samples (%.0f %% of the training samples)", count, 100 * cfg.nocall_fraction)
-        mixer = None
-        if cfg.background_mix_dir:
-            from birdspec.data.nocall import BackgroundMixer
-
-            mixer = BackgroundMixer(backgrounds(cfg.background_mix_dir), snr_db=cfg.background_snr_db, probability=cfg.background_mix_probability)
-        return (MultiLabelDataset(train_set, found.targets, nocall=nocall, mixer=mixer),
-                MultiLabelDataset(val_set, found.targets))
-
-    return wrap
-
-
-def _nocall_source(cfg: Any, data: Any, train_set: Any, backgrounds: Callable[[str], list]) -> Any:
-    from birdspec.data.nocall import NoCallSource, find_stretches
-
-    rows = sorted({int(r) for r in train_set.sample_rows})
-    stretches = find_stretches(data, rows)
-    return NoCallSource(data.store, stretches, backgrounds(cfg.background_dir) if cfg.background_dir else [])

@@ -1,4 +1,5 @@
-"""What a run writes when training ends (rank 0): validation predictions, runtime exports, ``summary.json``."""
+"""What a run writes when training ends (rank 0): detection thresholds, validation predictions, runtime
+exports, ``summary.json``."""
 
 from __future__ import annotations
 
@@ -16,10 +17,18 @@ from birdspec.training.rundir import SUMMARY_FILE, VAL_PREDICTIONS_FILE
 log = logging.getLogger(__name__)
 
 
-def finish_run(result: Any, *, val_set: Any, num_train_samples: int, encoding_name: str, num_parameters: int,
-               precision: str, device: Any) -> None:
-    """Rank 0 after training: validation predictions of best.pt, runtime exports, ``summary.json``."""
+def finish_run(result: Any, *, val_set: Any, threshold_set: Any, model_input: str, num_train_samples: int,
+               encoding_name: str, num_parameters: int, precision: str, device: Any) -> None:
+    """Rank 0 after training: the detection thresholds of each checkpoint (chosen on ``threshold_set``,
+    :mod:`birdspec.training.detection`), validation predictions of best.pt, runtime exports, ``summary.json``."""
+    from birdspec.training.detection import store_detection
+
     cfg, out = result.config, result.run_dir
+    checkpoints = [p for p in (result.best_checkpoint, result.last_checkpoint) if p.is_file()]
+    detection = {}
+    if checkpoints:
+        detection = store_detection(checkpoints, threshold_set, cfg=cfg, model_input=model_input,
+                                    batch_size=2 * int(cfg.batch_size or 16), device=device)
     if result.best_checkpoint.is_file():
         write_val_predictions(result.best_checkpoint, val_set, out / VAL_PREDICTIONS_FILE,
                               batch_size=2 * int(cfg.batch_size or 16), device=device)
@@ -40,6 +49,8 @@ def finish_run(result: Any, *, val_set: Any, num_train_samples: int, encoding_na
         "num_train_samples": num_train_samples,
         "num_val_samples": len(val_set),
         "final": result.history[-1] if result.history else None,
+        "detection": {name: {"thresholds": list(d.thresholds), "temperature": d.temperature, "chosen_on": d.chosen_on}
+                      for name, d in detection.items()},
         "finished_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(out / SUMMARY_FILE, summary)
@@ -78,7 +89,8 @@ def write_val_predictions(checkpoint_path: Path, dataset: Any, out_path: Path, *
 
     ckpt = read_checkpoint(checkpoint_path)
     pred = predict_samples(ckpt.build_model(device=device), dataset, classes=list(ckpt.classes),
-                           batch_size=batch_size, device=device, activation=ckpt.activation)
+                           batch_size=batch_size, device=device, activation=ckpt.activation,
+                           temperature=ckpt.temperature)
     df = pred.to_frame()
     df = pd.DataFrame({
         "sample": np.arange(len(df)),

@@ -8,13 +8,19 @@ its values.
 ``study``
     The study's settings: the model's defaults (AdamW, batch 16, lr 0.01 for
     MobileNetV2, 0.001 for ResNet18), a constant learning rate, every window
-    once per epoch, no augmentation besides random crops.
+    once per epoch, no augmentation besides random crops, per-sample
+    standardised log-mel (``input_norm='instance'``) and no no-bird samples:
+    the study's closed-world classifier, reproduced.
 ``small-data``
     birdspec's from-scratch recipe for a few dozen recordings per class:
-    per-band noise-floor removal (``input_norm='band'``), K random 3 s crops
-    of every recording per epoch (recordings weigh equally whatever their
-    length), one-cycle learning rate, SpecAugment masks, mixup and label
-    smoothing, for a fixed epoch budget.
+    the default input of new runs (``input_norm='level'``: absolute floor,
+    per-band noise-floor removal, fixed dB units; ``band`` on pcen and mfcc), K random 3 s crops of every
+    recording per epoch (recordings weigh equally whatever their length),
+    one-cycle learning rate, SpecAugment masks, mixup and label smoothing, for
+    a fixed epoch budget; no-bird samples as every new per-window run.
+
+Without a recipe, a run takes the model's defaults with birdspec's defaults for new runs: the
+level-aware input and, per window, no-bird samples (:class:`~birdspec.training.TrainConfig`).
 """
 
 from __future__ import annotations
@@ -56,14 +62,14 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("study", "the study's settings: model defaults, constant lr, every window once per epoch",
-               {"schedule": "constant"}),
+        Recipe("study", "the study's settings: model defaults, constant lr, every window once per epoch, "
+               "instance-normalised input, no no-bird samples (closed-world)",
+               {"schedule": "constant", "input_norm": "instance", "nocall_fraction": 0.0}),
         Recipe(
             "small-data",
-            "from scratch on few recordings: band noise-floor removal, 8 random 3 s crops per recording "
-            "and epoch, one-cycle lr, SpecAugment, mixup, label smoothing, 20 epochs",
-            {
-                "input_norm": "band",
+            "from scratch on few recordings: level-aware input with band noise-floor removal, 8 random 3 s crops "
+            "per recording and epoch, one-cycle lr, SpecAugment, mixup, label smoothing, 20 epochs",
+            {  # input_norm: the default of new runs (level on dB spectrograms, band on pcen and mfcc)
                 "epochs": 20,
                 "schedule": "onecycle",
                 "crops_per_recording": 8,
