@@ -95,8 +95,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--window-s", type=float, default=None, help="window length; must be the checkpoint's (default: the checkpoint's, 5 s)")
     p.add_argument("--hop-s", type=float, default=None, help="seconds between window starts (default: the window length)")
     p.add_argument("--min-partial-s", type=float, default=DEFAULT_MIN_PARTIAL_S, help=f"least audio a last partial window needs to be scored (default {DEFAULT_MIN_PARTIAL_S:g})")
-    p.add_argument("--min-conf", type=float, default=0.1, help="lowest score written (default 0.1)")
-    p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above --min-conf)")
+    p.add_argument("--min-conf", type=float, default=None,
+                   help="lowest score written, for every class (default: the model's per-class detection thresholds, "
+                        "chosen on validation when it was trained, so a window where no class reaches its threshold "
+                        "is written as nocall (birdclef) or not at all; 0.1 for models trained before birdspec chose them)")
+    p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above the thresholds)")
     p.add_argument("--scores", choices=SCORE_MODES, default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
     p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or a resumable run folder (see Archives; always for raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
@@ -107,7 +110,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else exported once and cached), PyTorch on CUDA")
     p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context (default centre)")
-    p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: softmax unless the checkpoint was trained multi-label)")
+    p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: the one the model was trained with: softmax, softmax-background for models that learned \"no bird\", sigmoid for multi-label; another one drops the model's thresholds)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out of another kind (e.g. a file that is not a table)")
     p.add_argument("--strict", action="store_true", help="stop with exit status 2 at the first recording that cannot be decoded")
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
     from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.prediction.archive import is_out_folder
-    from birdspec.prediction.outputs import PredictionWriter, default_out
+    from birdspec.prediction.outputs import PredictionWriter, default_out, describe_thresholds
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
 
     if args.threads is not None and args.threads < 1:
@@ -148,14 +151,16 @@ def run(args: argparse.Namespace) -> int:
         args.format,
         out,
         class_info=predictor.class_info,
-        min_conf=args.min_conf,
+        min_conf=predictor.min_conf,
         top_k=args.top_k,
         scores=args.scores,
         freq_band_hz=(fe.fmin_hz, fe.fmax_hz),
     )
     log.info(
-        "%s: %s encoding, %d classes, %s scores, %s on %s",
+        "%s: %s encoding, %d classes, %s scores, %s on %s; thresholds %s",
         args.checkpoint, predictor.encoding.name, len(predictor.classes), predictor.activation, predictor.backend, predictor.device,
+        ("the model's (" + describe_thresholds(predictor.min_conf) + ")") if predictor.thresholds_from_model
+        else describe_thresholds(predictor.min_conf),
     )
     t0 = time.perf_counter()
     n_ok = n_failed = 0
@@ -225,7 +230,8 @@ def _run_folder(args: argparse.Namespace, out: str) -> int:
     failed = f", {s['failed']} failed" if s["failed"] else ""
     print(f"{s['recordings']} recording(s) scored{failed}, {hours:.2f} h of audio; {s['scored_now']} file(s) processed now in {wall:.1f} s "
           f"({speed}; {s['engine']}, {s['workers']} worker(s) x {s['threads_per_worker']} thread(s)); {s['rows']} row(s) -> {s['output']}")
-    print(f"detections (best class >= {args.min_conf:g}) per species: {top}")
+    limit = "the model's thresholds" if s.get("thresholds") == "model" else s.get("thresholds", "")
+    print(f"detections (best class >= {limit}) per species: {top}")
     if s["failed"]:
         log.warning("%d recording(s) could not be scored; see %s", s["failed"], Path(out) / FAILED_FILE)
         if args.strict:  # a folder run scores every other recording first, then reports the failure

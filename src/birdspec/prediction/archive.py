@@ -159,11 +159,14 @@ def read_part(item: Item, parts: Path) -> FileResult:
                       warning=entry.get("warning"))
 
 
-def merge(items: Sequence[Item], parts: Path, writer: Any, *, min_conf: float, classes: Sequence[str]) -> dict[str, Any]:
+def merge(items: Sequence[Item], parts: Path, writer: Any, *, min_conf: float | np.ndarray,
+          classes: Sequence[str]) -> dict[str, Any]:
     """Feed every item's result to ``writer`` in input order; totals and detections per species.
 
-    A detection is a window whose best class scores at least ``min_conf``.
+    A detection is a window whose best class scores at least ``min_conf`` (one number, or its class's
+    threshold of ``(K,)`` thresholds).
     """
+    limit = np.asarray(min_conf)
     detections = np.zeros(len(classes), dtype=np.int64)
     hours = 0.0
     ok = failed = 0
@@ -177,7 +180,7 @@ def merge(items: Sequence[Item], parts: Path, writer: Any, *, min_conf: float, c
         hours += result.duration_s / 3600.0
         if len(result.scores):
             best = result.scores.argmax(axis=1)
-            keep = result.scores[np.arange(len(best)), best] >= min_conf
+            keep = result.scores[np.arange(len(best)), best] >= (limit[best] if limit.ndim else min_conf)
             detections += np.bincount(best[keep], minlength=len(classes))
     per_species = {c: int(n) for c, n in zip(classes, detections) if n}
     return {"recordings": ok, "failed": failed, "audio_hours": round(hours, 4),

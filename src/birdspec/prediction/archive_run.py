@@ -103,17 +103,20 @@ def default_jobs(n_items: int) -> int:
 
 
 def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str | Path, *, fmt: str, scores: str,
-                   min_conf: float, top_k: int, options: Mapping[str, Any], jobs: int | None = None,
+                   min_conf: float | None, top_k: int, options: Mapping[str, Any], jobs: int | None = None,
                    engine: str = "local", scheduler: str | None = None, threads: int | None = None,
                    overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Score ``paths`` into the run folder ``out`` (resuming it), then merge; the summary.
+
+    ``min_conf`` None: the model's detection thresholds (:func:`~birdspec.prediction.outputs.class_thresholds`).
 
     Raises:
         ConfigError: a bad engine or jobs count, or a run folder with other score settings.
         DependencyError: ``engine='dask'`` without dask.distributed installed.
     """
-    from birdspec.models.checkpoint import peek_checkpoint, resolve_checkpoint_path
+    from birdspec.models.checkpoint import peek_checkpoint, read_checkpoint, resolve_checkpoint_path
     from birdspec.prediction.onnx_runtime import file_sha256
+    from birdspec.prediction.outputs import class_thresholds, describe_thresholds
 
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -138,8 +141,11 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         left = pending(items, parts)
         if left:  # a task reported done without its part: never merge an incomplete run
             raise BirdspecError(f"{len(left)} recording(s) were not scored (e.g. {left[0].path}); run the command again")
-        summary = _merge(items, parts, out, ckpt_info=peek_checkpoint(ckpt), fmt=fmt, scores=scores,
-                         min_conf=min_conf, top_k=top_k)
+        info = peek_checkpoint(ckpt) or read_checkpoint(ckpt).info
+        info = info.with_activation(str(options.get("activation") or "auto"))
+        thresholds = class_thresholds(min_conf, num_classes=len(info.classes), model_thresholds=info.thresholds)
+        summary = _merge(items, parts, out, ckpt_info=info, fmt=fmt, scores=scores, min_conf=thresholds, top_k=top_k)
+        summary["thresholds"] = "model" if min_conf is None and info.thresholds is not None else describe_thresholds(thresholds)
     wall = time.perf_counter() - t0
     summary.update({"scored_now": len(todo), "engine": engine, "workers": n_jobs, "threads_per_worker": worker_options["threads"],
                     "wall_s": round(wall, 3), "output": str(merged_path(out, fmt))})
@@ -169,7 +175,7 @@ def _score(todo: Sequence[Item], parts: Path, *, ckpt: Path, options: dict[str, 
 
 
 def _merge(items: Sequence[Item], parts: Path, out: Path, *, ckpt_info: Any, fmt: str, scores: str,
-           min_conf: float, top_k: int) -> dict[str, Any]:
+           min_conf: Any, top_k: int) -> dict[str, Any]:
     import pandas as pd
 
     from birdspec.prediction.outputs import PredictionWriter

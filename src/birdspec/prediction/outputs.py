@@ -26,7 +26,10 @@ Formats (``--format``):
     ``<audio_id>_<site>_<yyyymmdd>`` become ``<audio_id>_<site>_<end second>``
     (the date dropped), as in Kaggle's ``row_id``.
 
-Scores are kept when ``>= min_conf``, at most ``top_k`` per window (0: no limit).
+Scores are kept when ``>= min_conf``, at most ``top_k`` per window (0: no limit). ``min_conf`` is one
+number or one threshold per class (:func:`class_thresholds`: a model's stored detection thresholds are
+the default of ``birdspec predict``), so a window where no class reaches its threshold is ``nocall`` in
+BirdCLEF output and absent from the other tables.
 """
 
 from __future__ import annotations
@@ -67,17 +70,49 @@ RAVEN_COLUMNS = (
 RAVEN_SUFFIX = ".BirdSpec.selection.table.txt"
 AUDACITY_SUFFIX = ".BirdSpec.labels.txt"
 NOCALL = "nocall"
+DEFAULT_MIN_CONF = 0.1
+"""The lowest score written for a model without stored detection thresholds (older checkpoints)."""
 LONG_COLUMNS = ("rank", "label", "scientific_name", "common_name", "confidence")
 _KAGGLE_STEM = re.compile(r"^(\d+_[A-Za-z0-9]+)_\d{8}$")
 
 
 # --------------------------------------------------------------------------- tables
 
+def class_thresholds(min_conf: float | Sequence[float] | np.ndarray | None, *, num_classes: int,
+                     model_thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """The threshold of every class, ``(K,)`` float32 (compared with the float32 scores as they are).
 
-def topk_indices(scores: np.ndarray, *, min_conf: float, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ``min_conf`` None: the model's stored thresholds when it has them, else :data:`DEFAULT_MIN_CONF`;
+    a number: that number for every class; a sequence: one per class.
+
+    Raises:
+        ConfigError: a threshold outside [0, 1], or a sequence of the wrong length.
+    """
+    given = model_thresholds if min_conf is None and model_thresholds is not None else (
+        DEFAULT_MIN_CONF if min_conf is None else min_conf)
+    values = np.asarray(given, dtype=np.float64)
+    if values.ndim == 0:
+        values = np.full(num_classes, float(values))
+    if values.shape != (num_classes,):
+        raise ConfigError(f"need one threshold per class ({num_classes}), got {values.size}")
+    if not (np.all(np.isfinite(values)) and np.all(values >= 0) and np.all(values <= 1)):
+        raise ConfigError(f"thresholds (--min-conf) must be in [0, 1], got {values.min():g}..{values.max():g}")
+    return values.astype(np.float32)
+
+
+def describe_thresholds(thresholds: np.ndarray) -> str:
+    """``0.3`` when every class shares one threshold, else ``per class 0.21-0.64``."""
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.size and np.all(t == t[0]):
+        return f"{t[0]:g}"
+    return f"per class {t.min():.3g}-{t.max():.3g}" if t.size else "none"
+
+
+def topk_indices(scores: np.ndarray, *, min_conf: float | np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(window_idx, rank, class_idx)`` of the kept scores, ranked by score per window.
 
-    ``scores`` is ``(n, K)``; kept: ``score >= min_conf``, at most ``top_k`` per window (0: all).
+    ``scores`` is ``(n, K)``; kept: ``score >= min_conf`` (one number, or ``(K,)`` thresholds per class), at
+    most ``top_k`` per window (0: all).
     """
     n, k = scores.shape
     if n == 0:
@@ -87,7 +122,8 @@ def topk_indices(scores: np.ndarray, *, min_conf: float, top_k: int) -> tuple[np
     if top_k:
         order = order[:, : min(top_k, k)]
     sorted_scores = np.take_along_axis(scores, order, axis=1)
-    keep = sorted_scores >= min_conf
+    limit = np.asarray(min_conf)
+    keep = sorted_scores >= (limit[order] if limit.ndim else min_conf)
     rows, ranks = np.nonzero(keep)
     return rows.astype(np.int64), (ranks + 1).astype(np.int64), order[rows, ranks].astype(np.int64)
 
@@ -104,7 +140,7 @@ def scores_table(
     *,
     class_info: Sequence[Mapping[str, Any]],
     mode: str = "topk",
-    min_conf: float = 0.1,
+    min_conf: float | np.ndarray = DEFAULT_MIN_CONF,
     top_k: int = 3,
 ) -> pd.DataFrame:
     """One result as a long top-k table (``mode='topk'``) or a wide score matrix (``'all'``)."""
@@ -128,7 +164,8 @@ def scores_table(
     return out
 
 
-def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int, low_freq_hz: float, high_freq_hz: float) -> pd.DataFrame:
+def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray, top_k: int,
+                low_freq_hz: float, high_freq_hz: float) -> pd.DataFrame:
     """The Raven selection table of one result (columns :data:`RAVEN_COLUMNS`)."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
     t = t.sort_values(["start_s", "rank"], kind="stable").reset_index(drop=True)
@@ -149,7 +186,8 @@ def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]]
     )
 
 
-def audacity_lines(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int) -> list[str]:
+def audacity_lines(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
+                   top_k: int) -> list[str]:
     """Audacity label lines ``start\\tend\\tlabel confidence`` of one result."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
     return [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(t["start_s"], t["end_s"], t["label"], t["confidence"])]
@@ -162,7 +200,8 @@ def birdclef_row_id(stem: str, end_s: float) -> str:
     return f"{base}_{int(round(end_s))}"
 
 
-def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float, top_k: int) -> pd.DataFrame:
+def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
+                  top_k: int) -> pd.DataFrame:
     """Submission rows ``row_id, birds`` of one result: every window, ``nocall`` when nothing is kept."""
     stem = Path(result.path).stem
     rows, _ranks, cls = topk_indices(result.scores, min_conf=min_conf, top_k=top_k)
@@ -211,7 +250,8 @@ class PredictionWriter:
         out: a file (csv, parquet, birdclef; '-' is stdout for csv and birdclef) or a
             folder (raven, audacity).
         class_info: per-class label and names.
-        min_conf / top_k: which scores to keep.
+        min_conf / top_k: which scores to keep (``min_conf``: one number or ``(K,)`` per-class thresholds,
+            :func:`class_thresholds`).
         scores: 'topk' or 'all' (csv and parquet only).
         freq_band_hz: (low, high) for Raven selections.
 
@@ -225,7 +265,7 @@ class PredictionWriter:
         out: str | Path,
         *,
         class_info: Sequence[Mapping[str, Any]],
-        min_conf: float,
+        min_conf: float | np.ndarray,
         top_k: int,
         scores: str = "topk",
         freq_band_hz: tuple[float, float] = (0.0, 16000.0),

@@ -15,7 +15,7 @@ BirdNET for ``birdnet-*`` heads) is chosen by :mod:`birdspec.prediction.loader`.
 
 Typical use::
 
-    p = Predictor("runs/best.pt", min_conf=0.1, top_k=3)
+    p = Predictor("runs/best.pt", top_k=3)              # the model's detection thresholds
     df = p.predict_file("soundscape.ogg")          # one row per (window, class) kept
     wide = Predictor("runs/best.pt", scores="all").predict_file("soundscape.ogg")
     for res in p.predict_paths(["recordings/"]):   # FileResult per file, failures included
@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from birdspec.errors import AudioError, ConfigError
 from birdspec.prediction.engine import Engine
 from birdspec.prediction.loader import open_runtime
 from birdspec.prediction.choices import SCORE_MODES
-from birdspec.prediction.outputs import scores_table
+from birdspec.prediction.outputs import class_thresholds, scores_table
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.runtime import limit_malloc_arenas
 from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowGeometry, context_offset
@@ -68,7 +68,9 @@ class Predictor:
         hop_s: distance between window starts (None: ``window_s``); for stack10
             ``window_s / hop_s`` must be a whole number.
         min_partial_s: the least audio a trailing partial window needs to be scored.
-        min_conf: scores below this are not reported (``scores='topk'``).
+        min_conf: scores below this are not reported (``scores='topk'``): one number, one per class, or
+            None (default): the model's detection thresholds (chosen on validation when it was trained; a
+            window where no class reaches its threshold has no detection), else 0.1 for older checkpoints.
         top_k: at most this many classes per window (0 or None: all above ``min_conf``).
         scores: 'topk' (long table, one row per kept (window, class)) or 'all'
             (wide table, one column of scores per class).
@@ -88,7 +90,7 @@ class Predictor:
         window_s: float | None = None,
         hop_s: float | None = None,
         min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
-        min_conf: float = 0.1,
+        min_conf: float | Sequence[float] | None = None,
         top_k: int | None = 3,
         scores: str = "topk",
         context: str = "centre",
@@ -102,8 +104,6 @@ class Predictor:
             raise ConfigError(f"scores must be one of {', '.join(SCORE_MODES)}, got {scores!r}")
         if context not in CONTEXT_POSITIONS:
             raise ConfigError(f"context must be one of {', '.join(CONTEXT_POSITIONS)}, got {context!r}")
-        if not 0.0 <= min_conf <= 1.0:
-            raise ConfigError(f"min_conf must be in [0, 1], got {min_conf}")
         if top_k is not None and top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0: no limit), got {top_k}")
         limit_malloc_arenas()  # before the decoding thread starts: flat memory over many files
@@ -137,7 +137,13 @@ class Predictor:
         self.batch_size = int(batch_size) if batch_size else (64 if self.runtime.device == "cuda" else CPU_BATCH)
         self.engine = Engine(self.runtime, geometry=g, context_windows=context_windows, stride=stride, offset=offset,
                              short_fill=policy, batch_size=self.batch_size)
-        self.min_conf = float(min_conf)
+        info = self.runtime.info
+        try:
+            self.min_conf = class_thresholds(min_conf, num_classes=len(info.classes), model_thresholds=info.thresholds)
+        except ConfigError:
+            self.runtime.close()
+            raise
+        self.thresholds_from_model = min_conf is None and info.thresholds is not None  # the model's own
         self.top_k = int(top_k) if top_k else 0
         self.scores_mode = scores
 
