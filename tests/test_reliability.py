@@ -293,3 +293,113 @@ def test_a_nul_byte_in_an_app_path_is_a_bad_request(tmp_path, method, url, body)
     r = client.post(url, json=body) if method == "post" else client.get(url)
     assert r.status_code == 400, r.text
     assert "cannot hold a NUL byte" in r.json()["error"]
+
+
+# ------------------------------------------------------------------ 9: the output lock cannot be stolen
+def _small_source(root: Path) -> Path:
+    for label in ("a", "b"):
+        for k in range(3):
+            write_audio(root / label / f"{label}{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(SR)).astype(np.float32), SR)
+    return root
+
+
+def test_a_lock_taken_but_not_yet_noted_is_not_stolen(tmp_path, capsys):
+    """Between taking OUT.lock and writing its note, the lock file is empty: it was taken over. Now the OS lock
+    (flock, held for the command's life) decides, and the second writer is refused."""
+    import signal
+    import subprocess
+    import sys
+
+    src, out = _small_source(tmp_path / "src"), tmp_path / "out"
+    code = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out.lock")], stdout=subprocess.PIPE, text=True)
+    argv = ["prepare", str(src), "--out", str(out), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(argv) == 2
+        line = _one_error_line(capsys.readouterr().err, "prepare")
+        assert "is being written by another process (that has not written its note yet)" in line
+        assert not out.exists() and (tmp_path / "out.lock").read_text() == ""
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(argv) == 0 and not (tmp_path / "out.lock").exists()  # its process is gone: the lock is free
+
+
+def test_a_lock_noted_by_another_host_is_refused_with_how_to_remove_it(tmp_path, capsys):
+    """A lock from another host (shared storage: the Dask case) cannot be checked from here: it was taken over
+    as '(no longer running)'. Now it is refused, naming the host and the file to remove, and left as it was."""
+    import json
+    import socket
+
+    src, out = _small_source(tmp_path / "src"), tmp_path / "out"
+    lock = tmp_path / "out.lock"
+    note = {"pid": os.getpid(), "host": socket.gethostname() + "-elsewhere", "started": "2025-01-01 00:00:00",
+            "command": "birdspec predict run /shared/archive --out /shared/out/ --engine dask"}
+    lock.write_text(json.dumps(note))
+    argv = ["prepare", str(src), "--out", str(out), "--workers", "1", "--encoding", "window", "--short-policy", "pad"]
+    assert main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err, "prepare")
+    assert f"on host {note['host']}, which cannot be checked" in line and f"remove {lock} and run again" in line
+    assert note["command"] in line and json.loads(lock.read_text()) == note and not out.exists()
+    lock.unlink()  # what the message says to do
+    assert main(argv) == 0
+
+
+@pytest.mark.parametrize("argv0", ["/venv/bin/birdspec", "/src/birdspec/__main__.py"])
+def test_the_lock_names_its_holder_and_command(tmp_path, monkeypatch, argv0):
+    import json
+    import socket
+    import sys
+
+    from birdspec.fileio import output_lock
+
+    monkeypatch.setattr(sys, "argv", [argv0, "prepare", "src", "--out", str(tmp_path / "out")])
+    with output_lock(tmp_path / "out") as lock:
+        note = json.loads(lock.read_text())
+        assert note["pid"] == os.getpid() and note["host"] == socket.gethostname()
+        assert note["command"] == f"birdspec prepare src --out {tmp_path / 'out'}"
+    assert not lock.exists()
+
+
+def test_os_lock_waiters_end_up_on_the_file_at_the_path(tmp_path):
+    """A waiter whose lock file was removed by the holder before it got the lock locks the file now at the
+    path instead (never an orphan), so the file can be removed after each use."""
+    import threading
+    import time
+
+    from birdspec.fileio import os_lock
+
+    lock = tmp_path / "x.lock"
+    inside, seen = threading.Event(), []
+
+    def waiter() -> None:
+        inside.wait()
+        with os_lock(lock, wait=True) as held:
+            st = os.stat(lock)
+            seen.append((st.st_ino, st.st_dev) == (os.fstat(held.fd).st_ino, os.fstat(held.fd).st_dev))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    with os_lock(lock, wait=True):
+        inside.set()
+        time.sleep(0.3)  # the waiter opened this file and waits for its lock
+        with pytest.raises(BlockingIOError):
+            with os_lock(lock, wait=False):
+                pass
+    thread.join(10)
+    assert seen == [True] and not lock.exists()
+
+
+def test_verdicts_leave_no_lock_file_beside_the_table(tmp_path):
+    """`*.verdicts.csv.lock` files stayed in --recordings folders; the verdicts lock is now the same OS lock
+    as the output lock, and its file is removed after each verdict."""
+    from birdspec.app import review
+
+    table = tmp_path / "recs" / "song.csv"
+    table.parent.mkdir()
+    table.write_text("file,start_s,end_s,label,confidence\nsong.wav,0,5,a,0.9\n")
+    detection = {"file": "song.wav", "start_s": 0.0, "end_s": 5.0, "label": "a", "confidence": 0.9}
+    review.save_verdict(table, detection, "correct")
+    assert sorted(p.name for p in table.parent.iterdir()) == ["song.csv", "song.verdicts.csv"]

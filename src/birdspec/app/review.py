@@ -16,7 +16,6 @@ top-scored detections only would overstate the precision of the lower bins.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
@@ -84,15 +83,14 @@ def detection_key(file: str, start_s: float, label: str) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """This process's lock on ``path`` and an OS lock on ``path.lock`` (another server on the same files)."""
+    """This process's lock on ``path`` and the OS lock on ``path.lock`` (another server on the same files;
+    :func:`birdspec.fileio.os_lock`, which removes the file afterwards, so none stays beside the table)."""
+    from birdspec.fileio import LOCK_SUFFIX, os_lock
+
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(path.resolve(), threading.Lock())
-    with lock, open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with lock, os_lock(path.with_name(path.name + LOCK_SUFFIX), wait=True):
+        yield
 
 
 def read_verdicts(path: Path) -> pd.DataFrame:

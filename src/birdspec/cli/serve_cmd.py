@@ -23,7 +23,10 @@ Start a local web app and print its URL. Pages:
   Runs      run folders with curves, metrics, confusion matrices; compare selected runs.
 
 Only the folders given here are served (paths with '..', absolute paths and symlinks out of
-them are refused). The app writes into --work (uploads, predictions, verdicts, exports).
+them are refused). The app writes into --work (uploads, predictions, exports) and --runs
+(training). Verdicts are saved next to their prediction table (X.verdicts.csv): in --work
+for the app's predictions, and beside a `birdspec predict` table opened from another
+served folder (a --recordings folder included); no lock file is left behind.
 Needs the app extra: pip install 'birdspec[app]'.
 """
 
@@ -33,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs", metavar="DIR", help="run folders: checkpoints to predict with, where training writes (default runs)")
     p.add_argument("--recordings", nargs="+", default=[], metavar="DIR", help="folders of recordings the pages may open (searched recursively)")
-    p.add_argument("--work", default="birdspec-serve", metavar="DIR", help="where the app writes uploads, predictions, verdicts and exports (default birdspec-serve)")
+    p.add_argument("--work", default="birdspec-serve", metavar="DIR", help="where the app writes uploads, predictions (with their verdicts) and exports (default birdspec-serve)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload accepted (default 512 MB)")
