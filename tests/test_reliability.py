@@ -353,7 +353,7 @@ def test_the_lock_names_its_holder_and_command(tmp_path, monkeypatch, argv0):
     import socket
     import sys
 
-    from birdspec.fileio import output_lock
+    from birdspec.locks import output_lock
 
     monkeypatch.setattr(sys, "argv", [argv0, "prepare", "src", "--out", str(tmp_path / "out")])
     with output_lock(tmp_path / "out") as lock:
@@ -369,7 +369,7 @@ def test_os_lock_waiters_end_up_on_the_file_at_the_path(tmp_path):
     import threading
     import time
 
-    from birdspec.fileio import os_lock
+    from birdspec.locks import os_lock
 
     lock = tmp_path / "x.lock"
     inside, seen = threading.Event(), []

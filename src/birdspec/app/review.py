@@ -84,8 +84,8 @@ def detection_key(file: str, start_s: float, label: str) -> str:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """This process's lock on ``path`` and the OS lock on ``path.lock`` (another server on the same files;
-    :func:`birdspec.fileio.os_lock`, which removes the file afterwards, so none stays beside the table)."""
-    from birdspec.fileio import LOCK_SUFFIX, os_lock
+    :func:`birdspec.locks.os_lock`, which removes the file afterwards, so none stays beside the table)."""
+    from birdspec.locks import LOCK_SUFFIX, os_lock
 
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(path.resolve(), threading.Lock())

@@ -50,7 +50,8 @@ from birdspec.data.species import select_species
 from birdspec.data.splits import stratified_folds
 from birdspec.data.store import STORE_FILE
 from birdspec.errors import ConfigError
-from birdspec.fileio import output_lock, refuse_output_over_inputs
+from birdspec.fileio import refuse_output_over_inputs
+from birdspec.locks import output_lock
 
 log = logging.getLogger(__name__)
 

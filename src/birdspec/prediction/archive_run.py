@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from birdspec.errors import BirdspecError, ConfigError
-from birdspec.fileio import output_lock, write_csv, write_json
+from birdspec.fileio import write_csv, write_json
+from birdspec.locks import output_lock
 from birdspec.prediction.choices import FAILED_FILE
 from birdspec.prediction.archive import (
     ARCHIVE_SUMMARY_FILE,
