@@ -5,7 +5,10 @@ This module owns the decoded-chunk cache of a prepare run
 ``<key>.f16`` (the store's exact bytes: little-endian float16, 32 kHz mono)
 and ``<key>.json`` (``{"num_samples", "peak"[, "warning"]}`` or ``{"error", "kind"}``),
 keyed by the file's identity (:func:`cache_key`), so a rerun after a crash
-only decodes what is missing. :func:`decode_all` runs it on a process pool
+only decodes what is missing. Chunks are not flushed to the disk one by one
+(that made prepare up to 5x slower on short recordings): the cache notes the
+boot of the machine that wrote it, and chunks of another boot (a power cut may
+have lost some of their content) are decoded again (:func:`keep_chunks_of_this_boot`). :func:`decode_all` runs it on a process pool
 and survives a decoder that kills its worker. :class:`ChunkConcatenator`
 then joins the kept chunks into ``waveforms.f16``. What is kept is decided
 on the main side (:mod:`birdspec.data.prepare`).
@@ -32,7 +35,7 @@ import numpy as np
 
 from birdspec.data.store import STORE_DTYPE
 from birdspec.errors import AudioError
-from birdspec.fileio import WRITE_FAULTS, atomic_path, write_text
+from birdspec.fileio import WRITE_FAULTS, atomic_path, this_boot, write_text, writing
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,33 @@ def read_cached(chunk_dir: str, key: str) -> dict[str, Any] | None:
 
 def _write_result(chunk_dir: str, key: str, result: dict[str, Any]) -> None:
     """Write ``<key>.json`` atomically: its presence means the chunk is complete."""
-    write_text(os.path.join(chunk_dir, key + ".json"), json.dumps(result))
+    write_text(os.path.join(chunk_dir, key + ".json"), json.dumps(result), durable=this_boot() is None)
+
+
+CACHE_BOOT_FILE = "boot.txt"
+"""The boot that wrote a chunk folder (:func:`birdspec.fileio.this_boot`)."""
+
+
+def keep_chunks_of_this_boot(chunk_dir: Path) -> None:
+    """Drop the chunks of ``chunk_dir`` written by another boot of this machine (or another machine), which a
+    power cut may have damaged, and note this boot as the folder's; nothing to do where chunks are flushed."""
+    boot = this_boot()
+    if boot is None:
+        return
+    note = chunk_dir / CACHE_BOOT_FILE
+    try:
+        noted = note.read_text(encoding="utf-8").strip()
+    except OSError:
+        noted = None
+    if noted == boot:
+        return
+    stale = [p for p in chunk_dir.iterdir() if p.is_file() and p.name != CACHE_BOOT_FILE]
+    if stale:
+        log.info("%s: the decoded chunks were written before this machine restarted (or on another one); "
+                 "decoding those recordings again", chunk_dir)
+    for p in stale:
+        p.unlink(missing_ok=True)
+    write_text(note, boot)
 
 
 def error_text(exc: BaseException, path: str) -> str:
@@ -149,7 +178,7 @@ def write_f16(wave: np.ndarray, path: str, *, scale: float = 1.0) -> float:
     (:func:`fit_f16` writes such a recording).
     """
     peak, finite = 0.0, True
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, durable=this_boot() is None) as tmp, open(tmp, "wb") as f:
         for start in range(0, wave.shape[0], _WRITE_BLOCK):
             block = wave[start : start + _WRITE_BLOCK]
             if scale != 1.0:
@@ -251,15 +280,23 @@ class ChunkConcatenator:
         self.total_samples += num_samples
         return offset, num_samples
 
-    def close(self) -> None:
-        if not self._f.closed:
+    def close(self, *, sync: bool = True) -> None:
+        """Close the store, flushed to the disk with ``sync`` (it is published with its folder, not by
+        :func:`~birdspec.fileio.atomic_path`)."""
+        if self._f.closed:
+            return
+        try:
+            if sync:
+                with writing(self.path):
+                    os.fsync(self._f.fileno())
+        finally:
             self._f.close()
 
     def __enter__(self) -> ChunkConcatenator:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(sync=exc_type is None)
 
 
 def copy_file(src: Any, dst: Any, nbytes: int) -> None:

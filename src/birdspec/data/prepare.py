@@ -41,7 +41,7 @@ import pandas as pd
 
 from birdspec.config import EncodingConfig
 from birdspec.data.catalog_layouts import decode_spans, load_catalog, repeated_rows
-from birdspec.data.decode import ChunkConcatenator, DecodeTask, cache_key, decode_all, read_cached
+from birdspec.data.decode import ChunkConcatenator, DecodeTask, cache_key, decode_all, keep_chunks_of_this_boot, read_cached
 from birdspec.data.outdir import out_state, publish, reset_partial
 from birdspec.data.prepare_settings import PrepareSettings, rating_reason, settings_from_args, skip_reason
 from birdspec.data.prepare_tables import log_prepared, write_dataset
@@ -253,6 +253,7 @@ def _store(
     ``partial/chunks/``; cached ones are not decoded again.
     """
     chunk_dir = reset_partial(partial)
+    keep_chunks_of_this_boot(chunk_dir)
     labels = selected["label"].tolist()
     done = _Stored()
     rows, tasks = _decode_tasks(selected, settings, chunk_dir, done)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from birdspec.fileio import atomic_path, naming_target
+from birdspec.fileio import atomic_path, fsync_path, writing
 from birdspec.models.checkpoint import make_checkpoint, run_checkpoint, save_checkpoint
 from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_DIR, LIGHTNING_LAST
 from birdspec.training.plots import plot_curves
@@ -169,16 +169,16 @@ class RunRecorder(pl.Callback):
         target = self.lightning_last
         tmp = target.with_name(target.name + ".tmp")  # one name for all DDP ranks: rank 0 writes it
         try:
-            trainer.save_checkpoint(tmp)  # collective under DDP
-            if trainer.is_global_zero and tmp.exists():
-                tmp.replace(target)
-        except OSError as exc:  # a full disk: one line naming the resume state, and no half file left
+            with writing(target, tmp):  # a full disk: one line naming the resume state
+                trainer.save_checkpoint(tmp)  # collective under DDP
+                if trainer.is_global_zero and tmp.exists():
+                    fsync_path(tmp)
+                    tmp.replace(target)
+                    fsync_path(target.parent, folder=True)
+        except OSError:
             if trainer.is_global_zero:
-                tmp.unlink(missing_ok=True)
-            named = naming_target(exc, target, tmp)
-            if named is exc:
-                raise
-            raise named from exc
+                tmp.unlink(missing_ok=True)  # no half file left
+            raise
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not trainer.is_global_zero:
