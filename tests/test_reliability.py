@@ -516,3 +516,50 @@ def test_archive_parts_of_another_boot_are_read_back_before_reuse(tmp_path, fast
     assert capsys.readouterr().err.count("is damaged (written before a restart?); scoring it again") == 1
     assert (out / "predictions.csv").read_bytes() == table
     assert json.loads((out / "summary.json").read_text())["scored_now"] == 1
+
+
+# ------------------------------------------------------------------ a full disk names the path (README Safety)
+@pytest.mark.parametrize("folder", [False, True])
+def test_a_full_disk_while_predict_writes_names_the_output_and_keeps_the_old_one(tmp_path, fast_dataset, monkeypatch,
+                                                                                 capsys, folder):
+    """Single-file and folder (merge) outputs: exit 2 with one line naming the output, the older output as it
+    was, and no temporary file left behind (a failure while closing the table left one)."""
+    from helpers import make_run
+
+    from birdspec.prediction import outputs
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    rec = write_audio(tmp_path / "in" / "r.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
+    out = tmp_path / ("preds" if folder else "preds.csv")
+    argv = ["predict", str(run), str(rec), "--out", f"{out}/" if folder else str(out), "--no-progress", "--min-conf", "0"]
+    assert main(argv + (["--jobs", "1"] if folder else [])) == 0
+    table = out / "predictions.csv" if folder else out
+    before = table.read_bytes()
+    capsys.readouterr()
+    for where in ("write", "close"):
+        def full_disk(*args, **kwargs):  # half a row reaches the table, or its last flush fails
+            if where == "write":
+                args[0].write("half a row")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        if where == "write":
+            monkeypatch.setattr(outputs, "write_csv_text", full_disk)
+        else:
+            monkeypatch.setattr(outputs.PredictionWriter, "close", full_disk)
+        assert main(argv + ["--top-k", "2"] + (["--jobs", "1"] if folder else [])) == 2, where
+        line = _one_error_line(capsys.readouterr().err, "predict")
+        assert f"{table}: the disk is full" in line, where
+        assert table.read_bytes() == before and not list(tmp_path.rglob("*.tmp-*")), where
+        monkeypatch.undo()
+
+
+def test_a_full_disk_while_taking_the_lock_names_the_lock_file(tmp_path, monkeypatch, capsys):
+    src, out = _small_source(tmp_path / "src"), tmp_path / "out"
+
+    def full_disk(*_a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    assert main(["prepare", str(src), "--out", str(out), "--workers", "1"]) == 2
+    assert f"{tmp_path / 'out.lock'}: the disk is full" in _one_error_line(capsys.readouterr().err, "prepare")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]

@@ -179,8 +179,11 @@ def output_lock(out: str | Path) -> Iterator[Path]:
                 raise ConfigError(f"{target} is being written by {_holder(note)}; wait for it or choose another --out")
             why = "it holds no lock on the file" if _pid_alive(pid) else "no longer running"
             log.warning("%s: taking over the lock of %s (%s)", target, _holder(note), why)
-        os.ftruncate(held.fd, 0)
-        os.pwrite(held.fd, json.dumps(me).encode("utf-8"), 0)
+        try:
+            os.ftruncate(held.fd, 0)
+            os.pwrite(held.fd, json.dumps(me).encode("utf-8"), 0)
+        except OSError as exc:  # a full disk: name the file (the CLI's one-line message)
+            raise OSError(exc.errno, exc.strerror, str(lock)) from exc
         yield lock
 
 

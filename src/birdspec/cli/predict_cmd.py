@@ -166,22 +166,25 @@ def run(args: argparse.Namespace) -> int:
     n_ok = n_failed = 0
     audio_s = 0.0
     progress = not args.no_progress
+    import contextlib
+
+    from birdspec.fileio import writing
+
     try:
-        for result in predictor.predict_paths(args.paths, strict=args.strict, progress=progress):
-            writer.write(result)
-            if result.ok:
-                n_ok += 1
-                audio_s += result.duration_s
-            else:
-                n_failed += 1
+        with contextlib.nullcontext() if out == "-" else writing(out):  # a full disk: the message names --out
+            for result in predictor.predict_paths(args.paths, strict=args.strict, progress=progress):
+                writer.write(result)
+                if result.ok:
+                    n_ok += 1
+                    audio_s += result.duration_s
+                else:
+                    n_failed += 1
+            if n_failed and not n_ok:  # nothing scored is no success: --out keeps what it held
+                _nothing_scored(writer.failed, where="stdout" if out == "-" else out)
+            failed_path = writer.close()
     except BaseException:
-        writer.abort()  # an interrupted or failed run publishes nothing half-written; --out keeps what it held
-        raise
-    else:
-        if n_failed and not n_ok:  # nothing scored is no success: --out keeps what it held
-            writer.abort()
-            _nothing_scored(writer.failed, where="stdout" if out == "-" else out)
-        failed_path = writer.close()
+        writer.abort()  # an interrupted or failed run (a full disk too) publishes nothing half-written and leaves
+        raise  # no temporary file; --out keeps what it held
     finally:
         predictor.close()
     wall = time.perf_counter() - t0

@@ -274,6 +274,8 @@ class ChunkConcatenator:
             self._f.truncate(self.total_samples * STORE_DTYPE.itemsize)
             self._f.seek(0, os.SEEK_END)
             if exc.errno in WRITE_FAULTS:  # the store cannot be written: no recording is usable, say why
+                if exc.filename is None:  # a failed write names no file: name the store
+                    raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
                 raise
             return None  # this chunk is damaged: the recording is skipped
         offset = self.total_samples

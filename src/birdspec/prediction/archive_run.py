@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from birdspec.errors import BirdspecError, ConfigError
-from birdspec.fileio import write_csv, write_json
+from birdspec.fileio import write_csv, write_json, writing
 from birdspec.locks import output_lock
 from birdspec.prediction.choices import FAILED_FILE
 from birdspec.prediction.archive import (
@@ -185,11 +185,12 @@ def _merge(items: Sequence[Item], parts: Path, out: Path, *, ckpt_info: Any, fmt
     writer = PredictionWriter(fmt, merged_path(out, fmt), class_info=ckpt_info.class_info, min_conf=min_conf,
                               top_k=top_k, scores=scores, freq_band_hz=(fe.fmin_hz, fe.fmax_hz))
     try:
-        summary = merge(items, parts, writer, min_conf=min_conf, classes=ckpt_info.classes)
+        with writing(merged_path(out, fmt)):  # a full disk: the message names the output
+            summary = merge(items, parts, writer, min_conf=min_conf, classes=ckpt_info.classes)
+            writer.close(write_failed=False)
     except BaseException:
-        writer.abort()
+        writer.abort()  # nothing half-written published, no temporary file left
         raise
-    writer.close(write_failed=False)
     failed = [{"path": f["path"], "error": f["error"]} for f in writer.failed]
     write_csv(out / FAILED_FILE, pd.DataFrame(failed, columns=["path", "error"]), float_format=None)
     summary["rows"] = writer.rows
