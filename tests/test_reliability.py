@@ -563,3 +563,15 @@ def test_a_full_disk_while_taking_the_lock_names_the_lock_file(tmp_path, monkeyp
     assert main(["prepare", str(src), "--out", str(out), "--workers", "1"]) == 2
     assert f"{tmp_path / 'out.lock'}: the disk is full" in _one_error_line(capsys.readouterr().err, "prepare")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_folder_predict_takes_the_same_lock(tmp_path, fast_dataset, capsys):
+    import json
+
+    from helpers import make_run
+
+    run = make_run(tmp_path / "run", fast_dataset)
+    rec = write_audio(tmp_path / "in" / "r.wav", (0.1 * np.random.default_rng(0).standard_normal(4 * SR)).astype(np.float32), SR)
+    (tmp_path / "preds.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "?", "command": "birdspec predict"}))
+    assert main(["predict", str(run), str(rec), "--out", f"{tmp_path / 'preds'}/", "--jobs", "1", "--no-progress"]) == 2
+    assert "on host elsewhere, which cannot be checked" in _one_error_line(capsys.readouterr().err, "predict")
