@@ -258,7 +258,7 @@ def find_stretches(data: object, rows: Sequence[int], rule: QuietRule = QuietRul
         for start, end in quiet_stretches(data.store.read(offset, n), data.sample_rate_hz, rule):
             out.append((offset, n, start, end))
     total = sum(e - s for _, _, s, e in out) / max(1, data.sample_rate_hz)
-    log.info("no-bird crops: %d quiet stretches (%.1f s) in %d training recordings", len(out), total, len(rows))
+    log.info("no-bird crops: %d quiet stretches (%.1f s) in %d recordings", len(out), total, len(rows))
     return out
 
 

@@ -41,7 +41,7 @@ from birdspec.training.rundir import (
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     check_fresh_run_dir,
-    read_run_config,
+    resumed_config,
 )
 from birdspec.training.outputs import finish_run
 from birdspec.training.trainer import (
@@ -143,7 +143,7 @@ def train(
     rank = env_rank()
     saved: dict[str, Any] | None = None
     if resume:
-        saved, cfg = _resumed_config(out, config, given_rows=rows_train is not None or rows_val is not None)
+        saved, cfg = resumed_config(out, config, given_rows=rows_train is not None or rows_val is not None)
         dataset_dir = dataset_dir or saved["dataset"]["path"]
     else:
         if config is None:
@@ -187,21 +187,6 @@ def train(
             data=data, out=out, cfg=cfg, encoding=encoding, train_rows=train_rows, val_rows=val_rows,
             device=device, precision=precision, workers=workers, saved=saved, rank=rank,
         )
-
-
-def _resumed_config(out: Path, config: TrainConfig | None, *, given_rows: bool) -> tuple[dict[str, Any], TrainConfig]:
-    """The saved run config of ``out`` and the config to continue with (architecture unchanged)."""
-    saved = read_run_config(out)
-    saved_cfg = TrainConfig.from_dict(saved["train_config"])
-    cfg = (config or saved_cfg).resolved()
-    changed = saved_cfg.architecture_changes(cfg)
-    if saved_cfg.nocall_fraction is not None and cfg.nocall_fraction is not None and saved_cfg.activation != cfg.activation:
-        changed.append("nocall_fraction (with or without no-bird samples)")
-    if changed:
-        raise ConfigError(f"a resumed run cannot change {', '.join(changed)}; start a new run with another --out")
-    if given_rows:
-        raise ConfigError("a resumed run keeps its own training/validation rows; do not pass rows_train/rows_val")
-    return saved, cfg
 
 
 @dataclass

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from birdspec.errors import CheckpointError, ConfigError
 from birdspec.models.checkpoint import CHECKPOINTS_DIR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from birdspec.training.config import TrainConfig
 
 RUN_FORMAT = "birdspec-run"
 RUN_FORMAT_VERSION = 1
@@ -79,3 +82,24 @@ def check_fresh_run_dir(out: Path) -> None:
         raise ConfigError(
             f"{out} already holds a training run; continue it with --resume, or choose another --out (or delete it)"
         )
+
+
+def resumed_config(out: Path, config: TrainConfig | None, *, given_rows: bool) -> tuple[dict[str, Any], TrainConfig]:
+    """The saved run config of ``out`` and the config to continue with (architecture unchanged).
+
+    Raises:
+        ConfigError: ``config`` changes what defines the network or its outputs, or rows were given.
+    """
+    from birdspec.training.config import TrainConfig
+
+    saved = read_run_config(out)
+    saved_cfg = TrainConfig.from_dict(saved["train_config"])
+    cfg = (config or saved_cfg).resolved()
+    changed = saved_cfg.architecture_changes(cfg)
+    if saved_cfg.nocall_fraction is not None and cfg.nocall_fraction is not None and saved_cfg.activation != cfg.activation:
+        changed.append("nocall_fraction (with or without no-bird samples)")
+    if changed:
+        raise ConfigError(f"a resumed run cannot change {', '.join(changed)}; start a new run with another --out")
+    if given_rows:
+        raise ConfigError("a resumed run keeps its own training/validation rows; do not pass rows_train/rows_val")
+    return saved, cfg
