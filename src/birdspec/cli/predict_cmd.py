@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
     from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.prediction.archive import is_out_folder
-    from birdspec.prediction.outputs import PredictionWriter, default_out, describe_thresholds
+    from birdspec.models.checkpoint_info import describe_thresholds
+    from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
 
     if args.threads is not None and args.threads < 1:

@@ -55,6 +55,14 @@ def _class_info(classes: tuple[str, ...], given: Any) -> tuple[dict[str, str], .
     return tuple(out)
 
 
+def describe_thresholds(thresholds: Any) -> str:
+    """``0.3`` when every class shares one threshold, else ``per class 0.21-0.64``."""
+    t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if t.size and np.all(t == t[0]):
+        return f"{t[0]:g}"
+    return f"per class {t.min():.3g}-{t.max():.3g}" if t.size else "none"
+
+
 @dataclass(frozen=True)
 class Detection:
     """How a model decides that a class is there: what training chose on held-out windows.

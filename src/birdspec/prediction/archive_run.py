@@ -117,7 +117,8 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     """
     from birdspec.models.checkpoint import peek_checkpoint, read_checkpoint, resolve_checkpoint_path
     from birdspec.prediction.onnx_runtime import file_sha256
-    from birdspec.prediction.outputs import class_thresholds, describe_thresholds
+    from birdspec.models.checkpoint_info import describe_thresholds
+    from birdspec.prediction.outputs import class_thresholds
 
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

@@ -100,14 +100,6 @@ def class_thresholds(min_conf: float | Sequence[float] | np.ndarray | None, *, n
     return values.astype(np.float32)
 
 
-def describe_thresholds(thresholds: np.ndarray) -> str:
-    """``0.3`` when every class shares one threshold, else ``per class 0.21-0.64``."""
-    t = np.asarray(thresholds, dtype=np.float64)
-    if t.size and np.all(t == t[0]):
-        return f"{t[0]:g}"
-    return f"per class {t.min():.3g}-{t.max():.3g}" if t.size else "none"
-
-
 def topk_indices(scores: np.ndarray, *, min_conf: float | np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(window_idx, rank, class_idx)`` of the kept scores, ranked by score per window.
 
