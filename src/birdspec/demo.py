@@ -53,6 +53,8 @@ in smaller batches (more updates for the same compute)."""
 
 SOUNDSCAPE_SEED_OFFSET = 1_000_003
 """The soundscape's seed is the demo seed plus this, so it never repeats a training recording's calls."""
+NOISE_STRETCH_DBFS = -30.0
+"""The level (RMS) of the pink noise of the soundscape's noise-only stretch."""
 SOUNDSCAPE_FILE = "soundscape.ogg"
 """The demo's 60 s synthetic soundscape, in ``OUT/soundscape/``."""
 
@@ -67,8 +69,11 @@ class DemoConfig:
         epochs: training epochs of each model (each epoch draws the model's
             :attr:`DemoModel.crops_per_recording` random crops of every training recording).
         crop_s: training crop length (validation and evaluation score full 5 s windows).
-        soundscape_s: length of the synthetic soundscape predicted after training (0: skip it).
-        detect_min_conf: a window's top class counts as a detection at this score or above.
+        soundscape_s: length of the calls part of the synthetic soundscape predicted after training (0: skip it).
+        silence_s / noise_s: after the calls, a stretch of digital silence and one of pink noise alone
+            (:data:`NOISE_STRETCH_DBFS`): the model must leave both unlabelled.
+        detect_min_conf: a window's top class counts as a detection at this score or above (None: the
+            model's own per-class detection thresholds, as ``birdspec predict`` uses them).
         threads: torch CPU threads (None: all cores available to this process).
     """
 
@@ -78,7 +83,9 @@ class DemoConfig:
     epochs: int = 4
     crop_s: float = 2.0
     soundscape_s: float = 60.0
-    detect_min_conf: float = 0.5
+    silence_s: float = 10.0
+    noise_s: float = 10.0
+    detect_min_conf: float | None = None
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
@@ -95,8 +102,10 @@ class DemoConfig:
             raise ConfigError(f"crop_s must be in (0, 5], got {self.crop_s}")
         if self.soundscape_s != 0 and not self.soundscape_s >= 10:
             raise ConfigError(f"--soundscape-s must be 0 (skip) or >= 10, got {self.soundscape_s}")
-        if not 0 <= self.detect_min_conf <= 1:
+        if self.detect_min_conf is not None and not 0 <= self.detect_min_conf <= 1:
             raise ConfigError(f"detect_min_conf must be in [0, 1], got {self.detect_min_conf}")
+        if self.silence_s < 0 or self.noise_s < 0:
+            raise ConfigError(f"silence_s and noise_s must be >= 0, got {self.silence_s}, {self.noise_s}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
 
@@ -154,16 +163,29 @@ def _synthesize(out: Path, cfg: DemoConfig) -> Path:
     return source
 
 
-def _train_model(spec: Any, dataset: Path, out: Path, cfg: DemoConfig, threads: int, step: Any) -> Path:
-    """Train one of :data:`DEMO_MODELS` into ``out/runs/<model>`` (replaced)."""
+def prepare_demo_data(out: Path, cfg: DemoConfig) -> Path:
+    """The demo's synthetic recordings, prepared (32 kHz mono, 5 s windows, 70/30 split) into ``out/prepared``."""
+    from birdspec.data.prepare import prepare
+
+    source = _synthesize(out, cfg)
+    log.info("2/6 preparing (32 kHz mono, 5 s windows, 70/30 split)")
+    # one process: starting decoding workers costs more than decoding this little audio
+    return Path(prepare(
+        source, out / "prepared", encoding=EncodingConfig(name="window", short_policy="pad"), val_fraction=0.3, seed=cfg.seed,
+        workers=1, progress=False,
+    ))
+
+
+def train_demo_model(spec: DemoModel, dataset: Path, out: Path, cfg: DemoConfig) -> Path:
+    """Train one of :data:`DEMO_MODELS` into ``out/runs/<model>`` (replaced) with birdspec's defaults for new
+    runs (the level-aware input, no-bird samples, detection thresholds); returns the run folder."""
     import shutil
 
     from birdspec.training import TrainConfig, train
 
-    t = time.perf_counter()
     log.info(
-        "3/6 training %s on the %s: %d epochs of %d random %.1f s crops per recording, batch %d, %d CPU threads",
-        spec.name, cfg.device, cfg.epochs, spec.crops_per_recording, cfg.crop_s, spec.batch_size, threads,
+        "3/6 training %s on the %s: %d epochs of %d random %.1f s crops per recording, batch %d",
+        spec.name, cfg.device, cfg.epochs, spec.crops_per_recording, cfg.crop_s, spec.batch_size,
     )
     run_dir = out / "runs" / spec.name
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -183,7 +205,6 @@ def _train_model(spec: Any, dataset: Path, out: Path, cfg: DemoConfig, threads: 
         workers=cfg.workers,
     )
     train(dataset, run_dir, train_cfg)
-    step(f"train {spec.name}", t)
     return run_dir
 
 
@@ -193,7 +214,6 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> DemoResul
     Re-running reuses the synthetic data and the prepared dataset; the run
     directories, the soundscape and the report are replaced.
     """
-    from birdspec.data.prepare import prepare
     from birdspec.data.synthetic import CLASSES
     from birdspec.evaluation.compare import compare_runs
     from birdspec.evaluation.evaluate import evaluate_run
@@ -213,19 +233,14 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> DemoResul
         log.info("  %s done in %.1f s (CPU time of this process %.1f s)", name, steps[name], used)
 
     t = time.perf_counter()
-    source = _synthesize(out, cfg)
-    step("synthesize", t)
+    dataset = prepare_demo_data(out, cfg)
+    step("synthesize and prepare", t)
 
-    t = time.perf_counter()
-    log.info("2/6 preparing (32 kHz mono, 5 s windows, 70/30 split)")
-    # one process: starting decoding workers costs more than decoding this little audio
-    dataset = prepare(
-        source, out / "prepared", encoding=EncodingConfig(name="window", short_policy="pad"), val_fraction=0.3, seed=cfg.seed,
-        workers=1, progress=False,
-    )
-    step("prepare", t)
-
-    runs = [_train_model(spec, dataset, out, cfg, threads, step) for spec in DEMO_MODELS]
+    runs = []
+    for spec in DEMO_MODELS:
+        t = time.perf_counter()
+        runs.append(train_demo_model(spec, dataset, out, cfg))
+        step(f"train {spec.name} ({threads} CPU threads)", t)
 
     t = time.perf_counter()
     log.info("4/6 evaluating the best checkpoints on the validation recordings")
@@ -267,7 +282,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> DemoResul
 
 
 def run_soundscape(out_dir: Path, checkpoint: Path, cfg: DemoConfig) -> tuple[Any, Any]:
-    """Synthesize the soundscape, predict it with ``checkpoint`` and draw it.
+    """Synthesize the soundscape (calls, then a silent and a noise-only stretch), predict it with
+    ``checkpoint`` at its own detection thresholds and draw it.
 
     Writes ``soundscape.ogg``, ``calls.csv`` (the truth), ``predictions.csv``
     (every window's class scores) and ``soundscape.png`` into ``out_dir``.
@@ -275,6 +291,9 @@ def run_soundscape(out_dir: Path, checkpoint: Path, cfg: DemoConfig) -> tuple[An
     """
     import shutil
 
+    import numpy as np
+
+    from birdspec.data.backgrounds import synth_background
     from birdspec.data.soundscape import CALLS_FILE
     from birdspec.data.synthetic import make_soundscape, write_ogg
     from birdspec.evaluation.soundscape_plot import (
@@ -287,16 +306,25 @@ def run_soundscape(out_dir: Path, checkpoint: Path, cfg: DemoConfig) -> tuple[An
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     scape = make_soundscape(cfg.soundscape_s, seed=cfg.seed + SOUNDSCAPE_SEED_OFFSET)
+    sr = scape.sample_rate_hz
+    rng = np.random.default_rng(cfg.seed + SOUNDSCAPE_SEED_OFFSET)
+    silence = np.zeros(round(cfg.silence_s * sr), dtype=np.float32)
+    noise = synth_background("pink", num_samples=round(cfg.noise_s * sr), level_dbfs=NOISE_STRETCH_DBFS, rng=rng)
+    wave = np.concatenate([scape.wave, silence, noise])
+    t0, t1 = scape.duration_s, scape.duration_s + silence.size / sr
+    stretches = [(name, a, b) for name, a, b in (("silent", t0, t1), ("noise-only", t1, wave.size / sr)) if b > a]
     audio_path = out_dir / SOUNDSCAPE_FILE
-    write_ogg(audio_path, scape.wave, scape.sample_rate_hz)
+    write_ogg(audio_path, wave, sr)
     scape.calls.to_csv(out_dir / CALLS_FILE, index=False, float_format="%.4f")
-    predictor = Predictor(str(checkpoint), scores="all")
+    predictor = Predictor(str(checkpoint), scores="all", min_conf=cfg.detect_min_conf)
     predictions = predictor.predict_file(str(audio_path))
     predictions.to_csv(out_dir / "predictions.csv", index=False, float_format="%.4f")
-    summary = summarize_detections(scape.calls, predictions, min_conf=cfg.detect_min_conf, duration_s=scape.duration_s)
+    thresholds = predictor.min_conf
+    summary = summarize_detections(scape.calls, predictions, min_conf=thresholds, duration_s=wave.size / sr,
+                                   classes=predictor.classes, stretches=stretches)
     png = plot_soundscape(
-        scape.wave, scape.sample_rate_hz, scape.calls, predictions, out_dir / "soundscape.png",
-        min_conf=cfg.detect_min_conf, title=f"{scape.duration_s:.0f} s synthetic soundscape, predicted by {checkpoint.parent.parent.name}",
+        wave, sr, scape.calls, predictions, out_dir / "soundscape.png", min_conf=thresholds, classes=predictor.classes,
+        title=f"{wave.size / sr:.0f} s synthetic soundscape, predicted by {checkpoint.parent.parent.name}",
     )
     log.info("soundscape: %s", summary.text())
     return summary, soundscape_section(png, summary, model=checkpoint.parent.parent.name, folder=out_dir)

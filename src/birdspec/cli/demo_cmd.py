@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="training epochs of each model (default 4)")
     p.add_argument("--per-class", type=int, default=None, help="synthetic recordings per class (default 10)")
     p.add_argument("--soundscape-s", type=float, default=None,
-                   help="length of the synthetic soundscape predicted after training, seconds (default 60; 0: skip)")
+                   help="length of the calls part of the synthetic soundscape predicted after training, seconds "
+                        "(default 60, then 10 s of silence and 10 s of noise alone; 0: skip)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where to train (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"    {model:<18} accuracy {acc}, macro F1 {f1}")
     if res.soundscape is not None:
         sc = res.soundscape
-        print(f"  soundscape ({res.runs[0].name}, a window's top class counts at score >= {sc.min_conf:g}):")
+        print(f"  soundscape ({res.runs[0].name}, a window's top class counts at score >= {sc.threshold_text}):")
         print(f"    {sc.text()}")
         for row in sc.per_class.itertuples(index=False):
             print(f"    {row.label:<8} {row.calls:>3} calls in {row.windows_with_calls:>2} windows, "

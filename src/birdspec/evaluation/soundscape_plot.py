@@ -5,7 +5,9 @@ hand-annotated field recording):
 
 - :func:`window_truth`: which classes call in each scored window;
 - :func:`summarize_detections`: each window's top class (a detection when its
-  score reaches ``min_conf``) checked against that truth, overall and per class;
+  score reaches ``min_conf``: one number, or the model's threshold of that class)
+  checked against that truth, overall and per class, and whether stretches known
+  to hold no call (silence, noise) stayed unlabelled;
 - :func:`plot_soundscape`: the spectrogram (time in s, frequency in kHz) with,
   under it, the true calls, the detected windows and every class's score per window;
 - :func:`soundscape_section`: the figure and the table as a report
@@ -32,6 +34,7 @@ from matplotlib.patches import Rectangle
 from birdspec.errors import DataError
 from birdspec.evaluation.plots import DPI, PALETTE
 from birdspec.fileio import save_figure
+from birdspec.models.checkpoint_info import describe_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,20 @@ DISPLAY_RANGE_DB = 60.0
 """The spectrogram's gray scale spans this many dB below its peak (quieter is white: the figure stays legible and small)."""
 MIN_OVERLAP_S = 0.1
 """A call counts for a window when at least this much of it (or all of it, if shorter) lies inside the window."""
+
+
+def class_thresholds_of(min_conf: float | Sequence[float], num_classes: int) -> np.ndarray:
+    """``(K,)`` thresholds from one number or one per class.
+
+    Raises:
+        DataError: a sequence of another length.
+    """
+    t = np.asarray(min_conf, dtype=np.float64)
+    if t.ndim == 0:
+        return np.full(num_classes, float(t))
+    if t.shape != (num_classes,):
+        raise DataError(f"need one threshold or one per class ({num_classes}), got {t.size}")
+    return t
 
 
 def score_columns(predictions: pd.DataFrame, classes: Sequence[str] | None = None) -> list[str]:
@@ -85,13 +102,30 @@ class SoundscapeSummary:
             (``correct``, ``wrong class``, ``missed`` (calls, no detection),
             ``false alarm`` (no calls, a detection) or ``quiet`` (neither)).
         per_class: ``label, calls, windows_with_calls, detected_windows, correct, precision, recall``.
-        min_conf: the detection threshold.
+        min_conf: the detection threshold of each class.
+        stretches: ``(name, start_s, end_s, labelled windows)`` of stretches known to hold no call (e.g.
+            the demo's silence and noise), each window overlapping one counted.
     """
 
     duration_s: float
     windows: pd.DataFrame
     per_class: pd.DataFrame
-    min_conf: float
+    min_conf: tuple[float, ...]
+    stretches: tuple[tuple[str, float, float, int], ...] = ()
+
+    @property
+    def threshold_text(self) -> str:
+        return describe_thresholds(self.min_conf)
+
+    def stretches_text(self) -> str:
+        """e.g. ``the silent stretch (10 s) and the noise-only stretch (10 s) stayed unlabelled``."""
+        if not self.stretches:
+            return ""
+        parts = [f"the {name} stretch ({e - s:.0f} s)" for name, s, e, _ in self.stretches]
+        labelled = [(name, n) for name, _s, _e, n in self.stretches if n]
+        if not labelled:
+            return " and ".join(parts) + " stayed unlabelled"
+        return "; ".join(f"the {name} stretch: {n} window(s) labelled" for name, n in labelled)
 
     def count(self, outcome: str) -> int:
         return int((self.windows["outcome"] == outcome).sum())
@@ -107,8 +141,8 @@ class SoundscapeSummary:
         return (
             f"{self.duration_s:.0f} s, {self.n_calls} calls; {len(self.windows)} windows, {with_calls} with calls: "
             f"{self.count('correct')} labelled right, {self.count('wrong class')} wrong class, "
-            f"{self.count('missed')} below {self.min_conf:g}; {without} without calls: "
-            f"{self.count('false alarm')} labelled anyway"
+            f"{self.count('missed')} below {self.threshold_text}; {without} without calls: "
+            f"{self.count('false alarm')} labelled anyway" + (f"; {self.stretches_text()}" if self.stretches else "")
         )
 
 
@@ -116,13 +150,17 @@ def summarize_detections(
     calls: pd.DataFrame,
     predictions: pd.DataFrame,
     *,
-    min_conf: float = 0.5,
+    min_conf: float | Sequence[float] = 0.5,
     duration_s: float | None = None,
     classes: Sequence[str] | None = None,
     min_overlap_s: float = MIN_OVERLAP_S,
+    stretches: Sequence[tuple[str, float, float]] = (),
 ) -> SoundscapeSummary:
-    """Check each window's top class against the calls in it (see :class:`SoundscapeSummary`)."""
+    """Check each window's top class against the calls in it (see :class:`SoundscapeSummary`); ``min_conf``
+    is one threshold or one per class (in the order of the score columns); ``stretches`` are
+    ``(name, start_s, end_s)`` known to hold no call."""
     cols = score_columns(predictions, classes)
+    thr = class_thresholds_of(min_conf, len(cols))
     scores = predictions[cols].to_numpy(float)
     starts = predictions["start_s"].to_numpy(float)
     ends = predictions["end_s"].to_numpy(float)
@@ -132,7 +170,7 @@ def summarize_detections(
     for i, true in enumerate(truth):
         top = cols[int(top_idx[i])]
         score = float(scores[i, top_idx[i]])
-        det = top if score >= min_conf else ""
+        det = top if score >= thr[int(top_idx[i])] else ""
         if true:
             outcome = "missed" if not det else ("correct" if det in true else "wrong class")
         else:
@@ -157,7 +195,12 @@ def summarize_detections(
         })
     if duration_s is None:
         duration_s = float(max(ends.max(initial=0.0), calls["end_s"].max() if len(calls) else 0.0))
-    return SoundscapeSummary(float(duration_s), windows, pd.DataFrame(per_class), float(min_conf))
+    checked = []
+    for name, a, b in stretches:
+        inside = (starts < b) & (ends > a)
+        checked.append((str(name), float(a), float(b), int((windows["detected"] != "").to_numpy()[inside].sum())))
+    return SoundscapeSummary(float(duration_s), windows, pd.DataFrame(per_class), tuple(float(t) for t in thr),
+                             tuple(checked))
 
 
 def spectrogram_db(wave: np.ndarray, sample_rate_hz: int, *, n_fft: int = 1024, hop: int = 256,
@@ -192,7 +235,7 @@ def plot_soundscape(
     predictions: pd.DataFrame,
     out_path: str | Path,
     *,
-    min_conf: float = 0.5,
+    min_conf: float | Sequence[float] = 0.5,
     classes: Sequence[str] | None = None,
     max_freq_hz: float = 12_000.0,
     title: str = "Soundscape",
@@ -204,13 +247,15 @@ def plot_soundscape(
     1. spectrogram (kHz, dB), with the window edges dotted and each window's
        detected class written over it;
     2. true calls, one row per class (omitted when ``calls`` is None);
-    3. detected windows: the window's top class when its score reaches ``min_conf``,
-       with the score; outlined in red when no call of that class is in the window;
-    4. every class's score per window (steps), the threshold dashed.
+    3. detected windows: the window's top class when its score reaches ``min_conf`` (one
+       number, or one per class), with the score; outlined in red when no call of that class
+       is in the window;
+    4. every class's score per window (steps), the threshold(s) dashed.
 
     Returns the PNG path.
     """
     cols = score_columns(predictions, classes)
+    thr = class_thresholds_of(min_conf, len(cols))
     colors = class_colors(cols)
     duration_s = wave.size / sample_rate_hz
     starts = predictions["start_s"].to_numpy(float)
@@ -227,7 +272,7 @@ def plot_soundscape(
     for s, e, row in zip(starts, ends, scores):
         k = int(row.argmax())
         label, score = cols[k], float(row[k])
-        if score >= min_conf:
+        if score >= thr[k]:
             axes[0].text((s + e) / 2, top_khz * 0.97, f"{label} {score:.2f}", ha="center", va="top", fontsize=8,
                          color="white", fontweight="bold",
                          bbox={"boxstyle": "round,pad=0.2", "facecolor": colors[label], "edgecolor": "none", "alpha": 0.9})
@@ -243,8 +288,8 @@ def plot_soundscape(
                 axes[1].add_patch(Rectangle((call["start_s"], r - 0.35), call["end_s"] - call["start_s"], 0.7,
                                             facecolor=colors[label], edgecolor="none"))
         _class_rows(axes[1], cols, colors, "true calls")
-    _detections_panel(axes[-2], starts, ends, scores, truth, cols, colors, min_conf=min_conf, has_truth=has_truth)
-    _scores_panel(axes[-1], starts, ends, scores, cols, colors, min_conf=min_conf, duration_s=duration_s)
+    _detections_panel(axes[-2], starts, ends, scores, truth, cols, colors, thr=thr, has_truth=has_truth)
+    _scores_panel(axes[-1], starts, ends, scores, cols, colors, thr=thr, duration_s=duration_s)
     return save_figure(fig, out_path, dpi=DPI)
 
 
@@ -273,11 +318,11 @@ def _class_rows(ax: Any, cols: Sequence[str], colors: dict[str, str], heading: s
 
 
 def _detections_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, truth: Sequence[set],
-                      cols: Sequence[str], colors: dict[str, str], *, min_conf: float, has_truth: bool) -> None:
+                      cols: Sequence[str], colors: dict[str, str], *, thr: np.ndarray, has_truth: bool) -> None:
     for s, e, row, true in zip(starts, ends, scores, truth):
         k = int(row.argmax())
         label, score = cols[k], float(row[k])
-        if score < min_conf:
+        if score < thr[k]:
             continue
         wrong = has_truth and label not in true
         ax.add_patch(Rectangle((s + 0.05, k - 0.4), e - s - 0.1, 0.8, facecolor=colors[label],
@@ -285,15 +330,21 @@ def _detections_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.
                                linewidth=2.0 if wrong else 0))
         ax.text((s + e) / 2, k, f"{score:.2f}" + (" \u2717" if wrong else ""), ha="center", va="center",
                 fontsize=8, color="black")
-    _class_rows(ax, cols, colors, f"detected\n(score \u2265 {min_conf:g})")
+    same = bool(np.all(thr == thr[0])) if len(thr) else True
+    _class_rows(ax, cols, colors, f"detected\n(score \u2265 {thr[0]:g})" if same else "detected\n(\u2265 threshold)")
 
 
 def _scores_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, cols: Sequence[str],
-                  colors: dict[str, str], *, min_conf: float, duration_s: float) -> None:
+                  colors: dict[str, str], *, thr: np.ndarray, duration_s: float) -> None:
     for j, c in enumerate(cols):
         xs = np.concatenate([[s, e] for s, e in zip(starts, ends)]) if len(starts) else np.zeros(0)
         ax.plot(xs, np.repeat(scores[:, j], 2), color=colors[c], linewidth=1.8, label=c)
-    ax.axhline(min_conf, color="0.3", linestyle="--", linewidth=1, label=f"threshold {min_conf:g}")
+    if len(thr) and np.all(thr == thr[0]):
+        ax.axhline(thr[0], color="0.3", linestyle="--", linewidth=1, label=f"threshold {thr[0]:g}")
+    else:  # the model's own threshold per class, in the class's colour
+        for j, c in enumerate(cols):
+            ax.axhline(thr[j], color=colors[c], linestyle="--", linewidth=1, alpha=0.8)
+        ax.plot([], [], color="0.3", linestyle="--", linewidth=1, label="thresholds")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("score", fontsize=9)
     ax.set_xlabel("time (s)")
@@ -310,12 +361,13 @@ def soundscape_section(png: str | Path, summary: SoundscapeSummary, *, model: st
     where = f" Files (audio, true calls, every window's scores): {folder}." if folder else ""
     text = (
         f"A {summary.duration_s:.0f} s synthetic soundscape that no model saw in training (bouts of calls of the four "
-        f"synthetic classes over background noise, with quiet gaps), scored by {model} every 5 s, as "
-        f"`birdspec predict` does on field recordings. A window counts as detected when its top class scores at least "
-        f"{summary.min_conf:g}.{where}\n\n"
-        f"Result: {summary.text()}. The models know no 'no call' class (each training recording carries its call "
-        f"type's label, quiet stretches included), so a window of background noise still gets some class; its "
-        f"score shows how sure the model is."
+        f"synthetic classes over background noise, with quiet gaps"
+        + (", then " + " and ".join(f"a {n} stretch" for n, *_ in summary.stretches) if summary.stretches else "")
+        + f"), scored by {model} every 5 s, as `birdspec predict` does on field recordings. A window counts as "
+        f"detected when its top class scores at least {summary.threshold_text} (the model's detection threshold, "
+        f"chosen on its validation windows and no-bird samples when it was trained).{where}\n\n"
+        f"Result: {summary.text()}. The model was trained with no-bird samples (quiet stretches of the recordings "
+        f"and built-in synthetic backgrounds), so a window with nothing in it can stay unlabelled."
     )
     caption = (
         "Top: spectrogram (dB) with each 5 s window's detection. Then the true calls per class, the detected windows "
