@@ -56,8 +56,11 @@ def model_config(model: str, *, device: str, seed: int):
     from birdspec.training import TrainConfig
 
     if model.startswith("birdnet"):
-        return TrainConfig(model=model, epochs=HEAD_EPOCHS, device="cpu", workers=0, seed=seed, progress_bar=False)
-    return TrainConfig.from_recipe("small-data", model=model, device=device, seed=seed, progress_bar=False)
+        return TrainConfig(model=model, epochs=HEAD_EPOCHS, device="cpu", workers=0, seed=seed, progress_bar=False,
+                           nocall_fraction=0.0)
+    # the settings the kept cells were trained with (before no-bird samples and the level input were defaults)
+    return TrainConfig.from_recipe("small-data", model=model, device=device, seed=seed, progress_bar=False,
+                                   input_norm="band", nocall_fraction=0.0)
 
 
 def curves_dir(out: Path, model: str) -> Path:

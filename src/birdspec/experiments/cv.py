@@ -14,7 +14,8 @@ all other folds the training pool. Two protocols:
     ``config.epochs`` epochs and evaluate the **last** checkpoint. Training
     needs validation rows, so its per-epoch validation curves are computed on
     the test fold *for monitoring only*: nothing is selected on them (early
-    stopping is refused in this mode, and ``best.pt`` is not used).
+    stopping is refused in this mode, ``best.pt`` is not used, and the detection
+    thresholds are chosen on the training folds, in-sample: ``thresholds_on='train'``).
 
 The selected checkpoint is evaluated on the test fold at the recording level
 (windows: mean of probabilities). ``CV_DIR`` then holds:
@@ -41,6 +42,7 @@ continues from its last epoch. Changing the settings between runs is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -68,7 +70,10 @@ CV_PREDICTIONS = "cv_predictions.csv"
 CV_CONFUSION = "cv_confusion_matrix.png"
 CV_FOLDS_PNG = "cv_folds.png"
 FOLD_RESULT = "fold_result.json"
-IGNORED_FIELDS = ("device", "workers", "progress_bar", "precision", "devices", "max_minutes")
+IGNORED_FIELDS = ("device", "workers", "progress_bar", "precision", "devices", "max_minutes", "thresholds_on",
+                  "temperature_scaling")
+"""Settings a resumed cross-validation (or learning curve) may change: where and how it runs, and how the
+detection thresholds are chosen after training (not what is trained)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ def run_cv(
     train_fn = train_fn or default_train
     cfg = config.resolved()
     protocol = "fixed-epochs" if fixed_epochs else "inner-val"
+    if fixed_epochs and cfg.thresholds_on != "train":  # the validation rows are the test fold: never choose on them
+        cfg = dataclasses.replace(cfg, thresholds_on="train")
     if fixed_epochs and cfg.early_stopping_patience:
         raise ConfigError("--fixed-epochs trains for exactly --epochs epochs; drop --early-stopping")
     if not fixed_epochs and not 0 < inner_val_fraction < 1:

@@ -243,7 +243,9 @@ class _CellRunner:
         if run_dir.exists():  # an interrupted cell: train it again from the start (cells are small)
             shutil.rmtree(run_dir)
         log.info("%s, k=%s, draw %d, fold %d: training on %d recordings", label, k_name(k), draw, fold, train_rows.size)
-        self.train_fn(self.dataset_dir, run_dir, replace(cfg, seed=cfg.seed + draw), rows_train=train_rows, rows_val=monitor)
+        # the monitored rows are test-fold recordings: the detection thresholds are chosen on the training rows
+        self.train_fn(self.dataset_dir, run_dir, replace(cfg, seed=cfg.seed + draw, thresholds_on="train"),
+                      rows_train=train_rows, rows_val=monitor)
         ckpt = resolve_checkpoint_path(run_dir, which="last")
         ev = evaluate_checkpoint(ckpt, data, rows=test, out_dir=cell / eval_dir_name("test"), split=f"fold {fold} (test)",
                                  batch_size=self.eval_batch_size, device=cfg.device, plots=False,
