@@ -71,6 +71,9 @@ FIELDS = {
     "background": "background_dir",
     "background_mix": "background_mix_dir",
     "background_snr_db": "background_snr_db",
+    "synthetic_nocall": "synthetic_nocall",
+    "thresholds_on": "thresholds_on",
+    "temperature_scaling": "temperature_scaling",
 }
 
 
@@ -104,8 +107,10 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     m.add_argument("--pretrained", metavar="imagenet|PATH", help="start from ImageNet weights or a torchvision state dict")
     m.add_argument("--first-conv", choices=FIRST_CONV_MODES, help="pretrained RGB kernels to C channels: repeat (default, scaled 3/C) or average")
     m.add_argument("--input-norm", choices=INPUT_NORMS,
-                   help="per-sample standardisation of the log-mel input (default instance); band first removes "
-                        "each mel band's median over time (its noise floor: stationary background, recorder colouring)")
+                   help="what the CNN sees (default level on dB spectrograms, band on pcen/mfcc): level keeps absolute "
+                        "level (an absolute floor, each band's noise floor removed, fixed units fitted on the training "
+                        "windows: quiet noise stays quiet); band removes each band's noise floor, then standardises "
+                        "every window; instance standardises every window (the study's); none")
     m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
     m.add_argument("--frontend", choices=FRONTENDS, help="spectrogram type (default logmel, the study's; `birdspec models` lists them)")
     m.add_argument("--frontend-option", action="append", default=[], metavar="KEY=VALUE",
@@ -160,12 +165,14 @@ def float_pair(text: str) -> tuple[float, float]:
 
 def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
     """Labels, loss and no-bird options (:mod:`birdspec.training.multilabel`)."""
+    from birdspec.training.config import THRESHOLD_SPLITS
     from birdspec.training.multilabel import LABEL_MODES, MULTI_LOSSES
 
     g = p.add_argument_group("labels and no-bird windows" + within)
     g.add_argument("--labels", choices=LABEL_MODES,
-                   help="primary (default, the study's: softmax over the primary label) or multi (sigmoid outputs, "
-                        "targets from primary + secondary labels; prediction then uses sigmoid scores)")
+                   help="primary (default, the study's: softmax over the primary label, with an implicit 'no bird' "
+                        "class when there are no-bird samples) or multi (sigmoid outputs, targets from primary + "
+                        "secondary labels; prediction then uses sigmoid scores)")
     g.add_argument("--secondary-weight", type=float, metavar="W", help="target of a secondary label with --labels multi (default 0.5)")
     g.add_argument("--loss", choices=MULTI_LOSSES, help="multi-label loss: bce (default), focal or asl (asymmetric)")
     g.add_argument("--focal-gamma", type=float, metavar="G", help="focal loss gamma (default 2)")
@@ -173,11 +180,21 @@ def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
     g.add_argument("--asl-gamma-pos", type=float, metavar="G", help="asymmetric loss gamma of positives (default 1)")
     g.add_argument("--asl-clip", type=float, metavar="M", help="asymmetric loss probability margin of negatives (default 0.05)")
     g.add_argument("--nocall-fraction", type=float, metavar="F",
-                   help="add no-bird training samples (all-zero targets; --labels multi) as this share of all: quiet "
-                        "stretches of the training recordings (an energy rule) and --background recordings")
+                   help="share of no-bird training samples (default 0.2 for per-window runs, 0 for stack10 and "
+                        "--recipe study; 0: a closed-world model that names a species in every window): quiet "
+                        "stretches of the training recordings (an energy rule), built-in synthetic backgrounds "
+                        "(silence, noise, wind, rain, hum at -90 to -20 dBFS) and --background recordings")
+    g.add_argument("--synthetic-nocall", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw no-bird samples from the built-in synthetic backgrounds too (default on)")
     g.add_argument("--background", metavar="DIR", help="recordings without the classes' birds, for no-bird samples")
-    g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples (--labels multi)")
+    g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples")
     g.add_argument("--background-snr-db", type=float_pair, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")
+    d = p.add_argument_group("detection thresholds" + within)
+    d.add_argument("--thresholds-on", choices=THRESHOLD_SPLITS,
+                   help="where the per-class detection thresholds predict uses are chosen after training: val "
+                        "(default: the validation recordings and their no-bird samples) or train (in-sample)")
+    d.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit a temperature on the same windows first, so scores are closer to probabilities (default off)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
