@@ -7,6 +7,8 @@ are loaded when a :class:`BirdnetBackbone` is created (a
 - :mod:`birdspec.birdnet.backend`: the backbone (48 kHz 3 s windows -> 1024-d
   embeddings and BirdNET's own 6522-class logits).
 - :mod:`birdspec.birdnet.predict`: a trained ``birdnet-*`` head on raw audio.
+- :mod:`birdspec.birdnet.geometry`: how BirdNET's 3 s windows map onto output windows (prediction, and
+  the no-bird clips ``birdspec embed`` caches).
 - :mod:`birdspec.data.embeddings`: the per-dataset embedding cache
   (``birdspec embed``) and :class:`~birdspec.data.embeddings.EmbeddingDataset`.
 - :mod:`birdspec.models.birdnet_head`: the ``birdnet-linear`` / ``birdnet-mlp`` heads.

@@ -1,24 +1,14 @@
-"""A trained ``birdnet-*`` head on raw audio: BirdNET embeddings -> per-window class probabilities.
+"""A trained ``birdnet-*`` head on raw audio: BirdNET embeddings -> per-window scores.
 
-How BirdNET's 3 s windows map onto the requested output windows
-(``window_s`` / ``hop_s``, e.g. 5 s / 5 s as the CNN models):
+How BirdNET's 3 s windows (every :data:`~birdspec.birdnet.geometry.EMBED_HOP_S` = 1 s) map onto the
+requested output windows (``window_s`` / ``hop_s``, e.g. 5 s / 5 s as the CNN models) is owned by
+:mod:`birdspec.birdnet.geometry` (:func:`output_windows`, :func:`assign_windows`): an output window is
+scored from the BirdNET windows fully inside it (3 for 5 s windows), pooled like in training.
 
-1. The recording (32 kHz) is resampled to 48 kHz and cut into BirdNET
-   windows of 3 s starting every ``embed_hop_s`` (default 1 s) seconds,
-   fully inside the recording (a recording shorter than 3 s gives one
-   zero-padded window), exactly as ``birdspec embed`` does with its hop.
-2. Output window ``[t, t + window_s)`` (its end clipped to the recording)
-   gets the head applied to the embeddings of the BirdNET windows **fully
-   inside it**, pooled like in training (mean and max over windows). With
-   5 s output windows and a 1 s embedding hop that is 3 windows:
-   ``[t, t+3), [t+1, t+4), [t+2, t+5)``.
-3. An output window holding no full BirdNET window (shorter than 3 s: a
-   trailing partial window, or ``window_s < 3``) uses the one BirdNET window
-   that overlaps it most.
-
-Probabilities are the softmax of the head's logits (as for every birdspec
-model). Cost: BirdNET runs ``3 / embed_hop_s`` times per 3 s of audio
-(``embed_hop_s=3`` is cheapest but then a 5 s window sees one 3 s window).
+Scores are the checkpoint's activation at its temperature (:mod:`birdspec.models.activation`: softmax, or
+softmax with the implicit no-bird class for heads trained with no-bird samples). Cost: BirdNET runs
+``3 / embed_hop_s`` times per 3 s of audio (``embed_hop_s=3`` is cheapest but then a 5 s window sees one
+3 s window).
 
 Output windows: pass the caller's own ``bounds_s`` (``(M, 2)`` start/end
 seconds, e.g. from :mod:`birdspec.windowing`) so both agree; without
@@ -36,13 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from birdspec.birdnet.backend import BIRDNET_SAMPLE_RATE_HZ, WINDOW_S, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
+from birdspec.birdnet.backend import BIRDNET_SAMPLE_RATE_HZ, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
+from birdspec.birdnet.geometry import EMBED_HOP_S, assign_windows, embed_window_starts, output_windows
 from birdspec.config import SAMPLE_RATE_HZ as STORE_RATE_HZ
 from birdspec.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-_EPS_S = 1e-6
+__all__ = ["EMBED_HOP_S", "BirdnetAudioClassifier", "WindowProbabilities", "assign_windows", "output_windows",
+           "predict_windows"]
+
 EMBED_CHUNK_WINDOWS = 64
 """BirdNET windows materialised at once (bounds memory on long recordings)."""
 
@@ -52,7 +45,8 @@ class WindowProbabilities:
     """Per-output-window predictions.
 
     Attributes:
-        probs: ``(M, K)`` softmax probabilities in ``classes`` order.
+        probs: ``(M, K)`` scores in ``classes`` order (the head's activation: softmax, or softmax with
+            the implicit no-bird class, whose ``1 - sum`` is "no bird").
         starts_s / ends_s: ``(M,)`` window bounds in seconds (ends clipped to the recording).
         classes: the checkpoint's labels.
     """
@@ -63,43 +57,17 @@ class WindowProbabilities:
     classes: tuple[str, ...]
 
 
-def output_windows(duration_s: float, *, window_s: float = 5.0, hop_s: float = 5.0, min_partial_s: float = 1.0) -> np.ndarray:
-    """Default output windows ``(M, 2)`` (start, end) in seconds: :func:`birdspec.windowing.window_bounds`'s
-    rule, and one window over the whole recording when that rule gives none (a very short recording)."""
-    from birdspec.windowing import WindowGeometry, window_bounds
-
-    if window_s <= 0 or hop_s <= 0:
-        raise ConfigError(f"window_s and hop_s must be positive, got {window_s} and {hop_s}")
-    n = max(0, int(round(duration_s * STORE_RATE_HZ)))
-    g = WindowGeometry.from_seconds(window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=STORE_RATE_HZ)
-    bounds = window_bounds(num_samples=n, geometry=g) / STORE_RATE_HZ
-    return bounds if bounds.shape[0] else np.array([[0.0, max(duration_s, 0.0)]])
-
-
-def assign_windows(embed_starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float, embed_window_s: float = WINDOW_S) -> list[np.ndarray]:
-    """Indices of the embedding windows pooled for each output window (see the module docs)."""
-    starts = np.asarray(embed_starts_s, dtype=np.float64)
-    ends = np.minimum(starts + embed_window_s, max(duration_s, embed_window_s))
-    out = []
-    for a, b in np.asarray(bounds_s, dtype=np.float64).reshape(-1, 2):
-        b = min(b, max(duration_s, embed_window_s)) if duration_s > 0 else b
-        inside = np.flatnonzero((starts >= a - _EPS_S) & (starts + embed_window_s <= b + _EPS_S))
-        if inside.size == 0:
-            overlap = np.minimum(ends, b) - np.maximum(starts, a)
-            inside = np.array([int(np.argmax(overlap))])
-        out.append(inside)
-    return out
-
-
 class BirdnetAudioClassifier:
-    """A ``birdnet-*`` head with the BirdNET backbone in front: raw audio -> window probabilities.
+    """A ``birdnet-*`` head with the BirdNET backbone in front: raw audio -> window scores.
 
     Args:
         head: a trained head (``(B, W, 1024)`` -> ``(B, K)`` logits), e.g. from
             :meth:`~birdspec.models.checkpoint.Checkpoint.build_model`.
         backbone: a :class:`BirdnetBackbone` (default: a new one on all cores).
         classes: the head's labels (default ``class_0 ...``).
-        embed_hop_s: hop of the BirdNET windows (default 1 s).
+        embed_hop_s: hop of the BirdNET windows (default :data:`EMBED_HOP_S`, 1 s).
+        activation / temperature: how logits become scores (:mod:`birdspec.models.activation`; a
+            checkpoint's own with :meth:`from_checkpoint`).
     """
 
     def __init__(
@@ -108,8 +76,12 @@ class BirdnetAudioClassifier:
         backbone: BirdnetBackbone | None = None,
         *,
         classes: Sequence[str] | None = None,
-        embed_hop_s: float = 1.0,
+        embed_hop_s: float = EMBED_HOP_S,
+        activation: str = "softmax",
+        temperature: float = 1.0,
     ) -> None:
+        from birdspec.models.activation import check_activation
+
         if embed_hop_s <= 0:
             raise ConfigError(f"embed_hop_s must be positive, got {embed_hop_s}")
         self.head = head.eval()
@@ -117,6 +89,8 @@ class BirdnetAudioClassifier:
         num_classes = int(getattr(head, "num_classes", 0) or 0)
         self.classes = tuple(classes) if classes is not None else tuple(f"class_{i}" for i in range(num_classes))
         self.embed_hop_s = float(embed_hop_s)
+        self.activation = check_activation(activation)
+        self.temperature = float(temperature)
 
     @classmethod
     def from_checkpoint(
@@ -125,7 +99,7 @@ class BirdnetAudioClassifier:
         *,
         backbone: BirdnetBackbone | None = None,
         num_threads: int | None = None,
-        embed_hop_s: float = 1.0,
+        embed_hop_s: float = EMBED_HOP_S,
     ) -> "BirdnetAudioClassifier":
         """From a checkpoint (file, run folder, dict or :class:`~birdspec.models.checkpoint.Checkpoint`) of a ``birdnet-*`` head."""
         from birdspec.models.checkpoint import read_checkpoint
@@ -134,20 +108,20 @@ class BirdnetAudioClassifier:
         if ckpt.input != "embedding":
             raise CheckpointError(f"{ckpt.source}: model {ckpt.name!r} is not a BirdNET head")
         backbone = backbone or BirdnetBackbone(num_threads=num_threads)
-        return cls(ckpt.build_model(), backbone, classes=ckpt.classes, embed_hop_s=embed_hop_s)
+        return cls(ckpt.build_model(), backbone, classes=ckpt.classes, embed_hop_s=embed_hop_s,
+                   activation=ckpt.info.activation, temperature=ckpt.info.temperature)
 
     def embed(self, wave: np.ndarray, *, sample_rate_hz: int = STORE_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
         """BirdNET embeddings of a recording: ``((N, 1024) float32, starts_s (N,))``.
 
-        Windows follow :func:`birdspec.windowing.sample_window_starts` (full 3 s windows every
+        Windows follow :func:`~birdspec.birdnet.geometry.embed_window_starts` (full 3 s windows every
         ``embed_hop_s``; a shorter recording gives one zero-padded window), made
         :data:`EMBED_CHUNK_WINDOWS` at a time so memory stays bounded on long recordings.
         """
-        from birdspec.windowing import fit_window, sample_window_starts
+        from birdspec.windowing import fit_window
 
         x = to_birdnet_rate(np.asarray(wave, dtype=np.float32).reshape(-1), sample_rate_hz=sample_rate_hz)
-        hop = int(round(self.embed_hop_s * BIRDNET_SAMPLE_RATE_HZ))
-        starts = sample_window_starts(num_samples=max(x.shape[0], 1), window_samples=WINDOW_SAMPLES, hop_samples=hop)
+        starts = embed_window_starts(x.shape[0], embed_hop_s=self.embed_hop_s)
         parts = []
         for i in range(0, starts.size, EMBED_CHUNK_WINDOWS):
             chunk = np.stack([fit_window(x, length=WINDOW_SAMPLES, fill="pad", start=int(s)) for s in starts[i : i + EMBED_CHUNK_WINDOWS]])
@@ -172,9 +146,11 @@ class BirdnetAudioClassifier:
         return self.head(x.to(device), mask.to(device)).float().cpu().numpy()
 
     def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
-        """Head probabilities (softmax) ``(M, K)`` for output windows ``bounds_s`` from window embeddings."""
+        """Head scores ``(M, K)`` (its activation) for output windows ``bounds_s`` from window embeddings."""
+        from birdspec.models.activation import scores_numpy
+
         logits = self.logits_embeddings(embeddings, starts_s, bounds_s, duration_s=duration_s)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return scores_numpy(logits, self.activation, temperature=self.temperature)
 
     def predict_windows(
         self,
@@ -186,7 +162,7 @@ class BirdnetAudioClassifier:
         bounds_s: np.ndarray | Sequence[tuple[float, float]] | None = None,
         min_partial_s: float = 1.0,
     ) -> WindowProbabilities:
-        """Per-output-window probabilities of a mono recording ``(n,)`` at ``sample_rate_hz``."""
+        """Per-output-window scores of a mono recording ``(n,)`` at ``sample_rate_hz``."""
         wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         duration_s = wave.shape[0] / sample_rate_hz
         bounds = (
@@ -206,10 +182,10 @@ def predict_windows(
     window_s: float = 5.0,
     hop_s: float = 5.0,
     bounds_s: np.ndarray | Sequence[tuple[float, float]] | None = None,
-    embed_hop_s: float = 1.0,
+    embed_hop_s: float = EMBED_HOP_S,
     backbone: BirdnetBackbone | None = None,
 ) -> np.ndarray:
-    """``(num_windows, K)`` softmax probabilities of a ``birdnet-*`` checkpoint on 32 kHz audio ``(n,)``.
+    """``(num_windows, K)`` scores (the checkpoint's activation) of a ``birdnet-*`` checkpoint on 32 kHz audio ``(n,)``.
 
     A convenience wrapper of :class:`BirdnetAudioClassifier` (builds the
     backbone unless given one; reuse a classifier for many files).
