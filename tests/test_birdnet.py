@@ -26,7 +26,14 @@ from birdspec.data.embedding_dataset import (
     has_embeddings,
 )
 from birdspec.data.embed import embed_dataset
-from birdspec.data.embeddings import EMBEDDINGS_FILE, INDEX_FILE, META_FILE, embedding_dir
+from birdspec.data.embeddings import (
+    EMBEDDINGS_FILE,
+    INDEX_FILE,
+    META_FILE,
+    NOCALL_EMBEDDINGS_FILE,
+    NOCALL_INDEX_FILE,
+    embedding_dir,
+)
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.birdnet_head import EmbeddingHead, build_head, pool_windows, valid_mask
 from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
@@ -196,7 +203,7 @@ def test_embed_writes_cache_and_rerun_is_noop(window_ds):
     fake = FakeEmbedder()
     report = embed_dataset(window_ds, model=fake, progress=False, hop_s=1.0, chunk_windows=10)
     d = embedding_dir(window_ds)
-    assert {p.name for p in d.iterdir()} == {EMBEDDINGS_FILE, INDEX_FILE, META_FILE}
+    assert {p.name for p in d.iterdir()} == {EMBEDDINGS_FILE, INDEX_FILE, META_FILE, NOCALL_EMBEDDINGS_FILE, NOCALL_INDEX_FILE}
     assert not d.with_name("birdnet.partial").exists()
     meta = json.loads((d / META_FILE).read_text())
     # 24 recordings of 3 s at hop 1 s: exactly one full 3 s window each.
@@ -206,7 +213,8 @@ def test_embed_writes_cache_and_rerun_is_noop(window_ds):
     cache = EmbeddingCache(window_ds)
     assert cache.windows(0).shape == (1, 1024) and cache.windows(0).dtype == np.float32
     assert list(cache.starts_s(0)) == [0.0]
-    assert report.computed_recordings == 24 and fake.windows == 24
+    # then 320 synthetic no-bird clips (no quiet stretch in these recordings), one 3 s window each (1 s output windows)
+    assert report.computed_recordings == 24 and report.computed_nocall_clips == 320 and fake.windows == 24 + 320
 
     again = FakeEmbedder()
     report2 = embed_dataset(window_ds, model=again, progress=False, hop_s=1.0)
@@ -241,7 +249,7 @@ def test_embed_resumes_after_interrupt(window_ds):
         f.write(b"\0" * 1024 * 2 * 3)
     resumed = FakeEmbedder()
     report = embed_dataset(window_ds, model=resumed, progress=False, chunk_windows=5)
-    assert report.computed_recordings == 24 - 10 and resumed.windows == 14
+    assert report.computed_recordings == 24 - 10 and resumed.windows == 14 + report.computed_nocall_windows
     fresh = window_ds.with_name("fresh")
     shutil.copytree(window_ds, fresh)
     shutil.rmtree(embedding_dir(fresh))

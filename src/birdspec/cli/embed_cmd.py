@@ -17,6 +17,17 @@ last partial window is dropped and recordings shorter than 3 s become one
 zero-padded window. Needs the optional extra: pip install 'birdspec[birdnet]'.
 The BirdNET model is licensed CC BY-NC-SA 4.0 (non-commercial use only).
 
+No-bird clips: then it embeds clips without a bird, each one output window
+(the dataset's window, at least 3 s) embedded as `birdspec predict` embeds a
+window (3 s BirdNET windows every 1 s inside it), into the same folder
+(nocall.f16, nocall.csv): 320 synthetic backgrounds (silence, noise, wind,
+rain, hum; a training and a disjoint validation part), up to 4 clips from
+the quiet stretches of every recording, and with --background DIR up to 12
+clips of every recording there (kept by later runs without --background).
+Training a birdnet-* head draws its no-bird samples from them
+(--nocall-fraction, default 0.2). A cache made before them gets them when
+`embed` runs again, without recomputing the recordings' embeddings.
+
 An interrupted run resumes where it stopped; re-running on a finished cache
 with the same settings does nothing.
 """
@@ -37,6 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--hop-s", type=float, default=3.0, metavar="S", help="seconds between window starts (default 3: no overlap)")
     p.add_argument("--threads", type=int, metavar="N", help="backbone threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N", help="windows per backbone call (default 8)")
+    p.add_argument("--background", metavar="DIR", help="recordings without the classes' birds: embed no-bird clips of them too")
+    p.add_argument("--synthetic-clips", type=int, metavar="N", help="synthetic no-bird clips (default: as many as the cache has, else 320)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache computed with other settings")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_embed)
@@ -54,6 +67,8 @@ def run_embed(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        background_dir=args.background,
+        synthetic_clips=args.synthetic_clips,
     )
     if report.computed_recordings:
         print(
@@ -62,6 +77,11 @@ def run_embed(args: argparse.Namespace) -> int:
             f"({report.realtime_factor:.0f}x real time); cache: {report.path} "
             f"({report.num_recordings} recordings, {report.num_windows} windows)"
         )
-    else:
-        print(f"Embeddings up to date: {report.path} ({report.num_recordings} recordings, {report.num_windows} windows)")
+    elif not report.computed_nocall_clips:
+        print(f"Embeddings up to date: {report.path} ({report.num_recordings} recordings, {report.num_windows} windows; "
+              f"{report.nocall_clips} no-bird clips)")
+    if report.computed_nocall_clips:
+        print(f"Embedded {report.computed_nocall_clips} no-bird clips ({report.computed_nocall_windows} windows) in "
+              f"{report.nocall_elapsed_s:.1f} s; cache: {report.path} ({report.nocall_clips} no-bird clips, "
+              f"{report.nocall_windows} windows)")
     return 0

@@ -2,14 +2,14 @@
 
 :func:`embed_dataset` checks the settings (a finished cache with the same ones is reused), takes the output
 lock and runs the resumable partial run (chunks of recordings appended, data flushed before index rows),
-then checks it and renames it into place.
+then checks it and renames it into place; then it adds the no-bird clips (:mod:`birdspec.data.embed_nocall`),
+which a cache made before them gets on the next run without recomputing the recordings'.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from datetime import datetime, timezone
@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from birdspec.data.embeddings import (
-    EMBEDDINGS_DTYPE,
     EMBEDDINGS_FILE,
     EMBEDDINGS_FORMAT,
     INDEX_COLUMNS,
@@ -29,8 +28,10 @@ from birdspec.data.embeddings import (
     SETTINGS_FILE,
     EmbedReport,
     WindowEmbedder,
+    append_embeddings,
     dataset_fingerprint,
     embedding_dir,
+    load_partial,
     partial_embedding_dir,
     read_index,
 )
@@ -106,8 +107,10 @@ def embed_dataset(
     overwrite: bool = False,
     progress: bool = True,
     model: WindowEmbedder | None = None,
+    background_dir: str | Path | None = None,
+    synthetic_clips: int | None = None,
 ) -> EmbedReport:
-    """Compute (or resume, or reuse) the per-window embedding cache of a prepared dataset.
+    """Compute (or resume, or reuse) the per-window embedding cache of a prepared dataset and its no-bird clips.
 
     Args:
         data: a prepared dataset or its directory.
@@ -120,6 +123,10 @@ def embed_dataset(
         overwrite: replace a cache computed with other settings (e.g. another hop).
         progress: a tqdm bar over seconds of audio on stderr.
         model: an already built backbone (default: built from ``backbone``, ``num_threads``, ``batch_size``).
+        background_dir: a folder of recordings without the classes' birds: no-bird clips of them too
+            (None: keep those the cache has).
+        synthetic_clips: synthetic no-bird clips (None: as many as the cache has, else
+            :data:`~birdspec.data.embed_nocall.SYNTHETIC_CLIPS`).
 
     Returns:
         an :class:`EmbedReport`.
@@ -135,12 +142,19 @@ def embed_dataset(
         raise ConfigError(f"--hop-s must be positive, got {hop_s}")
     if chunk_windows < 1:
         raise ConfigError(f"chunk_windows must be >= 1, got {chunk_windows}")
+    from birdspec.data.embed_nocall import add_nocall, nocall_settings, nocall_up_to_date
+
+    if synthetic_clips is not None and synthetic_clips < 0:
+        raise ConfigError(f"synthetic_clips must be >= 0, got {synthetic_clips}")
     final, partial = embedding_dir(ds.root, backbone), partial_embedding_dir(ds.root, backbone)
     fingerprint = dataset_fingerprint(ds)
-    settings = _settings(model or _BackboneGeometry(backbone), hop_s, fingerprint)
+    geometry = model or _BackboneGeometry(backbone)
+    settings = _settings(geometry, hop_s, fingerprint)
     done = _up_to_date(final, settings, overwrite=overwrite)
-    if done is not None:
-        return done
+    nocall = nocall_settings(ds, geometry, fingerprint, final=final, background_dir=background_dir,
+                             synthetic_clips=synthetic_clips)
+    if done is not None and nocall_up_to_date(final, nocall):
+        return _with_nocall(done, final)
     if model is None:  # before touching the folder: a missing optional extra must leave no trace
         from birdspec.birdnet.backend import BirdnetBackbone
 
@@ -148,24 +162,20 @@ def embed_dataset(
     if _settings(model, hop_s, fingerprint) != settings:
         raise ConfigError(f"the {backbone} backbone does not have the expected window geometry")
     with output_lock(final):  # one writer per cache: a second `embed` of this dataset is refused
-        return embed_locked(ds, model, final, partial, settings, backbone=backbone, hop_s=hop_s,
-                             chunk_windows=chunk_windows, progress=progress, overwrite=overwrite)
+        report = done or embed_locked(ds, model, final, partial, settings, backbone=backbone, hop_s=hop_s,
+                                      chunk_windows=chunk_windows, progress=progress, overwrite=overwrite)
+        _, clips, windows, elapsed = add_nocall(ds, model, final, nocall, backbone=backbone,
+                                                chunk_windows=chunk_windows, progress=progress)
+    return _with_nocall(report, final, computed=(clips, windows, elapsed))
 
 
-def _load_partial(partial: Path, dim: int) -> pd.DataFrame:
-    """The index rows of a usable partial cache (data file trimmed to them)."""
-    index = read_index(partial / INDEX_FILE)
-    data_path = partial / EMBEDDINGS_FILE
-    have = data_path.stat().st_size // (dim * EMBEDDINGS_DTYPE.itemsize) if data_path.exists() else 0
-    ends = (index["first_window"] + index["num_windows"]).to_numpy()
-    consistent = (index["first_window"].to_numpy() == np.concatenate([[0], ends[:-1]])) if len(index) else np.ones(0, bool)
-    ok = np.cumprod(consistent & (ends <= have)).astype(bool)
-    index = index[ok].reset_index(drop=True)
-    keep = int(index["first_window"].iloc[-1] + index["num_windows"].iloc[-1]) if len(index) else 0
-    with open(data_path, "ab") as f:
-        f.truncate(keep * dim * EMBEDDINGS_DTYPE.itemsize)
-    write_csv(partial / INDEX_FILE, index, float_format=None)
-    return index
+def _with_nocall(report: EmbedReport, final: Path, *, computed: tuple[int, int, float] = (0, 0, 0.0)) -> EmbedReport:
+    """``report`` with the cache's no-bird counts and what this call embedded of them."""
+    from dataclasses import replace
+
+    entry = json.loads((final / META_FILE).read_text()).get("nocall") or {}
+    return replace(report, nocall_clips=int(entry.get("num_clips", 0)), nocall_windows=int(entry.get("total_windows", 0)),
+                   computed_nocall_clips=computed[0], computed_nocall_windows=computed[1], nocall_elapsed_s=computed[2])
 
 
 def _open_partial(partial: Path, settings: dict[str, Any], *, overwrite: bool) -> pd.DataFrame:
@@ -178,7 +188,7 @@ def _open_partial(partial: Path, settings: dict[str, Any], *, overwrite: bool) -
     if partial.is_dir():
         old = json.loads((partial / SETTINGS_FILE).read_text()) if (partial / SETTINGS_FILE).is_file() else {}
         if same_settings(old, settings, SETTING_KEYS) and old.get("dataset") == settings["dataset"] and (partial / INDEX_FILE).is_file():
-            index = _load_partial(partial, int(settings["dim"]))
+            index = load_partial(partial, int(settings["dim"]))
             if len(index):
                 log.info("resuming %s: %d recordings already embedded", partial, len(index))
         elif old and not same_settings(old, settings, SETTING_KEYS) and not overwrite:
@@ -219,13 +229,7 @@ class _PartialWriter:
             return
         model = self.model
         batch = np.concatenate([w for _, w, _ in self.pending])
-        emb = np.asarray(model.embed(batch), dtype=np.float32)
-        if emb.shape != (batch.shape[0], model.embedding_dim) or not np.isfinite(emb).all():
-            raise DataError(f"the {self.backbone} backbone returned embeddings of shape {emb.shape} (or non-finite values)")
-        with open(self.partial / EMBEDDINGS_FILE, "ab") as f:
-            f.write(np.ascontiguousarray(emb, dtype=EMBEDDINGS_DTYPE).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
+        append_embeddings(self.partial / EMBEDDINGS_FILE, model, batch)
         rows_out = []
         for row, w, starts in self.pending:
             rows_out.append({

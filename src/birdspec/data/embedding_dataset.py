@@ -23,12 +23,16 @@ from birdspec.data.embeddings import (
     EMBEDDINGS_DTYPE,
     EMBEDDINGS_FILE,
     EMBEDDINGS_FORMAT,
+    EMBEDDINGS_FORMAT_VERSION,
     INDEX_FILE,
     META_FILE,
+    NOCALL_EMBEDDINGS_FILE,
+    NOCALL_INDEX_FILE,
     dataset_fingerprint,
     embedding_dir,
     partial_embedding_dir,
     read_index,
+    read_nocall_index,
 )
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
@@ -56,6 +60,8 @@ class EmbeddingCache:
         meta: ``embeddings.json``.
         index: ``index.csv`` indexed by manifest row.
         dim / window_s / hop_s: from ``meta``.
+        nocall_meta: the no-bird part's entry of ``meta`` (None: the cache has none, see
+            :mod:`birdspec.data.embeddings`); :attr:`nocall_index` and :meth:`nocall_clip` read it.
 
     Raises:
         DataError: no finished cache (says how to make one) or a stale one.
@@ -75,6 +81,9 @@ class EmbeddingCache:
             raise DataError(f"{meta_path}: corrupt ({exc}); run `birdspec embed {ds.root} --backbone {backbone} --overwrite`") from exc
         if self.meta.get("format") != EMBEDDINGS_FORMAT:
             raise DataError(f"{meta_path}: not a birdspec embedding cache")
+        if int(self.meta.get("format_version", 1)) > EMBEDDINGS_FORMAT_VERSION:
+            raise DataError(f"{meta_path}: written by a newer birdspec (format {self.meta.get('format_version')}); "
+                            "update birdspec, or run `birdspec embed` with --overwrite")
         if self.meta.get("dataset", {}).get("sha1") != dataset_fingerprint(ds)["sha1"]:
             raise DataError(
                 f"{self.dir}: computed for another version of {ds.root} (re-prepared?); "
@@ -88,6 +97,9 @@ class EmbeddingCache:
         self._first = self.index["first_window"].to_dict()
         self._count = self.index["num_windows"].to_dict()
         self._map: np.ndarray | None = None
+        self.nocall_meta: dict[str, Any] | None = self.meta.get("nocall") or None
+        self._nocall_index: Any = None
+        self._nocall_map: np.ndarray | None = None
 
     @property
     def array(self) -> np.ndarray:
@@ -102,7 +114,7 @@ class EmbeddingCache:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_map"] = None  # each worker process opens its own map
+        state["_map"] = state["_nocall_map"] = None  # each worker process opens its own map
         return state
 
     def has(self, row: int) -> bool:
@@ -116,6 +128,27 @@ class EmbeddingCache:
         first, n = int(self._first[int(row)]), int(self._count[int(row)])
         stop = n if length is None else min(n, start + length)
         return np.asarray(self.array[first + start : first + stop], dtype=np.float32)
+
+    @property
+    def nocall_index(self) -> Any:
+        """``nocall.csv`` (one row per no-bird clip: key, kind, part, row, id, source, start_s, first_window,
+        num_windows), or None when the cache has no no-bird part."""
+        if self.nocall_meta is None:
+            return None
+        if self._nocall_index is None:
+            self._nocall_index = read_nocall_index(self.dir / self.nocall_meta.get("index", NOCALL_INDEX_FILE))
+        return self._nocall_index
+
+    def nocall_clip(self, clip: int) -> np.ndarray:
+        """The windows of no-bird clip ``clip`` (a :attr:`nocall_index` position): ``(W, dim)`` float32."""
+        if self._nocall_map is None:
+            path = self.dir / self.nocall_meta.get("file", NOCALL_EMBEDDINGS_FILE)  # type: ignore[union-attr]
+            total = int(self.nocall_meta["total_windows"])  # type: ignore[index]
+            if not path.is_file() or path.stat().st_size != total * self.dim * EMBEDDINGS_DTYPE.itemsize:
+                raise DataError(f"{path}: missing or truncated; run `birdspec embed` on the dataset again")
+            self._nocall_map = np.memmap(path, dtype=EMBEDDINGS_DTYPE, mode="r", shape=(total, self.dim))
+        first, n = (int(v) for v in self.nocall_index[["first_window", "num_windows"]].iloc[int(clip)])
+        return np.asarray(self._nocall_map[first : first + n], dtype=np.float32)
 
     def starts_s(self, row: int) -> np.ndarray:
         """Start times (seconds) of the windows of manifest row ``row``."""
