@@ -154,7 +154,8 @@ def test_closed_and_prior_work_in_train_evaluate_cv_compare(fake_birdnet, embedd
     from birdspec.models.checkpoint import read_checkpoint
     from birdspec.training import TrainConfig, train
 
-    closed_cfg = TrainConfig(model="birdnet-closed", device="cpu", workers=0, progress_bar=False)
+    # closed-world here (no no-bird samples): its validation is the recordings' (tests/test_birdnet_nocall.py: with them)
+    closed_cfg = TrainConfig(model="birdnet-closed", nocall_fraction=0.0, device="cpu", workers=0, progress_bar=False)
     result = train(embedded_ds, tmp_path / "closed", closed_cfg)
     assert result.best_epoch == 0 and result.epochs_run == 1 and result.best_checkpoint.is_file()
     ckpt = read_checkpoint(result.best_checkpoint)
@@ -171,7 +172,8 @@ def test_closed_and_prior_work_in_train_evaluate_cv_compare(fake_birdnet, embedd
     # its epoch-0 val loss is training's: cross entropy of those logits
     ce = torch.nn.functional.cross_entropy(torch.from_numpy(logits).float(), torch.from_numpy(ev.recordings.y_true).long())
     assert result.best_val_loss == pytest.approx(float(ce), rel=1e-5)
-    multi = train(embedded_ds, tmp_path / "closed-multi", TrainConfig(model="birdnet-closed", labels="multi", device="cpu", workers=0, progress_bar=False))
+    multi = train(embedded_ds, tmp_path / "closed-multi", TrainConfig(model="birdnet-closed", labels="multi", nocall_fraction=0.0, device="cpu",
+                                                                   workers=0, progress_bar=False))
     onehot = np.eye(logits.shape[1])[ev.recordings.y_true]  # no secondary labels here
     bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits).float(), torch.from_numpy(onehot).float())
     assert multi.best_val_loss == pytest.approx(float(bce), rel=1e-5)

@@ -4,7 +4,8 @@
   waveform store: :class:`~birdspec.data.dataset.RecordingDataset`.
 - ``embedding`` models (heads over BirdNET embeddings) read the embedding
   cache written by ``birdspec embed``: one sample per recording, all its
-  window embeddings, zero-padded per batch.
+  window embeddings, zero-padded per batch (no-bird samples, the cache's no-bird clips, are added by
+  :mod:`birdspec.training.samples`).
 
 Training, evaluation and cross-validation call :func:`model_dataset` and
 :func:`model_collate`, so a new input kind is added here only.

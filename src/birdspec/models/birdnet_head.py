@@ -19,6 +19,12 @@ explicit ``(B, W)`` bool mask (True = valid) may also be passed, as
 ``head(x, mask)`` or ``head((x, mask))``. ``(B, 1024)`` (one window per
 sample) is accepted too.
 
+"No bird": trained with no-bird samples (the default, ``--nocall-fraction``), a single-label head scores
+with ``softmax-background`` (its K logits and an implicit no-bird logit 0,
+:mod:`birdspec.models.activation`); those samples are the no-bird clips ``birdspec embed`` caches, each
+pooled from the BirdNET windows of one output window as at prediction
+(:mod:`birdspec.training.samples`, :mod:`birdspec.data.nocall_embeddings`).
+
 The heads need BirdNET only to *compute* embeddings (``birdspec embed``,
 optional extra ``birdspec[birdnet]``; the BirdNET model is CC BY-NC-SA 4.0);
 this module imports neither birdnetlib nor LiteRT, so registering the family

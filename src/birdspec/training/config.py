@@ -272,15 +272,18 @@ class TrainConfig:
 
     def for_samples(self, encoding: str, *, model_input: str = "waveform") -> TrainConfig:
         """A copy with ``nocall_fraction`` decided for samples of ``encoding`` ('window' or 'stack10') when it
-        was left None: :data:`DEFAULT_NOCALL_FRACTION` for per-window waveform models, else 0.
+        was left None: :data:`DEFAULT_NOCALL_FRACTION` for per-window waveform models and for models that read
+        embeddings (whatever the encoding: they predict per output window, and their no-bird samples are
+        the cache's no-bird clips, :mod:`birdspec.training.samples`), else 0.
 
         Raises:
-            ConfigError: no-bird samples asked for stack10 samples (a 50 s recording is not a window).
+            ConfigError: no-bird samples asked for stack10 samples of a waveform model (a 50 s recording is
+                not a window).
         """
         if self.nocall_fraction is None:
-            on = encoding == "window" and model_input == "waveform"
+            on = model_input == "embedding" or (encoding == "window" and model_input == "waveform")
             return replace(self, nocall_fraction=DEFAULT_NOCALL_FRACTION if on else 0.0)
-        if self.nocall_fraction > 0 and encoding != "window":
+        if self.nocall_fraction > 0 and encoding != "window" and model_input != "embedding":
             raise ConfigError(
                 f"--nocall-fraction adds no-bird windows; {encoding} samples are whole recordings (the study's "
                 "recording classifier): use --nocall-fraction 0, or train per window (--encoding-override window)"

@@ -13,7 +13,10 @@ it is", the strength infinity: ``ModelSpec.prior_only_options``), on the same
 recordings. The run then trains on all its training recordings with that
 strength, or keeps the prior as it is. With one recording per species nothing
 can be validated, so the head stays at BirdNET: never worse than doing nothing
-unless the data show it.
+unless the data show it. Runs with no-bird samples (the default) validate on the inner validation
+recordings and fixed no-bird samples (:mod:`birdspec.training.samples`), every candidate on the same ones,
+so "BirdNET as it is" is scored with the implicit no-bird class too (a window is "no bird" when every
+BirdNET logit of the classes is below 0, i.e. BirdNET's confidence below 0.5).
 
 The inner runs live in ``RUN_DIR/l2sp/wd_<value>/``; the choice and the scores
 in ``RUN_DIR/l2sp.json`` (a rerun of an interrupted run reuses it).

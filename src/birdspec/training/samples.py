@@ -10,6 +10,12 @@
   stretches, the same background folders and the synthetic kinds), so ``val_loss``/``val_acc`` and the
   detection thresholds (:mod:`birdspec.training.detection`) see "no bird" too.
 - **Background mixing** (``background_mix_dir``): under training samples only.
+- **Models that read embeddings** (``birdnet-*`` heads): a sample is a recording's window embeddings and
+  a no-bird sample one of the no-bird clips ``birdspec embed`` cached (an output window as prediction
+  embeds it: :mod:`birdspec.data.nocall_embeddings`), with the same share, targets and fixed validation
+  samples: the training rows' quiet-stretch clips and the training part of the synthetic (and
+  ``--background``) clips in training, the validation rows' and the validation part in validation
+  (:func:`embedding_sample_sets`, :func:`embedding_threshold_sets`). No mixing (it is audio).
 
 :func:`sample_sets` returns the three datasets a run needs (:class:`SampleSets`);
 :func:`threshold_sets` the windows and no-bird samples the thresholds are chosen on.
@@ -116,6 +122,8 @@ def check_model_input(cfg: Any, model_input: str) -> None:
 def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any], SampleSets]:
     """``(train_set, val_set) -> SampleSets`` for the datasets of label ids :func:`~birdspec.data.inputs.model_dataset`
     built (see the module doc)."""
+    if model_input == "embedding":
+        return embedding_sample_sets(cfg, data)
     check_model_input(cfg, model_input)
     targets = _targets(cfg, data)
     backgrounds = _Backgrounds(data.sample_rate_hz)
@@ -151,6 +159,8 @@ def threshold_sets(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, *, mod
     """The samples detection thresholds are chosen on over manifest ``rows``: every window of them with
     the run's targets, followed by fixed no-bird samples (as many as validation would get) when the run
     has no-bird samples (seeded apart from validation's)."""
+    if model_input == "embedding":
+        return embedding_threshold_sets(cfg, data, rows)
     from birdspec.data.inputs import model_dataset
     from birdspec.data.nocall import WithNoCall
 
@@ -163,6 +173,64 @@ def threshold_sets(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, *, mod
     source = nocall_source(cfg, data, rows, _Backgrounds(data.sample_rate_hz))
     return WithNoCall(windows, source, count, nocall_target(cfg, len(data.classes)),
                       seed=int(cfg.seed) + 2 * VAL_SEED_OFFSET)
+
+
+def _nocall_clips(cfg: Any, dataset: Any, rows: Sequence[int] | np.ndarray, part: str) -> Any:
+    """The cached no-bird clips of one side of an embedding run (:class:`~birdspec.data.nocall_embeddings.NoCallClips`)."""
+    from birdspec.data.nocall_embeddings import NoCallClips
+
+    return NoCallClips(dataset.cache, rows=np.unique(np.asarray(rows, dtype=np.int64)), part=part,
+                       synthetic=cfg.synthetic_nocall, background_dir=cfg.background_dir)
+
+
+def embedding_sample_sets(cfg: Any, data: Any) -> Callable[[Any, Any], SampleSets]:
+    """:func:`sample_sets` of models that read cached embeddings: no-bird samples are the cache's no-bird clips.
+
+    Raises:
+        ConfigError: ``background_mix_dir`` (mixing is audio), or a ``background_dir`` the cache has no clips of.
+        DataError: no-bird samples asked for and the cache has none (says to run ``birdspec embed`` again).
+    """
+    if cfg.background_mix_dir:
+        raise ConfigError(f"--background-mix mixes audio; {cfg.model} reads cached embeddings (drop --background-mix)")
+    targets = _targets(cfg, data)
+    fraction = float(cfg.nocall_fraction or 0.0)
+
+    def wrap(train_set: Any, val_set: Any) -> SampleSets:
+        from birdspec.data.nocall_embeddings import WithNoCallEmbeddings
+
+        train, val = targets(train_set), targets(val_set)
+        if fraction <= 0:
+            return SampleSets(train, val, val)
+        target = nocall_target(cfg, len(data.classes))
+        n_train = nocall_count(len(train), fraction)
+        n_val = nocall_count(len(val), fraction, minimum=MIN_NOCALL_VAL)
+        train_src = _nocall_clips(cfg, train_set, train_set.sample_rows, "train")
+        val_src = _nocall_clips(cfg, val_set, val_set.sample_rows, "val")
+        log.info("no-bird samples: %d in training (%.0f %%; cached clips: %s), %d fixed ones in validation (%s)", n_train,
+                 100 * fraction, train_src.describe(), n_val, val_src.describe())
+        return SampleSets(
+            WithNoCallEmbeddings(train, train_src, n_train, target),
+            val,
+            WithNoCallEmbeddings(val, val_src, n_val, target, seed=int(cfg.seed) + VAL_SEED_OFFSET),
+        )
+
+    return wrap
+
+
+def embedding_threshold_sets(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, *, part: str = "train") -> Any:
+    """:func:`threshold_sets` of models that read cached embeddings: the recordings of ``rows`` and fixed
+    no-bird samples from their quiet-stretch clips and the ``part`` of the synthetic (and background) clips."""
+    from birdspec.data.inputs import model_dataset
+    from birdspec.data.nocall_embeddings import WithNoCallEmbeddings
+
+    base = model_dataset(data, model_input="embedding", rows=rows, random_crop=False)
+    recordings = _targets(cfg, data)(base)
+    fraction = float(cfg.nocall_fraction or 0.0)
+    if fraction <= 0:
+        return recordings
+    count = nocall_count(len(recordings), fraction, minimum=MIN_NOCALL_VAL)
+    return WithNoCallEmbeddings(recordings, _nocall_clips(cfg, base, rows, part), count,
+                                nocall_target(cfg, len(data.classes)), seed=int(cfg.seed) + 2 * VAL_SEED_OFFSET)
 
 
 def input_norm_settings(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, *, encoding: Any, frontend: Any) -> dict:

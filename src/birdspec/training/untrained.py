@@ -28,16 +28,17 @@ def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder
     import torch
 
     from birdspec.training.callbacks import write_metrics_csv
-    from birdspec.training.module import validation_loss
+    from birdspec.training.module import fit_logits, validation_loss
     from birdspec.training.multilabel import top1_hits
 
     started = time.monotonic()
     dev = torch.device(device)
     model.eval().to(dev)
+    activation = str(recorder.meta.get("activation") or "softmax")  # softmax-background: no-bird samples are class K
     loss_sum, hits, seen = 0.0, 0.0, 0
     with torch.no_grad():
         for x, y in val_loader:
-            logits, y = model(x.to(dev)).float(), y.to(dev)
+            logits, y = fit_logits(model(x.to(dev)).float(), activation), y.to(dev)
             loss_sum += float(validation_loss(logits, y)) * len(y)
             hits += float(top1_hits(logits, y).sum())
             seen += len(y)
