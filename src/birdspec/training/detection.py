@@ -10,7 +10,10 @@ in-sample, and no-bird samples drawn apart from training's: :func:`~birdspec.tra
    windows (positives: the windows of the class, or with it among their labels; negatives: every other
    window, no-bird ones included), placed half-way between the lowest score it accepts and the highest
    it rejects, and kept within [:data:`MIN_THRESHOLD`, :data:`MAX_THRESHOLD`]; a class without a window
-   there gets a threshold above every window's score of it (at least 0.5).
+   there gets a threshold above every window's score of it (at least 0.5). The no-bird samples are
+   weighted so that together they count as much as all the bird windows (:data:`NOCALL_SHARE`): in field
+   audio most windows hold none of the classes, so a false detection on "nothing" must cost more than
+   the few no-bird samples a validation split holds would make it.
 
 The result (:class:`~birdspec.models.checkpoint_info.Detection`: thresholds, temperature, where and how
 they were chosen, what they gave per class) is written into the checkpoint file, so ``predict``,
@@ -33,25 +36,30 @@ MIN_THRESHOLD = 0.05
 MAX_THRESHOLD = 0.99
 NO_POSITIVE_THRESHOLD = 0.5
 """The least threshold of a class that has no window where the thresholds are chosen."""
-RULE = (f"per class, the best F1 of 'the class is in the window' (ties: the highest), half-way between the "
-        f"lowest score accepted and the highest rejected, within [{MIN_THRESHOLD}, {MAX_THRESHOLD}]")
+NOCALL_SHARE = 0.5
+"""The share of the (weighted) windows the no-bird samples make up when thresholds are chosen."""
+RULE = (f"per class, the best F1 of 'the class is in the window' (ties: the highest; the no-bird samples weighted "
+        f"to {NOCALL_SHARE:.0%} of the windows), half-way between the lowest score accepted and the highest rejected, "
+        f"within [{MIN_THRESHOLD}, {MAX_THRESHOLD}]")
 
 
-def best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> tuple[float, dict[str, Any]]:
-    """The threshold with the best F1 of ``scores >= threshold`` against ``positive`` (see the module doc)
-    and what it gives: ``{n_pos, tp, fp, fn, precision, recall, f1}``."""
+def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
+                      ) -> tuple[float, dict[str, Any]]:
+    """The threshold with the best (``weights``-weighted) F1 of ``scores >= threshold`` against ``positive``
+    (see the module doc) and what it gives, counted unweighted: ``{n_pos, tp, fp, fn, precision, recall, f1}``."""
     s = np.asarray(scores, dtype=np.float64)
     pos = np.asarray(positive, dtype=bool)
+    w = np.ones(s.size) if weights is None else np.asarray(weights, dtype=np.float64)
     n_pos = int(pos.sum())
     if n_pos == 0:
         t = float(np.clip(max(NO_POSITIVE_THRESHOLD, (s.max() + 0.01) if s.size else 0.0), 0.0, MAX_THRESHOLD))
         return t, _stats(s, pos, t)
     order = np.argsort(-s, kind="stable")
-    s_sorted, p_sorted = s[order], pos[order]
-    tp = np.cumsum(p_sorted)
-    fp = np.cumsum(~p_sorted)
+    s_sorted, p_sorted, w_sorted = s[order], pos[order], w[order]
+    tp = np.cumsum(np.where(p_sorted, w_sorted, 0.0))
+    fp = np.cumsum(np.where(p_sorted, 0.0, w_sorted))
     last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # the cut after index i keeps every score >= s_sorted[i]
-    f1 = np.where(last, 2 * tp / (tp + fp + n_pos), -1.0)
+    f1 = np.where(last, 2 * tp / (tp + fp + tp[-1]), -1.0)
     best = float(f1.max())
     i = int(np.flatnonzero(f1 >= best - 1e-12)[0])  # the highest threshold among the best
     below = s_sorted[i + 1] if i + 1 < s_sorted.size else 0.0
@@ -91,9 +99,12 @@ def choose_detection(logits: np.ndarray, y: np.ndarray, *, activation: str, temp
     scores = scores_numpy(logits, activation, temperature=temperature)
     pos = positives(y, k)
     nocall = ~pos.any(axis=1) if np.asarray(y).ndim == 2 else np.asarray(y) >= k
+    weights = np.ones(len(nocall))
+    if nocall.any() and (~nocall).any():  # the no-bird samples count as much as the bird windows together
+        weights[nocall] = NOCALL_SHARE / (1 - NOCALL_SHARE) * (~nocall).sum() / nocall.sum()
     thresholds, per_class = [], []
     for c in range(k):
-        t, stats = best_f1_threshold(scores[:, c], pos[:, c])
+        t, stats = best_f1_threshold(scores[:, c], pos[:, c], weights)
         stats["fp_nocall"] = int(((scores[:, c] >= t) & nocall).sum())
         thresholds.append(round(t, 6))
         per_class.append(stats)
