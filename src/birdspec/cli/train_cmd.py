@@ -72,6 +72,7 @@ FIELDS = {
     "background_mix": "background_mix_dir",
     "background_snr_db": "background_snr_db",
     "synthetic_nocall": "synthetic_nocall",
+    "synthetic_calls": "synthetic_calls",
     "thresholds_on": "thresholds_on",
     "temperature_scaling": "temperature_scaling",
 }
@@ -186,6 +187,9 @@ def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
                         "(silence, noise, wind, rain, hum at -90 to -20 dBFS) and --background recordings")
     g.add_argument("--synthetic-nocall", action=argparse.BooleanOptionalAction, default=None,
                    help="draw no-bird samples from the built-in synthetic backgrounds too (default on)")
+    g.add_argument("--synthetic-calls", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw no-bird samples from synthetic call-like sounds too (trills, whistles, harmonic stacks, "
+                        "buzzes at other pitches), so a call that is none of the classes is 'no bird' (default off)")
     g.add_argument("--background", metavar="DIR", help="recordings without the classes' birds, for no-bird samples")
     g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples")
     g.add_argument("--background-snr-db", type=float_pair, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")

@@ -152,18 +152,20 @@ class NoCallSource:
         stretches: ``(offset, num_samples, start, end)`` per quiet stretch of a stored recording.
         backgrounds: background recordings (arrays).
         synthetic: draw from the built-in synthetic backgrounds too.
+        calls: draw synthetic call-like sounds that are none of the classes too
+            (:func:`~birdspec.data.synthetic.other_calls`).
         sample_rate_hz: of the store and the backgrounds.
     """
 
     def __init__(self, store: object, stretches: Sequence[tuple[int, int, int, int]],
-                 backgrounds: Sequence[np.ndarray] = (), *, synthetic: bool = False,
+                 backgrounds: Sequence[np.ndarray] = (), *, synthetic: bool = False, calls: bool = False,
                  sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
         self.store = store
         self.stretches = np.asarray(stretches, dtype=np.int64).reshape(-1, 4)
         self.backgrounds = list(backgrounds)
         self.synthetic = bool(synthetic)
         self.sample_rate_hz = int(sample_rate_hz)
-        if not len(self.stretches) and not self.backgrounds and not self.synthetic:
+        if not len(self.stretches) and not self.backgrounds and not self.synthetic and not calls:
             raise DataError(
                 "found no quiet stretch in the training recordings and no background recording for no-bird crops; "
                 "give --background DIR (recordings without the classes' birds), or keep the synthetic backgrounds on"
@@ -171,7 +173,7 @@ class NoCallSource:
         self._stretch_p = self._weights(self.stretches[:, 3] - self.stretches[:, 2])
         self._bg_p = self._weights([w.size for w in self.backgrounds])
         self.kinds = [k for k, on in (("stretch", self._stretch_p is not None), ("background", self._bg_p is not None),
-                                      ("synthetic", self.synthetic)) if on]
+                                      ("synthetic", self.synthetic), ("calls", bool(calls))) if on]
 
     @staticmethod
     def _weights(lengths: Sequence[int] | np.ndarray) -> np.ndarray | None:
@@ -186,6 +188,10 @@ class NoCallSource:
             from birdspec.data.backgrounds import random_background
 
             return random_background(num_samples=length, rng=rng, sample_rate_hz=self.sample_rate_hz)[0]
+        if kind == "calls":
+            from birdspec.data.synthetic import other_calls
+
+            return other_calls(num_samples=length, rng=rng, sample_rate_hz=self.sample_rate_hz)
         if kind == "background":
             return _crop_of(self.backgrounds[int(rng.choice(len(self.backgrounds), p=self._bg_p))], length, rng)
         offset, n, start, end = (int(v) for v in self.stretches[int(rng.choice(len(self.stretches), p=self._stretch_p))])

@@ -243,6 +243,33 @@ def make_synthetic_birdclef(
     return root
 
 
+def other_calls(*, num_samples: int, rng: np.random.Generator, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """``(num_samples,)`` float32 of call-like sounds that are none of a user's species: calls of the four
+    synthetic types, each pitch- and time-scaled by 0.5-1.6x (resampled), at -45 to -10 dBFS peak, one
+    after another with random gaps, over a quiet noise bed (-70 to -35 dBFS RMS). As no-bird samples
+    (``--synthetic-calls``) they teach a model that a trill, whistle, harmonic stack or buzz that is not
+    one of its classes is "no bird" (e.g. a toad's trill); never use them when the classes are these calls.
+    """
+    import soxr
+
+    from birdspec.data.backgrounds import random_background
+
+    n, sr = int(num_samples), int(sample_rate_hz)
+    bed = random_background(num_samples=n, rng=rng, sample_rate_hz=sr, level_range_dbfs=(-70.0, -35.0),
+                            kinds=("white", "pink", "brown", "wind"))[0]
+    out = bed.astype(np.float64)
+    t = int(rng.integers(0, max(1, sr // 2)))
+    while t < n:
+        call = CLASSES[int(rng.integers(len(CLASSES)))].make_call(rng, sr).astype(np.float32)
+        scale = float(rng.uniform(0.5, 1.6))  # resampled as if recorded at another rate: pitch and tempo scale
+        if abs(scale - 1.0) > 0.02:
+            call = soxr.resample(call, sr, int(round(sr * scale)))
+        take = min(call.size, n - t)
+        out[t : t + take] += 10 ** (rng.uniform(-45, -10) / 20) * call[:take] / (np.abs(call).max() + 1e-9)
+        t += take + int(rng.exponential(rng.uniform(0.1, 1.5)) * sr)
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
 SOUNDSCAPE_CALL_COLUMNS = ("label", "start_s", "end_s", "peak_amplitude")
 
 

@@ -104,6 +104,9 @@ class TrainConfig:
             0 for stack10 (the study's recording classifier); 0: a closed-world model.
         synthetic_nocall: draw no-bird samples from the built-in synthetic backgrounds too
             (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain, hum at -90 to -20 dBFS).
+        synthetic_calls: draw no-bird samples from synthetic call-like sounds too (trills, whistles,
+            harmonic stacks, buzzes at other pitches: :func:`~birdspec.data.synthetic.other_calls`), so that
+            a call that is none of the classes is "no bird" (off by default; not for the demo's classes).
         background_dir: a folder of recordings without the classes' birds, for no-bird samples.
         background_mix_dir: a folder of recordings mixed under training samples, with probability
             ``background_mix_probability`` at an SNR uniform in ``background_snr_db``.
@@ -158,6 +161,7 @@ class TrainConfig:
     asl_clip: float = 0.05
     nocall_fraction: float | None = None
     synthetic_nocall: bool = True
+    synthetic_calls: bool = False
     background_dir: str | None = None
     background_mix_dir: str | None = None
     background_snr_db: tuple[float, float] = (0.0, 20.0)

@@ -88,13 +88,13 @@ class _Backgrounds:
 
 
 def nocall_source(cfg: Any, data: Any, rows: Sequence[int], backgrounds: Callable[[str | None], list]) -> Any:
-    """The no-bird audio of manifest ``rows``: their quiet stretches, ``--background`` recordings and
-    (``synthetic_nocall``) the synthetic backgrounds."""
+    """The no-bird audio of manifest ``rows``: their quiet stretches, ``--background`` recordings,
+    (``synthetic_nocall``) the synthetic backgrounds and (``synthetic_calls``) synthetic other calls."""
     from birdspec.data.nocall import NoCallSource, find_stretches
 
     stretches = find_stretches(data, sorted({int(r) for r in rows}))
     return NoCallSource(data.store, stretches, backgrounds(cfg.background_dir), synthetic=cfg.synthetic_nocall,
-                        sample_rate_hz=data.sample_rate_hz)
+                        calls=cfg.synthetic_calls, sample_rate_hz=data.sample_rate_hz)
 
 
 def _targets(cfg: Any, data: Any) -> Callable[[Any], Any]:
