@@ -92,6 +92,23 @@ def test_train_killed_or_interrupted_anywhere_then_resumed_ends_as_if_never_stop
         _same_run(run, reference)
 
 
+@pytest.mark.slow
+def test_resume_with_data_loader_workers_at_every_epoch_boundary_and_mid_epoch(dataset, tmp_path, capfd):
+    """With a data-loader worker drawing the random crops, gains and masks (the default on a multi-core
+    machine), a run killed at any epoch boundary or in the middle of an epoch and resumed ends with the same
+    metrics and weights as one never stopped (the workers' generators do not carry over from epoch to epoch:
+    each epoch's are seeded from the main process's, which the resume state restores)."""
+    argv = [*TRAIN[:TRAIN.index("--workers")], "--workers", "1", *TRAIN[TRAIN.index("--workers") + 2:]]
+    reference = tmp_path / "reference"
+    assert main(["-q", "train", str(dataset), "--out", str(reference), *argv]) == 0
+    points = [("step:2:0", "KILL"), ("step:2:1", "KILL"), ("step:3:0", "KILL"), ("step:3:1", "INT")]
+    for where, sig in points:  # the first batch of an epoch is right after a boundary; batch 1 is mid-epoch
+        run = tmp_path / f"run-{where.replace(':', '-')}-{sig}"
+        _faulted(where, sig, ["train", str(dataset), "--out", str(run), *argv], capfd)
+        assert main(["-q", "train", "--resume", str(run), "--no-progress"]) == 0, where
+        _same_run(run, reference)
+
+
 def _cv_outputs(cv: Path) -> tuple[bytes, dict]:
     summary = json.loads((cv / "cv.json").read_text())
     keep = {k: v for k, v in summary.items() if k not in ("created_utc", "total_train_time_s", "folds")}
@@ -100,13 +117,15 @@ def _cv_outputs(cv: Path) -> tuple[bytes, dict]:
 
 
 @pytest.mark.slow
-def test_cv_killed_in_training_or_evaluation_then_rerun_gives_the_same_results(dataset, tmp_path, capfd):
-    argv = ["--model", "mobilenetv2-seed", "--epochs", "2", "--batch-size", "4", "--workers", "0", "--seed", "0",
-            "--device", "cpu", "--fixed-epochs", "--no-progress"]
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_cv_killed_in_training_or_evaluation_then_rerun_gives_the_same_results(dataset, tmp_path, capfd, workers):
+    argv = ["--model", "mobilenetv2-seed", "--epochs", "2", "--batch-size", "4", "--workers", workers, "--seed", "0",
+            "--device", "cpu", "--fixed-epochs", "--gain-db", "6", "--no-progress"]
     reference = tmp_path / "reference"
     assert main(["-q", "cv", str(dataset), "--out", str(reference), *argv]) == 0
     expected = _cv_outputs(reference)
-    for where in ("step:2:1", "evaluate:2"):  # fold 0 training killed; fold 1 killed while it is evaluated
+    # fold 0 killed mid-epoch 2; fold 0 killed right after epoch 1; fold 1 killed while it is evaluated
+    for where in ("step:2:1", "step:2:0", "evaluate:2"):
         cv = tmp_path / f"cv-{where.replace(':', '-')}"
         _faulted(where, "KILL", ["cv", str(dataset), "--out", str(cv), *argv], capfd)
         assert not (cv / "cv.json").exists()

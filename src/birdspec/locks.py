@@ -3,7 +3,8 @@
 ``prepare``, ``train``, ``cv``, ``sweep``, ``embed`` and folder ``predict`` runs hold ``OUT.lock`` while they
 write ``OUT``; the review app holds ``X.verdicts.csv.lock`` while it merges a verdict. Both are ``flock``
 locks on the file (the kernel drops them when their process ends, however it ends), and the file is
-removed when the lock is given back.
+removed when the lock is given back. A forked child (a data-loader worker) closes its copy of a held lock's
+descriptor at once, so a worker that outlives its killed parent for a few seconds holds nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,25 @@ try:  # POSIX; elsewhere locks are the JSON note only
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+
+_HELD: set[int] = set()
+"""Descriptors of the locks this process holds (closed in forked children: see :func:`_drop_in_child`)."""
+
+
+def _drop_in_child() -> None:
+    """In a forked child: close the copies of the parent's lock descriptors. A flock belongs to the open file,
+    which a forked worker would otherwise keep locked after its parent was killed, until it noticed."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -87,6 +107,7 @@ def os_lock(lock: str | Path, *, wait: bool) -> Iterator[HeldLock]:
             break
         os.close(fd)  # its holder removed it before we got it: lock the file at the path now
     held = HeldLock(fd, locked)
+    _HELD.add(fd)
     try:
         yield held
     finally:
@@ -96,6 +117,7 @@ def os_lock(lock: str | Path, *, wait: bool) -> Iterator[HeldLock]:
                 lock.unlink()
         except OSError:
             pass
+        _HELD.discard(fd)
         os.close(fd)  # releases the OS lock
 
 

@@ -102,6 +102,10 @@ class BirdspecDataModule(pl.LightningDataModule):
             raise DataError(f"{data.root}: the training or validation rows give no samples under encoding {encoding.name}")
 
     def _loader(self, dataset: Dataset, *, train: bool) -> DataLoader:
+        """A loader whose workers start anew every epoch (not persistent): their random generators are seeded
+        from the main process's at the start of each epoch, which a resumed run restores, so crops, gains
+        and no-bird draws after a resume are those of a run never stopped (persistent workers carried their
+        generators over from epoch to epoch, which no resume state holds)."""
         drop_last = train and len(dataset) % self.batch_size == 1 and len(dataset) > 1
         return DataLoader(
             dataset,
@@ -109,7 +113,7 @@ class BirdspecDataModule(pl.LightningDataModule):
             shuffle=train,
             drop_last=drop_last,
             num_workers=self.workers,
-            persistent_workers=self.workers > 0,
+            persistent_workers=False,
             pin_memory=self.pin_memory,
             collate_fn=self.collate_fn,
         )
