@@ -76,3 +76,33 @@ def running_server(config):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_job(client, job: dict, timeout_s: float = 120) -> dict:
+    """Poll a job of the app (a TestClient) until it is done or failed."""
+    deadline = time.time() + timeout_s
+    while job["status"] not in ("done", "failed"):
+        assert time.time() < deadline, job
+        time.sleep(0.1)
+        job = client.get(f"/api/jobs/{job['id']}").json()
+    return job
+
+
+def verify_windows(client, ref: str, truth, *, limit: int | None = None) -> int:
+    """Give each window of prediction ``ref`` (its top detection) the verdict that names ``truth(start_s)``:
+    correct when the model's label is that species, else other species; returns how many were given."""
+    cards = client.get("/api/review", params={"prediction": ref, "min_score": 0, "choices": "all"}).json()["cards"]
+    top = {}
+    for c in cards:
+        if c["start_s"] not in top or c["confidence"] > top[c["start_s"]]["confidence"]:
+            top[c["start_s"]] = c
+    given = 0
+    for start in sorted(top)[:limit]:
+        c = top[start]
+        species = truth(start)
+        verdict = "correct" if c["label"] == species else "other"
+        det = {k: c[k] for k in ("file", "start_s", "end_s", "label", "confidence")}
+        r = client.post("/api/verdict", json={"prediction": ref, "detection": det, "verdict": verdict, "species": species})
+        assert r.status_code == 200, r.text
+        given += 1
+    return given

@@ -1,0 +1,133 @@
+"""`birdspec serve`: training from verified windows (issue 28, item 1). Windows verified in ONE analysed recording
+are trained on (pooled from two predictions of it): too few recordings for a split by recording, so the app says
+so and splits by time blocks within the recording, records that in the run, and evaluates the run as the CLI
+does (metrics, confusion matrix). The split itself is checked on known rows."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from serve_fixtures import synthetic_recording, trained_run, verify_windows, wait_job
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from birdspec.app import verified as vf  # noqa: E402
+from birdspec.app.paths import ServeConfig  # noqa: E402
+from birdspec.app.server import create_app  # noqa: E402
+from birdspec.errors import DataError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def serve_run(tmp_path_factory) -> Path:
+    return trained_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture()
+def setup(tmp_path, serve_run, monkeypatch):
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    shutil.copytree(serve_run, runs / "synth")
+    recs = tmp_path / "recs"
+    synthetic_recording(recs / "minute.flac", duration_s=60.0)
+    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work")
+    return TestClient(create_app(config)), config
+
+
+def _rows(spec: list[tuple[str, float, str]], window_s: float = 5.0) -> pd.DataFrame:
+    return pd.DataFrame([{"path": p, "start_s": s, "end_s": s + window_s, "label": lab} for p, s, lab in spec])
+
+
+def test_one_recording_is_split_by_time_blocks_and_says_so():
+    rows = _rows([("/r/a.flac", 5.0 * i, "sp1" if i % 2 else "sp2") for i in range(20)])
+    plan = vf.plan_split(rows)
+    assert plan.mode == "time-blocks" and "weaker" in plan.describe()
+    assert "Too few recordings for a split by recording" in plan.describe() and "sp1 (1 recording)" in plan.describe()
+    for label in ("sp1", "sp2"):
+        counts = plan.per_class[label]
+        assert counts["train"] >= 1 and counts["val"] == 3 and counts["gap"] == 0, counts
+        # the validation windows of a species are one stretch: consecutive among its windows
+        starts = sorted(rows.loc[(rows["label"] == label).to_numpy() & (plan.sides == "val"), "start_s"])
+        assert starts == [starts[0] + 10.0 * k for k in range(3)], starts
+    again = vf.plan_split(rows.iloc[::-1])
+    assert sorted(rows.loc[plan.sides == "val", "start_s"]) == sorted(rows.iloc[::-1].reset_index(drop=True).loc[again.sides == "val", "start_s"])
+
+
+def test_overlapping_windows_next_to_validation_are_left_out():
+    rows = _rows([("/r/a.flac", 1.0 * i, "sp1") for i in range(10)] + [("/r/a.flac", 50.0 + 5 * i, "sp2") for i in range(4)])
+    plan = vf.plan_split(rows)
+    sp1 = rows["label"] == "sp1"
+    val = rows.loc[sp1.to_numpy() & (plan.sides == "val")]
+    train = rows.loc[sp1.to_numpy() & (plan.sides == "train")]
+    assert len(val) == 3 and plan.per_class["sp1"]["gap"] >= 1
+    for t in train.itertuples():  # no training window shares audio with a validation window
+        assert not ((val["start_s"] < t.end_s) & (val["end_s"] > t.start_s)).any()
+
+
+def test_enough_recordings_split_by_recording_and_refusals():
+    rows = _rows([(f"/r/{lab}{k}.flac", 5.0 * i, lab) for lab in ("sp1", "sp2") for k in range(4) for i in range(3)])
+    plan = vf.plan_split(rows)
+    assert plan.mode == "recordings" and not plan.weaker
+    for rec, sides in pd.Series(plan.sides).groupby(rows["path"]):
+        assert sides.nunique() == 1, rec  # a recording's windows stay on one side
+    with pytest.raises(DataError, match="at least 2 species"):
+        vf.plan_split(_rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp1")]))
+    with pytest.raises(DataError, match="left for validation"):
+        vf.plan_split(_rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp2")]))
+
+
+def test_pooling_merges_repeats_and_leaves_out_disagreements():
+    a = _rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp2"), ("/r/a.flac", 10.0, "sp1")])
+    b = _rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp1"), ("/r/b.flac", 0.0, "sp2")])
+    rows, conflicts = vf.pool([a, b])
+    assert conflicts == 1
+    assert sorted(zip(rows["path"], rows["start_s"], rows["label"])) == [
+        ("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 10.0, "sp1"), ("/r/b.flac", 0.0, "sp2")]
+
+
+def test_train_from_two_predictions_of_one_recording(setup):
+    """The loop of the issue: analyse one recording (twice), verify windows of 2+ species in both predictions,
+    train from them: the job finishes, the run holds its split record (time blocks, weaker) and an evaluation of
+    its validation windows with a confusion matrix, as a CLI run evaluated with `birdspec evaluate`."""
+    client, config = setup
+    body = {"recording": "recs/minute.flac", "checkpoint": "runs/synth/checkpoints/best.pt"}
+    refs = []
+    for _ in range(2):
+        job = wait_job(client, client.post("/api/predict", json=body).json())
+        assert job["status"] == "done", job
+        refs.append(job["result"]["prediction"])
+    truth = lambda start: f"synth{int(start // 5) % 3}"  # noqa: E731 - synthetic_recording's classes, 5 s each
+    assert verify_windows(client, refs[0], truth, limit=8) == 8
+    assert verify_windows(client, refs[1], truth) == 12  # 8 of them again: pooled once
+
+    sources = {s["ref"]: s for s in client.get("/api/train-sources").json()["sources"]}
+    assert sources[refs[0]]["verified"] == 8 and sources[refs[1]]["verified"] == 12
+    options = client.get("/api/train-options").json()
+    assert options["defaults"]["recipe"] == "small-data" and "mobilenetv2-seed" in [m["name"] for m in options["models"]]
+    assert "cpu" in options["devices"] and not any(m["name"].startswith("birdnet") for m in options["models"])
+
+    r = client.post("/api/train", json={"sources": refs, "model": "mobilenetv2-seed", "recipe": "small-data",
+                                        "epochs": 1, "device": "cpu", "name": "from-verified"})
+    assert r.status_code == 200, r.text
+    started = r.json()
+    assert started["split"] == "time-blocks" and "Too few recordings" in started["split_notes"]
+    assert sum(c["train"] + c["val"] + c["gap"] for c in started["per_class"].values()) == 12
+    job = wait_job(client, started, timeout_s=600)
+    assert job["status"] == "done", job
+
+    run = config.runs_dir / "from-verified"
+    assert (run / "checkpoints" / "best.pt").is_file()
+    details = client.get("/api/run", params={"ref": "runs/from-verified"}).json()
+    assert details["split"]["mode"] == "time-blocks" and "optimistic" in details["split"]["weaker"]
+    assert details["split"]["sources"] == refs
+    assert "accuracy" in details["eval_val"]["recording"]
+    assert "runs/from-verified/eval_val/confusion_matrix.png" in details["figures"]
+    r = client.post("/api/train", json={"sources": refs, "epochs": 1, "name": "from-verified"})
+    assert r.status_code == 400 and "exists" in r.json()["error"]
+    r = client.post("/api/train", json={"sources": refs, "model": "nope"})
+    assert r.status_code == 400 and "unknown model" in r.json()["error"]
