@@ -212,7 +212,9 @@ def test_serve_cli_usage_errors(tmp_path, capsys):
 
 def test_runs_pages_and_train_refusal(setup):
     client, config = setup
-    assert "runs/synth-copy" in client.get("/api/runs").json()["runs"]
+    listed = {r["ref"]: r for r in client.get("/api/runs").json()["runs"]}
+    assert listed["runs/synth-copy"]["model"] == "mobilenetv2-seed" and listed["runs/synth-copy"]["status"] == "completed"
+    assert listed["runs/synth-copy"]["metric"]["name"] == "best val acc" and listed["runs/synth-copy"]["date"]
     run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()
     assert run["curves"]["epoch"] == [1] and run["summary"]["model"] == "mobilenetv2-seed"
     assert "runs/synth-copy/curves.png" in run["figures"]

@@ -127,6 +127,11 @@ def test_train_from_two_predictions_of_one_recording(setup):
     assert details["split"]["sources"] == refs
     assert "accuracy" in details["eval_val"]["recording"]
     assert "runs/from-verified/eval_val/confusion_matrix.png" in details["figures"]
+    listed = {r["ref"]: r for r in client.get("/api/runs").json()["runs"]}
+    entry = listed["runs/from-verified"]
+    assert entry["split"] == "time-blocks" and entry["status"] == "completed" and entry["model"] == "mobilenetv2-seed"
+    assert entry["metric"]["name"] == "val macro F1" and 0 <= entry["metric"]["value"] <= 1
+    assert list(listed)[0] == "runs/from-verified"  # newest first
     r = client.post("/api/train", json={"sources": refs, "epochs": 1, "name": "from-verified"})
     assert r.status_code == 400 and "exists" in r.json()["error"]
     r = client.post("/api/train", json={"sources": refs, "model": "nope"})

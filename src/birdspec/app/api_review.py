@@ -15,6 +15,7 @@ from birdspec.app import review as rv
 from birdspec.app import train_job
 from birdspec.app import verified as vf
 from birdspec.app.paths import NotFound, PathRefused
+from birdspec.app.runs import run_details, run_list
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -79,31 +80,6 @@ def train_sources(roots: Any) -> list[dict[str, Any]]:
     return out
 
 
-def run_details(roots: Any, ref: str) -> dict[str, Any]:
-    """A run's epoch curves, its ``summary`` and validation metrics (``eval_val``), and its figures."""
-    import pandas as pd
-
-    from birdspec.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE, PER_CLASS_PLOT, eval_dir_name
-    from birdspec.fileio import read_json
-    from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, SUMMARY_FILE
-
-    path = roots.resolve(ref)
-    if not ref.startswith("runs/") or not path.is_dir():
-        raise NotFound(f"{ref}: not a run folder under the runs folder")
-    metrics = path / EPOCH_METRICS_FILE
-    curves = pd.read_csv(metrics).to_dict(orient="list") if metrics.is_file() and metrics.stat().st_size else {}
-    out: dict[str, Any] = {"ref": ref, "curves": curves, "figures": []}
-    ev = eval_dir_name("val")
-    for key, rel in (("summary", SUMMARY_FILE), (ev, f"{ev}/{METRICS_FILE}"), ("split", vf.SPLIT_RECORD_FILE)):
-        data = read_json(path / rel)
-        if data is not None:
-            out[key] = data
-    for fig in (CURVES_FILE, f"{ev}/{CONFUSION_FILE}", f"{ev}/{PER_CLASS_PLOT}"):
-        if (path / fig).is_file():
-            out["figures"].append(f"{ref}/{fig}")
-    return out
-
-
 def router(state: Any):
     from fastapi import APIRouter
     from fastapi.responses import FileResponse
@@ -160,9 +136,7 @@ def router(state: Any):
 
     @api.get("/runs")
     def runs() -> dict[str, Any]:
-        root = roots.folders["runs"]
-        found = sorted({p.parent.name for p in root.glob("*/config.json")} | {p.parent.parent.name for p in root.glob("*/checkpoints/*.pt")})
-        return {"runs": [f"runs/{n}" for n in found]}
+        return {"runs": run_list(roots)}
 
     @api.get("/run")
     def run(ref: str) -> dict[str, Any]:

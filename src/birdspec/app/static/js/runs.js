@@ -1,6 +1,6 @@
-// runs.js: the Runs page (#page-runs): the run folders as links (#/runs?run=REF shows one: its curves,
-// summary, validation figures), and comparing the selected runs as a background job whose report opens
-// in a new tab.
+// runs.js: the Runs page (#page-runs): the run folders, one row each (date, model, status, key metric), as links
+// (#/runs?run=REF shows one: its curves, metrics, split, confusion matrix and other figures), and comparing the
+// selected runs as a background job whose report opens in a new tab.
 import { apiUrl, get, isAbort, post } from "./api.js";
 import { drawCurves } from "./curves.js";
 import { $, el, say } from "./dom.js";
@@ -38,18 +38,45 @@ export function unmount() {
   life.abort();
 }
 
+const f3 = (v) => (typeof v === "number" ? (+v.toFixed(3)).toString() : "–");
+const day = (iso) => (iso ? iso.replace("T", " ").slice(0, 16) : "–");
+
 async function refresh() {
   try {
     const { runs } = await get("/runs", null, { signal: life.signal });
-    const ul = q("#runs-list"), checked = new Set([...ul.querySelectorAll("input:checked")].map((c) => c.value));
-    ul.innerHTML = "";
+    const tbody = q("#runs-list"), checked = new Set([...tbody.querySelectorAll("input:checked")].map((c) => c.value));
+    tbody.innerHTML = "";
     for (const r of runs) {
-      const box = el("input", { type: "checkbox", value: r, "aria-label": `select ${r} to compare` });
-      box.checked = checked.has(r);
-      ul.append(el("li", {}, box, " ", el("a", { href: href("runs", { run: r }), text: r.replace(/^runs\//, "") })));
+      const box = el("input", { type: "checkbox", value: r.ref, "aria-label": `select ${r.name} to compare` });
+      box.checked = checked.has(r.ref);
+      const metric = r.metric ? `${r.metric.name} ${f3(r.metric.value)}` : "–";
+      tbody.append(el("tr", {}, el("td", {}, box), el("td", {}, el("a", { href: href("runs", { run: r.ref }), text: r.name })),
+        el("td", { text: day(r.date) }), el("td", { text: r.model || "–" }),
+        el("td", { text: r.status + (r.split === "time-blocks" ? " · time-block split" : "") }), el("td", { text: metric })));
     }
-    if (!runs.length) ul.append(el("li", { class: "muted", text: "no run folders yet" }));
+    if (!runs.length) tbody.append(el("tr", {}, el("td", { colspan: "6", class: "muted", text: "no run folders yet" })));
   } catch (err) { if (!isAbort(err)) msg(err.message); }
+}
+
+function facts(run) {
+  const t = el("table");
+  const row = (k, v) => t.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
+  const e = run.entry || {};
+  row("date", day(e.date)); row("model", e.model || "–"); row("status", e.status || "–");
+  const rec = (run.eval_val || {}).recording || {};
+  for (const k of ["accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "n"]) if (k in rec) row("val " + k.replace(/_/g, " "), f3(rec[k]));
+  for (const [k, v] of Object.entries(run.summary || {})) if (typeof v !== "object" && k !== "model" && k !== "status") row(k, typeof v === "number" ? f3(v) : String(v));
+  return t;
+}
+
+function splitBox(split) {
+  const box = el("div", { class: split.mode === "time-blocks" ? "msg warn" : "msg ok" });
+  box.append(el("strong", { text: split.mode === "time-blocks" ? "Validation by time blocks within recordings (weaker). " : "Validation by recording. " }),
+    split.weaker || "", " ", ...(split.notes || []).map((n) => n + " "));
+  const t = el("table", {}, el("tr", {}, ...["species", "recordings", "train", "val", "left out"].map((h) => el("th", { text: h }))));
+  for (const [label, c] of Object.entries(split.per_class || {})) t.append(el("tr", {}, ...[label, c.recordings, c.train, c.val, c.gap].map((v) => el("td", { text: String(v) }))));
+  box.append(t);
+  return box;
 }
 
 async function show(ref) {
@@ -59,17 +86,12 @@ async function show(ref) {
     const d = q("#run-detail");
     d.innerHTML = "";
     d.append(el("h3", { text: ref }));
+    if (run.split) d.append(splitBox(run.split));
     const canvas = el("canvas", { width: 720, height: 240 });
-    d.append(canvas);
+    d.append(canvas, facts(run));
     drawCurves(canvas, run.curves);
-    const evalNumbers = Object.entries((run.eval || {}).recording || {}).filter(([, v]) => typeof v === "number").map(([k, v]) => ["val " + k, v]);
-    const facts = { ...(run.summary || {}), ...Object.fromEntries(evalNumbers) };
-    const t = el("table");
-    for (const [k, v] of Object.entries(facts)) {
-      if (typeof v !== "object") t.append(el("tr", {}, el("td", { text: k }), el("td", { text: typeof v === "number" ? (+v.toFixed(4)).toString() : String(v) })));
-    }
-    d.append(t);
-    for (const f of run.figures) d.append(el("img", { src: apiUrl("/file", { ref: f }), alt: f }));
+    if (!run.eval_val) d.append(el("p", { class: "muted", text: `not evaluated yet: birdspec evaluate ${ref.replace(/^runs\//, "RUNS/")} writes its metrics and confusion matrix` }));
+    for (const f of run.figures) d.append(el("img", { src: apiUrl("/file", { ref: f }), alt: f.split("/").pop() }));
   } catch (err) {
     if (isAbort(err)) { shown = null; return; }
     msg(err.message);

@@ -1,16 +1,19 @@
-// train.js: the Train page (#page-train): prepare an exported manifest and train a model on it as a
-// background job; its progress and curves are followed while the page is shown, and picked up again
+// train.js: the Train page (#page-train): pick the predictions and exported manifests whose verified windows to
+// pool, the recipe, model (from the registry), epochs and device; prepare, train and evaluate them as a
+// background job whose progress, split and curves are followed while the page is shown, and picked up again
 // when it is shown again.
 import { get, isAbort, post } from "./api.js";
 import { drawCurves } from "./curves.js";
-import { $, fillSelect, say } from "./dom.js";
+import { $, el, fillSelect, say } from "./dom.js";
 import { pollJob } from "./jobs.js";
+import { href } from "./route.js";
 
 const CURVES_EVERY_MS = 2000;
 
 let root = null;
 let life = null;         // AbortController of the current showing of the page
 let pendingJob = null;   // id of the training job not yet seen to end
+let recipes = [];        // GET /api/train-options' recipes
 
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#train-msg"), text, kind);
@@ -20,7 +23,9 @@ export const keys = {};
 export function mount(section) {
   root = section;
   life = new AbortController();
-  q("#train-start").addEventListener("click", start, { signal: life.signal });
+  const { signal } = life;
+  q("#train-start").addEventListener("click", start, { signal });
+  q("#train-recipe").addEventListener("change", showRecipe, { signal });
   q("#train-start").disabled = false;
   refresh();
   if (pendingJob) follow(pendingJob);
@@ -31,20 +36,48 @@ export function unmount() {
 }
 
 async function refresh() {
+  const { signal } = life;
   try {
-    const { manifests } = await get("/manifests", null, { signal: life.signal });
-    fillSelect(q("#train-manifest"), manifests.map((m) => [m, m]));
-    if (!manifests.length) msg("No exported manifest yet: verify detections in Review and press “Export verified as manifest”.", "ok");
+    const [{ sources }, options] = await Promise.all([get("/train-sources", null, { signal }), recipes.length ? null : get("/train-options", null, { signal })]);
+    if (options) fillOptions(options);
+    const ul = q("#train-sources"), checked = new Set([...ul.querySelectorAll("input:checked")].map((c) => c.value));
+    ul.innerHTML = "";
+    for (const s of sources) {
+      const box = el("input", { type: "checkbox", value: s.ref });
+      box.checked = checked.has(s.ref) || (!checked.size && s.kind === "prediction");
+      const what = s.kind === "prediction" ? `prediction · ${s.verified} verified windows` : "exported manifest";
+      ul.append(el("li", {}, el("label", {}, box, ` ${s.name} `, el("span", { class: "muted", text: `(${what})` }))));
+    }
+    if (!sources.length) msg("No verified windows yet: verify detections in Review (c correct, o other species), then train here.", "ok");
   } catch (err) { if (!isAbort(err)) msg(err.message); }
+}
+
+function fillOptions(options) {
+  recipes = options.recipes;
+  fillSelect(q("#train-recipe"), recipes.map((r) => [r.name, r.name || "none (model defaults)"]), options.defaults.recipe);
+  fillSelect(q("#train-model"), options.models.map((m) => [m.name, m.name]), options.defaults.model);
+  for (const o of q("#train-model").options) o.title = (options.models.find((m) => m.name === o.value) || {}).description || "";
+  fillSelect(q("#train-device"), options.devices.map((d) => [d, d === "auto" ? "auto (GPU if there is one)" : d]), options.defaults.device);
+  showRecipe();
+}
+
+function showRecipe() {
+  const r = recipes.find((x) => x.name === q("#train-recipe").value);
+  if (!r) return;
+  q("#train-epochs").placeholder = String(r.epochs);
+  q("#train-recipe-summary").textContent = `${r.name || "no recipe"}: ${r.summary}; ${r.epochs} epochs unless set`;
 }
 
 async function start() {
   msg("");
+  const sources = [...q("#train-sources").querySelectorAll("input:checked")].map((c) => c.value);
+  if (!sources.length) { msg("tick the predictions or manifests whose verified windows to train on"); return; }
   q("#train-start").disabled = true;
   let job;
   try {
-    job = await post("/train", { manifest: q("#train-manifest").value, model: q("#train-model").value,
-      epochs: +q("#train-epochs").value, name: q("#train-name").value || undefined });  // not cancelled: the id must not be lost
+    job = await post("/train", { sources, recipe: q("#train-recipe").value, model: q("#train-model").value,
+      epochs: q("#train-epochs").value || null, device: q("#train-device").value,
+      name: q("#train-name").value || undefined });  // not cancelled: the id must not be lost
   } catch (err) {
     msg(err.message);
     q("#train-start").disabled = false;
@@ -64,11 +97,13 @@ async function follow(id) {
   const { signal } = life;
   q("#train-start").disabled = true;
   q("#train-progress").hidden = false;
+  q("#train-done").hidden = true;
   let lastCurves = 0;
   try {
     const job = await pollJob(id, { signal, onUpdate: async (j) => {
       q("#train-bar").value = j.progress;
       q("#train-text").textContent = j.message;
+      if (j.result && j.result.split_notes) { q("#train-split").hidden = false; q("#train-split").textContent = j.result.split_notes; }
       if (j.result && j.result.run && Date.now() - lastCurves > CURVES_EVERY_MS) {
         lastCurves = Date.now();
         try { await showCurves(j.result.run, signal); } catch (err) { if (isAbort(err)) throw err; /* not written yet */ }
@@ -77,7 +112,12 @@ async function follow(id) {
     pendingJob = null;
     if (job.status === "failed") throw new Error(job.message);
     await showCurves(job.result.run, signal);
-    msg(`trained ${job.result.run}; it is now in the checkpoint list of Analyze and in Runs`, "ok");
+    const done = q("#train-done");
+    done.hidden = false;
+    done.innerHTML = "";
+    done.append(`Trained ${job.result.run}: `, el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
+      "; it is now in the checkpoint list of Analyze.");
+    refresh();
   } catch (err) {
     if (isAbort(err)) return;
     pendingJob = null;
