@@ -69,6 +69,28 @@ def species_table(catalog: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()[["label", "scientific_name", "common_name", "count"]]
 
 
+NAME_COLUMNS = ("label", "scientific_name", "common_name")
+"""The columns of a species table that name a species (code, scientific, common)."""
+
+
+def name_index(table: pd.DataFrame) -> dict[str, set[str]]:
+    """Every name of a :func:`species_table` (code, scientific, common; :func:`normalize_name` keys) -> the labels it names."""
+    index: dict[str, set[str]] = {}
+    for column in NAME_COLUMNS:
+        if column not in table:
+            continue
+        for label, name in zip(table["label"], table[column]):
+            if isinstance(name, str) and name:
+                index.setdefault(normalize_name(name), set()).add(str(label))
+    return index
+
+
+def lookup_name(name: str, index: dict[str, set[str]]) -> str | None:
+    """The one label ``name`` names in a :func:`name_index`, or None (unknown, or ambiguous)."""
+    labels = index.get(normalize_name(name))
+    return next(iter(labels)) if labels is not None and len(labels) == 1 else None
+
+
 def _display(row: pd.Series, name: str) -> str:
     """``"Acrocephalus palustris (marwar3)"``, or just the label."""
     return name if name == row["label"] else f"{name} ({row['label']})"
@@ -91,16 +113,13 @@ def resolve_species(names: str | Sequence[str], table: pd.DataFrame) -> list[str
     wanted = split_names(names)
     if not wanted:
         raise ConfigError("--species is empty; give eBird codes, scientific or common names, comma-separated")
-    index: dict[str, set[str]] = {}
+    index = name_index(table)
     shown: dict[str, tuple[str, str]] = {}  # key -> (display text, label)
     for _, row in table.iterrows():
-        for column in ("label", "scientific_name", "common_name"):
+        for column in NAME_COLUMNS:
             name = row[column]
-            if not isinstance(name, str) or not name:
-                continue
-            key = normalize_name(name)
-            index.setdefault(key, set()).add(row["label"])
-            shown.setdefault(key, (_display(row, name if column != "label" else row["label"]), row["label"]))
+            if isinstance(name, str) and name:
+                shown.setdefault(normalize_name(name), (_display(row, name if column != "label" else row["label"]), row["label"]))
     out: set[str] = set()
     for name in wanted:
         key = normalize_name(name)
