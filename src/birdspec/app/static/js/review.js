@@ -9,8 +9,10 @@ import { getLastPrediction } from "./state.js";
 
 let root = null;
 let life = null;         // AbortController of the current showing of the page
-let ref = null;          // the prediction whose cards are shown
+let ref = null;          // the prediction whose cards are shown (null while another one loads)
 let data = null;         // GET /api/review of it
+let seq = 0;             // number of the latest load asked for: the answers of earlier ones are dropped
+let given = new Map();   // card key -> {verdict, species} saved for `ref` (kept over a reload of its cards)
 let cards = [];          // [{c, node}] in the order shown
 let current = -1;        // index of the focused card
 let clip = null;         // the Audio playing a card's clip
@@ -69,21 +71,38 @@ async function refreshList(wanted) {
 async function load() {
   const { signal } = life, wanted = q("#review-prediction").value;
   if (!wanted) return;
+  const mine = ++seq;
+  if (wanted !== ref) {  // nothing of the prediction left is shown or acted on while the next one loads
+    ref = null; data = null; given = new Map();
+    clear("loading…");
+  }
   msg("");
   try {
-    data = await get("/review", { prediction: wanted, mode: q("#review-mode").value, per_bin: q("#per-bin").value }, { signal });
-    ref = wanted; current = -1;
+    const answer = await get("/review", { prediction: wanted, mode: q("#review-mode").value, per_bin: q("#per-bin").value }, { signal });
+    if (mine !== seq) return;  // another prediction (or order) was asked for since
+    for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
+    ref = wanted; data = answer; current = -1;
     replaceParams("review", { prediction: ref });
     fillSelect(q("#review-species"), data.classes.map((c) => [c.label, c.common_name || c.label]), "");
     render();
     summary();
-  } catch (err) { if (!isAbort(err)) msg(err.message); }
+  } catch (err) { if (!isAbort(err) && mine === seq) msg(err.message); }
+}
+
+function clear(text) {
+  const box = q("#cards");
+  box.innerHTML = "";
+  box.dataset.prediction = "";
+  cards = []; current = -1;
+  box.append(el("p", { class: "muted", text }));
+  q("#summary").innerHTML = "";
 }
 
 function render() {
   if (!data) return;
   const box = q("#cards"), filt = q("#review-filter").value.trim().toLowerCase();
   box.innerHTML = "";
+  box.dataset.prediction = ref;
   cards = [];
   const groups = new Map();
   for (const c of data.cards) {
@@ -151,21 +170,24 @@ async function give(i, verdict, species = "") {
   try {
     await post("/verdict", { prediction, verdict, species,
       detection: { file: c.file, start_s: c.start_s, end_s: c.end_s, label: c.label, confidence: c.confidence } });
-    c.verdict = verdict === "clear" ? "" : verdict;
-    c.species = verdict === "other" ? species : verdict === "correct" ? c.label : "";
-    if (prediction !== ref) return;  // another prediction is shown now: its cards are other nodes
-    paint(node, c);
+    if (prediction !== ref) return;  // another prediction is shown now: this card is gone with its own
+    const saved = { verdict: verdict === "clear" ? "" : verdict, species: verdict === "other" ? species : verdict === "correct" ? c.label : "" };
+    given.set(c.key, saved);
+    const shownNow = cards.find((x) => x.c.key === c.key) || { c, node };  // the cards may have been drawn again
+    Object.assign(shownNow.c, saved);
+    paint(shownNow.node, shownNow.c);
     msg("");
-    if (verdict !== "clear") focus(i + 1);
+    if (verdict !== "clear" && cards[i] && cards[i].node === node) focus(i + 1);
     summary();
   } catch (err) { msg(err.message); }
 }
 
 async function summary() {
   if (!ref) return;
-  const { signal } = life;
+  const { signal } = life, forRef = ref;
   try {
-    const { species } = await get("/summary", { prediction: ref, target: q("#target").value }, { signal });
+    const { species } = await get("/summary", { prediction: forRef, target: q("#target").value }, { signal });
+    if (forRef !== ref) return;
     renderSummary(q("#summary"), species);
   } catch (err) { if (!isAbort(err)) msg(err.message); }
 }
