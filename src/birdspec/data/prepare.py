@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -52,6 +53,9 @@ from birdspec.data.store import STORE_FILE
 from birdspec.errors import ConfigError
 from birdspec.fileio import refuse_output_over_inputs
 from birdspec.locks import output_lock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from birdspec.data.annotation_windows import AnnotationSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,7 @@ def prepare(
     label_column: str | None = None,
     fold_column: str | None = None,
     max_duration_s: float | None = None,
+    annotations: AnnotationSettings | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
@@ -133,6 +138,8 @@ def prepare(
         path_column, label_column, fold_column: for a CSV source.
         max_duration_s: keep only the first ``max_duration_s`` seconds of each
             recording (smaller store, faster decoding).
+        annotations: ``source`` is a recording or folder of recordings and these tables label its windows
+            (:mod:`birdspec.data.annotation_windows`; window encoding only).
         overwrite: replace an existing ``out_dir`` prepared with other settings.
         progress: show a progress bar on stderr (only when it is a terminal).
 
@@ -149,6 +156,7 @@ def prepare(
         source, layout=layout, species=species, top_n=top_n, encoding=encoding, min_rating=min_rating,
         min_duration_s=min_duration_s, max_duration_s=max_duration_s, val_fraction=val_fraction, folds=folds,
         seed=seed, path_column=path_column, label_column=label_column, fold_column=fold_column,
+        annotations=annotations,
     )
     if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
         raise ConfigError(f"--workers must be a positive integer, got {workers}")
@@ -163,6 +171,10 @@ def prepare(
         partial = partial_dir(out)
         stored = _store(selection.recordings, settings, partial, workers=workers, progress=progress)
         manifest, n_skipped = write_dataset(partial, selection, stored, settings)
+        if selection.annotated is not None:
+            from birdspec.data.annotation_prepare import finish_annotated
+
+            finish_annotated(partial, selection.annotated, manifest, settings, workers=workers)
         publish(partial, out)
     log_prepared(out, manifest, stored, n_skipped, settings, seconds=time.perf_counter() - t0)
     return out
@@ -176,18 +188,26 @@ class _Selection:
     species: list[str]
     layout: str
     folds: int | None
+    annotated: Any = None  # AnnotatedSource of prepare --annotations
 
 
 def _select(source: str | Path, settings: PrepareSettings, *, conflict: str | None) -> _Selection:
     """Read the catalog, select the species and assign folds (raises ``conflict`` after the source checks)."""
-    catalog, used_layout = load_catalog(
-        source,
-        layout=settings.layout,
-        path_column=settings.path_column,
-        label_column=settings.label_column,
-        fold_column=settings.fold_column,
-    )
-    selected, labels = select_species(catalog, species=settings.species, top_n=settings.top_n)
+    annotated = None
+    if settings.annotations is not None:  # the windows of annotated recordings, species chosen among the boxes'
+        from birdspec.data.annotation_prepare import annotated_catalog
+
+        annotated = annotated_catalog(source, settings)
+        catalog, used_layout, selected, labels = annotated.catalog, "annotations", annotated.catalog, annotated.species
+    else:
+        catalog, used_layout = load_catalog(
+            source,
+            layout=settings.layout,
+            path_column=settings.path_column,
+            label_column=settings.label_column,
+            fold_column=settings.fold_column,
+        )
+        selected, labels = select_species(catalog, species=settings.species, top_n=settings.top_n)
     if conflict is not None:  # after the source checks: their errors come first
         raise ConfigError(conflict)
     selected = _assign_folds(selected, settings)
@@ -195,7 +215,7 @@ def _select(source: str | Path, settings: PrepareSettings, *, conflict: str | No
     n_folds = settings.folds
     if settings.fold_column is not None:
         n_folds = int(catalog["fold"].max()) + 1
-    return _Selection(recordings=selected, species=list(labels), layout=used_layout, folds=n_folds)
+    return _Selection(recordings=selected, species=list(labels), layout=used_layout, folds=n_folds, annotated=annotated)
 
 
 @dataclass

@@ -53,6 +53,7 @@ class PrepareSettings:
     label_column: str | None = None
     fold_column: str | None = None
     sample_rate_hz: int = SAMPLE_RATE_HZ
+    annotations: Any = None  # AnnotationSettings (birdspec.data.annotation_windows) for prepare --annotations
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -77,6 +78,8 @@ class PrepareSettings:
                 "nothing would be kept"
             )
         need = self.encoding.min_duration_s() if self.encoding.name == "stack10" else self.encoding.window_s
+        if self.annotations is not None and self.encoding.name != "window":
+            raise ConfigError("prepare --annotations makes window samples; use --encoding window")
         if self.max_duration_s is not None and self.encoding.short_policy == "drop" and self.max_duration_s < need:
             raise ConfigError(
                 f"--max-duration-s {self.max_duration_s:g} is shorter than the {need:g} s the {self.encoding.name} "
@@ -88,6 +91,10 @@ class PrepareSettings:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["species"] = list(self.species) if self.species is not None else None
         d["encoding"] = to_dict(self.encoding)
+        if self.annotations is None:  # datasets prepared before --annotations keep equal settings
+            del d["annotations"]
+        else:
+            d["annotations"] = self.annotations.to_dict()
         return json.loads(json.dumps(d))
 
 
