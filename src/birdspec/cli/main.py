@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "birdspec.cli.compare_cmd",
     "birdspec.cli.predict_cmd",
     "birdspec.cli.score_cmd",
+    "birdspec.cli.evaluate_detections_cmd",
     "birdspec.cli.soundscape_cmd",
     "birdspec.cli.export_cmd",
     "birdspec.cli.spectrogram_cmd",
