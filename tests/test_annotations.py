@@ -329,3 +329,29 @@ def test_box_is_a_plain_frozen_record():
     assert b.duration_s == 1.5
     with pytest.raises(AttributeError):
         b.label = "y"  # type: ignore[misc]
+
+
+def test_serve_verdicts_and_verified_manifest_read_back_as_the_reviewed_boxes(tmp_path):
+    from birdspec.app import review as rv
+    from birdspec.prediction.outputs import PredictionWriter
+
+    results = _results(tmp_path)
+    csv = tmp_path / "pred.csv"
+    writer = PredictionWriter("csv", csv, class_info=CLASSES, min_conf=0.3, top_k=1)
+    for r in results:
+        writer.write(r)
+    writer.close()
+    det = pd.read_csv(csv)
+    verdicts = [("correct", ""), ("wrong", ""), ("other", "reewar1")]
+    for (verdict, species), row in zip(verdicts, det.to_dict("records")):
+        rv.save_verdict(csv, row, verdict, species)
+    found = read_tables([rv.verdicts_path(csv)])
+    want = {(Path(row["file"]).stem, row["start_s"], row["end_s"], species or row["label"])
+            for (verdict, species), row in zip(verdicts, det.to_dict("records")) if verdict != "wrong"}
+    assert {(Path(b.recording).stem, b.start_s, b.end_s, b.label) for b in found.boxes} == want
+    assert [p.kind for p in found.report.problems] == ["note"]  # the rejected one, said
+    manifest = rv.manifest_rows(det, rv.read_verdicts(rv.verdicts_path(csv)), CLASSES,
+                                resolve_file=lambda f: tmp_path / f, source=str(csv))
+    manifest.to_csv(tmp_path / "verified.csv", index=False)
+    found = read_tables([tmp_path / "verified.csv"])
+    assert {(Path(b.recording).stem, b.start_s, b.end_s, b.label) for b in found.boxes} == want

@@ -15,7 +15,8 @@ recordings). Columns are found by name, case-insensitively, so tables with extra
   confidence; ``Scientific, Common`` or ``Scientific_Common`` names).
 - **CSV** (or Parquet) with a recording column, start and end columns and a species column: birdspec's
   ``predict`` table (``file, start_s, end_s, label, ..., confidence``), BirdNET-Analyzer's ``csv`` (``Start (s),
-  End (s), Scientific name, Common name, Confidence, File``), a soundscape's ``calls.csv``; birdspec's
+  End (s), Scientific name, Common name, Confidence, File``), a soundscape's ``calls.csv``, ``birdspec serve``'s
+  verdicts (``species`` as reviewed; a ``wrong`` verdict is no box) and verified-window manifests; birdspec's
   ``--scores all`` table (one score column per class) gives a box per window and class.
 - **Kaleidoscope** CSV (BirdNET-Analyzer's ``kaleidoscope``): ``IN FILE`` (and ``FOLDER``), ``OFFSET``,
   ``DURATION``, ``scientific_name`` / ``common_name`` or ``TOP1MATCH``, ``confidence``.
@@ -304,7 +305,9 @@ def parse_frame(parsed: Parsed, df: Any, *, recording: str, species_column: str 
         return parsed.problem(None, f"cannot tell the format: no start and end columns (looked for e.g. start_s/end_s, "
                                     f"'Begin Time (s)', 'Start (s)'); columns are {', '.join(columns)}", kind="table")
     rec_col = find_column(columns, _RECORDING)
-    species = find_column(columns, [species_column] if species_column else _LABEL)
+    verdict = find_column(columns, ["verdict"])  # birdspec serve's verdicts: the species a reviewer gave
+    species = find_column(columns, [species_column] if species_column else
+                          ["species", *_LABEL] if verdict is not None else _LABEL)
     if species is None and not species_column:
         scores = [c for c in columns if c not in (start, end, rec_col) and find_column([c], _WINDOW_COLUMNS) is None]
         if scores and all(df[c].map(lambda v: number(v) is not None or not _text(v)).all() for c in scores):
@@ -316,9 +319,13 @@ def parse_frame(parsed: Parsed, df: Any, *, recording: str, species_column: str 
     conf = find_column(columns, _CONFIDENCE)
     low, high = find_column(columns, _LOW), find_column(columns, _HIGH)
     names = [c for c in (find_column(columns, [n]) for n in NAME_COLUMNS) if c and c != species]
-    cols = {c: df[c].tolist() for c in {start, end, species, rec_col, conf, low, high, *names} if c}
+    cols = {c: df[c].tolist() for c in {start, end, species, rec_col, conf, low, high, verdict, *names} if c}
     for i in range(len(df)):
         at = (lambda c, i=i: cols[c][i] if c else None)
+        if verdict is not None and _text(at(verdict)).casefold() == "wrong":
+            parsed.rows += 1
+            parsed.problem(first_line + i, "verdict 'wrong' (the reviewer rejected this detection): no box", kind="note")
+            continue
         rec = _text(at(rec_col)) or recording
         label, other = _text(at(species)), [at(n) for n in names]
         if BIRDNET_NAME.match(label) and not any(_text(v) for v in other):
