@@ -10,7 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from birdspec.app import predictions as preds
+from birdspec.app import recordings
 from birdspec.app import tiles as tl
 from birdspec.app.paths import NotFound, PathRefused
 from birdspec.audio import AUDIO_EXTENSIONS
@@ -25,15 +28,9 @@ AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", 
 
 
 def _check_audio(path: Path) -> dict[str, Any]:
-    """Header and a decode of the start and the end: a corrupt file fails here, with libsndfile's reason."""
-    from birdspec import audio
-
-    info = audio.info(path)
-    if info.num_frames <= 0:
-        raise AudioError(f"{path.name}: no audio frames")
-    audio.load(path, duration_s=min(1.0, info.duration_s))
-    audio.load(path, offset_s=max(0.0, info.duration_s - 1.0))
-    return {"duration_s": info.duration_s, "sample_rate_hz": info.sample_rate_hz, "channels": info.channels}
+    """Header and how much decodes (:func:`birdspec.app.recordings.probe`): a file whose start does not decode
+    fails here, with libsndfile's reason; a cut-off one is kept, its decodable part used, with a warning."""
+    return recordings.probe(path).as_dict()
 
 
 async def save_upload(request: Any, name: str, cfg: Any, roots: Any) -> dict[str, Any]:
@@ -206,7 +203,9 @@ def _media_routes(api: Any, state: Any) -> None:
 
         if not (0 <= start_s < end_s and end_s - start_s <= MAX_CLIP_S):
             raise ConfigError(f"a clip needs 0 <= start_s < end_s and at most {MAX_CLIP_S:g} s")
-        wave = audio.load(roots.resolve(ref), offset_s=start_s, duration_s=end_s - start_s)
+        path = roots.resolve(ref)
+        end_s = min(end_s, recordings.probe(path).duration_s)  # a cut-off file: up to where it decodes
+        wave = audio.load(path, offset_s=start_s, duration_s=end_s - start_s) if end_s > start_s else np.zeros(0, np.float32)
         buf = io.BytesIO()
         sf.write(buf, wave, SAMPLE_RATE_HZ, format="WAV", subtype="PCM_16")
         return Response(buf.getvalue(), media_type="audio/wav")

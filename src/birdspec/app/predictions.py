@@ -3,7 +3,8 @@
 ``WORK/predictions/<id>/`` holds
 
 ``prediction.json``
-    the recording and checkpoint (references and paths), classes, window length, duration;
+    the recording and checkpoint (references and paths), classes, the model's detection thresholds (per
+    class; None for a model without), window length, duration (what decodes), a cut-off recording's warning;
 ``detections.csv``
     the kept (window, class) rows, exactly as ``birdspec predict --format csv`` writes them
     (:class:`~birdspec.prediction.outputs.PredictionWriter`);
@@ -97,17 +98,47 @@ def _safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
 
 def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref: str, checkpoint_ref: str,
                    tiles: Any = None) -> dict[str, Any]:
-    """Predict one recording with one checkpoint and publish its prediction folder (a job's work); then draw
-    the spectrogram tiles the page shows first (``tiles``: the server's :class:`~birdspec.app.tiles.TileCache`)."""
-    from birdspec import audio
-    from birdspec.fileio import write_csv, write_json
-    from birdspec.prediction.outputs import PredictionWriter
-    from birdspec.prediction.predictor import Predictor
+    """Predict one recording with one checkpoint and publish its prediction folder (a job's work); the
+    spectrogram tiles the page shows first are drawn before (``tiles``: the server's
+    :class:`~birdspec.app.tiles.TileCache`; a tile that fails is drawn again when the page asks for it).
+
+    A cut-off recording is scored where it decodes, as ``birdspec predict`` does (``warning`` in the metadata).
+    The folder is published last, whole: a job that fails leaves no prediction behind.
+    """
+    from birdspec.app.recordings import probe
 
     rec = roots.resolve(recording_ref)
     ckpt = checkpoint_path(roots, checkpoint_ref)
-    total_s = max(audio.info(rec).duration_s, 1e-6)
-    job.update(message=f"loading {checkpoint_ref}")
+    total_s = max(probe(rec).duration_s, 1e-6)
+    pid = _safe_id(rec, checkpoint_ref, job.id)
+    final = config.predictions_dir / pid
+    partial = final.with_name(final.name + ".partial")
+    try:
+        meta = _score(job, rec, ckpt, partial, total_s=total_s, tiles=tiles)
+        write_meta = {"id": pid, "recording": recording_ref, "recording_path": str(rec), "checkpoint": checkpoint_ref,
+                      "checkpoint_path": str(ckpt), **meta}
+        from birdspec.fileio import write_json
+
+        write_json(partial / META_FILE, write_meta)
+        if tiles is not None:
+            job.update(message="drawing the first spectrogram tiles")
+            try:
+                tiles.warm(rec, duration_s=meta["duration_s"], background=False)
+            except Exception as exc:  # noqa: BLE001 - the page asks for them again and says what failed
+                log.warning("%s: the first spectrogram tiles could not be drawn (%s)", rec.name, exc)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return {"prediction": roots.ref(final / DETECTIONS_FILE), "id": pid, "warning": meta.get("warning")}
+
+
+def _score(job: Job, rec: Path, ckpt: Path, partial: Path, *, total_s: float, tiles: Any) -> dict[str, Any]:
+    """Score ``rec`` with ``ckpt`` into ``partial`` (detections, every score, the Raven table); the metadata."""
+    from birdspec.fileio import write_csv
+    from birdspec.prediction.outputs import PredictionWriter
+    from birdspec.prediction.predictor import Predictor
+
+    job.update(message=f"loading {ckpt.name}")
     done = [0.0]
 
     def progress(seconds: float, _files: int) -> None:
@@ -120,9 +151,6 @@ def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref
     with Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads) as predictor:
         job.update(message="scoring")
         (result,) = list(predictor.predict_paths([rec], strict=True, progress=progress))
-        pid = _safe_id(rec, checkpoint_ref, job.id)
-        final = config.predictions_dir / pid
-        partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         fe = predictor.frontend
@@ -132,16 +160,11 @@ def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref
             writer.write(result)
             writer.close()
         write_csv(partial / SCORES_FILE, predictor.table(result, scores="all"))
-        meta = {"id": pid, "recording": recording_ref, "recording_path": str(rec), "checkpoint": checkpoint_ref,
-                "checkpoint_path": str(ckpt), "classes": predictor.classes, "class_info": predictor.class_info,
-                "window_s": predictor.encoding.window_s, "duration_s": result.duration_s,
-                "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF, "top_k": TOP_K}
-        write_json(partial / META_FILE, meta)
-    os.replace(partial, final)
-    if tiles is not None:
-        job.update(message="drawing the first spectrogram tiles")
-        tiles.warm(rec, duration_s=result.duration_s, background=False)
-    return {"prediction": roots.ref(final / DETECTIONS_FILE), "id": pid}
+        model_thresholds = predictor.runtime.info.thresholds
+        return {"thresholds": dict(zip(predictor.classes, map(float, model_thresholds))) if model_thresholds else None,
+                "classes": predictor.classes, "class_info": predictor.class_info, "window_s": predictor.encoding.window_s,
+                "duration_s": result.duration_s, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF,
+                "top_k": TOP_K, "warning": result.warning}
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:

