@@ -102,3 +102,70 @@ def test_switching_predictions_quickly_keeps_cards_and_verdicts_with_their_predi
         expect(page.locator("#cards")).to_have_attribute("data-prediction", newer)
         assert page.locator(".card.v-correct").count() == 0  # the newer one has no verdicts
         assert not errors, errors
+
+
+@pytest.fixture()
+def busy_url(tmp_path, serve_run, monkeypatch):  # noqa: F811
+    """A server whose recordings folder holds a busy `birdspec predict` table and a species list."""
+    import shutil
+
+    from serve_fixtures import free_port, running_server, synthetic_recording
+    from test_serve_review import busy_table
+
+    from birdspec.app.paths import ServeConfig
+
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    shutil.copytree(serve_run, runs / serve_run.name)
+    recs = tmp_path / "recs"
+    synthetic_recording(recs / "song.flac", duration_s=30.0)
+    busy_table(recs / "busy.csv")
+    species = tmp_path / "species.csv"
+    species.write_text("label,scientific_name,common_name\nsedwar1,Acrocephalus schoenobaenus,Sedge Warbler\n")
+    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", port=free_port(), species_list=species)
+    with running_server(config) as url:
+        yield url, recs
+
+
+def test_review_pages_orders_and_other_species_in_chromium(busy_url):
+    from playwright.sync_api import expect
+
+    url, recs = busy_url
+    with browser_page() as (page, errors):
+        page.goto(url + "/#/review?prediction=recs/busy.csv")
+        first = page.locator(".group").first
+        expect(first.locator("h3")).to_contain_text("Zebra Finch (zzz1) · 300 of 670 shown")
+        assert page.locator(".card").count() == 350  # top choices only: no runner-up cards
+        assert page.locator(".group[data-label=aaa1]").count() == 0
+        first.locator("button.more").click()
+        expect(first.locator("h3")).to_contain_text("600 of 670 shown")
+        page.locator(".group").first.locator("button.more").click()
+        expect(page.locator(".group").first.locator("h3")).to_contain_text("670 of 670 shown")
+        assert page.locator(".group").first.locator("button.more").count() == 0
+        keys = page.locator(".group[data-label=zzz1] .card").evaluate_all("els => els.map(e => e.dataset.key)")
+        assert len(keys) == len(set(keys)) == 670
+
+        page.select_option("#review-order", "name")
+        expect(page.locator(".group").first).to_have_attribute("data-label", "mmm1")
+        page.fill("#review-min", "0.8")
+        page.locator("#review-min").dispatch_event("change")
+        expect(page.locator("#review-min-note")).to_contain_text("at least 0.80")
+        page.wait_for_function("() => [...document.querySelectorAll('.card strong')].every(s => parseFloat(s.textContent) >= 0.8)")
+
+        # "other species": free text is refused with the closest names; a listed species is saved by its label
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("o")
+        field = page.locator(".card").nth(0).locator("input.other-species")
+        expect(field).to_be_focused()
+        field.fill("Sedge")
+        field.press("Enter")
+        expect(page.locator("#review-msg")).to_contain_text("Sedge Warbler (sedwar1)")
+        assert not (recs / "busy.verdicts.csv").exists()
+        options = page.locator("#review-species option").evaluate_all("els => els.map(e => e.value)")
+        assert {"sedwar1", "zzz1", "mmm1", "aaa1"} <= set(options)
+        field.fill("Sedge Warbler")
+        field.press("Enter")
+        expect(page.locator(".card").nth(0)).to_have_class(re.compile(r"\bv-other\b"))
+        expect(page.locator(".card").nth(0).locator(".verdict")).to_have_text("other: sedwar1")
+        assert pd.read_csv(recs / "busy.verdicts.csv")["species"].tolist() == ["sedwar1"]
+        assert [e for e in errors if "400" not in e] == [], errors  # the refused verdict is a 400 answer

@@ -12,6 +12,8 @@ from typing import Any
 
 from birdspec.app import predictions as preds
 from birdspec.app import review as rv
+from birdspec.app import review_queue as rq
+from birdspec.app import species_list as sl
 from birdspec.app import train_job
 from birdspec.app import verified as vf
 from birdspec.app.paths import NotFound, PathRefused
@@ -22,34 +24,42 @@ log = logging.getLogger(__name__)
 
 SERVED_SUFFIXES = (".png", ".html", ".csv", ".json", ".txt")
 """What /api/file serves (figures, reports, tables); never checkpoints or audio."""
-MAX_CARDS_PER_SPECIES = 300
 
 
-def review_payload(roots: Any, ref: str, *, mode: str, per_bin: int) -> dict[str, Any]:
+def model_thresholds(csv: Path) -> dict[str, float] | None:
+    """The per-class detection thresholds of the model that made an app prediction (None: none known)."""
+    meta = preds.read_meta(csv.parent) if csv.name == preds.DETECTIONS_FILE else None
+    return dict(meta["thresholds"]) if meta and meta.get("thresholds") else None
+
+
+def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any]:
+    """One page of a prediction's review queue (:mod:`birdspec.app.review_queue`): its species groups and cards,
+    each card with its verdict, audio reference and the model's top 3 for its window."""
+    roots = state.roots
     csv = preds.prediction_csv(roots, ref)
     det = rv.read_detections(csv)
-    if mode == "sample":
-        shown = rv.sample_per_bin(det, per_bin=per_bin)
-    elif mode == "score":
-        shown = det.sort_values(["label", "confidence"], ascending=[True, False], kind="mergesort")
-        shown = shown.groupby("label", sort=True).head(MAX_CARDS_PER_SPECIES)
-    else:
-        raise ConfigError(f"unknown review order {mode!r}; use score or sample")
+    info = vf.class_info(csv, det)
+    thresholds = model_thresholds(csv)
+    groups, shown = rq.page(det, info, opts, thresholds)
     resolve = vf.file_resolver(roots, csv)
-    top = {k: g.sort_values("rank")[["label", "confidence"]].values.tolist()[:3] for k, g in det.groupby(["file", "start_s"])}
+    windows = set(zip(shown["file"], shown["start_s"]))
+    near = det[[w in windows for w in zip(det["file"], det["start_s"])]]
+    top = {k: g.sort_values("rank")[["label", "confidence"]].values.tolist()[:3] for k, g in near.groupby(["file", "start_s"])}
     verdicts = rv.verdict_map(csv)
     audio_refs: dict[str, str | None] = {}
     cards = []
-    for r in shown.sort_values(["label", "confidence"], ascending=[True, False], kind="mergesort").itertuples():
+    for r in shown.itertuples():
         if r.file not in audio_refs:
             found = resolve(r.file)
             audio_refs[r.file] = found[0] if found else None
         cards.append({"key": r.key, "file": r.file, "audio": audio_refs[r.file], "start_s": float(r.start_s),
                       "end_s": float(r.end_s), "label": r.label, "common_name": r.common_name,
-                      "confidence": round(float(r.confidence), 4),
+                      "confidence": round(float(r.confidence), 4), "rank": int(r.rank),
                       "top": [[lab, round(float(c), 4)] for lab, c in top.get((r.file, r.start_s), [])],
                       **verdicts.get(r.key, {"verdict": "", "species": ""})})
-    return {"ref": ref, "mode": mode, "cards": cards, "classes": vf.class_info(csv, det),
+    return {"ref": ref, "mode": opts.mode, "groups": groups, "cards": cards, "classes": info,
+            "species": sl.choices(info, state.species), "thresholds": thresholds,
+            "min_score": "model" if opts.min_score is None else opts.min_score, "page_size": rq.PAGE_SIZE,
             "detections": int(len(det)), "verified": len(verdicts), "verdicts_file": str(rv.verdicts_path(csv))}
 
 
@@ -82,14 +92,16 @@ def train_sources(roots: Any) -> list[dict[str, Any]]:
 
 def router(state: Any):
     from fastapi import APIRouter
-    from fastapi.responses import FileResponse
 
     api = APIRouter()
     roots, cfg = state.roots, state.config
 
     @api.get("/review")
-    def review(prediction: str, mode: str = "score", per_bin: int = 3) -> dict[str, Any]:
-        return review_payload(roots, prediction, mode=mode, per_bin=max(1, min(int(per_bin), 50)))
+    def review(prediction: str, mode: str = "score", per_bin: int = 3, choices: str = "top", min_score: str = "model",
+               order: str = "count", species: str | None = None, offset: int = 0, limit: int = rq.PAGE_SIZE) -> dict[str, Any]:
+        opts = rq.QueueOptions.parse(mode=mode, per_bin=per_bin, choices=choices, min_score=min_score, order=order,
+                                     species=species, offset=offset, limit=limit)
+        return review_payload(state, prediction, opts)
 
     @api.post("/verdict")
     def verdict(body: dict[str, Any]) -> dict[str, Any]:
@@ -100,23 +112,35 @@ def router(state: Any):
         detections = rv.read_detections(csv)
         if rv.detection_key(det["file"], det["start_s"], det["label"]) not in set(detections["key"]):
             raise NotFound("this detection is not in the prediction (reload the page)")
-        species = str(body.get("species") or "").strip()
-        names = {str(n).lower(): c["label"] for c in vf.class_info(csv, detections)
-                 for n in (c["label"], c.get("common_name"), c.get("scientific_name")) if n}
-        species = names.get(species.lower(), species)  # a common or scientific name becomes the class label
-        df = rv.save_verdict(csv, det, str(body.get("verdict") or ""), species)
-        return {"saved": True, "verified": int(len(df))}
+        verdict = str(body.get("verdict") or "")
+        species = ""
+        if verdict == "other":  # one of the model's classes or the species list, by code or name; never free text
+            species = sl.resolve_other(str(body.get("species") or ""), sl.choices(vf.class_info(csv, detections), state.species))
+        df = rv.save_verdict(csv, det, verdict, species)
+        return {"saved": True, "verified": int(len(df)), "species": species}
 
     @api.get("/summary")
-    def summary(prediction: str, target: float = 0.9) -> dict[str, Any]:
+    def summary(prediction: str, target: float = 0.9, choices: str = "top") -> dict[str, Any]:
         if not 0 < target <= 1:
             raise ConfigError(f"the target precision must be in (0, 1], got {target}")
         csv = preds.prediction_csv(roots, prediction)
-        return {"species": rv.precision_summary(rv.read_detections(csv), rv.verdict_map(csv), target=target)}
+        det = rv.read_detections(csv)
+        pool = rq.eligible(det, rq.QueueOptions.parse(choices=choices, min_score="0"), None)  # every score: thresholds are chosen here
+        return {"species": rv.precision_summary(pool, rv.verdict_map(csv), target=target)}
 
     @api.post("/export")
     def export(body: dict[str, Any]) -> dict[str, Any]:
         return export_manifest(roots, cfg, str(body.get("prediction") or ""))
+
+    _train_and_run_routes(api, state)
+    return api
+
+
+def _train_and_run_routes(api: Any, state: Any) -> None:
+    """Training from verified windows, run folders, their comparison and their files."""
+    from fastapi.responses import FileResponse
+
+    roots, cfg = state.roots, state.config
 
     @api.get("/manifests")
     def manifests() -> dict[str, Any]:
@@ -166,5 +190,3 @@ def router(state: Any):
         if path.suffix.lower() not in SERVED_SUFFIXES or not path.is_file():
             raise PathRefused(f"{ref}: only figures, reports and tables ({', '.join(SERVED_SUFFIXES)}) are served here")
         return FileResponse(path)
-
-    return api

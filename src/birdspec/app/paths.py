@@ -50,6 +50,8 @@ class ServeConfig:
         host / port: where the server listens.
         max_upload_mb: the largest upload accepted.
         tile_cache_mb: memory for rendered spectrogram tiles.
+        species_list: a file of species an "other species" verdict may name besides the model's classes
+            (:mod:`birdspec.app.species_list`); None: the model's classes only.
     """
 
     runs_dir: Path
@@ -59,6 +61,7 @@ class ServeConfig:
     port: int = 8765
     max_upload_mb: float = 512.0
     tile_cache_mb: float = 256.0
+    species_list: Path | None = None
 
     @property
     def uploads_dir(self) -> Path:

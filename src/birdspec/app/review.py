@@ -10,7 +10,9 @@ never loses one (the last verdict given for a detection wins).
 Precision is estimated per score bin (:data:`BIN_EDGES`) from the verified detections of that bin,
 and above a threshold by weighting each bin's precision by how many detections it holds: with a
 random sample per bin (:func:`sample_per_bin`) this is an unbiased estimate, whereas verifying the
-top-scored detections only would overstate the precision of the lower bins.
+top-scored detections only would overstate the precision of the lower bins. A threshold is suggested
+only where the lower confidence bound of that estimate (Wilson's, :data:`CONFIDENCE`) reaches the target,
+from at least :data:`MIN_VERDICTS` verdicts: two correct windows do not make a 0.9 precision.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ DETECTION_KEYS = ("file", "start_s", "end_s", "label", "confidence")
 VERDICT_COLUMNS = (*DETECTION_KEYS, "verdict", "species", "updated")
 BIN_EDGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """Score bins of the precision table (the last bin includes 1.0)."""
+CONFIDENCE = 0.95
+Z_ONE_SIDED = 1.6449
+"""The normal quantile of :data:`CONFIDENCE` (one-sided): a suggested threshold's precision is at least the
+target with this confidence."""
+MIN_VERDICTS = 10
+"""No threshold is suggested from fewer verdicts above it, whatever they say."""
 VERDICTS_SUFFIX = ".verdicts.csv"
 """The verdicts of ``X.csv`` are in ``X.verdicts.csv`` beside it."""
 MANIFEST_COLUMNS = ("path", "start_s", "end_s", "label", "scientific_name", "common_name", "source_prediction")
@@ -70,7 +78,7 @@ def read_detections(prediction_csv: Path) -> pd.DataFrame:
         raise DataError(f"{prediction_csv}: not a detections table (missing {', '.join(sorted(missing))}); "
                         "use a `birdspec predict --format csv` or `--format parquet` output (long format, not --scores all)")
     for col in ("common_name", "scientific_name"):
-        df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
+        df[col] = df[col].astype(object).fillna("").astype(str) if col in df.columns else ""
     if "rank" not in df.columns:
         df["rank"] = df.groupby(["file", "start_s"])["confidence"].rank(ascending=False, method="first").astype(int)
     df["key"] = [detection_key(f, s, lab) for f, s, lab in zip(df["file"], df["start_s"], df["label"])]
@@ -156,10 +164,25 @@ def sample_per_bin(detections: pd.DataFrame, *, per_bin: int, seed: int = 0) -> 
     return detections.loc[sorted(picked)]
 
 
+def wilson_lower(p: float, n: float, *, z: float = Z_ONE_SIDED) -> float:
+    """Wilson's lower confidence bound of a proportion ``p`` seen in ``n`` trials (one-sided, ``z``).
+
+    >>> round(wilson_lower(1.0, 2), 3), round(wilson_lower(1.0, 30), 3), round(wilson_lower(0.9, 200), 3)
+    (0.425, 0.917, 0.86)
+    """
+    if n <= 0:
+        return 0.0
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    margin = z * np.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
+    return float(max(0.0, (centre - margin) / (1 + z2 / n)))
+
+
 def precision_summary(detections: pd.DataFrame, verdicts: dict[str, dict[str, str]], *, target: float = 0.9) -> list[dict[str, Any]]:
-    """Per species: each bin's detections, verified and correct; the estimated precision above each bin's
-    lower edge (bins weighted by their detections; unknown while a bin above has no verdict); the lowest
-    threshold whose estimate reaches ``target``."""
+    """Per species: each bin's detections, verified and correct; above each bin's lower edge, the estimated
+    precision (bins weighted by their detections; unknown while a bin above has no verdict) and its lower
+    confidence bound (:func:`wilson_lower` at the bins' effective sample size); the lowest threshold whose
+    lower bound reaches ``target`` from at least :data:`MIN_VERDICTS` verdicts (else none: verify more)."""
     out = []
     conf = detections["confidence"].to_numpy(dtype=float)
     bins = score_bin(conf)
@@ -175,27 +198,29 @@ def precision_summary(detections: pd.DataFrame, verdicts: dict[str, dict[str, st
                          "verified": len(given), "correct": n_ok, "precision": n_ok / len(given) if given else None})
         suggested = None
         for i in range(len(rows)):
-            est = _weighted_precision(rows[i:])
-            rows[i]["precision_above"] = est
-            if suggested is None and est is not None and est >= target:
+            est, lower = _weighted_precision(rows[i:])
+            above = sum(r["verified"] for r in rows[i:])
+            rows[i].update(precision_above=est, lower_above=lower, verified_above=above)
+            if suggested is None and lower is not None and lower >= target and above >= MIN_VERDICTS:
                 suggested = rows[i]["low"]
         out.append({"label": label, "bins": rows, "suggested_threshold": suggested, "target": target,
+                    "confidence": CONFIDENCE, "min_verdicts": MIN_VERDICTS,
                     "verified": sum(r["verified"] for r in rows), "detections": int(mask.sum())})
     return out
 
 
-def _weighted_precision(rows: list[dict[str, Any]]) -> float | None:
-    """Precision of all detections in ``rows``' bins: each bin's precision weighted by its size; None while a
-    bin that holds detections has no verdict yet (its precision is unknown, not assumed)."""
-    num = den = 0.0
-    for r in rows:
-        if not r["detections"]:
-            continue
-        if not r["verified"]:
-            return None
-        num += r["detections"] * r["precision"]
-        den += r["detections"]
-    return num / den if den else None
+def _weighted_precision(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """``(precision, lower bound)`` of all detections in ``rows``' bins: each bin's precision weighted by its
+    size, the bound at the effective sample size ``1 / sum(w_b^2 / n_b)`` of that stratified estimate;
+    ``(None, None)`` while a bin that holds detections has no verdict yet (its precision is unknown)."""
+    held = [r for r in rows if r["detections"]]
+    if not held or any(not r["verified"] for r in held):
+        return None, None
+    total = sum(r["detections"] for r in held)
+    weights = [r["detections"] / total for r in held]
+    est = sum(w * r["precision"] for w, r in zip(weights, held))
+    n_eff = 1.0 / sum(w * w / r["verified"] for w, r in zip(weights, held))
+    return est, wilson_lower(est, n_eff)
 
 
 def manifest_rows(detections: pd.DataFrame, verdicts: pd.DataFrame, class_info: list[dict[str, str]], *,

@@ -35,6 +35,8 @@ class AppState:
     roots: Roots
     jobs: Jobs = field(default_factory=Jobs)
     tiles: TileCache = field(default_factory=TileCache)
+    species: list[dict[str, str]] = field(default_factory=list)
+    """The species list (``--species-list``): what "other species" may name besides the model's classes."""
 
 
 def status_of(exc: BaseException) -> int:
@@ -57,8 +59,11 @@ def create_app(config: ServeConfig):
 
     for d in (config.work_dir, config.uploads_dir, config.predictions_dir, config.exports_dir, config.runs_dir):
         d.mkdir(parents=True, exist_ok=True)
+    from birdspec.app.species_list import read_species_list
+
     state = AppState(config=config, roots=Roots(config), jobs=Jobs(journal=config.jobs_file),
-                     tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))))
+                     tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))),
+                     species=read_species_list(config.species_list) if config.species_list else [])
     app = FastAPI(title="birdspec", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.birdspec = state
 

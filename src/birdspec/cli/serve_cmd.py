@@ -15,12 +15,17 @@ Start a local web app and print its URL. Pages:
             tiled spectrogram with a track per species, a minimum-score slider, a species
             filter, click-to-play with a following cursor, CSV and Raven downloads.
   Review    the detections of a prediction by species and score (or a random sample per score
-            bin), one card each with its spectrogram, audio and the model's top 3; verdicts by
-            key (c correct, x wrong, o other species) saved at once next to the prediction;
-            precision per score bin and a suggested threshold; export of the verified windows
-            as a CSV manifest that `birdspec prepare` reads.
-  Train     prepare + train from an exported manifest, in the background, with live curves.
-  Runs      run folders with curves, metrics, confusion matrices; compare selected runs.
+            bin), the top choice of each window at or above the model's thresholds (or a minimum
+            score), species by count or name, 300 cards a page; one card each with its
+            spectrogram, audio and the model's top 3; verdicts by key (c correct, x wrong,
+            o other species: one of the model's classes or --species-list) saved at once next
+            to the prediction; precision per score bin with its lower confidence bound and a
+            suggested threshold; export of the verified windows as a CSV manifest.
+  Train     pool the verified windows of any predictions and manifests; prepare, train (recipe,
+            model, epochs, device) and evaluate them in the background, with live curves; a
+            species with too few recordings is validated on time blocks (said so).
+  Runs      run folders with date, model, status, key metric; curves, metrics, confusion
+            matrices; compare selected runs.
 
 Only the folders given here are served (paths with '..', absolute paths and symlinks out of
 them are refused). The app writes into --work (uploads, predictions, exports) and --runs
@@ -40,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload accepted (default 512 MB)")
+    p.add_argument("--species-list", metavar="FILE",
+                   help="species an 'other species' verdict may name besides the model's classes: a CSV with a label "
+                        "column (and scientific_name, common_name), or a text file with one species a line")
     p.set_defaults(func=run)
     return p
 
@@ -79,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
     _check_port(args.host, args.port)
     if args.max_upload_mb <= 0:
         raise ConfigError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.species_list and not Path(args.species_list).is_file():
+        raise ConfigError(f"--species-list {args.species_list}: no such file")
     config = ServeConfig(runs_dir=Path(args.runs), recording_dirs=tuple(Path(d) for d in args.recordings),
-                         work_dir=Path(args.work), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+                         work_dir=Path(args.work), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+                         species_list=Path(args.species_list) if args.species_list else None)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: other machines can reach this app (it has no login)", args.host)
     serve(config, ready=lambda url: print(f"birdspec serve: open {url} (Ctrl+C stops)", flush=True))

@@ -1,8 +1,11 @@
-// review.js: the Review page (#page-review): detection cards of one prediction, verdicts given with buttons
-// or keys and saved at once, the verified precision per score bin, and the export of verified windows as a
-// manifest. Starts from the prediction in the URL (#/review?prediction=REF), else the one Analyze opened last.
+// review.js: the Review page (#page-review): the review queue of one prediction (top choices at or above the
+// model's thresholds or a minimum score, species by count or name, a page per species at a time), verdicts
+// given with buttons or keys and saved at once, the verified precision per score bin, and the export of
+// verified windows as a manifest. Starts from the prediction in the URL (#/review?prediction=REF), else the
+// one Analyze opened last.
 import { apiUrl, get, isAbort, post } from "./api.js";
-import { $, el, fillSelect, fmtTime, say } from "./dom.js";
+import { $, el, fillSelect, say } from "./dom.js";
+import { cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
 import { renderSummary } from "./review_summary.js";
 import { replaceParams } from "./route.js";
 import { getLastPrediction } from "./state.js";
@@ -36,8 +39,7 @@ export function mount(section, params = {}) {
   const { signal } = life;
   const on = (sel, type, fn) => q(sel).addEventListener(type, fn, { signal });
   on("#review-load", "click", () => load());
-  on("#review-prediction", "change", () => load());
-  on("#review-mode", "change", () => load());
+  for (const sel of ["#review-prediction", "#review-mode", "#review-choices", "#review-order", "#review-min"]) on(sel, "change", () => load());
   on("#review-filter", "change", () => render());
   on("#target", "change", () => summary());
   on("#export", "click", () => exportManifest());
@@ -78,15 +80,39 @@ async function load() {
   }
   msg("");
   try {
-    const answer = await get("/review", { prediction: wanted, mode: q("#review-mode").value, per_bin: q("#per-bin").value }, { signal });
+    const answer = await get("/review", query({ prediction: wanted }), { signal });
     if (mine !== seq) return;  // another prediction (or order) was asked for since
     for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
     ref = wanted; data = answer; current = -1;
     replaceParams("review", { prediction: ref });
-    fillSelect(q("#review-species"), data.classes.map((c) => [c.label, c.common_name || c.label]), "");
+    const named = (list) => list.map((c) => [c.label, c.common_name || c.scientific_name || c.label]);
+    fillSelect(q("#review-classes"), named(data.classes), "");
+    fillSelect(q("#review-species"), named(data.species), "");
+    q("#review-min-note").textContent = minimumNote(data, q("#review-choices").value);
     render();
     summary();
   } catch (err) { if (!isAbort(err) && mine === seq) msg(err.message); }
+}
+
+/** The queue's settings of the page's controls, with `extra` (the prediction, a species' next page). */
+function query(extra) {
+  return { mode: q("#review-mode").value, per_bin: q("#per-bin").value, choices: q("#review-choices").value,
+    order: q("#review-order").value, min_score: q("#review-min").value === "" ? "model" : q("#review-min").value, ...extra };
+}
+
+/** The next page of species `label`'s cards, added after those shown. */
+async function more(label) {
+  const { signal } = life, forRef = ref, g = data.groups.find((x) => x.label === label);
+  const shownOf = data.cards.filter((c) => c.label === label).length;
+  try {
+    const answer = await get("/review", query({ prediction: forRef, species: label, offset: g.offset + shownOf }), { signal });
+    if (forRef !== ref || !answer.groups.length) return;
+    const keep = current >= 0 && cards[current] ? cards[current].c.key : null;
+    for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
+    const lastOf = data.cards.map((c) => c.label).lastIndexOf(label);
+    data.cards.splice(lastOf + 1, 0, ...answer.cards);
+    render(keep);
+  } catch (err) { if (!isAbort(err)) msg(err.message); }
 }
 
 function clear(text) {
@@ -98,53 +124,29 @@ function clear(text) {
   q("#summary").innerHTML = "";
 }
 
-function render() {
+function render(focusKey = null) {
   if (!data) return;
   const box = q("#cards"), filt = q("#review-filter").value.trim().toLowerCase();
   box.innerHTML = "";
   box.dataset.prediction = ref;
   cards = [];
-  const groups = new Map();
-  for (const c of data.cards) {
-    if (filt && !c.label.toLowerCase().includes(filt) && !(c.common_name || "").toLowerCase().includes(filt)) continue;
-    if (!groups.has(c.label)) groups.set(c.label, []);
-    groups.get(c.label).push(c);
-  }
-  for (const [label, group] of groups) {
-    const row = el("div", { class: "cardrow" });
-    box.append(el("div", { class: "group" }, el("h3", { text: `${group[0].common_name || label} (${label}) · ${group.length} shown` }), row));
-    for (const c of group) { const node = card(c, cards.length); row.append(node); cards.push({ c, node }); }
+  const byLabel = new Map(data.groups.map((g) => [g.label, []]));
+  for (const c of data.cards) if (byLabel.has(c.label)) byLabel.get(c.label).push(c);
+  for (const g of data.groups) {
+    const names = [g.label, g.name, g.common_name, g.scientific_name].map((n) => (n || "").toLowerCase());
+    if (filt && !names.some((n) => n.includes(filt))) continue;
+    const group = byLabel.get(g.label), row = el("div", { class: "cardrow" });
+    box.append(el("div", { class: "group", "data-label": g.label }, groupHeading({ ...g, pageSize: data.page_size }, group.length, () => more(g.label)), row));
+    for (const c of group) {
+      const i = cards.length;
+      const node = cardNode(c, { play: () => play(i), give: (v, sp) => give(i, v, sp), focus: () => focus(i, false) });
+      row.append(node);
+      cards.push({ c, node });
+    }
   }
   current = -1;
-  if (!cards.length) box.append(el("p", { class: "muted", text: "No detections to show." }));
-  else focus(0, false);
-}
-
-function card(c, i) {
-  const node = el("div", { class: "card", "data-key": c.key, tabindex: "-1" });
-  const img = c.audio ? el("img", { loading: "lazy", alt: "spectrogram", src: apiUrl("/spectrogram", { ref: c.audio, start_s: c.start_s, duration_s: c.end_s - c.start_s, width_px: 320 }) })
-    : el("div", { class: "muted", text: "recording not in the served folders" });
-  const species = el("input", { list: "review-species", placeholder: "other species", class: "other-species" });
-  species.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); give(i, "other", species.value); species.blur(); } });
-  node.append(
-    img,
-    el("div", { class: "meta" }, el("span", { text: `${fmtTime(c.start_s)}–${fmtTime(c.end_s)} · ${c.file.split("/").pop()}` }), el("strong", { text: c.confidence.toFixed(2) })),
-    el("div", { class: "top", text: "top 3: " + c.top.map(([l, s]) => `${l} ${s.toFixed(2)}`).join(", ") }),
-    el("div", { class: "actions" },
-      el("button", { text: "▶", title: "play (space)", onclick: () => play(i) }),
-      el("button", { text: "correct (c)", onclick: () => give(i, "correct") }),
-      el("button", { text: "wrong (x)", onclick: () => give(i, "wrong") }),
-      species,
-      el("span", { class: "verdict" })));
-  node.addEventListener("click", () => focus(i, false));
-  paint(node, c);
-  return node;
-}
-
-function paint(node, c) {
-  node.classList.remove("v-correct", "v-wrong", "v-other");
-  if (c.verdict) node.classList.add("v-" + c.verdict);
-  $(".verdict", node).textContent = c.verdict === "other" ? `other: ${c.species}` : c.verdict || "";
+  if (!cards.length) box.append(el("p", { class: "muted", text: "No detections to show at this minimum score." }));
+  else focus(Math.max(0, cards.findIndex((x) => x.c.key === focusKey)), focusKey !== null);
 }
 
 function focus(i, scroll = true) {
@@ -168,10 +170,10 @@ function play(i) {
 async function give(i, verdict, species = "") {
   const { c, node } = cards[i], prediction = ref;
   try {
-    await post("/verdict", { prediction, verdict, species,
+    const r = await post("/verdict", { prediction, verdict, species,
       detection: { file: c.file, start_s: c.start_s, end_s: c.end_s, label: c.label, confidence: c.confidence } });
     if (prediction !== ref) return;  // another prediction is shown now: this card is gone with its own
-    const saved = { verdict: verdict === "clear" ? "" : verdict, species: verdict === "other" ? species : verdict === "correct" ? c.label : "" };
+    const saved = { verdict: verdict === "clear" ? "" : verdict, species: verdict === "other" ? r.species : verdict === "correct" ? c.label : "" };
     given.set(c.key, saved);
     const shownNow = cards.find((x) => x.c.key === c.key) || { c, node };  // the cards may have been drawn again
     Object.assign(shownNow.c, saved);
@@ -186,7 +188,7 @@ async function summary() {
   if (!ref) return;
   const { signal } = life, forRef = ref;
   try {
-    const { species } = await get("/summary", { prediction: forRef, target: q("#target").value }, { signal });
+    const { species } = await get("/summary", { prediction: forRef, target: q("#target").value, choices: q("#review-choices").value }, { signal });
     if (forRef !== ref) return;
     renderSummary(q("#summary"), species);
   } catch (err) { if (!isAbort(err)) msg(err.message); }
