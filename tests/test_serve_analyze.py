@@ -109,3 +109,27 @@ def test_a_failed_job_is_never_listed_as_a_prediction(setup, monkeypatch):
     listed = [p["ref"] for p in client.get("/api/predictions").json()["predictions"]]
     assert listed == [done["result"]["prediction"]]
     assert sorted(p.name for p in config.predictions_dir.iterdir()) == [Path(listed[0]).parent.name]
+
+
+def test_downloads_hold_the_rows_at_or_above_the_minimum_score(setup):
+    client, config = setup
+    from serve_fixtures import synthetic_recording
+
+    synthetic_recording(config.recording_dirs[0] / "song.flac", duration_s=30.0)
+    job = wait_job(client, client.post("/api/predict", json={"recording": "recs/song.flac", "checkpoint": CKPT}).json())
+    ref = job["result"]["prediction"]
+    thresholds = client.get("/api/prediction", params={"ref": ref}).json()["meta"]["thresholds"]
+    everything = pd.read_csv(io.StringIO(client.get("/api/download", params={"ref": ref, "format": "csv"}).text))
+    assert everything["confidence"].min() < 0.3  # the file as written: down to the app's 0.1
+    for min_score in ("0.3", "0.9"):
+        r = client.get("/api/download", params={"ref": ref, "format": "csv", "min_score": min_score})
+        rows = pd.read_csv(io.StringIO(r.text))
+        assert list(rows.columns) == list(everything.columns) and (rows["confidence"] >= float(min_score)).all()
+        assert len(rows) == int((everything["confidence"] >= float(min_score)).sum())
+        assert f"min{float(min_score):.2f}" in r.headers["content-disposition"]
+        raven = pd.read_csv(io.StringIO(client.get("/api/download", params={"ref": ref, "format": "raven", "min_score": min_score}).text), sep="\t")
+        assert (raven["Confidence"] >= float(min_score)).all() and raven["Selection"].tolist() == list(range(1, len(raven) + 1))
+    model = pd.read_csv(io.StringIO(client.get("/api/download", params={"ref": ref, "format": "csv", "min_score": "model"}).text))
+    assert len(model) == int(sum(c >= thresholds[lab] for lab, c in zip(everything["label"], everything["confidence"])))
+    assert all(c >= thresholds[lab] for lab, c in zip(model["label"], model["confidence"]))
+    assert client.get("/api/download", params={"ref": ref, "min_score": "high"}).status_code == 400

@@ -159,16 +159,26 @@ def _media_routes(api: Any, state: Any) -> None:
     roots = state.roots
 
     @api.get("/download")
-    def download(ref: str, format: str = "csv") -> FileResponse:
+    def download(ref: str, format: str = "csv", min_score: str | None = None) -> Response:
+        """The detections (CSV) or Raven selection table of a prediction; with ``min_score`` (a number, or
+        ``model``: the model's per-class thresholds) only the rows at or above it, as the page shows them."""
         csv = preds.prediction_csv(roots, ref)
         if format == "csv":
-            return FileResponse(csv, media_type="text/csv", filename=f"{csv.parent.name}.detections.csv")
-        if format == "raven":
+            path, label_column, sep, name = csv, "label", ",", f"{csv.parent.name}.detections.csv"
+        elif format == "raven":
             found = sorted((csv.parent / preds.RAVEN_DIR).glob("*.txt"))
             if not found:
                 raise NotFound(f"{ref}: no Raven selection table (predictions made by this app have one)")
-            return FileResponse(found[0], media_type="text/plain", filename=found[0].name)
-        raise ConfigError(f"unknown download format {format!r}; use csv or raven")
+            path, label_column, sep, name = found[0], preds.RAVEN_LABEL_COLUMN, "\t", found[0].name
+        else:
+            raise ConfigError(f"unknown download format {format!r}; use csv or raven")
+        if min_score is None:
+            return FileResponse(path, media_type="text/csv" if sep == "," else "text/plain", filename=name)
+        body = preds.filtered_table(path, min_score=min_score, thresholds=preds.model_thresholds(csv),
+                                    label_column=label_column, sep=sep)
+        suffix = "model-thresholds" if str(min_score) == "model" else f"min{float(min_score):.2f}"
+        return Response(body, media_type="text/csv" if sep == "," else "text/plain",
+                        headers={"Content-Disposition": f'attachment; filename="{Path(name).stem}.{suffix}{Path(name).suffix}"'})
 
     @api.get("/tile")
     def tile(ref: str, level: int, index: int) -> Response:

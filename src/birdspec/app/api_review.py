@@ -26,12 +26,6 @@ SERVED_SUFFIXES = (".png", ".html", ".csv", ".json", ".txt")
 """What /api/file serves (figures, reports, tables); never checkpoints or audio."""
 
 
-def model_thresholds(csv: Path) -> dict[str, float] | None:
-    """The per-class detection thresholds of the model that made an app prediction (None: none known)."""
-    meta = preds.read_meta(csv.parent) if csv.name == preds.DETECTIONS_FILE else None
-    return dict(meta["thresholds"]) if meta and meta.get("thresholds") else None
-
-
 def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any]:
     """One page of a prediction's review queue (:mod:`birdspec.app.review_queue`): its species groups and cards,
     each card with its verdict, audio reference and the model's top 3 for its window."""
@@ -39,7 +33,7 @@ def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any
     csv = preds.prediction_csv(roots, ref)
     det = rv.read_detections(csv)
     info = vf.class_info(csv, det)
-    thresholds = model_thresholds(csv)
+    thresholds = preds.model_thresholds(csv)
     groups, shown = rq.page(det, info, opts, thresholds)
     resolve = vf.file_resolver(roots, csv)
     windows = set(zip(shown["file"], shown["start_s"]))

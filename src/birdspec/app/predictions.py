@@ -44,6 +44,8 @@ SCORES_FILE = "scores.csv"
 RAVEN_DIR = "raven"
 MIN_CONF = 0.1
 TOP_K = 3
+RAVEN_LABEL_COLUMN = "Species Code"
+"""The column of a Raven selection table (``--format raven``) that holds the class label."""
 TABLE_SUFFIXES = (".csv", ".parquet")
 """The prediction tables Review reads (``--format csv`` and ``--format parquet``)."""
 
@@ -207,6 +209,29 @@ def _columns(path: Path) -> set[str]:
         return set()
     except (OSError, UnicodeDecodeError, ValueError):  # pyarrow's errors are ValueErrors / OSErrors
         return set()
+
+
+def model_thresholds(csv: Path) -> dict[str, float] | None:
+    """The per-class detection thresholds of the model that made an app prediction (None: none known)."""
+    meta = read_meta(csv.parent) if csv.name == DETECTIONS_FILE else None
+    return dict(meta["thresholds"]) if meta and meta.get("thresholds") else None
+
+
+def filtered_table(path: Path, *, min_score: str, thresholds: dict[str, float] | None, label_column: str, sep: str) -> bytes:
+    """The rows of a detections CSV or Raven table (``sep``) at or above ``min_score`` (a number, or ``model``:
+    each class's threshold in ``thresholds``, 0 where there is none); a Raven table's selections renumbered."""
+    import pandas as pd
+
+    from birdspec.app.review_queue import QueueOptions, minimum
+
+    opts = QueueOptions.parse(min_score=min_score)
+    df = pd.read_csv(path, sep=sep, dtype={label_column: str})
+    score_column = "confidence" if "confidence" in df.columns else "Confidence"
+    keep = df[score_column].to_numpy(dtype=float) >= minimum(df.rename(columns={label_column: "label"}), opts, thresholds) - 1e-9
+    df = df[keep]
+    if "Selection" in df.columns:
+        df = df.assign(Selection=range(1, len(df) + 1))
+    return df.to_csv(sep=sep, index=False, lineterminator="\n").encode("utf-8")
 
 
 def prediction_csv(roots: Roots, ref: str) -> Path:

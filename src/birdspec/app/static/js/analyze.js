@@ -32,6 +32,7 @@ export function mount(section, params = {}) {
   if (!hasSettings()) { msg("the server's settings could not be read; is birdspec serve running? Reload the page"); return; }
   const { signal } = life;
   if (!timeline) timeline = new Timeline(root, getSettings(), (text) => msg(text));
+  timeline.onMinChange = (min) => downloads(min);
   timeline.attach(signal);
   q("#predict").addEventListener("click", predict, { signal });
   q("#upload").addEventListener("change", (e) => upload(e.target.files[0]), { signal });
@@ -130,6 +131,14 @@ async function follow(id) {
   q("#predict").disabled = false;
 }
 
+/** The download links hold the rows the tracks show: at or above `min` ("model" or a number). */
+function downloads(min) {
+  if (!openRef) return;
+  const min_score = min === "model" ? "model" : min.toFixed(2);
+  q("#dl-csv").href = apiUrl("/download", { ref: openRef, format: "csv", min_score });
+  q("#dl-raven").href = apiUrl("/download", { ref: openRef, format: "raven", min_score });
+}
+
 async function open(ref) {
   const { signal } = life;
   try {
@@ -140,8 +149,6 @@ async function open(ref) {
     replaceParams("analyze", { prediction: ref });
     q("#viewer").hidden = false;
     q("#rec-title").textContent = `${pred.meta.recording} · ${pred.meta.checkpoint} · ${fmtTime(rec.duration_s)}`;
-    q("#dl-csv").href = apiUrl("/download", { ref, format: "csv" });
-    q("#dl-raven").href = apiUrl("/download", { ref, format: "raven" });
     q("#dl-raven").hidden = !pred.raven;
     const names = q("#species-names");
     names.innerHTML = "";

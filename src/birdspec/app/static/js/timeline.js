@@ -34,7 +34,8 @@ export class Timeline {
     on("#zoom-out", "click", () => this.zoomBy(1));
     on("#scroller", "scroll", () => this.renderVisible());
     on("#inner", "click", (e) => this.clickPlay(e));
-    on("#min-score", "input", () => { this.q("#min-score-value").textContent = (+this.q("#min-score").value).toFixed(2); this.renderTracks(); });
+    on("#min-score", "input", () => { this.q("#min-model").checked = false; this.minChanged(); });
+    on("#min-model", "change", () => this.minChanged());
     on("#species-filter", "input", () => this.renderTracks());
     on("#goto", "change", () => { const t = parseTime(this.q("#goto").value); if (t !== null) this.goTo(t, 0.0); });
     on("#play", "click", () => this.togglePlay());
@@ -53,6 +54,9 @@ export class Timeline {
   /** Show prediction `pred` (GET /api/prediction) of recording `rec` (GET /api/recording); the viewer is visible. */
   show(pred, rec) {
     this.pred = pred; this.duration = rec.duration_s; this.audioRef = pred.meta.recording;
+    this.q("#min-model").checked = Boolean(this.thresholds);  // the model's thresholds first, when it has them
+    this.q("#min-model").disabled = !this.thresholds;
+    this.minChanged();
     this.q("#player").src = apiUrl("/audio", { ref: this.audioRef });
     this.level = rec.initial_level;
     this.q("#zoom").value = this.level;
@@ -140,21 +144,40 @@ export class Timeline {
     }
   }
 
+  /** The minimum score in force: "model" (each species' threshold of the model) or the slider's number. */
+  get minScore() { return this.q("#min-model").checked && this.thresholds ? "model" : +this.q("#min-score").value; }
+
+  get thresholds() { return (this.pred && this.pred.meta.thresholds) || null; }
+
+  /** The least score of species `label` that is drawn (and downloaded). */
+  minimumFor(label) {
+    const m = this.minScore;
+    return m === "model" ? (this.thresholds[label] ?? 0) : m;
+  }
+
+  minChanged() {
+    const m = this.minScore;
+    this.q("#min-score-value").textContent = m === "model" ? "model's" : m.toFixed(2);
+    this.renderTracks();
+    if (this.onMinChange) this.onMinChange(m);
+  }
+
   species() {
-    const min = +this.q("#min-score").value, filt = this.q("#species-filter").value.trim().toLowerCase();
+    const filt = this.q("#species-filter").value.trim().toLowerCase();
     const info = Object.fromEntries(this.pred.meta.class_info.map((c) => [c.label, c]));
     return Object.entries(this.pred.scores)
       .map(([label, s]) => ({ label, s, max: Math.max(...s), info: info[label] || {} }))
-      .filter((x) => x.max >= min && (!filt || x.label.toLowerCase().includes(filt) || (x.info.common_name || "").toLowerCase().includes(filt)))
+      .filter((x) => x.max >= this.minimumFor(x.label) && (!filt || x.label.toLowerCase().includes(filt) || (x.info.common_name || "").toLowerCase().includes(filt)))
       .sort((a, b) => b.max - a.max);
   }
 
   renderTracks() {
     if (!this.pred) return;
-    const min = +this.q("#min-score").value, tracks = this.q("#tracks"), labels = this.q("#track-labels");
+    const tracks = this.q("#tracks"), labels = this.q("#track-labels");
     tracks.innerHTML = ""; labels.innerHTML = "";
     const { start_s, end_s } = this.pred;
     for (const sp of this.species()) {
+      const min = this.minimumFor(sp.label);
       labels.append(el("div", { class: "track-label", title: sp.info.scientific_name || sp.label, text: sp.info.common_name || sp.label }));
       const row = el("div", { class: "track", "data-label": sp.label });
       sp.s.forEach((v, i) => {
