@@ -188,3 +188,20 @@ def test_end_to_end_prepare_train_predict_evaluate(tmp_path, capsys):
     theirs = evaluate_detections(tmp_path / "bn", tables, recordings=audio)
     assert np.allclose(ours.per_species["ap"], theirs.per_species["ap"], atol=1e-3)
     assert ours.overall["annotation_boxes"] > 10 and ours.overall["detections"] == len(p)
+
+
+def test_real_spinetail_labels_score_detections(shared_data, tmp_path):
+    """The real Audacity labels as annotations: detections on their windows score as found."""
+    rec = shared_data / "recordings" / "maad-spinetail.flac"
+    labels = shared_data / "recordings" / "maad-spinetail.txt"
+    if not (rec.is_file() and labels.is_file()):
+        pytest.skip("maad-spinetail not in the shared data")
+    det = pd.DataFrame([{"file": "maad-spinetail.flac", "start_s": a, "end_s": a + 5.0, "label": lab, "confidence": c}
+                        for a, lab, c in ((0, "CRER", 0.9), (5, "CRER", 0.8), (10, "CRER", 0.7), (15, "CRER", 0.75),
+                                          (10, "SP", 0.6), (15, "SP", 0.3))])
+    det.to_csv(tmp_path / "det.csv", index=False)
+    res = evaluate_detections(tmp_path / "det.csv", labels, recordings=rec, settings=DetectionEvalSettings(threshold=0.5))
+    by = res.per_species.set_index("species")
+    assert by.loc["CRER", "boxes"] == 4 and by.loc["SP", "boxes"] == 14
+    assert by.loc["CRER", "event_recall"] == 1.0 and by.loc["CRER", "fp"] == 0
+    assert math.isclose(by.loc["SP", "event_recall"], 3 / 14)  # the SP calls touching 10-15 s (9.97-10.35 too)
