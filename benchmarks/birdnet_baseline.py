@@ -42,9 +42,9 @@ from birdspec.models.registry import get_spec
 
 def birdnet_closed_set(data: PreparedDataset, cache: EmbeddingCache) -> dict:
     """Accuracy of BirdNET alone, restricted to the dataset's species: the ``birdnet-closed`` rule (its
-    final-layer rows of the mapped species, :func:`birdspec.birdnet.closed_set.class_layer_rows`; a
+    final-layer rows of the mapped species, :func:`birdspec.models.birdnet_classes.class_layer_rows`; a
     recording's class is the arg-max of its windows' maximum logit, i.e. of BirdNET's maximum confidence)."""
-    from birdspec.birdnet.closed_set import class_layer_rows
+    from birdspec.models.birdnet_classes import class_layer_rows
 
     _, w, b, _ = class_layer_rows(data.class_info)
     y_true = data.manifest["label_id"].to_numpy()

@@ -9,7 +9,7 @@ CPU path runs them; figures are per 5 s output window, the best of ``--repeats``
 
 - ``decode``: libsndfile via :func:`birdspec.audio.iter_blocks` at the file's own rate (no resampling);
 - ``resample``: :func:`birdspec.audio.iter_blocks` to 32 kHz minus ``decode`` (soxr HQ, streamed);
-- ``spectrogram``: :class:`~birdspec.prediction.numpy_frontend.NumpyFrontend`, one thread, batches of 8;
+- ``spectrogram``: :class:`~birdspec.features.numpy_frontend.NumpyFrontend`, one thread, batches of 8;
 - ``input norm``: :func:`~birdspec.features.input_norm.normalise` (the checkpoint's norm);
 - ``network``: the ONNX backbone in ONNX Runtime, batches of 8, 1 intra-op thread (and 2 threads, wall);
 - ``scores``: softmax, the top-k table and its CSV (pandas; an approximation of the CLI's writer).
@@ -141,7 +141,7 @@ def profile_stages(audio_path: Path, onnx: Path, *, minutes: float | None, repea
 
     from birdspec import audio
     from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
-    from birdspec.prediction.numpy_frontend import NumpyFrontend
+    from birdspec.features.numpy_frontend import NumpyFrontend
 
     info = sf.info(str(audio_path))
     sr_in = int(info.samplerate)

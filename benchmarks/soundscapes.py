@@ -51,8 +51,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
-from birdspec.prediction.choices import DEFAULT_THRESHOLDS  # noqa: E402
-from birdspec.prediction.scoring import parse_thresholds  # noqa: E402
+from birdspec.formats import DEFAULT_THRESHOLDS  # noqa: E402
+from birdspec.evaluation.scoring import parse_thresholds  # noqa: E402
 
 RECORDINGS = DEFAULT_DATA.parent / "recordings"
 MODEL = "mobilenetv2-seed"
@@ -141,7 +141,7 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
     where the window scores of every fold's soundscapes go (default ``run``; a model that trains nothing,
     BirdNET as it is, shares one folder across folds: its scores do not depend on the fold)."""
     from birdspec.evaluation.multilabel import multilabel_metrics
-    from birdspec.prediction.scoring import read_predictions, read_truth, score_soundscapes
+    from birdspec.evaluation.scoring import read_predictions, read_truth, score_soundscapes
 
     scores = {}
     for j, d in scapes.items():
@@ -184,8 +184,8 @@ def breakdown(submission: Path, scape_dir: Path) -> dict:
     """
     from birdspec.data.soundscape import CALLS_FILE, META_FILE, TRUTH_FILE, truth_table
     from birdspec.fileio import read_json
-    from birdspec.prediction.outputs import NOCALL
-    from birdspec.prediction.scoring import read_predictions, read_truth
+    from birdspec.formats import NOCALL
+    from birdspec.evaluation.scoring import read_predictions, read_truth
 
     truth, predicted = read_truth(scape_dir / TRUTH_FILE), read_predictions(submission)
     calls, rule = pd.read_csv(scape_dir / CALLS_FILE), read_json(scape_dir / META_FILE)["config"]

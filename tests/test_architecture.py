@@ -69,6 +69,62 @@ def test_no_import_circle_in_src():
     assert not cycles, "import circles: " + "; ".join(" -> ".join(c) for c in cycles[:5])
 
 
+LAYERS = (
+    ("base", ("birdspec", "birdspec.errors", "birdspec.config", "birdspec.runtime", "birdspec.fileio", "birdspec.locks",
+              "birdspec.lazy", "birdspec.formats", "birdspec.names")),
+    ("signal", ("birdspec.audio", "birdspec.truncation", "birdspec.windowing", "birdspec.features",
+                "birdspec.birdnet.backend", "birdspec.birdnet.geometry")),
+    ("models", ("birdspec.models",)),
+    ("data", ("birdspec.data", "birdspec.birdnet")),
+    ("training", ("birdspec.training",)),
+    ("evaluation", ("birdspec.evaluation",)),
+    ("prediction", ("birdspec.prediction",)),
+    ("top", ("birdspec.experiments", "birdspec.demo", "birdspec.app")),
+    ("cli", ("birdspec.cli", "birdspec.__main__")),
+)
+"""The layers, lowest first: a module imports only modules of its own layer or lower ones. BirdNET's backbone
+(audio in, embeddings and its own logits out) and its window geometry are a frozen feature extractor, with the
+features; what birdspec builds on BirdNET sits in its own layer: its class rows for your classes with the
+models (models/birdnet_classes.py), the embedding cache with the data, the heads' runtime with prediction."""
+
+
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of ``module`` (the longest matching prefix)."""
+    best, best_len = -1, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = i, len(p)
+    if best < 0:
+        raise AssertionError(f"{module} is in no layer; add it to LAYERS")
+    return best
+
+
+def upward_imports(trees: dict[str, ast.Module]) -> list[str]:
+    """``importer (layer) -> imported (layer)`` for every import of a higher layer."""
+    known = set(trees)
+    bad = []
+    for name, tree in trees.items():
+        for imp in sorted(_imports(name, tree, known)):
+            if layer_of(imp) > layer_of(name):
+                bad.append(f"{name} ({LAYERS[layer_of(name)][0]}) -> {imp} ({LAYERS[layer_of(imp)][0]})")
+    return bad
+
+
+def test_layers_import_only_downwards():
+    """base -> audio, windowing, features -> models -> data, birdnet -> training -> evaluation -> prediction ->
+    experiments, demo, app -> cli: a lower layer never imports a higher one (in functions neither)."""
+    bad = upward_imports(_modules())
+    assert not bad, "upward imports: " + "; ".join(bad)
+
+
+def test_the_layer_check_catches_a_planted_upward_import():
+    trees = dict(_modules())
+    trees["birdspec.features.planted"] = ast.parse("def f():\n    from birdspec.prediction.predictor import Predictor\n")
+    assert upward_imports(trees) == [
+        "birdspec.features.planted (signal) -> birdspec.prediction.predictor (prediction)"]
+
+
 def _definitions() -> dict[str, list[str]]:
     """Top-level function, class and constant names -> modules defining them."""
     found: dict[str, list[str]] = defaultdict(list)

@@ -389,7 +389,7 @@ def test_birdnet_embeds_synthetic_audio(birdnet_backbone):
     assert emb.shape == (2, 1024) and np.isfinite(emb).all() and (emb >= 0).all()
     assert logits.shape == (2, birdnet_backbone.num_species) == (2, len(birdnet_backbone.species))
     np.testing.assert_allclose(birdnet_backbone.classify_embeddings(emb), logits, atol=1e-3)
-    from birdspec.birdnet.closed_set import map_classes
+    from birdspec.models.birdnet_classes import map_classes
 
     names = [{"label": "a", "scientific_name": "acrocephalus palustris"}, {"label": "b", "scientific_name": "Nonexistent bird"}]
     index = map_classes(names, birdnet_backbone.species, allow_unmapped=True).birdnet_index

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from birdspec.birdnet import closed_set
+from birdspec.models import birdnet_classes as closed_set
 from birdspec.data.embed import embed_dataset
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.registry import build_model, get_spec

@@ -11,7 +11,7 @@ from helpers import tone
 from birdspec.config import FRONTENDS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import Frontend, tables
-from birdspec.prediction.numpy_frontend import NumpyFrontend
+from birdspec.features.numpy_frontend import NumpyFrontend
 
 SR = 32000
 SHAPES_5S = {"logmel": (128, 321), "pcen": (128, 321), "linear": (224, 321), "mfcc": (40, 321), "learnable-mel": (128, 321)}

@@ -9,16 +9,8 @@ import pandas as pd
 import pytest
 
 from birdspec.errors import ConfigError
-from birdspec.prediction.outputs import (
-    RAVEN_COLUMNS,
-    PredictionWriter,
-    audacity_lines,
-    birdclef_row_id,
-    birdclef_rows,
-    raven_table,
-    scores_table,
-    topk_indices,
-)
+from birdspec.formats import birdclef_row_id, RAVEN_COLUMNS
+from birdspec.prediction.outputs import PredictionWriter, audacity_lines, birdclef_rows, raven_table, scores_table, topk_indices
 from birdspec.prediction.predictor import FileResult
 
 INFO = [

@@ -22,8 +22,8 @@ from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
 from birdspec.models.checkpoint import read_checkpoint
 from birdspec.models.registry import build_model
 from birdspec.prediction import predictor as predictor_mod
-from birdspec.prediction.numpy_frontend import NumpyFrontend
-from birdspec.prediction.outputs import RAVEN_COLUMNS
+from birdspec.features.numpy_frontend import NumpyFrontend
+from birdspec.formats import RAVEN_COLUMNS
 from birdspec.prediction.predictor import Predictor
 from birdspec.windowing import clip_times, context_starts, fit_window
 

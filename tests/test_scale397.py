@@ -13,9 +13,10 @@ import pytest
 from birdspec.data.synthetic_many import MAX_CLASSES, class_code, make_many_birdclef, many_classes
 from birdspec.errors import ConfigError
 from birdspec.prediction.csv_text import write_csv_text
-from birdspec.prediction.outputs import NOCALL, PredictionWriter, birdclef_rows, scores_table, topk_indices
+from birdspec.formats import NOCALL
+from birdspec.prediction.outputs import PredictionWriter, birdclef_rows, scores_table, topk_indices
 from birdspec.prediction.predictor import FileResult
-from birdspec.prediction.scoring import birdclef_f1, score_soundscapes, sets_at, threshold_f1
+from birdspec.evaluation.scoring import birdclef_f1, score_soundscapes, sets_at, threshold_f1
 
 
 def awkward_table(n: int = 40) -> pd.DataFrame:

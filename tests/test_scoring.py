@@ -8,7 +8,7 @@ import pytest
 
 from birdspec.cli.main import main
 from birdspec.errors import ConfigError, DataError
-from birdspec.prediction.scoring import (
+from birdspec.evaluation.scoring import (
     birdclef_f1,
     parse_birds,
     parse_thresholds,

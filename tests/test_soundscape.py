@@ -40,7 +40,7 @@ def _brute_force_truth(calls: pd.DataFrame, stem: str, duration_s: float, min_ov
 
 def test_soundscapes_of_one_fold_match_their_placed_calls(tmp_path):
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.prediction.scoring import score_soundscapes
+    from birdspec.evaluation.scoring import score_soundscapes
 
     ds = write_prepared(tmp_path / "ds", duration_s=4.0, folds=3, per_class=6,
                         encoding=EncodingConfig(name="window", window_s=1.0, short_policy="pad"))

@@ -181,6 +181,7 @@ def train_demo_model(spec: DemoModel, dataset: Path, out: Path, cfg: DemoConfig)
     runs (the level-aware input, no-bird samples, detection thresholds); returns the run folder."""
     import shutil
 
+    from birdspec.prediction.onnx_runtime import export_beside
     from birdspec.training import TrainConfig, train
 
     log.info(
@@ -204,7 +205,7 @@ def train_demo_model(spec: DemoModel, dataset: Path, out: Path, cfg: DemoConfig)
         seed=cfg.seed,
         workers=cfg.workers,
     )
-    train(dataset, run_dir, train_cfg)
+    train(dataset, run_dir, train_cfg, export=export_beside)
     return run_dir
 
 

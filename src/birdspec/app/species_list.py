@@ -76,7 +76,8 @@ def resolve_other(name: str, allowed: list[dict[str, str]]) -> str:
     """
     import pandas as pd
 
-    from birdspec.data.species import normalize_name, resolve_species
+    from birdspec.data.species import resolve_species
+    from birdspec.names import normalize_name
 
     text = str(name or "").strip()
     if not text:

@@ -3,7 +3,7 @@
 A tile is :data:`TILE_WIDTH_PX` columns covering ``level_s`` seconds starting at ``index * level_s``;
 :data:`LEVELS_S` are the zoom levels, from minutes per tile down to seconds. Each tile decodes only
 its own stretch (:func:`birdspec.audio.load` seeks), computes a log-mel with the NumPy spectrogram
-path (:class:`~birdspec.prediction.numpy_frontend.NumpyFrontend`, the one the CPU predictor uses),
+path (:class:`~birdspec.features.numpy_frontend.NumpyFrontend`, the one the CPU predictor uses),
 pools its frames to the tile's width (max, so short calls stay visible when zoomed out) and maps
 dB to colours with a per-recording scale, so neighbouring tiles join without seams. Finished PNGs
 are kept in an LRU cache (:class:`TileCache`).
@@ -92,7 +92,7 @@ class _Frontends:
 
     def __call__(self, hop: int, sample_rate_hz: int):
         from birdspec.features import tables
-        from birdspec.prediction.numpy_frontend import NumpyFrontend
+        from birdspec.features.numpy_frontend import NumpyFrontend
 
         with self._lock:
             if (hop, sample_rate_hz) not in self._made:

@@ -42,6 +42,7 @@ def split_rows(manifest: Any, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 def run(spec: dict[str, Any]) -> None:
     from birdspec.data.prepared import PreparedDataset
+    from birdspec.prediction.onnx_runtime import export_beside
     from birdspec.training import TrainConfig, train
 
     data = PreparedDataset(spec["dataset"])
@@ -51,7 +52,7 @@ def run(spec: dict[str, Any]) -> None:
     config = (TrainConfig.from_recipe(recipe, encoding=data.encoding.name, **settings) if recipe
               else TrainConfig(**settings))
     log.info("training %s on %d windows, validating on %d", config.model, rows_train.size, rows_val.size)
-    result = train(spec["dataset"], spec["out"], config, rows_train=rows_train, rows_val=rows_val)
+    result = train(spec["dataset"], spec["out"], config, rows_train=rows_train, rows_val=rows_val, export=export_beside)
     print(f"best epoch {result.best_epoch}: val acc {result.best_val_acc:.4f}, val loss {result.best_val_loss:.4f}", flush=True)
 
 

@@ -78,7 +78,8 @@ OUT_KINDS = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from birdspec.prediction.choices import ENGINES, FORMATS, SCORE_MODES
+    from birdspec.formats import FORMATS, SCORE_MODES
+    from birdspec.prediction.choices import ENGINES
     from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
     from birdspec.runtime import PREDICT_DEVICES
     from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S
@@ -223,7 +224,7 @@ def _score_options(args: argparse.Namespace) -> dict:
 def _run_folder(args: argparse.Namespace, out: str) -> int:
     """A resumable folder prediction (prediction/archive_run.py) and its summary on stdout."""
     from birdspec.prediction.archive_run import predict_folder
-    from birdspec.prediction.choices import FAILED_FILE
+    from birdspec.formats import FAILED_FILE
 
     s = predict_folder(args.checkpoint, args.paths, out, fmt=args.format, scores=args.scores, min_conf=args.min_conf,
                        top_k=args.top_k, options=_score_options(args), jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,

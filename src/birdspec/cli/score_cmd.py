@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from birdspec.prediction.choices import DEFAULT_THRESHOLDS
+from birdspec.formats import DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from birdspec.prediction.scoring import parse_thresholds, score_soundscapes
+    from birdspec.evaluation.scoring import parse_thresholds, score_soundscapes
 
     parse_thresholds(args.thresholds)  # a usage error before any reading
     if args.curve:

@@ -271,6 +271,7 @@ def _sample_encoding(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
+    from birdspec.prediction.onnx_runtime import export_beside
     from birdspec.training import TrainConfig, read_run_config, train
 
     if isinstance(args.resume, str):
@@ -281,11 +282,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give the run directory with --out RUN_DIR")
     if args.resume:
         saved = TrainConfig.from_dict(read_run_config(args.out)["train_config"])
-        result = train(args.dataset, args.out, config_from_args(args, saved), resume=True)
+        result = train(args.dataset, args.out, config_from_args(args, saved), resume=True, export=export_beside)
     else:
         if not args.dataset:
             raise ConfigError("give the prepared dataset: birdspec train DATASET_DIR --out RUN_DIR")
-        result = train(args.dataset, args.out, config_from_args(args))
+        result = train(args.dataset, args.out, config_from_args(args), export=export_beside)
     if not result.is_global_zero:  # an extra DDP process: rank 0 reports
         return 0
     if args.json:

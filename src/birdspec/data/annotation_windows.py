@@ -150,7 +150,7 @@ def reference_species(boxes: Sequence[Box], table: str | None = None) -> pd.Data
             k = parent[k]
         return k
 
-    from birdspec.data.species import normalize_name
+    from birdspec.names import normalize_name
 
     for box in boxes:
         keys = [normalize_name(n) for n in (box.label, *box.names) if n]

@@ -88,7 +88,7 @@ def find_tables(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     Raises:
         DataError: a path does not exist, or no table was found.
     """
-    from birdspec.prediction.choices import FAILED_FILE
+    from birdspec.formats import FAILED_FILE
 
     out: list[tuple[Path, Path]] = []
     for raw in paths:
@@ -110,7 +110,7 @@ def find_tables(paths: Iterable[str | Path]) -> list[tuple[Path, Path]]:
 def table_recording(path: str | Path) -> str:
     """The recording a table is named after: ``x.Table.1.selections.txt``, ``x.BirdSpec.labels.txt``,
     ``x.BirdNET.results.csv``, ``x.wav.txt``, ``x.txt`` -> ``x``."""
-    from birdspec.prediction.outputs import AUDACITY_SUFFIX, RAVEN_SUFFIX
+    from birdspec.formats import AUDACITY_SUFFIX, RAVEN_SUFFIX
 
     name = Path(path).name
     for suffix in (RAVEN_SUFFIX, AUDACITY_SUFFIX, *BIRDNET_SUFFIXES):
@@ -142,7 +142,7 @@ _AUDACITY_LINE = re.compile(r"^\s*[-+]?\d[\d.,eE+-]*\t[-+]?\d[\d.,eE+-]*(\t|$)")
 def sniff(path: Path, text: str) -> str:
     """The format of a table from its name and first line: ``raven``, ``labels``, ``birdspec`` and ``birdnet``
     (Audacity flavours), ``csv``, ``tsv`` or ``unknown``."""
-    from birdspec.prediction.outputs import AUDACITY_SUFFIX
+    from birdspec.formats import AUDACITY_SUFFIX
 
     lines = [ln for ln in text.splitlines() if ln.strip()]
     first = lines[0] if lines else ""

@@ -91,7 +91,7 @@ def truth_table(calls: pd.DataFrame, durations_s: dict[str, float], *, window_s:
         calls: placed events ``audio_id, label, start_s, end_s``.
         durations_s: soundscape stem -> duration (a multiple of ``window_s``).
     """
-    from birdspec.prediction.outputs import NOCALL, birdclef_row_id
+    from birdspec.formats import birdclef_row_id, NOCALL
 
     rows = []
     for stem, duration in durations_s.items():
@@ -227,7 +227,7 @@ class SoundscapeSet:
     @property
     def nocall_windows(self) -> int:
         """Windows of the truth without a call."""
-        from birdspec.prediction.outputs import NOCALL
+        from birdspec.formats import NOCALL
 
         return int((self.truth["birds"] == NOCALL).sum())
 

@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 from collections.abc import Sequence
 
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
+from birdspec.names import normalize_name
 
 log = logging.getLogger(__name__)
 
 MAX_SUGGESTIONS = 5
-
-
-def normalize_name(name: str) -> str:
-    """The matching key of a species name.
-
-    >>> normalize_name("  Blyth's_Reed-Warbler ")
-    'blyths reed warbler'
-    """
-    text = str(name).casefold().replace("'", "").replace("\u2019", "")
-    return re.sub(r"[\s_\-]+", " ", text).strip()
 
 
 def split_names(species: str | Sequence[str]) -> list[str]:

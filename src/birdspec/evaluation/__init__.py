@@ -4,6 +4,7 @@
   sample-level metrics, ``predictions.csv``, confusion matrix and per-class figures.
 - :func:`compare_runs` (``birdspec compare``): table, overlaid curves, HTML report.
 - :class:`Section` / :func:`write_report`: self-contained HTML reports (figures embedded).
+- :func:`score_soundscapes` (``birdspec score-soundscapes``): BirdCLEF's row-wise micro F1 of a submission.
 
 Names are imported lazily, so ``import birdspec.evaluation.metrics`` stays light.
 """
@@ -23,6 +24,7 @@ _EXPORTS = {
     "classification_metrics": "birdspec.evaluation.metrics",
     "profile_model": "birdspec.evaluation.profile",
     "ModelProfile": "birdspec.evaluation.profile",
+    "score_soundscapes": "birdspec.evaluation.scoring",
 }
 
 __all__ = list(_EXPORTS)

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
+from birdspec.formats import PROB_PREFIX
 from birdspec.errors import ConfigError, DataError
 from birdspec.models.activation import scores_torch
 from birdspec.models.checkpoint import CheckpointInfo
@@ -42,7 +43,6 @@ from birdspec.runtime import resolve_device, use_fast_cpu_math
 
 log = logging.getLogger(__name__)
 
-PROB_PREFIX = "prob_"
 LEVELS = ("sample", "recording")
 
 

@@ -31,8 +31,8 @@ from sklearn.metrics import (
 )
 
 from birdspec.errors import DataError
-from birdspec.prediction.choices import DEFAULT_THRESHOLDS
-from birdspec.prediction.scoring import parse_thresholds
+from birdspec.formats import DEFAULT_THRESHOLDS
+from birdspec.evaluation.scoring import parse_thresholds
 
 log = logging.getLogger(__name__)
 

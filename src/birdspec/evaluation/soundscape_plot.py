@@ -212,7 +212,7 @@ def spectrogram_db(wave: np.ndarray, sample_rate_hz: int, *, n_fft: int = 1024, 
     """
     from birdspec.config import FrontendConfig
     from birdspec.features import tables
-    from birdspec.prediction.numpy_frontend import NumpyFrontend
+    from birdspec.features.numpy_frontend import NumpyFrontend
 
     cfg = FrontendConfig.for_kind("linear", sample_rate_hz=sample_rate_hz, n_fft=n_fft, hop_length=hop, fmin_hz=0.0,
                                   fmax_hz=sample_rate_hz / 2, top_db=top_db, amin=1e-12)

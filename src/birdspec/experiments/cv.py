@@ -55,6 +55,7 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.data.splits import file_groups, inner_split
+from birdspec.experiments import train_with_export
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
@@ -138,9 +139,8 @@ def run_cv(
         ConfigError: no folds, bad settings, or a resumed CV with other settings.
     """
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.training import train as default_train
 
-    train_fn = train_fn or default_train
+    train_fn = train_fn or train_with_export
     cfg = config.resolved()
     protocol = "fixed-epochs" if fixed_epochs else "inner-val"
     if fixed_epochs and cfg.thresholds_on != "train":  # the validation rows are the test fold: never choose on them

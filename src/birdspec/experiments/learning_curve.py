@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdspec.experiments import train_with_export
 from birdspec.errors import ConfigError, DataError
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 
@@ -143,7 +144,6 @@ def run_learning_curve(
     """
     from birdspec.data.prepared import PreparedDataset
     from birdspec.experiments.cv import dataset_folds
-    from birdspec.training import train as default_train
 
     if draws < 1 or monitor_per_class < 1:
         raise ConfigError(f"--draws and monitor_per_class must be >= 1, got {draws} and {monitor_per_class}")
@@ -155,7 +155,7 @@ def run_learning_curve(
     if set(chosen) - set(all_folds):
         raise ConfigError(f"unknown folds {sorted(set(chosen) - set(all_folds))}; {data.root} has folds {all_folds}")
     out = Path(out_dir)
-    runner = _CellRunner(data=data, dataset_dir=Path(dataset_dir), train_fn=train_fn or default_train,
+    runner = _CellRunner(data=data, dataset_dir=Path(dataset_dir), train_fn=train_fn or train_with_export,
                          monitor_per_class=monitor_per_class, eval_batch_size=eval_batch_size)
     for config in configs:
         cfg = config.resolved()

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdspec.experiments import train_with_export
 from birdspec.errors import ConfigError, TrainingError
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.training.rundir import SUMMARY_FILE, is_started
@@ -251,9 +252,8 @@ def run_sweep(
         DependencyError: ``trials`` needs Optuna and it is not installed.
     """
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.training import train as default_train
 
-    train_fn = train_fn or default_train
+    train_fn = train_fn or train_with_export
     out = Path(out_dir)
     optimizers, lrs, frontends, grid, mode = _grid(optimizers, lrs, frontends, trials)
     base = config.resolved()

@@ -1,5 +1,7 @@
 """Spectrogram types, each defined once (:mod:`~birdspec.features.definition`), with their tables
-(:mod:`~birdspec.features.tables`, NumPy) and the PyTorch module (:mod:`~birdspec.features.torch_frontend`).
+(:mod:`~birdspec.features.tables`, NumPy), the NumPy/SciPy path of the fast CPU prediction
+(:mod:`~birdspec.features.numpy_frontend`), the PyTorch module (:mod:`~birdspec.features.torch_frontend`)
+and the input normalisations that follow them (:mod:`~birdspec.features.input_norm`).
 
 The types are listed in :data:`birdspec.config.FRONTENDS`; their settings are a
 :class:`~birdspec.config.FrontendConfig` (``FrontendConfig.for_kind("pcen", pcen_gain=0.9)``).

@@ -9,7 +9,7 @@
 - :func:`frequency_axis`: what the rows of a type mean (Hz or coefficient index), for figures.
 
 The torch module (:mod:`birdspec.features.torch_frontend`), the ONNX export and the NumPy CPU
-path (:mod:`birdspec.prediction.numpy_frontend`) all take their tables from here.
+path (:mod:`birdspec.features.numpy_frontend`) all take their tables from here.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Both take the 1024-d BirdNET embeddings of a recording's 3 s windows,
 
 ``prior``
     BirdNET's logits of the species the classes map to
-    (:mod:`birdspec.birdnet.closed_set`), per window ``e @ W_k.T + b_k``,
+    (:mod:`birdspec.models.birdnet_classes`), per window ``e @ W_k.T + b_k``,
     and their **maximum over the windows**: the recording-level BirdNET
     closed-set rule (BirdNET's confidence is ``sigmoid(logit)``, so the
     arg-max of the maximum confidence is the arg-max of the maximum logit).
@@ -173,7 +173,7 @@ def build_prior_head(name: str, *, num_classes: int, class_info: Sequence[Mappin
         DependencyError: BirdNET is not installed (says how to get it).
         ConfigError: bad options, or classes without a BirdNET species (named).
     """
-    from birdspec.birdnet.closed_set import class_layer_rows
+    from birdspec.models.birdnet_classes import class_layer_rows
 
     if name not in _DEFAULTS:
         raise ConfigError(f"{name!r} is not a BirdNET prior head; use one of {', '.join(PRIOR_NAMES)}")

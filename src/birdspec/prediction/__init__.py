@@ -1,12 +1,12 @@
-"""Prediction on recordings of any length: the predictor, its streaming engine and runtimes, outputs,
-export and scoring.
+"""Prediction on recordings of any length: the predictor, its streaming engine and runtimes, outputs and
+export.
 
 ``predictor`` (the API) -> ``engine`` + ``windower`` (decode in blocks, cut windows by
 :mod:`birdspec.windowing`, batch) -> a runtime chosen by ``loader``: ``onnx_runtime`` (the CPU
 default: NumPy log-mel + ONNX Runtime over the checkpoint's runtime export) or ``torch_runtime``
-(CUDA), or :mod:`birdspec.birdnet.runtime` for BirdNET heads -> ``outputs`` (CSV, Raven, Audacity,
-BirdCLEF, Parquet). ``export`` writes whole-model ONNX / TorchScript files; ``scoring`` scores
-BirdCLEF submissions. This package imports nothing heavy itself, so ``birdspec predict`` stays
+(CUDA), or :mod:`birdspec.prediction.birdnet_runtime` for BirdNET heads -> ``outputs`` (CSV, Raven, Audacity,
+BirdCLEF, Parquet). ``export`` writes whole-model ONNX / TorchScript files (BirdCLEF submissions are
+scored by :mod:`birdspec.evaluation.scoring`). This package imports nothing heavy itself, so ``birdspec predict`` stays
 free of PyTorch when the checkpoint has its runtime export.
 """
 
@@ -19,7 +19,6 @@ _EXPORTS = {
     "FileResult": "birdspec.prediction.sources",
     "clip_times": "birdspec.windowing",
     "export_checkpoint": "birdspec.prediction.export",
-    "score_soundscapes": "birdspec.prediction.scoring",
 }
 
 __all__ = list(_EXPORTS)

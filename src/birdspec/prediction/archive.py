@@ -41,7 +41,7 @@ import pandas as pd
 
 from birdspec.errors import BirdspecError, ConfigError
 from birdspec.fileio import read_json, this_boot, write_json, write_with
-from birdspec.prediction.choices import SINGLE_FILE_NAMES
+from birdspec.formats import SINGLE_FILE_NAMES
 from birdspec.prediction.sources import FileResult, collect_audio_paths, empty_windows
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 from birdspec.errors import BirdspecError, ConfigError
 from birdspec.fileio import write_csv, write_json, writing
 from birdspec.locks import output_lock
-from birdspec.prediction.choices import FAILED_FILE
+from birdspec.formats import FAILED_FILE
 from birdspec.prediction.archive import (
     ARCHIVE_SUMMARY_FILE,
     Item,

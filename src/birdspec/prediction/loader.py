@@ -9,7 +9,7 @@ checkpoint is a CNN or a BirdNET head is read from its metadata without
 PyTorch (:func:`~birdspec.models.checkpoint.peek_checkpoint`). CUDA, the
 ``torch`` backend and checkpoint dicts run with PyTorch
 (:mod:`~birdspec.prediction.torch_runtime`); ``birdnet-*`` heads with
-:mod:`birdspec.birdnet.runtime`.
+:mod:`birdspec.prediction.birdnet_runtime`.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _open_with_torch(checkpoint: Any, path: Path | None, *, dev: str, use_onnx: 
     """Read the checkpoint with PyTorch: BirdNET heads, in-process exports, the torch backend."""
     ckpt = read_checkpoint(path if path is not None else checkpoint)
     if ckpt.input == "embedding":
-        from birdspec.birdnet.runtime import BirdnetHeadRuntime
+        from birdspec.prediction.birdnet_runtime import BirdnetHeadRuntime
 
         return BirdnetHeadRuntime(ckpt, threads=threads, activation=activation)
     if threads:

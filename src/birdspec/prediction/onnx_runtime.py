@@ -17,7 +17,7 @@ An export is used only when its recorded hash matches the checkpoint file
 stale or corrupt one is rebuilt with a warning, never a traceback.
 
 At run time the log-mel and input normalisation run in NumPy/SciPy
-(:mod:`birdspec.prediction.numpy_frontend`) and the CNN in ONNX Runtime; PyTorch
+(:mod:`birdspec.features.numpy_frontend`) and the CNN in ONNX Runtime; PyTorch
 (~600 MB of resident memory) is never imported. Writing an export needs
 PyTorch; :func:`export_in_subprocess` does it in a child process for callers
 that have not loaded PyTorch (run as ``python -m birdspec.prediction.onnx_runtime``).
@@ -44,7 +44,7 @@ from birdspec.errors import BirdspecError, CheckpointError, DependencyError
 from birdspec.fileio import replace_dir, write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
 from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
-from birdspec.prediction.numpy_frontend import NumpyFrontend
+from birdspec.features.numpy_frontend import NumpyFrontend
 from birdspec.prediction.runtime import WindowRuntime
 
 log = logging.getLogger(__name__)

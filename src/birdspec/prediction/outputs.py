@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -47,7 +46,18 @@ import pandas as pd
 
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.fileio import temp_path_for, write_csv, write_text
-from birdspec.prediction.choices import FAILED_FILE, FORMATS, SCORE_MODES, SINGLE_FILE_NAMES
+from birdspec.formats import (
+    AUDACITY_SUFFIX,
+    FAILED_FILE,
+    FORMATS,
+    LONG_COLUMNS,
+    NOCALL,
+    RAVEN_COLUMNS,
+    RAVEN_SUFFIX,
+    SCORE_MODES,
+    SINGLE_FILE_NAMES,
+    birdclef_row_id,
+)
 from birdspec.prediction.csv_text import write_csv_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,25 +65,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-RAVEN_COLUMNS = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Species Code",
-    "Common Name",
-    "Confidence",
-)
-RAVEN_SUFFIX = ".BirdSpec.selection.table.txt"
-AUDACITY_SUFFIX = ".BirdSpec.labels.txt"
-NOCALL = "nocall"
 DEFAULT_MIN_CONF = 0.1
 """The lowest score written for a model without stored detection thresholds (older checkpoints)."""
-LONG_COLUMNS = ("rank", "label", "scientific_name", "common_name", "confidence")
-_KAGGLE_STEM = re.compile(r"^(\d+_[A-Za-z0-9]+)_\d{8}$")
 
 
 # --------------------------------------------------------------------------- tables
@@ -183,13 +176,6 @@ def audacity_lines(result: "FileResult", *, class_info: Sequence[Mapping[str, An
     """Audacity label lines ``start\\tend\\tlabel confidence`` of one result."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
     return [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(t["start_s"], t["end_s"], t["label"], t["confidence"])]
-
-
-def birdclef_row_id(stem: str, end_s: float) -> str:
-    """``<stem>_<end second>``; Kaggle's ``<id>_<site>_<yyyymmdd>`` stems lose the date (``7019_COR_5``)."""
-    m = _KAGGLE_STEM.match(stem)
-    base = m.group(1) if m else stem
-    return f"{base}_{int(round(end_s))}"
 
 
 def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,

@@ -37,7 +37,7 @@ from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError
 from birdspec.prediction.engine import Engine
 from birdspec.prediction.loader import open_runtime
-from birdspec.prediction.choices import SCORE_MODES
+from birdspec.formats import SCORE_MODES
 from birdspec.prediction.outputs import class_thresholds, scores_table
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.runtime import limit_malloc_arenas

@@ -12,7 +12,7 @@ A runtime scores audio with one checkpoint. Two kinds:
     NumPy log-mel + ONNX Runtime, the CPU default, no PyTorch import) and
     ``torch`` (:mod:`birdspec.prediction.torch_runtime`: the model's own modules;
     the only one used on CUDA).
-:class:`RecordingRuntime` (the ``birdnet-*`` heads, :mod:`birdspec.birdnet.runtime`)
+:class:`RecordingRuntime` (the ``birdnet-*`` heads, :mod:`birdspec.prediction.birdnet_runtime`)
     scores the windows of a whole recording at once (BirdNET runs on its own 3 s
     windows at 48 kHz): ``score(wave, bounds) -> (M, K)`` scores.
 

@@ -4,9 +4,9 @@ The run directory's layout is in :mod:`birdspec.training.rundir`; the Lightning
 trainer is built by :mod:`birdspec.training.trainer`. Epochs are counted from 1
 in every file. "Best" is the epoch with the highest validation accuracy (ties:
 lower validation loss); ``--early-stopping N`` watches ``val_loss`` unless
-``early_stopping_metric='val_acc'``. At the end, rank 0 writes the validation
-predictions of ``best.pt`` (through the evaluation's one predict loop) and the
-ONNX runtime export of each checkpoint (:mod:`birdspec.prediction.onnx_runtime`).
+``early_stopping_metric='val_acc'``. At the end, rank 0 chooses each checkpoint's
+detection thresholds, writes the validation predictions of ``best.pt`` and hands
+the checkpoints to the caller's ``export`` (:mod:`birdspec.training.outputs`).
 Typical multi-GPU use: ``birdspec train DS --model resnet18 --devices 4
 --batch-size 32 --workers 8 --out RUN``.
 """
@@ -110,6 +110,7 @@ def train(
     rows_train: Sequence[int] | np.ndarray | None = None,
     rows_val: Sequence[int] | np.ndarray | None = None,
     resume: bool = False,
+    export: Any = None,
 ) -> TrainResult:
     """Train a registered model on a prepared dataset; write the run directory ``out_dir``.
 
@@ -128,11 +129,13 @@ def train(
             with an inner validation split.
         resume: continue ``out_dir`` from its last completed epoch (Lightning state in
             ``lightning/last.ckpt``), with the rows it was started with.
+        export: called with the checkpoint files when training ends, e.g.
+            :func:`birdspec.prediction.onnx_runtime.export_beside` (what ``birdspec train`` passes): the
+            ONNX runtime export beside each (``checkpoints/best.runtime/``), so the first prediction needs
+            no PyTorch. None: ``birdspec predict`` makes it into its cache when first needed.
 
     Returns:
-        a :class:`TrainResult`. Besides the checkpoints, the ONNX runtime export of each
-        (``checkpoints/best.runtime/``) is written at the end, so the first prediction with
-        them needs no PyTorch.
+        a :class:`TrainResult`.
 
     Raises:
         ConfigError / DataError / CheckpointError: bad settings, data or run directory.
@@ -185,7 +188,7 @@ def train(
     with quiet_lightning(), (output_lock(out) if rank == 0 else contextlib.nullcontext()):
         return _fit(
             data=data, out=out, cfg=cfg, encoding=encoding, train_rows=train_rows, val_rows=val_rows,
-            device=device, precision=precision, workers=workers, saved=saved, rank=rank,
+            device=device, precision=precision, workers=workers, saved=saved, rank=rank, export=export,
         )
 
 
@@ -214,7 +217,7 @@ class _Setup:
 
 def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, train_rows: np.ndarray,
          val_rows: np.ndarray, device: str, precision: str, workers: int, saved: dict[str, Any] | None,
-         rank: int) -> TrainResult:
+         rank: int, export: Any = None) -> TrainResult:
     import lightning.pytorch as pl
 
     from birdspec.training.module import BirdspecLightning
@@ -258,7 +261,7 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
         recorder.write_curves()
         finish_run(result, val_set=s.dm.val_set, threshold_set=_threshold_set(s, train_rows),
                    model_input=s.model_input, num_train_samples=len(s.dm.train_set), encoding_name=s.encoding.name,
-                   num_parameters=s.num_parameters, precision=s.precision, device=_root_device(trainer))
+                   num_parameters=s.num_parameters, precision=s.precision, device=_root_device(trainer), export=export)
     return result
 
 

@@ -1,12 +1,13 @@
-"""What a run writes when training ends (rank 0): detection thresholds, validation predictions, runtime
-exports, ``summary.json``."""
+"""What a run writes when training ends (rank 0): detection thresholds, validation predictions, the
+caller's exports of its checkpoints (the ONNX runtime export: :func:`birdspec.training.train`'s ``export``),
+``summary.json``."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,16 @@ from birdspec.training.rundir import SUMMARY_FILE, VAL_PREDICTIONS_FILE
 log = logging.getLogger(__name__)
 
 
+Export = Callable[..., Any]
+"""Called with a finished run's checkpoint files (as arguments) to export them (e.g.
+:func:`birdspec.prediction.onnx_runtime.export_beside`, the fast CPU path's runtime export)."""
+
+
 def finish_run(result: Any, *, val_set: Any, threshold_set: Any, model_input: str, num_train_samples: int,
-               encoding_name: str, num_parameters: int, precision: str, device: Any) -> None:
+               encoding_name: str, num_parameters: int, precision: str, device: Any, export: Export | None = None) -> None:
     """Rank 0 after training: the detection thresholds of each checkpoint (chosen on ``threshold_set``,
-    :mod:`birdspec.training.detection`), validation predictions of best.pt, runtime exports, ``summary.json``."""
+    :mod:`birdspec.training.detection`), validation predictions of best.pt, ``export`` of the checkpoints
+    (waveform models), ``summary.json``."""
     from birdspec.training.detection import store_detection
 
     cfg, out = result.config, result.run_dir
@@ -30,9 +37,10 @@ def finish_run(result: Any, *, val_set: Any, threshold_set: Any, model_input: st
         detection = store_detection(checkpoints, threshold_set, cfg=cfg, model_input=model_input,
                                     batch_size=2 * int(cfg.batch_size or 16), device=device)
     if result.best_checkpoint.is_file():
-        write_val_predictions(result.best_checkpoint, val_set, out / VAL_PREDICTIONS_FILE,
+        write_val_predictions(result.best_checkpoint, val_set, out / VAL_PREDICTIONS_FILE, model_input=model_input,
                               batch_size=2 * int(cfg.batch_size or 16), device=device)
-    _export_runtimes(result)
+    if export is not None and model_input == "waveform":
+        _export_runtimes(checkpoints, export)
     summary = {
         "model": cfg.model,
         "encoding": encoding_name,
@@ -61,48 +69,48 @@ def finish_run(result: Any, *, val_set: Any, threshold_set: Any, model_input: st
     )
 
 
-def _export_runtimes(result: Any) -> None:
-    """The ONNX runtime export beside best.pt and last.pt (CNNs only); a failure only costs speed later."""
-    from birdspec.models.registry import get_spec
-    from birdspec.prediction.onnx_runtime import export_beside
-
-    if get_spec(result.config.model).input != "waveform":
-        return
-    paths = [p for p in (result.best_checkpoint, result.last_checkpoint) if p.is_file()]
+def _export_runtimes(paths: Sequence[Path], export: Export) -> None:
+    """``export`` the checkpoints; a failure only costs speed later (``birdspec predict`` exports again)."""
     try:
-        export_beside(*paths)
+        export(*paths)
     except Exception as exc:  # noqa: BLE001 - predict exports again (into its cache) when needed
-        log.warning("could not write the ONNX runtime export of %s (%s); `birdspec predict` will make one",
+        log.warning("could not write the runtime export of %s (%s); `birdspec predict` will make one",
                     ", ".join(map(str, paths)), exc)
 
 
-def write_val_predictions(checkpoint_path: Path, dataset: Any, out_path: Path, *, batch_size: int,
+def write_val_predictions(checkpoint_path: Path, dataset: Any, out_path: Path, *, model_input: str, batch_size: int,
                           device: Any) -> pd.DataFrame:
-    """Per-sample class probabilities of ``dataset`` from ``checkpoint_path`` (the evaluation's predict loop).
+    """Per-sample class scores of ``dataset`` from ``checkpoint_path`` (its activation and temperature).
 
     Columns: ``sample`` (index in the dataset), ``recording_id``, ``row`` (manifest row),
     ``window`` (window index within the recording; 0 for stack10), ``label``, ``label_id``,
     ``predicted``, ``predicted_id``, ``correct``, then ``prob_<class>`` per class in class order.
     """
-    from birdspec.evaluation.inference import PROB_PREFIX, predict_samples
+    from birdspec.formats import PROB_PREFIX
     from birdspec.models.checkpoint import read_checkpoint
+    from birdspec.training.detection import sample_logits
 
     ckpt = read_checkpoint(checkpoint_path)
-    pred = predict_samples(ckpt.build_model(device=device), dataset, classes=list(ckpt.classes),
-                           batch_size=batch_size, device=device, activation=ckpt.activation,
-                           temperature=ckpt.temperature)
-    df = pred.to_frame()
+    classes = list(ckpt.classes)
+    if list(dataset.classes) != classes:
+        raise ValueError(f"{checkpoint_path}: its classes differ from the validation samples' ({classes[:3]}...)")
+    logits, _ = sample_logits(ckpt.build_model(device=device), dataset, model_input=model_input, batch_size=batch_size,
+                              device=device)
+    probs = ckpt.scores(logits).astype(np.float64)
+    rows = np.asarray(dataset.sample_rows, dtype=np.int64)
+    labels = np.asarray(dataset.labels, dtype=np.int64)
+    predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
     df = pd.DataFrame({
-        "sample": np.arange(len(df)),
-        "recording_id": df["id"],
-        "row": df["row"],
-        "window": df["window"],
-        "label": df["label"],
-        "label_id": df["label_id"],
-        "predicted": df["predicted"],
-        "predicted_id": df["predicted_id"],
-        "correct": df["correct"].astype(int),
-        **{c: df[c] for c in df.columns if str(c).startswith(PROB_PREFIX)},
+        "sample": np.arange(len(rows)),
+        "recording_id": dataset.data.manifest["id"].astype(str).to_numpy()[rows],
+        "row": rows,
+        "window": np.asarray(getattr(dataset, "sample_windows", np.zeros(len(rows))), dtype=np.int64),
+        "label": [classes[i] for i in labels],
+        "label_id": labels,
+        "predicted": [classes[i] for i in predicted],
+        "predicted_id": predicted.astype(np.int64),
+        "correct": (predicted == labels).astype(int),
+        **{PROB_PREFIX + c: probs[:, i] for i, c in enumerate(classes)},
     })
     write_csv(out_path, df)
     return df

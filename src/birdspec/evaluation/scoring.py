@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
-from birdspec.prediction.choices import DEFAULT_THRESHOLDS
-from birdspec.prediction.outputs import NOCALL, birdclef_row_id
+from birdspec.formats import DEFAULT_THRESHOLDS
+from birdspec.formats import birdclef_row_id, NOCALL
 
 log = logging.getLogger(__name__)
 

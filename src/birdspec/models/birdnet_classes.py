@@ -18,7 +18,7 @@ Mapping a class to a BirdNET species, first match wins:
 3. its common name, then the label itself, as a BirdNET scientific or common name.
 
 Names match case-insensitively, ignoring underscores, hyphens and apostrophes
-(:func:`birdspec.data.species.normalize_name`). A class that matches nothing
+(:func:`birdspec.names.normalize_name`). A class that matches nothing
 is an error naming it, unless ``allow_unmapped`` (then it gets no prior).
 
 The rows are derived from the BirdNET model (CC BY-NC-SA 4.0): a checkpoint
@@ -113,7 +113,7 @@ def map_classes(
         ConfigError: a class matches no BirdNET species (named, with what to do), or a
             species-map entry names a species BirdNET does not know.
     """
-    from birdspec.data.species import normalize_name
+    from birdspec.names import normalize_name
 
     by_name: dict[str, int] = {}
     for i, full in enumerate(birdnet_labels):
