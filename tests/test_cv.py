@@ -116,15 +116,16 @@ def test_a_cv_written_before_new_training_fields_still_resumes(tmp_path):
     import json
 
     from birdspec.errors import ConfigError
-    from birdspec.experiments.cv import IGNORED_FIELDS, _claim
+    from birdspec.experiments.cv import _claim
+    from birdspec.experiments.settings import comparable_config
     from birdspec.training import TrainConfig
 
     cfg = TrainConfig(model="mobilenetv2-seed", epochs=3).resolved()
-    now = {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS}
+    now = comparable_config(cfg.to_dict())
     settings = {"format": "birdspec-cv", "dataset": "/data", "protocol": "fixed-epochs", "inner_val_fraction": None,
                 "train_config": now}
     older = dict(now)
-    for key in ("labels", "secondary_weight", "multi_label"):
+    for key in ("labels", "secondary_weight", "multi_label", "synthetic_nocall", "synthetic_calls"):
         older.pop(key, None)
     (tmp_path / "cv").mkdir()
     (tmp_path / "cv" / "cv_settings.json").write_text(json.dumps({**settings, "train_config": older}))

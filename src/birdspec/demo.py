@@ -19,7 +19,6 @@ cores given to torch), evaluation 2.4 s, the soundscape 1.6 s and the report
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,10 +133,9 @@ def _set_threads(threads: int | None) -> int:
     import torch
 
     if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            threads = os.cpu_count() or 1
+        from birdspec.runtime import cpu_count
+
+        threads = cpu_count()
     torch.set_num_threads(max(1, int(threads)))
     return torch.get_num_threads()
 

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -36,6 +37,19 @@ from birdspec.locks import LOCK_SUFFIX, locks_output, output_lock  # noqa: F401 
 log = logging.getLogger(__name__)
 
 _COUNTER = itertools.count()
+
+
+_UNSAFE = re.compile(r"[^\w.-]+")
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file or folder name: every run of characters other than letters, digits, ``_``, ``.``
+    and ``-`` becomes one ``_`` (the one rule for names made from labels, stems and user input).
+
+    >>> safe_name("Blyth's reed warbler (small-data)")
+    'Blyth_s_reed_warbler_small-data_'
+    """
+    return _UNSAFE.sub("_", str(text))
 
 
 def temp_path_for(target: Path) -> Path:

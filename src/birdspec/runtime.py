@@ -24,6 +24,14 @@ PREDICT_DEVICES = ("auto", "cpu", "cuda")
 """Where prediction may run (no MPS path)."""
 
 
+def cpu_count() -> int:
+    """Cores this process may use (its CPU affinity: a container or ``taskset`` limits it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def use_fast_cpu_math() -> None:
     """Flush denormals to zero on the CPU (no effect on results beyond ~1e-38)."""
     import torch

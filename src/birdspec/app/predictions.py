@@ -147,7 +147,9 @@ def _score(job: Job, rec: Path, ckpt: Path, partial: Path, *, total_s: float, ti
         done[0] += seconds
         job.update(progress=min(done[0] / total_s, 0.999), message=f"{done[0]:.0f} of {total_s:.0f} s scored")
 
-    threads = max(1, (os.cpu_count() or 2) - 1)  # one core stays for the page's requests
+    from birdspec.runtime import cpu_count
+
+    threads = max(1, cpu_count() - 1)  # one core stays for the page's requests
     if tiles is not None:  # the spectrogram of the opening view is drawn meanwhile, at low priority
         tiles.warm(rec, duration_s=total_s, background=True)
     with Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads) as predictor:

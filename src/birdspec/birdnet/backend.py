@@ -31,7 +31,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
-import os
 import sys
 import types
 import warnings
@@ -171,10 +170,9 @@ def birdnet_files() -> BirdnetFiles:
 
 def default_threads() -> int:
     """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    from birdspec.runtime import cpu_count
+
+    return cpu_count()
 
 
 def split_label(label: str) -> tuple[str, str]:

@@ -13,7 +13,6 @@ files (the fold column) into one folder per fold.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,7 +101,9 @@ def write_nobird(partial: Path, windows: pd.DataFrame, manifest: pd.DataFrame, s
         (partial / NOBIRD_DIR / str(split)).mkdir(parents=True, exist_ok=True)
     tasks = [(path, [(float(a), float(b), str(partial / f)) for a, b, f in zip(g["start_s"], g["end_s"], g["file"])],
               settings.sample_rate_hz) for path, g in table.groupby("source_path", sort=True)]
-    n = max(1, min(int(workers or os.cpu_count() or 1), len(tasks)))
+    from birdspec.runtime import cpu_count
+
+    n = max(1, min(int(workers or cpu_count()), len(tasks)))
     if n > 1:
         with ProcessPoolExecutor(max_workers=n) as pool:
             results = list(pool.map(_write_recording, tasks))

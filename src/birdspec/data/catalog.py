@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import DataError
+from birdspec.fileio import safe_name
 
 """Source layouts :func:`load_catalog` reads (``auto``: detect)."""
 
@@ -125,7 +126,7 @@ def unique_ids(stems: Sequence[str], rel_paths: Sequence[str]) -> list[str]:
     """
     counts = Counter(stems)
     ids = [
-        stem if counts[stem] == 1 else re.sub(r"[^\w.-]+", "_", str(PurePosixPath(rel).with_suffix("")))
+        stem if counts[stem] == 1 else safe_name(str(PurePosixPath(rel).with_suffix("")))
         for stem, rel in zip(stems, rel_paths)
     ]
     seen: Counter[str] = Counter()

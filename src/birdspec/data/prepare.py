@@ -50,6 +50,7 @@ from birdspec.data.prepared import partial_dir
 from birdspec.data.species import select_species
 from birdspec.data.splits import stratified_folds
 from birdspec.data.store import STORE_FILE
+from birdspec.runtime import cpu_count
 from birdspec.errors import ConfigError
 from birdspec.fileio import refuse_output_over_inputs
 from birdspec.locks import output_lock
@@ -279,7 +280,7 @@ def _store(
     rows, tasks = _decode_tasks(selected, settings, chunk_dir, done)
     cached = [read_cached(t.chunk_dir, t.key) for t in tasks]
     pending = [t for t, c in zip(tasks, cached) if c is None]
-    n_workers = max(1, min(int(workers or os.cpu_count() or 1), len(pending)))
+    n_workers = max(1, min(int(workers or cpu_count()), len(pending)))
     if pending:
         log.info(
             "decoding %d recordings on %d worker(s), %d cached", len(pending), n_workers, len(tasks) - len(pending)

@@ -56,6 +56,7 @@ import pandas as pd
 from birdspec import __version__
 from birdspec.data.splits import file_groups, inner_split
 from birdspec.experiments import train_with_export
+from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
@@ -71,10 +72,6 @@ CV_PREDICTIONS = "cv_predictions.csv"
 CV_CONFUSION = "cv_confusion_matrix.png"
 CV_FOLDS_PNG = "cv_folds.png"
 FOLD_RESULT = "fold_result.json"
-IGNORED_FIELDS = ("device", "workers", "progress_bar", "precision", "devices", "max_minutes", "thresholds_on",
-                  "temperature_scaling")
-"""Settings a resumed cross-validation (or learning curve) may change: where and how it runs, and how the
-detection thresholds are chosen after training (not what is trained)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ def run_cv(
         "dataset": str(data.root.resolve()),
         "protocol": protocol,
         "inner_val_fraction": None if fixed_epochs else inner_val_fraction,
-        "train_config": {k: v for k, v in cfg.to_dict().items() if k not in IGNORED_FIELDS},
+        "train_config": comparable_config(cfg.to_dict()),
     })
     fold = _FoldRunner(data=data, dataset_dir=dataset_dir, out=out, cfg=cfg, protocol=protocol,
                        inner_val_fraction=inner_val_fraction, eval_batch_size=eval_batch_size, train_fn=train_fn)
@@ -181,22 +178,12 @@ def run_cv(
 def _claim(out: Path, settings: dict[str, Any]) -> None:
     """Write ``cv_settings.json``; refuse a CV folder that holds a cross-validation with other settings."""
     old = read_json(out / CV_SETTINGS)
-    if old and isinstance(old.get("train_config"), dict):  # fields added since it was written take their defaults
-        from birdspec.training.config import TrainConfig
-
-        done = TrainConfig.completed(old["train_config"])
-        old["train_config"] = {k: v for k, v in done.items() if k not in IGNORED_FIELDS}
     if old:
-        diffs = [k for k in settings if old.get(k) != settings[k]]
-        if diffs:
-            detail = "; ".join(
-                f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diffs if k != "train_config"
-            ) or ", ".join(
-                f"{k} {old['train_config'].get(k)!r} -> {v!r}"
-                for k, v in settings["train_config"].items() if (old.get("train_config") or {}).get(k) != v
-            )
-            raise ConfigError(f"{out} holds a cross-validation with other settings ({detail}); "
-                              "resume it with the same settings, or choose another --out")
+        old["train_config"] = comparable_config(old.get("train_config") or {})
+        diffs = [f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in settings
+                 if k != "train_config" and old.get(k) != settings[k]]
+        diffs += config_differences(old["train_config"], settings["train_config"])
+        refuse_other_settings(out, "a cross-validation", diffs)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / CV_SETTINGS, settings)
 

@@ -36,7 +36,6 @@ train on the same recordings). A model with nothing to train
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from birdspec.experiments import train_with_export
+from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import locks_output, read_json, write_csv, write_json
+from birdspec.fileio import locks_output, safe_name, read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def model_label(config: Any) -> str:
 
 
 def _folder(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+    return safe_name(label).strip("_")
 
 
 @locks_output("out_dir")
@@ -177,19 +177,18 @@ def run_learning_curve(
 
 
 def _claim(model_dir: Path, settings: dict[str, Any]) -> None:
-    from birdspec.experiments.cv import IGNORED_FIELDS as ignored  # fields that may change between resumed runs
-
-    comparable = {**settings, "train_config": {k: v for k, v in settings["train_config"].items() if k not in ignored}}
+    """Write the model's ``settings.json`` (its k values joined with earlier ones); refuse other settings."""
     old = read_json(model_dir / SETTINGS_FILE)
+    per_class = list(settings["per_class"])
     if old:
-        old_cmp = {**old, "train_config": {k: v for k, v in (old.get("train_config") or {}).items() if k not in ignored}}
-        diffs = [k for k in comparable if k != "per_class" and old_cmp.get(k) != comparable[k]]
-        if diffs:
-            raise ConfigError(f"{model_dir} holds a learning curve with other settings ({', '.join(diffs)}); "
-                              "rerun with the same settings, or choose another --out")
-        comparable["per_class"] = list(dict.fromkeys(list(old.get("per_class") or []) + comparable["per_class"]))
+        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items()
+                 if k not in ("per_class", "train_config") and old.get(k) != v]
+        diffs += config_differences(comparable_config(old.get("train_config") or {}),
+                                    comparable_config(settings["train_config"]))
+        refuse_other_settings(model_dir, "a learning curve", diffs, resume="rerun it")
+        per_class = list(dict.fromkeys(list(old.get("per_class") or []) + per_class))
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_json(model_dir / SETTINGS_FILE, {**settings, "per_class": comparable["per_class"]})
+    write_json(model_dir / SETTINGS_FILE, {**settings, "per_class": per_class})
 
 
 @dataclass

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.experiments import train_with_export
+from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
 from birdspec.errors import ConfigError, TrainingError
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.training.rundir import SUMMARY_FILE, is_started
@@ -57,7 +58,8 @@ SWEEP_COLUMNS = (
     "trial", "frontend", "optimizer", "lr", "status", "best_val_acc", "best_val_loss", "best_epoch", "epochs_run",
     "train_time_s", "run_dir", "error",
 )
-IGNORED_FIELDS = ("optimizer", "lr", "device", "workers", "progress_bar", "max_minutes", "precision", "devices")
+SWEPT_FIELDS = ("optimizer", "lr")
+"""What a sweep varies per trial (left out when its base settings are compared)."""
 """TrainConfig fields that may change between runs of one sweep."""
 
 
@@ -171,30 +173,21 @@ def _row(trial: Trial, run_dir: Path, summary: dict[str, Any] | None, *, status:
 
 
 def _comparable(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg_dict.items() if k not in IGNORED_FIELDS}
+    return comparable_config(cfg_dict, ignore=SWEPT_FIELDS)
 
 
 def _check_state(state: dict[str, Any] | None, new: dict[str, Any], out: Path) -> None:
     """Refuse to resume a sweep with other settings."""
     if not state:
         return
-    old_cfg, new_cfg = state.get("base_config") or {}, new["base_config"]
-    if old_cfg:  # fields added since it was written take their defaults
-        from birdspec.training.config import TrainConfig
-
-        old_cfg = _comparable(TrainConfig.completed(old_cfg))
-    diffs = [f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}" for k in new_cfg if old_cfg.get(k) != new_cfg.get(k)]
+    diffs = config_differences(_comparable(state.get("base_config") or {}), new["base_config"])
     if state.get("dataset") != new["dataset"]:
         diffs.append(f"dataset {state.get('dataset')} -> {new['dataset']}")
     if state.get("mode") == "optuna" and new["mode"] == "optuna":
         for key in ("optimizers", "lr_range"):
             if state.get(key) != new.get(key):
                 diffs.append(f"{key} {state.get(key)} -> {new.get(key)}")
-    if diffs:
-        raise ConfigError(
-            f"{out} holds a sweep with other settings ({'; '.join(diffs)}); "
-            "resume it with the same settings, or choose another --out"
-        )
+    refuse_other_settings(out, "a sweep", diffs)
 
 
 def best_trial(table: pd.DataFrame) -> dict[str, Any] | None:

@@ -31,7 +31,7 @@ from birdspec.prediction.archive import (
     write_part,
 )
 from birdspec.prediction.choices import ENGINES
-from birdspec.prediction.runtime import cpu_count
+from birdspec.runtime import cpu_count
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from birdspec.prediction.runtime import (
     BACKENDS,
     RecordingRuntime,
     WindowRuntime,
-    cpu_count,
     onnxruntime_available,
 )
+from birdspec.runtime import cpu_count
 from birdspec.runtime import PREDICT_DEVICES, resolve_device
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,6 @@ A runtime scores audio with one checkpoint. Two kinds:
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -91,11 +90,3 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cpu_count() -> int:
-    """Cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1

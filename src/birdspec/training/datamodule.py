@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
@@ -20,7 +19,9 @@ log = logging.getLogger(__name__)
 
 def default_workers() -> int:
     """Data-loader workers when not given: min(8, CPU cores - 1)."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    from birdspec.runtime import cpu_count
+
+    return max(0, min(8, cpu_count() - 1))
 
 
 def resolve_encoding(data: PreparedDataset, override: str | None) -> EncodingConfig:
