@@ -252,7 +252,7 @@ def start_run(data: str, out_dir: str, device: str) -> tuple[Path, Path, str, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    from birdspec.models.pretrained import FIRST_CONV_MODES
+    from birdspec.config import FIRST_CONV_MODES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="a BirdCLEF-2021-format folder")

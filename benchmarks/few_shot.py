@@ -71,11 +71,11 @@ def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
     """Keep one finished cell's result, its test predictions and its model's settings (see ``keep.py``)."""
     import keep
     from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
-    from birdspec.experiments.learning_curve import CELL_RESULT, SETTINGS_FILE
+    from birdspec.experiments.learning_curve import CELL_RESULT, CURVE_SETTINGS_FILE
 
-    settings = json.loads((model_dir / SETTINGS_FILE).read_text())
+    settings = json.loads((model_dir / CURVE_SETTINGS_FILE).read_text())
     settings["dataset"] = str(Path(KEPT_DATASET) / encoding_dir(out, ENCODING).relative_to(out))
-    changed = keep.store(kept / model_dir.relative_to(out) / SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+    changed = keep.store(kept / model_dir.relative_to(out) / CURVE_SETTINGS_FILE, (json.dumps(settings, indent=2) + "\n").encode())
     files = [cell / CELL_RESULT] + [p for p in [cell / eval_dir_name("test") / PREDICTIONS_FILE] if p.is_file()]
     return changed + keep.save(out, kept, files)
 
@@ -83,10 +83,10 @@ def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
 def restore_cells(kept: Path, out: Path) -> int:
     """Copy kept cells the work folder lacks back into it; a restored settings.json names this OUT's dataset."""
     import keep
-    from birdspec.experiments.learning_curve import SETTINGS_FILE
+    from birdspec.experiments.learning_curve import CURVE_SETTINGS_FILE
 
     def edit(path: Path, data: bytes) -> bytes:
-        if path.name != SETTINGS_FILE:
+        if path.name != CURVE_SETTINGS_FILE:
             return data
         settings = json.loads(data)
         settings["dataset"] = str(encoding_dir(out, ENCODING).resolve())

@@ -182,13 +182,13 @@ def breakdown(submission: Path, scape_dir: Path) -> dict:
     the window length and overlap rule recorded in ``soundscapes.json``; the pairs are checked against
     ``truth.csv``.
     """
-    from birdspec.data.soundscape import CALLS_FILE, META_FILE, TRUTH_FILE, truth_table
+    from birdspec.data.soundscape import CALLS_FILE, SOUNDSCAPES_META_FILE, TRUTH_FILE, truth_table
     from birdspec.fileio import read_json
     from birdspec.formats import NOCALL
     from birdspec.evaluation.scoring import read_predictions, read_truth
 
     truth, predicted = read_truth(scape_dir / TRUTH_FILE), read_predictions(submission)
-    calls, rule = pd.read_csv(scape_dir / CALLS_FILE), read_json(scape_dir / META_FILE)["config"]
+    calls, rule = pd.read_csv(scape_dir / CALLS_FILE), read_json(scape_dir / SOUNDSCAPES_META_FILE)["config"]
     table = pd.read_csv(scape_dir / TRUTH_FILE)
     durations_s = (table.groupby("audio_id")["seconds"].max()).astype(float).to_dict()
     loudest: dict[tuple[str, str], float] = {}

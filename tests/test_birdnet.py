@@ -29,7 +29,7 @@ from birdspec.data.embed import embed_dataset
 from birdspec.data.embeddings import (
     EMBEDDINGS_FILE,
     INDEX_FILE,
-    META_FILE,
+    EMBEDDINGS_META_FILE,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     embedding_dir,
@@ -203,9 +203,9 @@ def test_embed_writes_cache_and_rerun_is_noop(window_ds):
     fake = FakeEmbedder()
     report = embed_dataset(window_ds, model=fake, progress=False, hop_s=1.0, chunk_windows=10)
     d = embedding_dir(window_ds)
-    assert {p.name for p in d.iterdir()} == {EMBEDDINGS_FILE, INDEX_FILE, META_FILE, NOCALL_EMBEDDINGS_FILE, NOCALL_INDEX_FILE}
+    assert {p.name for p in d.iterdir()} == {EMBEDDINGS_FILE, INDEX_FILE, EMBEDDINGS_META_FILE, NOCALL_EMBEDDINGS_FILE, NOCALL_INDEX_FILE}
     assert not d.with_name("birdnet.partial").exists()
-    meta = json.loads((d / META_FILE).read_text())
+    meta = json.loads((d / EMBEDDINGS_META_FILE).read_text())
     # 24 recordings of 3 s at hop 1 s: exactly one full 3 s window each.
     assert meta["num_recordings"] == 24 and meta["total_windows"] == 24 == report.num_windows
     assert (meta["backbone"], meta["window_s"], meta["hop_s"], meta["sample_rate_hz"], meta["dim"]) == ("birdnet", 3.0, 1.0, 48000, 1024)

@@ -23,7 +23,7 @@ from birdspec.data.embed import embed_dataset
 from birdspec.data.embedding_dataset import EmbeddingCache, EmbeddingDataset, collate_embeddings
 from birdspec.data.embeddings import (
     EMBEDDINGS_FILE,
-    META_FILE,
+    EMBEDDINGS_META_FILE,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     embedding_dir,
@@ -84,7 +84,7 @@ def test_embed_writes_the_nocall_part(quiet_ds):
     fake = FakeEmbedder()
     report = embed_dataset(quiet_ds, model=fake, progress=False, synthetic_clips=SYNTH)
     d = embedding_dir(quiet_ds)
-    meta = json.loads((d / META_FILE).read_text())
+    meta = json.loads((d / EMBEDDINGS_META_FILE).read_text())
     idx = read_nocall_index(d / NOCALL_INDEX_FILE)
     # 20 synthetic clips, one quiet-stretch clip per recording (7 s of quiet hold one 5 s clip), 3 windows each
     assert meta["format_version"] == 2 and meta["nocall"]["num_clips"] == 20 + 12 == len(idx) == report.nocall_clips
@@ -141,7 +141,7 @@ def test_embed_background_clips_are_added_and_kept(embedded, tmp_path):
     assert b["source"].tolist() == ["a_long.wav"] * 6 + ["b_short.wav"]
     assert b["start_s"].tolist() == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 0.0]
     assert b["part"].tolist() == ["train"] * 4 + ["val", "train", "train"]
-    meta = json.loads((embedding_dir(embedded) / META_FILE).read_text())
+    meta = json.loads((embedding_dir(embedded) / EMBEDDINGS_META_FILE).read_text())
     assert meta["nocall"]["settings"]["background"]["dir"] == str(bg.resolve())
     # a later embed without --background (or a synthetic count) keeps them
     again = FakeEmbedder()
@@ -179,10 +179,10 @@ def test_embed_resumes_the_nocall_part(quiet_ds):
 def _make_old(ds: Path) -> None:
     """Make a cache look like one written before the no-bird clips (format version 1)."""
     d = embedding_dir(ds)
-    meta = json.loads((d / META_FILE).read_text())
+    meta = json.loads((d / EMBEDDINGS_META_FILE).read_text())
     meta.pop("nocall")
     meta["format_version"] = 1
-    (d / META_FILE).write_text(json.dumps(meta))
+    (d / EMBEDDINGS_META_FILE).write_text(json.dumps(meta))
     (d / NOCALL_EMBEDDINGS_FILE).unlink()
     (d / NOCALL_INDEX_FILE).unlink()
 

@@ -30,6 +30,8 @@ INPUT_NORMS = ("instance", "band", "level", "none")
 """Input normalisations of a CNN's spectrogram (defined in :mod:`birdspec.features.input_norm`)."""
 INPUT_NORM_EPS_DB = 1.0
 """The ``eps`` (in dB) of the input normalisation's ``(x - mean) / (std + eps)``."""
+FIRST_CONV_MODES = ("repeat", "average")
+"""How pretrained RGB kernels of a first convolution become C input channels (:mod:`birdspec.models.pretrained`)."""
 EVAL_SPLITS = ("val", "train", "all")
 """Recordings a run can be evaluated on: its validation or training recordings, or all."""
 

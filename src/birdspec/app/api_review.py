@@ -170,11 +170,11 @@ def _train_and_run_routes(api: Any, state: Any) -> None:
 
         def work(job: Any) -> dict[str, Any]:
             from birdspec.evaluation.compare import compare_runs
-            from birdspec.evaluation.compare_report import REPORT_HTML
+            from birdspec.evaluation.compare_report import COMPARE_REPORT_HTML
 
             job.update(message=f"evaluating {len(dirs)} run(s)")
             result = compare_runs(dirs, out_dir=cfg.exports_dir / f"compare-{stamp}-{job.id}", timing=False)
-            return {"report": roots.ref(result.out_dir / REPORT_HTML)}
+            return {"report": roots.ref(result.out_dir / COMPARE_REPORT_HTML)}
 
         return state.jobs.start("compare", f"compare {len(dirs)} runs", work).as_dict()
 

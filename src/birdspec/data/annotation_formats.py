@@ -41,7 +41,7 @@ from typing import Any
 
 SPECIES_COLUMNS = ("Species", "Species Code", "Label", "Annotation", "Common Name", "Scientific Name", "Class")
 """Where a Raven table's species is, by default: the first of these columns present (any case)."""
-NAME_COLUMNS = ("Species Code", "Common Name", "Scientific Name", "scientific_name", "common_name", "Scientific name",
+TABLE_NAME_COLUMNS = ("Species Code", "Common Name", "Scientific Name", "scientific_name", "common_name", "Scientific name",
                 "Common name", "label", "species_code")
 """Other columns that name the row's species too (used to match names across tables)."""
 NOCALL_LABELS = ("nocall",)
@@ -211,7 +211,7 @@ def parse_raven(parsed: Parsed, rows: list[tuple[int, list[str]]], *, recording:
     offset_col = find_column(header, ["File Offset (s)"]) if path_col else None
     low, high = find_column(header, ["Low Freq (Hz)"]), find_column(header, ["High Freq (Hz)"])
     conf = find_column(header, ["Confidence", "Score"])
-    names = [c for c in (find_column(header, [n]) for n in NAME_COLUMNS) if c and c != species]
+    names = [c for c in (find_column(header, [n]) for n in TABLE_NAME_COLUMNS) if c and c != species]
     sel, view = find_column(header, ["Selection"]), find_column(header, ["View"])
     seen: dict[str, int] = {}
     for line, cells in body:
@@ -318,7 +318,7 @@ def parse_frame(parsed: Parsed, df: Any, *, recording: str, species_column: str 
         return
     conf = find_column(columns, _CONFIDENCE)
     low, high = find_column(columns, _LOW), find_column(columns, _HIGH)
-    names = [c for c in (find_column(columns, [n]) for n in NAME_COLUMNS) if c and c != species]
+    names = [c for c in (find_column(columns, [n]) for n in TABLE_NAME_COLUMNS) if c and c != species]
     cols = {c: df[c].tolist() for c in {start, end, species, rec_col, conf, low, high, verdict, *names} if c}
     for i in range(len(df)):
         at = (lambda c, i=i: cols[c][i] if c else None)

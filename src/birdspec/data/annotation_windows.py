@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.data.annotation_formats import Box
-from birdspec.data.annotations import AnnotationReport, Recording, find_recordings, find_tables, match_recordings, read_tables
+from birdspec.data.annotations import AnnotationReport, AudioFile, find_recordings, find_tables, match_recordings, read_tables
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ def annotation_source(source: str | Path, settings: AnnotationSettings, *, windo
                                                                   "end_s"]), list(chosen), report, counts)
 
 
-def _label_windows(rec: Recording, boxes: list[Box], labels: list[str], settings: AnnotationSettings,
+def _label_windows(rec: AudioFile, boxes: list[Box], labels: list[str], settings: AnnotationSettings,
                    window_s: float, hop_s: float, rows: list, nobird: list, counts: Counter) -> None:
     spans = window_spans(rec.duration_s or 0.0, window_s=window_s, hop_s=hop_s)
     starts = np.array([b.start_s for b in boxes], dtype=float)

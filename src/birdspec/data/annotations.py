@@ -266,7 +266,7 @@ def read_tables(paths: Iterable[str | Path], *, species_column: str | None = Non
 
 
 @dataclass(frozen=True)
-class Recording:
+class AudioFile:
     """An audio file annotations may describe."""
 
     path: str
@@ -283,7 +283,7 @@ def recording_key(name: str) -> str:
     return _strip_audio(PurePosixPath(str(name).replace("\\", "/")).name).casefold()
 
 
-def find_recordings(source: str | Path, report: AnnotationReport | None = None) -> list[Recording]:
+def find_recordings(source: str | Path, report: AnnotationReport | None = None) -> list[AudioFile]:
     """Every audio file under ``source`` (or ``source`` itself) with its duration from the file header.
 
     Raises:
@@ -311,18 +311,18 @@ def find_recordings(source: str | Path, report: AnnotationReport | None = None) 
             duration = None
             if report is not None:
                 report.add(str(f), None, f"cannot read the header ({exc}): times are not checked", kind="recording")
-        out.append(Recording(os.path.abspath(f), f.relative_to(root).as_posix(), duration))
+        out.append(AudioFile(os.path.abspath(f), f.relative_to(root).as_posix(), duration))
     return out
 
 
-def match_recordings(tables: TableSet, recordings: Sequence[Recording]) -> dict[str, list[Box]]:
+def match_recordings(tables: TableSet, recordings: Sequence[AudioFile]) -> dict[str, list[Box]]:
     """The boxes of every recording (by its path), each checked against the recording's duration.
 
     A box names its recording by file name (without extension, any case); where several recordings share the
     name, the one in the table's folder (or the same sub-folder under the tables' root) is meant. Names that
     match no recording, or several, and recordings without any table are report lines.
     """
-    by_key: dict[str, list[Recording]] = {}
+    by_key: dict[str, list[AudioFile]] = {}
     for rec in recordings:
         by_key.setdefault(rec.key, []).append(rec)
     out: dict[str, list[Box]] = {}
@@ -346,7 +346,7 @@ def match_recordings(tables: TableSet, recordings: Sequence[Recording]) -> dict[
     return out
 
 
-def _pick(candidates: list[Recording], box: Box, root: Path | None) -> Recording | None:
+def _pick(candidates: list[AudioFile], box: Box, root: Path | None) -> AudioFile | None:
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
     folder = Path(box.source).parent.resolve()
@@ -364,7 +364,7 @@ def _pick(candidates: list[Recording], box: Box, root: Path | None) -> Recording
     return same[0] if len(same) == 1 else None
 
 
-def _within(box: Box, rec: Recording, report: AnnotationReport) -> Box | None:
+def _within(box: Box, rec: AudioFile, report: AnnotationReport) -> Box | None:
     """``box`` cut to its recording's duration (a report line when it reaches past it), None when it starts after."""
     d = rec.duration_s
     if d is None or box.end_s <= d + OUT_OF_RECORDING_TOLERANCE_S:

@@ -24,8 +24,8 @@ from birdspec.data.embeddings import (
     EMBEDDINGS_FORMAT,
     INDEX_COLUMNS,
     INDEX_FILE,
-    META_FILE,
-    SETTINGS_FILE,
+    EMBEDDINGS_META_FILE,
+    EMBED_SETTINGS_FILE,
     EmbedReport,
     WindowEmbedder,
     append_embeddings,
@@ -80,9 +80,9 @@ def _up_to_date(final: Path, settings: dict[str, Any], *, overwrite: bool) -> Em
     Raises:
         ConfigError: the finished cache has other settings and ``overwrite`` is false.
     """
-    if not (final / META_FILE).is_file():
+    if not (final / EMBEDDINGS_META_FILE).is_file():
         return None
-    meta = json.loads((final / META_FILE).read_text())
+    meta = json.loads((final / EMBEDDINGS_META_FILE).read_text())
     if same_settings(meta, settings, SETTING_KEYS):
         if meta.get("dataset") == settings["dataset"]:
             log.debug("%s: embeddings up to date (%d recordings, %d windows); nothing to do", final, meta["num_recordings"], meta["total_windows"])
@@ -173,7 +173,7 @@ def _with_nocall(report: EmbedReport, final: Path, *, computed: tuple[int, int, 
     """``report`` with the cache's no-bird counts and what this call embedded of them."""
     from dataclasses import replace
 
-    entry = json.loads((final / META_FILE).read_text()).get("nocall") or {}
+    entry = json.loads((final / EMBEDDINGS_META_FILE).read_text()).get("nocall") or {}
     return replace(report, nocall_clips=int(entry.get("num_clips", 0)), nocall_windows=int(entry.get("total_windows", 0)),
                    computed_nocall_clips=computed[0], computed_nocall_windows=computed[1], nocall_elapsed_s=computed[2])
 
@@ -186,7 +186,7 @@ def _open_partial(partial: Path, settings: dict[str, Any], *, overwrite: bool) -
     """
     index = pd.DataFrame(columns=list(INDEX_COLUMNS))
     if partial.is_dir():
-        old = json.loads((partial / SETTINGS_FILE).read_text()) if (partial / SETTINGS_FILE).is_file() else {}
+        old = json.loads((partial / EMBED_SETTINGS_FILE).read_text()) if (partial / EMBED_SETTINGS_FILE).is_file() else {}
         if same_settings(old, settings, SETTING_KEYS) and old.get("dataset") == settings["dataset"] and (partial / INDEX_FILE).is_file():
             index = load_partial(partial, int(settings["dim"]))
             if len(index):
@@ -197,7 +197,7 @@ def _open_partial(partial: Path, settings: dict[str, Any], *, overwrite: bool) -
             shutil.rmtree(partial)
     if not partial.is_dir():
         partial.mkdir(parents=True)
-        write_text(partial / SETTINGS_FILE, json.dumps(settings, indent=2))
+        write_text(partial / EMBED_SETTINGS_FILE, json.dumps(settings, indent=2))
         write_csv(partial / INDEX_FILE, pd.DataFrame(columns=list(INDEX_COLUMNS)), float_format=None)
         (partial / EMBEDDINGS_FILE).touch()
     return index
@@ -300,8 +300,8 @@ def _publish_cache(
     }
     if backbone == "birdnet":
         meta["licence"] = "BirdNET model: CC BY-NC-SA 4.0 (non-commercial)"
-    write_text(partial / META_FILE, json.dumps(meta, indent=2))
-    (partial / SETTINGS_FILE).unlink(missing_ok=True)
+    write_text(partial / EMBEDDINGS_META_FILE, json.dumps(meta, indent=2))
+    (partial / EMBED_SETTINGS_FILE).unlink(missing_ok=True)
     replace_dir(partial, final)
     return index
 

@@ -40,13 +40,13 @@ import pandas as pd
 from birdspec.data.embeddings import (
     EMBEDDINGS_DTYPE,
     EMBEDDINGS_FORMAT_VERSION,
-    META_FILE,
+    EMBEDDINGS_META_FILE,
     NOCALL_COLUMNS,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     NOCALL_KINDS,
     NOCALL_VAL_EVERY,
-    SETTINGS_FILE,
+    EMBED_SETTINGS_FILE,
     append_embeddings,
     load_partial,
     nocall_partial_dir,
@@ -138,7 +138,7 @@ def nocall_settings(ds: Any, geometry: Any, fingerprint: dict[str, Any], *, fina
 
 
 def _read_meta(final: Path) -> dict[str, Any]:
-    return json.loads((final / META_FILE).read_text()) if (final / META_FILE).is_file() else {}
+    return json.loads((final / EMBEDDINGS_META_FILE).read_text()) if (final / EMBEDDINGS_META_FILE).is_file() else {}
 
 
 def nocall_up_to_date(final: Path, settings: dict[str, Any]) -> bool:
@@ -235,14 +235,14 @@ def _open_partial(partial: Path, final: Path, settings: dict[str, Any], keys: se
     """Resume ``partial`` (same base settings) or start it afresh from the cache's reusable clips."""
     dim = int(settings["dim"])
     if partial.is_dir():
-        old = json.loads((partial / SETTINGS_FILE).read_text()) if (partial / SETTINGS_FILE).is_file() else {}
+        old = json.loads((partial / EMBED_SETTINGS_FILE).read_text()) if (partial / EMBED_SETTINGS_FILE).is_file() else {}
         if all(old.get(k) == settings[k] for k in BASE_KEYS) and (partial / NOCALL_INDEX_FILE).is_file():
-            write_text(partial / SETTINGS_FILE, json.dumps(settings, indent=2))
+            write_text(partial / EMBED_SETTINGS_FILE, json.dumps(settings, indent=2))
             return load_partial(partial, dim, index_file=NOCALL_INDEX_FILE, data_file=NOCALL_EMBEDDINGS_FILE,
                                 reader=read_nocall_index)
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    write_text(partial / SETTINGS_FILE, json.dumps(settings, indent=2))
+    write_text(partial / EMBED_SETTINGS_FILE, json.dumps(settings, indent=2))
     index = pd.DataFrame(columns=list(NOCALL_COLUMNS))
     meta = _read_meta(final)
     cached = (meta.get("nocall") or {}).get("settings") or {}
@@ -317,7 +317,7 @@ def _publish(partial: Path, final: Path, plan: list[Clip], settings: dict[str, A
     out = index.loc[[c.key for c in plan]].reset_index(drop=True)
     meta = _read_meta(final)
     meta.pop("nocall", None)  # while the files change, the cache has no no-bird part
-    write_text(final / META_FILE, json.dumps(meta, indent=2))
+    write_text(final / EMBEDDINGS_META_FILE, json.dumps(meta, indent=2))
     with atomic_path(final / NOCALL_EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
         for first, n in zip(out["first_window"], out["num_windows"]):
             f.write(np.ascontiguousarray(data[first : first + n], dtype=EMBEDDINGS_DTYPE).tobytes())
@@ -330,7 +330,7 @@ def _publish(partial: Path, final: Path, plan: list[Clip], settings: dict[str, A
         "total_windows": int(out["num_windows"].sum()), "clips": counts, "kinds": list(NOCALL_KINDS),
         "elapsed_s": round(float(elapsed_s), 3), "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    write_text(final / META_FILE, json.dumps(meta, indent=2))
+    write_text(final / EMBEDDINGS_META_FILE, json.dumps(meta, indent=2))
     shutil.rmtree(partial)
     return meta["nocall"]
 

@@ -25,7 +25,7 @@ from birdspec.data.embeddings import (
     EMBEDDINGS_FORMAT,
     EMBEDDINGS_FORMAT_VERSION,
     INDEX_FILE,
-    META_FILE,
+    EMBEDDINGS_META_FILE,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     dataset_fingerprint,
@@ -37,7 +37,7 @@ from birdspec.data.embeddings import (
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 
-LEVELS = ("recording", "window")
+EMBEDDING_LEVELS = ("recording", "window")
 """What one :class:`EmbeddingDataset` sample is: a recording's windows, or one window."""
 
 
@@ -70,7 +70,7 @@ class EmbeddingCache:
     def __init__(self, data: PreparedDataset | str | Path, *, backbone: str = "birdnet") -> None:
         ds = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
         self.dir = embedding_dir(ds.root, backbone)
-        meta_path = self.dir / META_FILE
+        meta_path = self.dir / EMBEDDINGS_META_FILE
         if not meta_path.is_file():
             partial = partial_embedding_dir(ds.root, backbone)
             hint = " (an interrupted run: run it again to finish)" if partial.exists() else ""
@@ -164,7 +164,7 @@ def load_embedding_cache(data: PreparedDataset | str | Path, *, backbone: str = 
 def has_embeddings(data: PreparedDataset | str | Path, *, backbone: str = "birdnet") -> bool:
     """True when ``data`` has a finished embedding cache of ``backbone``."""
     root = data.root if isinstance(data, PreparedDataset) else Path(data)
-    return (embedding_dir(root, backbone) / META_FILE).is_file()
+    return (embedding_dir(root, backbone) / EMBEDDINGS_META_FILE).is_file()
 
 
 class EmbeddingDataset(Dataset):
@@ -210,8 +210,8 @@ class EmbeddingDataset(Dataset):
         backbone: str = "birdnet",
     ) -> None:
         self.data = data if isinstance(data, PreparedDataset) else PreparedDataset(data)
-        if level not in LEVELS:
-            raise ConfigError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+        if level not in EMBEDDING_LEVELS:
+            raise ConfigError(f"unknown level {level!r}; use one of {', '.join(EMBEDDING_LEVELS)}")
         if max_windows is not None and max_windows < 1:
             raise ConfigError(f"max_windows must be >= 1, got {max_windows}")
         if min_crop_windows < 1:

@@ -22,8 +22,8 @@ from birdspec.config import EncodingConfig
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError
+from birdspec.models.checkpoint_info import MODEL_INPUTS
 
-MODEL_INPUTS = ("waveform", "embedding")
 
 
 def model_dataset(

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 TRUTH_FILE = "truth.csv"
 CALLS_FILE = "calls.csv"
-META_FILE = "soundscapes.json"
+SOUNDSCAPES_META_FILE = "soundscapes.json"
 AUDIO_DIR = "audio"
 FADE_S = 0.02
 
@@ -268,7 +268,7 @@ def make_soundscapes(dataset_dir: str | Path, out_dir: str | Path, *, fold: int,
                         min_overlap_s=config.min_overlap_s)
     write_csv(out / TRUTH_FILE, truth)
     write_csv(out / CALLS_FILE, calls, float_format=None)
-    write_json(out / META_FILE, {
+    write_json(out / SOUNDSCAPES_META_FILE, {
         "dataset": str(data.root.resolve()), "fold": fold, "count": count, "config": asdict(config),
         "background_dir": str(background_dir) if background_dir else None,
         "source_recordings": sorted(sources["id"].astype(str)), "classes": list(data.classes),

@@ -44,7 +44,7 @@ from birdspec.evaluation.compare_report import (
     CONFUSION_PNG,
     CURVES_PNG,
     METRICS_PNG,
-    REPORT_HTML,
+    COMPARE_REPORT_HTML,
     display_table,
     write_html,
     write_markdown,
@@ -91,7 +91,7 @@ class CompareResult:
 
     @property
     def report(self) -> Path:
-        return self.files[REPORT_HTML]
+        return self.files[COMPARE_REPORT_HTML]
 
 
 def run_names(run_dirs: Sequence[Path]) -> list[str]:
@@ -297,6 +297,6 @@ def _write_comparison(out: Path, table: pd.DataFrame, runs: Sequence[RunInfo], *
     )
     display = display_table(table)
     files[COMPARISON_MD] = write_markdown(out / COMPARISON_MD, display, runs, split=split, checkpoint=checkpoint, title=title)
-    files[REPORT_HTML] = write_html(out / REPORT_HTML, display, runs, files, split=split, checkpoint=checkpoint,
+    files[COMPARE_REPORT_HTML] = write_html(out / COMPARE_REPORT_HTML, display, runs, files, split=split, checkpoint=checkpoint,
                                      title=title, extra_sections=extra_sections)
     return files

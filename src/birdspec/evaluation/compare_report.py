@@ -12,7 +12,7 @@ from birdspec.training.rundir import CURVES_FILE
 
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"
-REPORT_HTML = "report.html"
+COMPARE_REPORT_HTML = "report.html"
 CURVES_PNG = "compare_curves.png"
 METRICS_PNG = "compare_metrics.png"
 CONFUSION_PNG = "compare_confusion.png"
@@ -52,7 +52,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-NOTES = (
+COMPARE_NOTES = (
     "best val acc: the training run's own selection metric (sample level, from summary.json). "
     "val acc / macro F1 / cmAP: the selected checkpoint evaluated again on the run's validation recordings, "
     "at the recording level (window probabilities averaged per recording). "
@@ -78,7 +78,7 @@ def write_markdown(path: Path, display: pd.DataFrame, runs: Sequence[Any], *, sp
         "",
         markdown_table(display),
         "",
-        NOTES,
+        COMPARE_NOTES,
         "",
         *([f"Costs leave out:\n\n{cost_notes(runs)}", ""] if cost_notes(runs) else []),
         f"![Validation curves]({CURVES_PNG})",
@@ -101,7 +101,7 @@ def write_html(path: Path, display: pd.DataFrame, runs: Sequence[Any], files: Ma
     from birdspec.evaluation.report import Section, write_report
 
     sections = [
-        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{NOTES}"
+        Section("Summary", text=f"{len(runs)} runs compared on the {split} split with the {checkpoint} checkpoint.\n\n{COMPARE_NOTES}"
                 + (f"\n\nCosts leave out:\n{cost_notes(runs)}" if cost_notes(runs) else ""), table=display),
         Section("Validation curves", figures=[files[CURVES_PNG]],
                 captions=["Validation accuracy and loss per epoch (solid), training (dashed); one color per run."]),

@@ -2,7 +2,7 @@
 
 Written into ``--out`` (:func:`write_detection_report`): :data:`METRICS_CSV` (one row per species),
 :data:`SUMMARY_JSON` (the pooled figures and settings), :data:`PR_FIGURE` (precision-recall curves and F1
-over thresholds), :data:`REPORT_MD` and :data:`REPORT_HTML` (the same, readable; the HTML embeds the figure),
+over thresholds), :data:`REPORT_MD` and :data:`DETECTION_REPORT_HTML` (the same, readable; the HTML embeds the figure),
 and the annotation report (every row not read, every table or recording not matched).
 """
 
@@ -24,7 +24,7 @@ METRICS_CSV = "detection_metrics.csv"
 SUMMARY_JSON = "detection_summary.json"
 PR_FIGURE = "detection_pr.png"
 REPORT_MD = "detection_report.md"
-REPORT_HTML = "detection_report.html"
+DETECTION_REPORT_HTML = "detection_report.html"
 MAX_CURVES = 12
 """Species drawn in the figure (those with most positive windows)."""
 
@@ -124,7 +124,7 @@ def write_detection_report(result: DetectionEvaluation, out_dir: str | Path, *, 
     sections.append(Section("Tables", text=f"{problems}. Every line is in {ANNOTATION_REPORT_FILE}.",
                             html="<pre>" + _escape("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
                             + "</pre>" if shown else ""))
-    path = write_report(out / REPORT_HTML, sections, title="Detections against annotations",
+    path = write_report(out / DETECTION_REPORT_HTML, sections, title="Detections against annotations",
                         subtitle=f"{detections} vs {annotations}")
     log.info("wrote %s and %s", out / REPORT_MD, path)
     return path

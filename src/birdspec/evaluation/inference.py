@@ -43,7 +43,7 @@ from birdspec.runtime import resolve_device, use_fast_cpu_math
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("sample", "recording")
+PREDICTION_LEVELS = ("sample", "recording")
 
 
 @dataclass(frozen=True)

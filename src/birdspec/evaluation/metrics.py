@@ -63,7 +63,7 @@ METRIC_KEYS = (
 
 MAX_TOP_K = 3
 
-NOTES = (
+METRIC_NOTES = (
     "predicted = arg-max probability; macro P/R/F1 over classes in truth or predictions (zero_division=0); "
     "roc_auc_macro (one-vs-rest) and cmap (macro average precision) over the classes present in the truth "
     "(see classes_absent); top-k for k < number of classes; log_loss is sklearn's over all classes"
@@ -180,7 +180,7 @@ def classification_metrics(
     out: dict[str, Any] = {"n": int(y.size)}
     if y.size == 0:
         out.update({key: None for key in METRIC_KEYS if key != "n"})
-        out.update(top_k_accuracy={}, classes_present=[], classes_absent=names, roc_auc_classes=[], notes=NOTES)
+        out.update(top_k_accuracy={}, classes_present=[], classes_absent=names, roc_auc_classes=[], notes=METRIC_NOTES)
         return out
     pred = p.argmax(axis=1)
     with warnings.catch_warnings():
@@ -210,7 +210,7 @@ def classification_metrics(
             "%d of %d classes have no samples here (%s): ROC-AUC and cmAP are averaged over the %d present",
             len(out["classes_absent"]), k, ", ".join(out["classes_absent"][:5]), len(cols),
         )
-    out["notes"] = NOTES
+    out["notes"] = METRIC_NOTES
     return out
 
 

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 CURVE_CSV = "learning_curve.csv"
 SUMMARY_CSV = "learning_curve_summary.csv"
 CURVE_PNG = "learning_curve.png"
-SETTINGS_FILE = "settings.json"
+CURVE_SETTINGS_FILE = "settings.json"
 CELL_RESULT = "result.json"
 ALL = "all"
 
@@ -178,7 +178,7 @@ def run_learning_curve(
 
 def _claim(model_dir: Path, settings: dict[str, Any]) -> None:
     """Write the model's ``settings.json`` (its k values joined with earlier ones); refuse other settings."""
-    old = read_json(model_dir / SETTINGS_FILE)
+    old = read_json(model_dir / CURVE_SETTINGS_FILE)
     per_class = list(settings["per_class"])
     if old:
         diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items()
@@ -188,7 +188,7 @@ def _claim(model_dir: Path, settings: dict[str, Any]) -> None:
         refuse_other_settings(model_dir, "a learning curve", diffs, resume="rerun it")
         per_class = list(dict.fromkeys(list(old.get("per_class") or []) + per_class))
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_json(model_dir / SETTINGS_FILE, {**settings, "per_class": per_class})
+    write_json(model_dir / CURVE_SETTINGS_FILE, {**settings, "per_class": per_class})
 
 
 @dataclass
@@ -281,7 +281,7 @@ def write_tables(out: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Assemble ``learning_curve.csv``, the summary and the figure from every finished cell under ``out``."""
     out = Path(out)
     rows = []
-    for settings_path in sorted(out.glob(f"*/{SETTINGS_FILE}")):
+    for settings_path in sorted(out.glob(f"*/{CURVE_SETTINGS_FILE}")):
         settings = read_json(settings_path) or {}
         folds_seen: dict[tuple[str, int], list[Path]] = {}
         for res_path in sorted(settings_path.parent.glob(f"k*/draw*/fold_*/{CELL_RESULT}")):

@@ -53,7 +53,7 @@ SWEEP_CSV = "sweep.csv"
 SWEEP_PNG = "sweep.png"
 SWEEP_JSON = "sweep.json"
 TRIALS_DIR = "trials"
-FAILED_FILE = "failed.json"
+FAILED_TRIALS_FILE = "failed.json"
 SWEEP_COLUMNS = (
     "trial", "frontend", "optimizer", "lr", "status", "best_val_acc", "best_val_loss", "best_epoch", "epochs_run",
     "train_time_s", "run_dir", "error",
@@ -354,7 +354,7 @@ class _TrialRunner:
             self.skipped += 1
             log.info("trial %s: finished earlier (best val acc %.4f), skipped", trial.name, summary.get("best_val_acc", float("nan")))
             return _row(trial, run_dir, summary, status="ok")
-        failed = read_json(run_dir / FAILED_FILE)
+        failed = read_json(run_dir / FAILED_TRIALS_FILE)
         if failed is not None and not self.retry_failed:
             self.skipped += 1
             return _row(trial, run_dir, None, status="failed", error=str(failed.get("error", "")))
@@ -370,9 +370,9 @@ class _TrialRunner:
         except (TrainingError, RuntimeError, FloatingPointError) as exc:
             log.warning("trial %s failed: %s", trial.name, exc)
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / FAILED_FILE, {"error": str(exc), "type": type(exc).__name__})
+            write_json(run_dir / FAILED_TRIALS_FILE, {"error": str(exc), "type": type(exc).__name__})
             return _row(trial, run_dir, None, status="failed", error=str(exc))
-        (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        (run_dir / FAILED_TRIALS_FILE).unlink(missing_ok=True)
         summary = read_json(run_dir / SUMMARY_FILE)
         if summary is None:
             return _row(trial, run_dir, None, status="failed", error="training returned without summary.json")

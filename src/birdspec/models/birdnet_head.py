@@ -45,9 +45,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from birdspec.birdnet.backend import EMBEDDING_DIM
 from birdspec.errors import ConfigError
 
-EMBEDDING_DIM = 1024
 POOLINGS = ("meanmax", "mean", "max")
 HEAD_NAMES = ("birdnet-linear", "birdnet-mlp")
 

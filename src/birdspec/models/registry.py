@@ -130,7 +130,7 @@ def _register_birdnet_heads() -> None:
         (heads.HEAD_NAMES, heads.head_builder, heads.HEAD_DESCRIPTIONS, heads.HEAD_TRAIN_DEFAULTS, heads.LICENCE_NOTE,
          heads.head_from_config, lambda name: {}),
         (prior.PRIOR_NAMES, prior.prior_builder, prior.PRIOR_DESCRIPTIONS, prior.PRIOR_TRAIN_DEFAULTS, prior.PRIOR_NOTE,
-         prior.head_from_config,
+         prior.prior_from_config,
          lambda name: {"needs_class_info": True, "prior_only_options": prior.PRIOR_ONLY_OPTIONS,
                        "l2sp_grid": prior.L2SP_GRID if name == "birdnet-prior" else ()}),
     )

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 PARTS_DIR = "parts"
 ARCHIVE_SUMMARY_FILE = "summary.json"
-RUN_FORMAT = "birdspec-predict-run"
+ARCHIVE_RUN_FORMAT = "birdspec-predict-run"
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def open_run(out: Path, settings: Mapping[str, Any], *, overwrite: bool) -> Path
     """
     parts = out / PARTS_DIR
     stored = read_json(out / RUN_FILE)
-    wanted = {"format": RUN_FORMAT, **settings}
+    wanted = {"format": ARCHIVE_RUN_FORMAT, **settings}
     if stored is not None and stored != wanted:
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         if not overwrite:

@@ -36,7 +36,7 @@ from birdspec.runtime import restore_dynamic_mmap_threshold
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "--engine dask needs dask.distributed: pip install 'birdspec[distributed]'"
+DASK_INSTALL_HINT = "--engine dask needs dask.distributed: pip install 'birdspec[distributed]'"
 LOCAL_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False}
 """Dask settings of the LocalCluster ``--engine dask`` starts (its workers get the config at start)."""
 _PREDICTORS: dict[tuple[str, str, int], Any] = {}
@@ -87,7 +87,7 @@ def run_dask(items: Sequence[Item], parts: Path, *, checkpoint: Path, options: M
         import dask
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
-        raise DependencyError(INSTALL_HINT) from exc
+        raise DependencyError(DASK_INSTALL_HINT) from exc
     cluster = None
     if scheduler:
         try:

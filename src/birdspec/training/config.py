@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from birdspec.config import ENCODINGS, FRONTENDS, INPUT_NORMS, FrontendConfig
+from birdspec.config import ENCODINGS, FIRST_CONV_MODES, FRONTENDS, INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.runtime import DEVICES
 
@@ -21,7 +21,6 @@ OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
-FIRST_CONV_MODES = ("repeat", "average")
 THRESHOLD_SPLITS = ("val", "train")
 """Where the detection thresholds are chosen after training: the validation rows (default) or the training
 rows (in-sample; for a fixed budget whose validation rows are a test fold: ``cv --fixed-epochs``)."""
