@@ -14,9 +14,45 @@ import pandas as pd
 import soundfile as sf
 
 from birdspec.config import EncodingConfig, FrontendConfig, to_dict
-from birdspec.data.store import STORE_FILE, StoreWriter
+from birdspec.data.store import STORE_DTYPE, STORE_FILE
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class StoreWriter:
+    """Append recordings to a store file (what prepare writes, for tests that build datasets by hand);
+    returns where each one landed."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._f = open(self.path, "wb")
+        self._n = 0
+
+    def append(self, wave: np.ndarray) -> tuple[int, int]:
+        """Write ``wave`` (``(n,)`` float) and return ``(offset, n)`` in samples."""
+        if wave.dtype == STORE_DTYPE:
+            data = np.ascontiguousarray(wave)
+        else:
+            data = np.ascontiguousarray(np.clip(wave, -65504.0, 65504.0), dtype=STORE_DTYPE)
+        offset = self._n
+        self._f.write(memoryview(data).cast("B"))
+        self._n += data.size
+        return offset, data.size
+
+    @property
+    def total_samples(self) -> int:
+        return self._n
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            self._f.close()
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def shared_data_dir() -> Path | None:

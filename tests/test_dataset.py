@@ -9,7 +9,9 @@ import torch
 from birdspec.config import EncodingConfig
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
-from birdspec.data.store import StoreWriter, WaveformStore
+from helpers import StoreWriter
+
+from birdspec.data.store import WaveformStore
 from birdspec.errors import ConfigError, DataError
 from birdspec.windowing import fit_window
 

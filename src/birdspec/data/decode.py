@@ -253,8 +253,7 @@ class ChunkConcatenator:
 
     The chunks already hold the store's exact bytes (little-endian float16),
     so they are copied file to file by the kernel (``os.sendfile``) instead of
-    being read into arrays and written back: the same bytes
-    :class:`~birdspec.data.store.StoreWriter` would write, without the copies.
+    being read into arrays and written back: the store's bytes, without the copies.
     """
 
     def __init__(self, path: Path) -> None:

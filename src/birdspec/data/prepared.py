@@ -117,10 +117,6 @@ class PreparedDataset:
     def class_info(self) -> list[dict]:
         return list(self.meta.get("class_info") or [{"label": c} for c in self.classes])
 
-    @property
-    def num_folds(self) -> int | None:
-        return self.meta.get("folds")
-
     def select(
         self,
         *,

@@ -20,41 +20,6 @@ STORE_FILE = "waveforms.f16"
 STORE_DTYPE = np.dtype("<f2")
 
 
-class StoreWriter:
-    """Append recordings to a store file; returns where each one landed."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._f = open(self.path, "wb")
-        self._n = 0
-
-    def append(self, wave: np.ndarray) -> tuple[int, int]:
-        """Write ``wave`` (``(n,)`` float) and return ``(offset, n)`` in samples."""
-        if wave.dtype == STORE_DTYPE:
-            data = np.ascontiguousarray(wave)
-        else:
-            data = np.ascontiguousarray(np.clip(wave, -65504.0, 65504.0), dtype=STORE_DTYPE)
-        offset = self._n
-        self._f.write(memoryview(data).cast("B"))
-        self._n += data.size
-        return offset, data.size
-
-    @property
-    def total_samples(self) -> int:
-        return self._n
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.flush()
-            self._f.close()
-
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 class WaveformStore:
     """Read-only, memory-mapped view of a store file.
 

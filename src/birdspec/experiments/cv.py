@@ -65,7 +65,6 @@ from birdspec.training.rundir import CONFIG_FILE, SUMMARY_FILE, is_finished, is_
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("inner-val", "fixed-epochs")
 CV_JSON = "cv.json"
 CV_SETTINGS = "cv_settings.json"
 CV_PREDICTIONS = "cv_predictions.csv"

@@ -108,7 +108,6 @@ class FrontendType:
 
     name: str
     description: str
-    learnable: bool = False
 
 
 FRONTEND_TYPES: dict[str, FrontendType] = {
@@ -118,7 +117,7 @@ FRONTEND_TYPES: dict[str, FrontendType] = {
     "linear": FrontendType("linear", "log-magnitude STFT bins from 50 Hz to 14 kHz (n_fft 512: 224 bins), no mel warping"),
     "mfcc": FrontendType("mfcc", "40 MFCCs: orthonormal DCT-II of the 128-band log-mel"),
     "learnable-mel": FrontendType("learnable-mel", "log-mel whose filterbank is trained with the network (starts as "
-                                                    "the mel filters, kept non-negative)", learnable=True),
+                                                    "the mel filters, kept non-negative)"),
 }
 if tuple(FRONTEND_TYPES) != FRONTENDS:  # pragma: no cover - a programming error
     raise RuntimeError("FRONTEND_TYPES and birdspec.config.FRONTENDS must list the same types")

@@ -176,11 +176,10 @@ class Engine:
         st = run.states[item.file_id]
         if isinstance(item, Chunk):
             if st.error is None:
-                if item.kind == "w":
-                    st.starts.extend(int(s) for s in item.starts)
-                    st.ends.extend(int(e) for e in item.ends)
-                for j in range(item.waves.shape[0]):
-                    run.feat_pending.append((item.file_id, item.kind, item.first + j, item.waves[j]))
+                st.starts.extend(int(s) for s in item.starts)
+                st.ends.extend(int(e) for e in item.ends)
+                for j in range(item.waves.shape[0]):  # 'w': a grid window ('s': a channel of a short file's context)
+                    run.feat_pending.append((item.file_id, "w", item.first + j, item.waves[j]))
         elif isinstance(item, Short):
             self._receive_short(item, st, run, progress)
         elif isinstance(item, End):

@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "birdspec-runtime-v3"
 """Bump when the files of an export change meaning; older exports are then rebuilt."""
-EXPORT_FILES = ("model.onnx", "frontend.npz", "info.json")
+MODEL_FILE = "model.onnx"
+TABLES_FILE = "frontend.npz"
+INFO_FILE = "info.json"
 RUN_EXPORT_SUFFIX = ".runtime"
 """``best.pt`` -> ``best.runtime/`` beside it."""
 EXPORT_TIMEOUT_S = 900
@@ -94,7 +96,7 @@ def cache_entry(sha256: str, cache_dir: str | Path | None = None) -> Path:
 
 def _read_info(entry: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((entry / "info.json").read_text(encoding="utf-8"))
+        meta = json.loads((entry / INFO_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
@@ -137,9 +139,9 @@ class OnnxRuntime(WindowRuntime):
             raise CheckpointError(f"{entry}: no readable info.json")
         info = CheckpointInfo.from_json(meta["checkpoint"], source=str(meta["checkpoint"].get("source") or entry))
         super().__init__(info.with_activation(activation), backend="onnx", device=device)
-        tables = np.load(entry / "frontend.npz")
+        tables = np.load(entry / TABLES_FILE)
         self._logmel = NumpyFrontend(info.frontend, window=tables["window"], filterbank=tables["filterbank"], threads=threads)
-        self._session = _ort_session(entry / "model.onnx", threads=threads, device=device)
+        self._session = _ort_session(entry / MODEL_FILE, threads=threads, device=device)
         self._input = self._session.get_inputs()[0].name
         self._norm = info.input_norm
         self.entry = entry
@@ -199,11 +201,11 @@ def write_export(ckpt: Checkpoint, dest: Path, *, sha256: str | None, files_from
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         if files_from is not None:
-            for name in ("model.onnx", "frontend.npz"):
+            for name in (MODEL_FILE, TABLES_FILE):
                 shutil.copyfile(files_from / name, tmp / name)
         else:
             _export_model_files(ckpt, tmp)
-        write_json(tmp / "info.json", {
+        write_json(tmp / INFO_FILE, {
             "export_format": EXPORT_FORMAT,
             "birdspec_version": __version__,
             "checkpoint_sha256": sha256,
@@ -230,8 +232,8 @@ def _export_model_files(ckpt: Checkpoint, folder: Path) -> None:
     fe = ckpt.frontend
     w = ckpt.encoding.window_samples(fe.sample_rate_hz)
     export_backbone_onnx(model.backbone, input_shape=(ckpt.in_channels, fe.num_bins(), fe.num_frames(w)),
-                         path=folder / "model.onnx")
-    np.savez(folder / "frontend.npz", window=model.frontend.window.detach().cpu().numpy(),
+                         path=folder / MODEL_FILE)
+    np.savez(folder / TABLES_FILE, window=model.frontend.window.detach().cpu().numpy(),
              filterbank=model.frontend.full_filterbank())
 
 

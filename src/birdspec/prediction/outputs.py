@@ -352,9 +352,8 @@ class PredictionWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            empty = pd.DataFrame(columns=["row_id", "birds"]) if self.fmt == "birdclef" else pd.DataFrame(
-                {"file": pd.Series(dtype=str), "window": pd.Series(dtype="int64"), "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)}
-            )
+            empty = pd.DataFrame({"file": pd.Series(dtype=str), "window": pd.Series(dtype="int64"),
+                                  "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)})
             pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), str(self._tmp))
             self.written.append(self.out)
         if self._tmp is not None and self._tmp.exists():

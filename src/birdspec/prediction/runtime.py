@@ -43,7 +43,6 @@ class WindowRuntime:
         backend / device: what actually runs ('onnx' or 'torch'; 'cpu' or 'cuda').
     """
 
-    streaming = True
 
     def __init__(self, info: CheckpointInfo, *, backend: str, device: str) -> None:
         self.info = info
@@ -69,7 +68,6 @@ class WindowRuntime:
 class RecordingRuntime:
     """A runtime that scores the windows of a whole recording in one call (see the module doc)."""
 
-    streaming = False
 
     def __init__(self, info: CheckpointInfo, *, backend: str, device: str = "cpu") -> None:
         self.info = info

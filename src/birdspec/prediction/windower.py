@@ -25,8 +25,9 @@ from birdspec.windowing import WindowGeometry, fit_window, num_full_windows, par
 
 @dataclass
 class Chunk:
+    """Grid windows of one file: their index of the first, bounds (samples) and audio ``(n, W)``."""
+
     file_id: int
-    kind: str  # 'w': grid windows, 's': channels of a short file's single context
     first: int
     starts: np.ndarray
     ends: np.ndarray
@@ -137,7 +138,7 @@ class Windower:
             else:
                 view = np.lib.stride_tricks.sliding_window_view(self.buf, g.window_samples)
                 waves = view[rel]
-            items.append(Chunk(self.file_id, "w", int(ks[0]), starts, starts + g.window_samples, waves))
+            items.append(Chunk(self.file_id, int(ks[0]), starts, starts + g.window_samples, waves))
             self.next_k += n_ready
         drop = min(self.next_k * g.hop_samples - self.buf_off, self.buf.size)
         if drop > 0:
@@ -161,7 +162,7 @@ class Windower:
         if tail is not None:
             a = tail[0] - self.buf_off
             wave = fit_window(self.buf[a:], length=g.window_samples, fill=g.fill)[None]
-            items.append(Chunk(self.file_id, "w", self.next_k, np.asarray([tail[0]]), np.asarray([tail[1]]), wave))
+            items.append(Chunk(self.file_id, self.next_k, np.asarray([tail[0]]), np.asarray([tail[1]]), wave))
             self.next_k += 1
         items.append(End(self.file_id, self.total, warning))
         return items
