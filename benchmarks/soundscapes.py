@@ -12,19 +12,23 @@ Protocol (fixed, so the numbers compare across machines):
   files are the only backgrounds the training sees (``--background`` / ``--background-mix``), so no
   background audio is shared between training and test;
 - every fold k trains on the other four folds with the ``small-data`` recipe (mobilenetv2-seed, its fixed
-  epoch budget unless ``--epochs``; the held-out fold is only monitored, ``last.pt`` is scored);
-- scoring: every fold's soundscapes are predicted (``birdspec predict --top-k 0 --min-conf 0``); the
+  epoch budget unless ``--epochs``; the held-out fold is only monitored, ``last.pt`` is scored; its
+  detection thresholds are chosen on the training folds, in-sample, as ``cv --fixed-epochs`` does);
+- scoring, two ways: (1) **stored thresholds**: the test fold is predicted with ``birdspec predict --format
+  birdclef`` at the model's own per-class thresholds (what a user gets; BirdNET as it is at its default
+  confidence, 0.1); (2) **tuned**: every fold's soundscapes are predicted (``--top-k 0 --min-conf 0``), one
   threshold (:data:`THRESHOLDS`, 0.001 to 0.95) is the best row-wise micro F1 on the *training folds'*
-  soundscapes (``score_soundscapes``), then
-  the test fold is predicted with ``birdspec predict --format birdclef --min-conf THRESHOLD`` and scored with
-  ``birdspec score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's
-  window scores against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive);
-- variants (:data:`VARIANTS`): single-label softmax (the study's labels), multi-label with no-bird crops,
-  and multi-label with no-bird crops and background mixing; with ``pip install 'birdspec[birdnet]'`` also
-  the ``birdnet-linear`` head on BirdNET embeddings (single-label, and multi-label: no-bird crops need a
-  waveform model, so none) for 30 epochs as benchmarks/few_shot.py, and BirdNET itself as the reference
-  (``birdnet-closed``: its own classifier over the four species, scored with its own sigmoid confidence;
-  the threshold is still chosen on the training folds' soundscapes).
+  soundscapes (``score_soundscapes``), and the test fold is predicted at it. Both are scored with ``birdspec
+  score-soundscapes`` (row-wise micro F1, ``nocall`` a label); cmAP and LRAP of the test fold's window scores
+  against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive); and the same
+  checkpoint's recording accuracy on the held-out fold's recordings (the reed warbler CV's score);
+- variants (:data:`VARIANTS`, default :data:`DEFAULT_VARIANTS`): birdspec's defaults (the level-aware input,
+  no-bird samples: quiet stretches and built-in synthetic backgrounds), the same with the band input (which
+  part the input contributes), the closed-world model of before (band input, no no-bird samples), optionally
+  the defaults plus the training backgrounds; with ``pip install 'birdspec[birdnet]'`` also the
+  ``birdnet-linear`` and ``birdnet-prior`` heads with their defaults (no-bird samples from ``embed``) for 30
+  epochs as benchmarks/few_shot.py, and BirdNET itself as the reference (``birdnet-closed``: its own
+  classifier over the four species, scored with its own sigmoid confidence).
 
 For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
 with 397 candidate species; these synthetic 4-species soundscapes are a different task.
@@ -58,15 +62,20 @@ RECORDINGS = DEFAULT_DATA.parent / "recordings"
 MODEL = "mobilenetv2-seed"
 HEAD_EPOCHS = 30
 VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arguments)
-    "single": ("single-label (softmax)", MODEL, {}, ()),
-    "multi-nocall": ("multi-label + no-bird crops", MODEL,
-                     {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG"}, ()),
-    "multi-nocall-mix": ("multi-label + no-bird crops + background mixing", MODEL,
-                         {"labels": "multi", "nocall_fraction": 0.1, "background_dir": "TRAIN_BG", "background_mix_dir": "TRAIN_BG"}, ()),
-    "birdnet-linear": ("single-label (softmax)", "birdnet-linear", {}, ()),
-    "birdnet-linear-multi": ("multi-label", "birdnet-linear", {"labels": "multi"}, ()),
-    "birdnet": ("BirdNET as it is (reference; its sigmoid confidence)", "birdnet-closed", {}, ("--activation", "sigmoid")),
+    "default": ("birdspec's defaults: level input, no-bird samples", MODEL, {}, ()),
+    "default-calls": ("defaults + synthetic other calls as no-bird samples (--synthetic-calls)", MODEL,
+                      {"synthetic_calls": True}, ()),
+    "default-band": ("no-bird samples, band input (not level-aware)", MODEL, {"input_norm": "band"}, ()),
+    "closed": ("closed-world: band input, no no-bird samples (before)", MODEL, {"input_norm": "band", "nocall_fraction": 0.0}, ()),
+    "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),
+    "birdnet-linear": ("birdspec's defaults (no-bird samples)", "birdnet-linear", {}, ()),
+    "birdnet-prior": ("birdspec's defaults (no-bird samples)", "birdnet-prior", {}, ()),
+    "birdnet": ("BirdNET as it is (reference; its sigmoid confidence, default 0.1)", "birdnet-closed", {"nocall_fraction": 0.0},
+                ("--activation", "sigmoid")),
 }
+DEFAULT_VARIANTS = ("default", "default-calls", "default-band", "closed", "birdnet-linear", "birdnet-prior", "birdnet")
+BIRDNET_DEFAULT_CONF = 0.1
+"""BirdNET's own default confidence (birdnetlib's ``min_conf``): the "stored threshold" of the reference row."""
 BIRDNET_VARIANTS = tuple(name for name, v in VARIANTS.items() if v[1].startswith("birdnet"))
 RESULT = "soundscape_result.json"
 THRESHOLDS = np.round(np.r_[0.001, 0.002, 0.005, 0.01:0.05:0.01, parse_thresholds(DEFAULT_THRESHOLDS)], 3)
@@ -128,11 +137,12 @@ def train_config(variant: str, *, train_bg: Path, device: str, seed: int, epochs
 
     _, model, fields, _ = VARIANTS[variant]
     fields = {key: (str(train_bg) if v == "TRAIN_BG" else v) for key, v in fields.items()}
+    # the validation rows of a fold run are its test fold (monitored only): thresholds on the training folds
     if model.startswith("birdnet"):
         return TrainConfig(model=model, epochs=epochs or HEAD_EPOCHS, device="cpu", workers=0, seed=seed,
-                           progress_bar=False, **fields)
+                           progress_bar=False, thresholds_on="train", **fields)
     return TrainConfig.from_recipe("small-data", model=model, device=device, seed=seed, progress_bar=False,
-                                   **fields, **({"epochs": epochs} if epochs else {}))
+                                   thresholds_on="train", **fields, **({"epochs": epochs} if epochs else {}))
 
 
 def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: str, extra: tuple[str, ...] = (),
@@ -160,6 +170,11 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
              "--min-conf", f"{threshold:g}", "--device", device, *extra, "--out", str(sub))
     cli = birdspec("score-soundscapes", str(sub), str(scapes[k] / "truth.csv"))
     f1 = score_soundscapes(sub, scapes[k] / "truth.csv").f1
+    stored = run / f"submission_stored_fold{k}.csv"  # the model's own thresholds (what `predict` does by default)
+    own = ("--min-conf", f"{BIRDNET_DEFAULT_CONF:g}") if "--activation" in extra else ()
+    birdspec("predict", str(ckpt), str(scapes[k] / "audio"), "--format", "birdclef", "--top-k", "0", *own,
+             "--device", device, *extra, "--out", str(stored))
+    f1_stored = score_soundscapes(stored, scapes[k] / "truth.csv").f1
     truth = read_truth(scapes[k] / "truth.csv")
     wide = read_predictions(scores[k]).reindex(list(truth), fill_value=0.0)
     classes = [str(c) for c in wide.columns]
@@ -167,7 +182,20 @@ def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], device: s
     ml = multilabel_metrics(t, wide.to_numpy(), threshold=threshold, classes=classes)
     return {"fold": k, "row_f1": f1, "threshold": threshold, "train_folds_f1": tuned.f1, "cmap": ml["cmap"],
             "lrap": ml["lrap"], "rows": len(truth), "nocall_rows": sum(1 for b in truth.values() if b == {"nocall"}),
-            "cli": cli.strip()}
+            "row_f1_stored": f1_stored, "breakdown_stored": breakdown(stored, scapes[k]),
+            **recording_accuracy(ckpt, k, run), "cli": cli.strip()}
+
+
+def recording_accuracy(ckpt: Path, k: int, run: Path) -> dict:
+    """The checkpoint's recording-level accuracy on its held-out fold (the reed warbler CV's score)."""
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.evaluation.evaluate import evaluate_checkpoint
+    from birdspec.models.checkpoint import read_checkpoint
+
+    data = PreparedDataset(read_checkpoint(ckpt).extra["dataset"])
+    rec = evaluate_checkpoint(ckpt, data, rows=data.select(folds=[k]), out_dir=run / "eval_fold", split=f"fold {k}",
+                              plots=False).metrics["recording"]
+    return {"rec_correct": int(round(rec["accuracy"] * rec["n"])), "rec_total": int(rec["n"])}
 
 
 SNR_BINS_DB = ((-5.0, 0.0), (0.0, 5.0), (5.0, 10.0), (10.0, 20.0))
@@ -239,11 +267,22 @@ def markdown(rows: list[dict]) -> str:
             return "-"
         return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "")
 
-    lines = ["| variant | model | folds | row-wise micro F1 | threshold (train folds) | cmAP | LRAP |", "|---|---|---|---|---|---|---|"]
+    def pooled(rs: list[dict], key: str) -> str:
+        hit, total = (sum(r[key][i] for r in rs) for i in (0, 1)) if all(key in r for r in rs) else (0, 0)
+        return f"{hit}/{total}" if total else "-"
+
+    lines = ["| variant | model | folds | micro F1, stored thresholds | nocall (stored) | micro F1, threshold tuned on "
+             "train folds' soundscapes | nocall (tuned) | cmAP | held-out recordings right |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == name]
-        lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | {len(rs)} | {pm(r['row_f1'] for r in rs)} | "
-                     f"{pm(r['threshold'] for r in rs)} | {pm(r['cmap'] for r in rs)} | {pm(r['lrap'] for r in rs)} |")
+        nocall_stored = pooled([r["breakdown_stored"] for r in rs if "breakdown_stored" in r], "nocall_right")
+        nocall_tuned = pooled([r["breakdown"] for r in rs if "breakdown" in r], "nocall_right")
+        right = (f"{sum(r['rec_correct'] for r in rs)}/{sum(r['rec_total'] for r in rs)}"
+                 if all("rec_correct" in r for r in rs) else "-")
+        lines.append(f"| {VARIANTS[name][0]} | {VARIANTS[name][1]} | {len(rs)} | {pm(r.get('row_f1_stored') for r in rs)} | "
+                     f"{nocall_stored} | {pm(r['row_f1'] for r in rs)} (at {pm(r['threshold'] for r in rs)}) | {nocall_tuned} | "
+                     f"{pm(r['cmap'] for r in rs)} | {right} |")
     return "\n".join(lines)
 
 
@@ -252,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
     p.add_argument("--out", default="bench-out/soundscapes")
     p.add_argument("--folds", default="0,1,2,3,4", help="test folds to run (soundscapes are made for all five)")
-    p.add_argument("--variants", help=f"of {', '.join(VARIANTS)} (default: all; the BirdNET ones when it is installed)")
+    p.add_argument("--variants", help=f"of {', '.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)}; the BirdNET "
+                   "ones when it is installed)")
     p.add_argument("--epochs", type=int, help="override the small-data recipe's epoch budget (quick checks)")
     p.add_argument("--count", type=int, default=6, help="soundscapes per fold")
     p.add_argument("--duration-s", type=float, default=60.0)
@@ -263,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     from birdspec.birdnet.backend import birdnet_available
     from birdspec.fileio import read_json, write_json
 
-    variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
+    variants = [v for v in (args.variants or ",".join(DEFAULT_VARIANTS)).split(",") if v]
     for variant in variants:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")

@@ -205,3 +205,11 @@ def test_real_spinetail_labels_score_detections(shared_data, tmp_path):
     assert by.loc["CRER", "boxes"] == 4 and by.loc["SP", "boxes"] == 14
     assert by.loc["CRER", "event_recall"] == 1.0 and by.loc["CRER", "fp"] == 0
     assert math.isclose(by.loc["SP", "event_recall"], 3 / 14)  # the SP calls touching 10-15 s (9.97-10.35 too)
+
+
+def test_detections_of_other_recordings_only_is_a_clear_error(tmp_path, capsys):
+    ann = _annotations(tmp_path / "ann")
+    det = _birdspec_csv(tmp_path / "det.csv", recording="audio/elsewhere.wav")
+    assert main(["evaluate-detections", str(det), str(ann), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no detection names an annotated recording: the detections are of elsewhere, the annotations of r1" in err

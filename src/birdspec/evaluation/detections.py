@@ -152,6 +152,9 @@ def _recordings(ann: Any, det: Any, audio: str | Path | None, report: Annotation
         if audio is not None and key not in durations:
             report.add(names[key], None, f"not found under {audio}: its duration is taken from its tables", kind="recording")
         out.append(_Recording(key, names[key], float(d), boxes, dets))
+    if found and not set(found) & set(truth):
+        raise DataError(f"no detection names an annotated recording: the detections are of {_some(found)}, the "
+                        f"annotations of {_some(truth)}; tables match recordings by file name (without extension)")
     others = Counter(k for k in found if k not in truth)
     for key, _ in sorted(others.items()):
         report.add(found[key][0].source, None, f"{len(found[key])} detections of recording {found[key][0].recording!r}, "
@@ -159,6 +162,11 @@ def _recordings(ann: Any, det: Any, audio: str | Path | None, report: Annotation
     if not out:
         raise DataError("no annotated recording to score")
     return out
+
+
+def _some(keys: Any) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
 def _species(settings: DetectionEvalSettings, reference: pd.DataFrame, ann: dict, det: dict, notes: list[str]) -> list[str]:
@@ -191,9 +199,9 @@ def _score(recs: list[_Recording], species: list[str], ann: dict, det: dict, *, 
     for rec in recs:
         spans = window_spans(rec.duration_s, window_s=window_s, hop_s=window_s)
         a, b = spans[:, 0], spans[:, 1]
+        truth_of, det_of = _by_label(rec.truth, ann), _by_label(rec.detections, det)
         for s in species:
-            t = [x for x in rec.truth if ann.get(id(x)) == s]
-            d = [x for x in rec.detections if det.get(id(x)) == s]
+            t, d = truth_of.get(s, []), det_of.get(s, [])
             ts, te = np.array([x.start_s for x in t]), np.array([x.end_s for x in t])
             ds, de = np.array([x.start_s for x in d]), np.array([x.end_s for x in d])
             conf = np.array([1.0 if x.confidence is None else x.confidence for x in d])
@@ -210,6 +218,13 @@ def _score(recs: list[_Recording], species: list[str], ann: dict, det: dict, *, 
             out[s]["boxes_hit"] += int(touch[kept].any(axis=0).sum()) if len(t) else 0
             out[s]["detections"] += int(kept.sum())
             out[s]["false"] += int((~touch.any(axis=1) & kept).sum()) if len(d) else 0
+    return out
+
+
+def _by_label(boxes: list[Box], labels: dict) -> dict[str, list[Box]]:
+    out: dict[str, list[Box]] = {}
+    for x in boxes:
+        out.setdefault(labels.get(id(x)), []).append(x)
     return out
 
 

@@ -1,0 +1,208 @@
+"""No-bird benchmark: false detections per hour of audio without the target species, at each model's own thresholds.
+
+    python benchmarks/no_bird.py [BIRDCLEF_DIR] [--runs bench-out/soundscapes] [--out bench-out/no_bird]
+        [--variants default,default-band,closed,birdnet-linear,birdnet-prior,birdnet] [--minutes 5]
+
+The models are the fold runs of ``benchmarks/soundscapes.py`` (run it first; same ``--runs`` folder): for
+each variant, fold k's model was trained on the other four folds of the reed warblers and never heard fold
+k. Each model scores, with ``birdspec predict``'s defaults (its stored per-class thresholds, at most 3
+classes per window; BirdNET as it is at its default confidence 0.1 and at 0.25):
+
+- **synthetic** (:mod:`birdspec.data.backgrounds`, seed :data:`SEED`, never a training or validation draw):
+  digital silence and dithered silence, and white, pink, brown noise, wind rumble, rain and mains hum at
+  -80, -60, -40 and -20 dBFS, ``--minutes`` each (the kinds the models' no-bird samples come from, at other
+  seeds: the in-distribution part);
+- **toad and forest**: the shared toad chorus (whole) and the stretches of the neotropical forest
+  recording that its Audacity labels leave free of the labelled spinetail and CRER calls (:func:`forest_gaps`);
+- **held-out quiet parts**: the quiet stretches (the no-bird rule of training,
+  :func:`birdspec.data.nocall.quiet_stretches`) of fold k's own recordings, joined with 10 ms fades.
+
+These three make the no-bird corpus of the goal (false detections per hour at the stored threshold). Also
+reported, apart and not in that total: **other birds**, the shared recordings full of other songbirds (two
+North American field recordings, a xeno-canto soundscape): what a model that knows four species makes of
+species it never heard.
+
+Every written (window, class) is a false detection. Reported per source group: detections per hour (mean ±
+std over the folds' models) and the windows with any detection. Writes OUT/no_bird.json and OUT/no_bird.md;
+no timing (the load does not enter the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from accuracy import DEFAULT_DATA, start_run  # noqa: E402
+from soundscapes import RECORDINGS, VARIANTS  # noqa: E402
+
+SEED = 20261206
+LEVELS_DBFS = (-80, -60, -40, -20)
+NOISE_KINDS = ("white", "pink", "brown", "wind", "rain", "hum")
+DEFAULT_VARIANTS = ("default", "default-calls", "default-band", "closed", "birdnet-linear", "birdnet-prior", "birdnet")
+BIRDNET_CONFS = (0.1, 0.25)
+SR = 32000
+FADE_S = 0.01
+
+
+def synthetic_corpus(minutes: float) -> list[tuple[str, np.ndarray]]:
+    """``(name, audio)`` of every synthetic source (see the module doc)."""
+    from birdspec.data.backgrounds import synth_background
+
+    rng = np.random.default_rng(SEED)
+    n = int(round(minutes * 60 * SR))
+    out = [("digital silence", np.zeros(n, np.float32)),
+           ("dithered silence", synth_background("silence", num_samples=n, level_dbfs=-90, rng=rng))]
+    for kind in NOISE_KINDS:
+        for level in LEVELS_DBFS:
+            out.append((f"{kind} {level} dBFS", synth_background(kind, num_samples=n, level_dbfs=level, rng=rng)))
+    return out
+
+
+TOAD = "osm-great_plains_toad.flac"
+FOREST = "maad-spinetail.flac"
+OTHER_BIRDS = ("osm-1min.flac", "osm-birds_10s.wav", "XC563936-soundscape.mp3")
+MIN_GAP_S = 1.0
+GROUPS = ("synthetic", "toad and forest", "held-out quiet parts")
+"""The no-bird corpus of the goal; "other birds" is reported apart."""
+
+
+def joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Audio pieces joined with :data:`FADE_S` fades in and out (no click where they meet)."""
+    fade = int(FADE_S * SR)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out = []
+    for part in parts:
+        part = np.asarray(part, dtype=np.float32).copy()
+        if part.size > 2 * fade:
+            part[:fade] *= ramp
+            part[-fade:] *= ramp[::-1]
+            out.append(part)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def forest_gaps() -> np.ndarray:
+    """The forest recording where its Audacity labels hold no call (gaps of at least :data:`MIN_GAP_S`), joined."""
+    from birdspec.audio import load
+
+    wave = load(RECORDINGS / FOREST, sample_rate_hz=SR)
+    labels = [line.split("\t") for line in (RECORDINGS / FOREST).with_suffix(".txt").read_text().splitlines()
+              if line.strip() and not line.startswith("\\")]
+    calls = sorted((float(a), float(b)) for a, b, *_ in labels)
+    gaps, t = [], 0.0
+    for a, b in calls + [(wave.size / SR, wave.size / SR)]:
+        if a - t >= MIN_GAP_S:
+            gaps.append(wave[int(t * SR) : int(a * SR)])
+        t = max(t, b)
+    return joined(gaps)
+
+
+def quiet_parts(data, fold: int) -> np.ndarray:
+    """The quiet stretches of fold ``fold``'s recordings, joined with short fades (32 kHz)."""
+    from birdspec.data.nocall import quiet_stretches
+
+    m, parts = data.manifest, []
+    for row in data.select(folds=[fold]):
+        wave = np.asarray(data.store.read(int(m["offset"].iloc[row]), int(m["num_samples"].iloc[row])), dtype=np.float32)
+        parts += [wave[a:b] for a, b in quiet_stretches(wave, SR)]
+    return joined(parts)
+
+
+def count(predictor, sources: list[tuple[str, str, object]]) -> list[dict]:
+    """Detections of ``predictor`` on ``(group, name, audio array or path)`` sources."""
+    import soundfile as sf
+
+    rows = []
+    for group, name, audio in sources:
+        if isinstance(audio, Path):
+            table, seconds = predictor.predict_file(audio), float(sf.info(str(audio)).duration)
+        else:
+            if not len(audio):
+                continue
+            table, seconds = predictor.predict_array(audio, SR, name=name), len(audio) / SR
+        top = table.sort_values("confidence", ascending=False).head(3)
+        rows.append({"group": group, "source": name, "seconds": seconds, "detections": int(len(table)),
+                     "windows": int(table["window"].nunique()) if len(table) else 0,
+                     "top": [f"{r.label} {r.confidence:.2f}" for r in top.itertuples()]})
+    return rows
+
+
+def per_hour(rows: list[dict], group: str | None = None) -> float:
+    rs = [r for r in rows if group is None or r["group"] == group]
+    hours = sum(r["seconds"] for r in rs) / 3600
+    return sum(r["detections"] for r in rs) / hours if hours else float("nan")
+
+
+def markdown(results: list[dict]) -> str:
+    def pm(values: list[float]) -> str:
+        v = np.asarray(values, dtype=float)
+        return f"{v.mean():.2f}" + (f" ± {v.std(ddof=1):.2f}" if v.size > 1 else "")
+
+    lines = ["| model | threshold | folds | no-bird hours per fold | **false detections per hour** | "
+             + " | ".join(GROUPS) + " | other birds (apart) |", "|---|---|---|---|---|" + "---|" * (len(GROUPS) + 1)]
+    for key in dict.fromkeys((r["variant"], r["threshold"]) for r in results):
+        rs = [r for r in results if (r["variant"], r["threshold"]) == key]
+        corpus = [[x for x in r["rows"] if x["group"] in GROUPS] for r in rs]
+        hours = np.mean([sum(x["seconds"] for x in c) / 3600 for c in corpus])
+        cells = [pm([per_hour(r["rows"], g) for r in rs]) for g in (*GROUPS, "other birds")]
+        desc, model = VARIANTS[key[0]][0], VARIANTS[key[0]][1]
+        lines.append(f"| {model}: {desc} | {key[1]} | {len(rs)} | {hours:.2f} | **{pm([per_hour(c) for c in corpus])}** | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
+    p.add_argument("--runs", default="bench-out/soundscapes", help="the out folder of benchmarks/soundscapes.py")
+    p.add_argument("--out", default="bench-out/no_bird")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    p.add_argument("--folds", default="0,1,2,3,4")
+    p.add_argument("--minutes", type=float, default=5.0, help="minutes of each synthetic source (default 5: 2.2 h)")
+    args = p.parse_args(argv)
+    root, out, _device, machine = start_run(args.data, args.out, "cpu")
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.fileio import read_json, write_json
+    from birdspec.prediction.predictor import Predictor
+
+    runs = Path(args.runs)
+    synthetic = synthetic_corpus(args.minutes)
+    fixed = ([("synthetic", n, a) for n, a in synthetic] + [("toad and forest", TOAD, RECORDINGS / TOAD),
+             ("toad and forest", f"{FOREST} (unlabelled stretches)", forest_gaps())]
+             + [("other birds", name, RECORDINGS / name) for name in OTHER_BIRDS])
+    results = []
+    for variant in [v for v in args.variants.split(",") if v]:
+        if variant not in VARIANTS:
+            raise SystemExit(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
+        for k in [int(f) for f in args.folds.split(",") if f]:
+            ckpt = runs / "runs" / variant / f"fold_{k}" / "checkpoints" / "last.pt"
+            if not ckpt.is_file():
+                print(f"{variant} fold {k}: no {ckpt} (run benchmarks/soundscapes.py --variants {variant} first); skipped")
+                continue
+            data = PreparedDataset(read_json(ckpt.parent.parent / "config.json")["dataset"]["path"])
+            sources = fixed + [("held-out quiet parts", f"fold {k}", quiet_parts(data, k))]
+            reference = "--activation" in VARIANTS[variant][3]
+            for conf in (BIRDNET_CONFS if reference else (None,)):
+                cache = out / f"{variant}_fold{k}_{conf or 'stored'}.json"
+                done = read_json(cache)
+                if done is None:
+                    with Predictor(ckpt, min_conf=conf, activation="sigmoid" if reference else "auto") as predictor:
+                        done = {"variant": variant, "fold": k, "threshold": f"{conf:g}" if conf else "stored",
+                                "rows": count(predictor, sources)}
+                    write_json(cache, done)
+                results.append(done)
+                corpus = [x for x in done["rows"] if x["group"] in GROUPS]
+                print(f"{variant} fold {k} ({done['threshold']}): {per_hour(corpus):.2f} false detections per hour "
+                      f"(other birds: {per_hour(done['rows'], 'other birds'):.1f})", flush=True)
+            write_json(out / "no_bird.json", {"machine": machine, "results": results})
+            (out / "no_bird.md").write_text(f"Machine: {machine}\n\n{markdown(results)}\n")
+    print()
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

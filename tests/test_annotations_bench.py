@@ -1,0 +1,65 @@
+"""benchmarks/annotations.py: calls.csv become Raven tables that read back as the calls, the table and the verdict."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_annotations", REPO / "benchmarks" / "annotations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_calls_become_raven_tables_that_read_back(bench, tmp_path, monkeypatch):
+    from birdspec.data.annotations import read_tables
+
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "dataset.json").write_text(json.dumps({"class_info": [
+        {"label": "sedwar1", "scientific_name": "Acrocephalus schoenobaenus", "common_name": "Sedge Warbler"}]}))
+    scape = tmp_path / "scapes" / "fold2"
+    (scape / "audio").mkdir(parents=True)
+    for stem in ("fold2-000", "fold2-001"):
+        (scape / "audio" / f"{stem}.flac").write_bytes(b"")
+    pd.DataFrame({"audio_id": ["fold2-000", "fold2-000"], "label": ["sedwar1", "sedwar1"], "start_s": [1.25, 30.5],
+                  "end_s": [4.0, 33.125]}).to_csv(scape / "calls.csv", index=False)
+    import birdspec.data.prepared as prepared
+
+    class Fake:
+        def __init__(self, root):
+            self.meta = json.loads((Path(root) / "dataset.json").read_text())
+
+    monkeypatch.setattr(prepared, "PreparedDataset", Fake)  # only its class_info is read
+    dirs = bench.write_tables(ds, {2: scape}, tmp_path / "out")
+    found = read_tables([dirs[2]])
+    assert sorted((b.recording, b.start_s, b.end_s, b.label, b.names) for b in found.boxes) == [
+        ("fold2-000", 1.25, 4.0, "sedwar1", ("Sedge Warbler", "Acrocephalus schoenobaenus")),
+        ("fold2-000", 30.5, 33.125, "sedwar1", ("Sedge Warbler", "Acrocephalus schoenobaenus"))]
+    assert found.empty == ["fold2-001"]  # a soundscape without calls: annotated, nothing in it
+
+
+def _row(variant: str, fold: int, f1: float, row: float) -> dict:
+    stored = {"micro_f1": f1, "micro_precision": f1, "micro_recall": f1, "event_recall": f1, "false_per_hour": 10.0}
+    return {"variant": variant, "fold": fold, "stored": stored, "all_scores": {"mean_ap": f1}, "row_f1_stored": row,
+            "row_f1_tuned": row}
+
+
+def test_table_and_verdict(bench):
+    rows = [_row("focal", k, 0.4 + 0.01 * k, 0.5) for k in range(3)] + \
+           [_row("annotated", k, 0.6 + 0.02 * k, 0.5 + 0.001 * k) for k in range(3)]
+    text = bench.markdown(rows)
+    assert "| focal recordings only | 3 | 0.410 ± 0.010 |" in text
+    verdict = bench.verdict(rows).splitlines()
+    assert "window F1 at the stored thresholds by +0.210" in verdict[0] and "more than the fold spread" in verdict[0]
+    assert "not more than the fold spread" in verdict[1]
+    assert "one fold" in bench.verdict(rows[:1] + rows[3:4])
