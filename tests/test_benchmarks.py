@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _benchmark(name: str):
-    """benchmarks/NAME.py, imported as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/NAME.py as the module ``benchmarks.NAME`` (the repository root importable, as under ``python -m``)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +72,13 @@ def test_tables(accuracy):
 
 
 @pytest.mark.realdata
-def test_reference_folds_are_what_prepare_assigns(accuracy, reed_warblers, tmp_path):
+def test_reference_folds_are_what_prepare_assigns(reed_warblers, tmp_path):
     import pandas as pd
 
-    folds = accuracy.reference_folds(reed_warblers)
+    common = _benchmark("common")
+    folds = common.reference_folds(reed_warblers)
     assert len(folds) == 98 and sorted(pd.Series(folds).value_counts()) == [19, 19, 20, 20, 20]
-    ds = accuracy.prepare_encoding(reed_warblers, tmp_path, "window")  # exits when prepare's folds differ
+    ds = common.prepare_encoding(reed_warblers, tmp_path, "window")  # exits when prepare's folds differ
     assert (ds / "manifest.csv").is_file()
 
 
@@ -100,7 +101,7 @@ def test_frontend_rows_are_the_recipe_with_default_frontends(frontends, accuracy
         assert cfg == TrainConfig.from_recipe("small-data", model="mobilenetv2-seed", encoding="window", frontend=kind,
                                               device="cpu", progress_bar=False)
     assert frontends.train_config("pcen", epochs=3, seed=1).epochs == 3
-    assert frontends.prepare_encoding.__module__ == "accuracy" and frontends.fixed_epochs("small-data")  # reused
+    assert frontends.prepare_encoding.__module__ == "benchmarks.common" and frontends.fixed_epochs("small-data")  # reused
     shapes = {k: frontends.input_shape(frontends.train_config(k), FrontendConfig(), 160_000) for k in FRONTENDS}
     assert shapes == {"logmel": (128, 321), "pcen": (128, 321), "linear": (224, 321), "mfcc": (40, 321),
                       "learnable-mel": (128, 321)}
@@ -186,3 +187,4 @@ def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
     calls.to_csv(tmp_path / "calls.csv", index=False)
     with pytest.raises(SystemExit, match="disagree"):
         soundscapes.breakdown(sub, tmp_path)
+
