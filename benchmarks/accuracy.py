@@ -38,17 +38,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.model_selection import StratifiedKFold
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "xc-reed-warblers"
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
 ABLATIONS = {
     "small-data-no-band": ({"input_norm": "instance"}, "- the level-aware input (per-window standardisation, the study's)"),
@@ -85,35 +81,6 @@ def recipe_settings(recipe: str, model: str, encoding: str) -> dict:
 def fixed_epochs(recipe: str) -> bool:
     """The CV protocol: ``study`` selects its epoch on inner validation; the recipe trains a fixed budget."""
     return recipe != "study" and recipe != "small-data-inner-val"
-
-
-def reference_folds(root: Path, *, n_splits: int = 5, seed: int = 0) -> dict[str, int]:
-    """filename -> fold, exactly the benchmark protocol, from train_metadata.csv alone."""
-    meta = pd.read_csv(root / "train_metadata.csv").sort_values("filename", kind="mergesort").reset_index(drop=True)
-    folds: dict[str, int] = {}
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(skf.split(np.zeros(len(meta)), meta["primary_label"])):
-        folds.update({str(f): k for f in meta["filename"].iloc[test]})
-    return folds
-
-
-def encoding_dir(out: Path, encoding: str) -> Path:
-    """Where :func:`prepare_encoding` puts the prepared dataset of ``encoding``."""
-    return out / f"data-{encoding}"
-
-
-def prepare_encoding(root: Path, out: Path, encoding: str) -> Path:
-    from birdspec.config import EncodingConfig
-    from birdspec.data.prepare import prepare
-
-    enc = EncodingConfig(name=encoding, short_policy="tile")
-    ds = prepare(root, encoding_dir(out, encoding), encoding=enc, folds=5, seed=0, progress=False)
-    manifest = pd.read_csv(ds / "manifest.csv", dtype={"filename": str})
-    ref = reference_folds(root)
-    got = dict(zip(manifest["filename"], manifest["fold"]))
-    if any(ref[f] != got[f] for f in got) or len(got) != len(ref):
-        raise SystemExit(f"fold assignment of {ds} differs from the protocol (or files were skipped)")
-    return ds
 
 
 def cv_row(name: str, model: str, encoding: str, recipe: str, summary: dict, seconds: float) -> dict:
@@ -175,8 +142,7 @@ def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
     if not birdnet_available():
         print("BirdNET: skipped (pip install 'birdspec[birdnet]' to compare with it)")
         return []
-    sys.path.insert(0, str(Path(__file__).parent))
-    from birdnet_baseline import birdnet_closed_set
+    from benchmarks.birdnet_baseline import birdnet_closed_set
 
     embed_dataset(ds, progress=False)
     data = PreparedDataset(ds)
@@ -232,23 +198,6 @@ def ablation_markdown(rows: list[dict]) -> str:
             lines.append(f"| {m} | {ABLATIONS[r['recipe']][1]} | {r['accuracy_mean']:.3f} | {r['macro_f1_mean']:.3f} | "
                          f"{r['correct']}/{r['total']} | {diff} |")
     return "\n".join(lines)
-
-
-def start_run(data: str, out_dir: str, device: str) -> tuple[Path, Path, str, str]:
-    """Logging, the data check and the device of a benchmark run: ``(root, out, device, machine)``."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    root, out = Path(data), Path(out_dir)
-    if not (root / "train_metadata.csv").is_file():
-        raise SystemExit(f"{root}: no train_metadata.csv (give a BirdCLEF-2021-format folder)")
-    out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    machine = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    return root, out, device, machine
 
 
 def main(argv: list[str] | None = None) -> int:

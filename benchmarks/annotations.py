@@ -46,9 +46,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
-from soundscapes import MODEL, THRESHOLDS, birdspec, make_all_soundscapes, split_backgrounds  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
+from benchmarks.soundscapes import MODEL, THRESHOLDS, birdspec, make_all_soundscapes, split_backgrounds  # noqa: E402
 
 VARIANTS = {  # name: (description, model)
     "focal": ("focal recordings only", MODEL),

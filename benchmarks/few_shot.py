@@ -40,14 +40,15 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import DEFAULT_DATA, encoding_dir, prepare_encoding, start_run  # noqa: E402
-from keep import RESULTS_DIR  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks import keep  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, encoding_dir, prepare_encoding, start_run  # noqa: E402
 
 MODELS = ("birdnet-closed", "birdnet-prior", "birdnet-linear", "mobilenetv2-seed")
 HEAD_EPOCHS = 30
 ENCODING = "window"
-KEPT = RESULTS_DIR / "few_shot"
+KEPT = keep.RESULTS_DIR / "few_shot"
 KEPT_DATASET = "OUT"  # a kept settings.json names the dataset relative to OUT (absolute paths differ per checkout)
 
 
@@ -69,7 +70,6 @@ def curves_dir(out: Path, model: str) -> Path:
 
 def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
     """Keep one finished cell's result, its test predictions and its model's settings (see ``keep.py``)."""
-    import keep
     from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
     from birdspec.experiments.learning_curve import CELL_RESULT, CURVE_SETTINGS_FILE
 
@@ -82,7 +82,6 @@ def keep_cell(out: Path, kept: Path, model_dir: Path, cell: Path) -> int:
 
 def restore_cells(kept: Path, out: Path) -> int:
     """Copy kept cells the work folder lacks back into it; a restored settings.json names this OUT's dataset."""
-    import keep
     from birdspec.experiments.learning_curve import CURVE_SETTINGS_FILE
 
     def edit(path: Path, data: bytes) -> bytes:

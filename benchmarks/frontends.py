@@ -37,8 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the accuracy benchmark's protocol, imported
-from accuracy import DEFAULT_DATA, cv_row, fixed_epochs, prepare_encoding, start_run
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.accuracy import cv_row, fixed_epochs  # noqa: E402  (the accuracy benchmark's protocol)
+from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
 MODEL = "mobilenetv2-seed"
 ENCODING = "window"

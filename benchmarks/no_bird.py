@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import DEFAULT_DATA, start_run  # noqa: E402
-from soundscapes import RECORDINGS, VARIANTS  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, start_run  # noqa: E402
+from benchmarks.soundscapes import RECORDINGS, VARIANTS  # noqa: E402
 
 SEED = 20261206
 LEVELS_DBFS = (-80, -60, -40, -20)

@@ -25,14 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_speed import TreePeak, make_checkpoint, tree_processes, write_long_recording  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import TreeMemory, describe_machine  # noqa: E402
+from benchmarks.predict_speed import make_checkpoint, write_long_recording  # noqa: E402
 
 BASE_MINUTES = (1, 2, 5, 10, 20, 30, 45, 60)
 MODES = {
@@ -65,39 +66,21 @@ def build_archive(root: Path, hours: float) -> tuple[Path, int, float]:
     return archive, n, total_min / 60
 
 
-class ProcessPeaks(TreePeak):
-    """Peak RSS (MB) of every process of a tree (``peaks``: pid -> MB), sampled every 100 ms."""
-
-    def __init__(self, root: int) -> None:
-        super().__init__(root)
-        self.peaks: dict[int, float] = {}
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            for p in tree_processes(self.pid):
-                try:
-                    self.peaks[p.pid] = max(self.peaks.get(p.pid, 0.0), p.memory_info().rss / 2**20)
-                except psutil.Error:
-                    pass
-            self._stop.wait(0.1)
-
-
 def run_mode(name: str, ckpt: Path, archive: Path, out: Path, hours: float) -> dict:
     cmd = [str(Path(sys.executable).with_name("birdspec")), "predict", str(ckpt), str(archive.resolve()),
            "--out", str(out.resolve()) + "/", "--no-progress", *MODES[name]]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    with ProcessPeaks(proc.pid) as peaks:
+    with TreeMemory(proc.pid, interval_s=0.1) as memory:  # every process's own peak RSS, sampled every 100 ms
         text, _ = proc.communicate()
     wall = time.perf_counter() - t0
+    peaks = {pid: kb / 1024 for pid, kb in memory.per_pid_kb.items()}
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{text.decode(errors='replace')[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
-    workers = [mb for pid, mb in peaks.peaks.items() if pid != proc.pid]
+    workers = [mb for pid, mb in peaks.items() if pid != proc.pid]
     return {"mode": name, "wall_s": round(wall, 2), "audio_h": hours, "h_per_wall_h": round(hours * 3600 / wall, 1),
-            "x_real_time": round(hours * 3600 / wall), "main_peak_mb": round(peaks.peaks.get(proc.pid, 0.0)),
+            "x_real_time": round(hours * 3600 / wall), "main_peak_mb": round(peaks.get(proc.pid, 0.0)),
             "worker_peak_mb": round(max(workers)) if workers else None, "workers": summary["workers"],
             "threads": summary["threads_per_worker"], "recordings": summary["recordings"]}
 
@@ -136,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     merged = {r["mode"]: (root / f"run-{r['mode']}" / "predictions.csv").read_bytes() for r in rows}
     identical = len(set(merged.values())) == 1
     best_single = max((r for r in rows if r["mode"] == "jobs1"), key=lambda r: r["h_per_wall_h"], default=None)
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "files": n_files,
+    result = {"machine": describe_machine(), "files": n_files,
               "audio_h": round(hours, 2), "rows": rows, "outputs_identical": identical}
     if "dask" in merged:
         start = cluster_start_s()

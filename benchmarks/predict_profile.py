@@ -19,9 +19,9 @@ on a shared machine it is much steadier than wall time) and **wall**. The stage 
 number of cores is the best wall time an engine could reach on them.
 
 Then the whole command, ``birdspec predict CKPT FILE --out x.csv`` in a subprocess from process start
-to exit (``--no-command`` skips it): wall time, user + system CPU, peak RSS from ``wait4`` (the largest
-single process of the tree, like ``/usr/bin/time -v``'s "Maximum resident set size": children are not
-summed) and the sampled peak of the summed RSS of the process tree (every 20 ms). A 10 s file gives the
+to exit (``--no-command`` skips it; :func:`benchmarks.common.run_command`): wall time, user + system CPU,
+peak RSS from ``wait4`` (the largest single process of the tree, ``/usr/bin/time``'s "Maximum resident set
+size": children are not summed) and the sampled peak of the summed RSS of the process tree (every 20 ms). A 10 s file gives the
 fixed cost (interpreter start, imports, model loading, output). The command runs twice with the same
 cache folder (``$BIRDSPEC_CACHE_DIR``, a fresh one unless ``--cache-dir``): the first run may export
 the checkpoint to ONNX; the second is the warm run.
@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_speed import TreePeak  # noqa: E402  (one copy of the process-tree memory sampler)
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks import common  # noqa: E402
 
 WINDOW_S = 5.0
 BATCH = 8
@@ -67,24 +67,16 @@ def _best(fn, repeats: int) -> tuple[float, float, object]:
 
 
 def run_command(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; wall, CPU, ``wait4`` peak RSS and the sampled peak RSS summed over its process tree."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    with TreePeak(proc.pid) as peak:
-        out_chunks = []
-        assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read(65536), b""):
-            out_chunks.append(chunk)
-        _pid, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    text = b"".join(out_chunks).decode(errors="replace")
+    """Run ``cmd``; wall, CPU, ``wait4`` peak RSS and the sampled peak RSS summed over its process tree
+    (:func:`benchmarks.common.run_command`)."""
+    res = common.run_command(cmd, env)
+    text = res["output"]
     return {
-        "rc": proc.returncode,
-        "wall_s": wall,
-        "cpu_s": ru.ru_utime + ru.ru_stime,
-        "peak_mb_wait4": ru.ru_maxrss / 1024,
-        "peak_mb_tree_sampled": peak.kb / 1024,
+        "rc": res["rc"],
+        "wall_s": res["wall_s"],
+        "cpu_s": res.get("cpu_s", float("nan")),
+        "peak_mb_wait4": res.get("peak_mb_wait4", float("nan")),
+        "peak_mb_tree_sampled": res["peak_mb_tree"],
         "tail": text.strip().splitlines()[-1:] if text.strip() else [],
     }
 
@@ -259,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
 
-    result: dict = {"machine": _machine()}
+    result: dict = {"machine": common.describe_machine()}
     tmp = tempfile.TemporaryDirectory(prefix="birdspec-profile-")
     cache = args.cache_dir or Path(tmp.name) / "cache"
     env = dict(os.environ, BIRDSPEC_CACHE_DIR=str(cache))
@@ -301,18 +293,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=1, default=float))
     tmp.cleanup()
     return 0
-
-
-def _machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores usable, Python {sys.version.split()[0]}"
 
 
 if __name__ == "__main__":

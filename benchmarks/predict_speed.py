@@ -75,6 +75,10 @@ from pathlib import Path
 
 import numpy as np
 
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, own_peak_mb, run_command  # noqa: E402
+
 CASES_DEFAULT = [
     ("mobilenetv2-seed", "window"),
     ("mobilenetv2-seed", "stack10"),
@@ -188,26 +192,8 @@ def run_case(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - t1
         result = {"load_s": load_s, "wall_s": wall, "audio_s": duration, "windows": n, "backend": p.backend, "device": p.device}
     result["torch_imported"] = "torch" in sys.modules
-    result["peak_mb"] = _vm_hwm_mb()
+    result["peak_mb"] = own_peak_mb()
     print("RESULT " + json.dumps(result), flush=True)
-
-
-def _vm_hwm_mb() -> float:
-    """Peak resident memory of this process since its exec (``VmHWM``).
-
-    Not ``ru_maxrss``: Linux carries the parent's RSS at fork time into the
-    child's ``ru_maxrss`` across ``exec``, so a parent that imported PyTorch
-    would inflate every child's figure.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _naive(args: argparse.Namespace) -> dict:
@@ -240,7 +226,7 @@ def _naive(args: argparse.Namespace) -> dict:
 
 
 def spawn(case_args: list[str], env: dict) -> dict:
-    """Run one case in a subprocess (it reports its own peak memory, see :func:`_vm_hwm_mb`)."""
+    """Run one case in a subprocess (it reports its own peak memory, :func:`benchmarks.common.own_peak_mb`)."""
     cmd = [sys.executable, __file__, "--case", *case_args]
     proc = subprocess.run(cmd, capture_output=True, env=env, text=True)
     out, err = proc.stdout, proc.stderr
@@ -302,86 +288,14 @@ def train_window_checkpoint(workdir: Path, data: Path, env: dict) -> Path:
 
 
 def time_command(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd`` from process start to exit: wall, CPU, peak RSS (``/usr/bin/time`` and the sampled process tree)."""
-    tmp = tempfile.NamedTemporaryFile(prefix="birdspec-time-", suffix=".txt", delete=False)
-    tmp.close()
-    gnu_time = Path("/usr/bin/time")
-    full = [str(gnu_time), "-o", tmp.name, "-f", "%M %U %S"] + cmd if gnu_time.exists() else cmd
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    with TreePeak(proc.pid) as peak:
-        out, _ = proc.communicate()
-        wall = time.perf_counter() - t0
-    res = {"rc": proc.returncode, "wall_s": wall, "peak_mb_tree": peak.kb / 1024}
-    fields = Path(tmp.name).read_text().split() if gnu_time.exists() else []
-    os.unlink(tmp.name)
-    if len(fields) >= 3 and fields[-3].isdigit():
-        res.update(peak_mb_wait4=int(fields[-3]) / 1024, cpu_s=float(fields[-2]) + float(fields[-1]))
+    """Run ``cmd`` from process start to exit: wall, CPU, peak RSS (``/usr/bin/time`` and the sampled process tree;
+    :func:`benchmarks.common.run_command`)."""
+    res = run_command(cmd, env)
+    out = res.pop("output")
     res["peak_mb"] = max(res["peak_mb_tree"], res.get("peak_mb_wait4", 0.0))
-    if proc.returncode != 0:
-        res["error"] = (out.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+    if res["rc"] != 0:
+        res["error"] = (out.strip().splitlines() or ["?"])[-1]
     return res
-
-
-class TreePeak:
-    """The peak of the RSS summed over a process tree, sampled every 20 ms on a thread while in the block."""
-
-    def __init__(self, pid: int) -> None:
-        import threading
-
-        self.pid, self.kb = pid, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.kb = max(self.kb, _tree_rss_kb(self.pid))
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> "TreePeak":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def tree_processes(root: int) -> list:
-    """``psutil.Process`` of ``root`` and all its descendants (empty once it has exited)."""
-    import psutil
-
-    try:
-        return [psutil.Process(root)] + psutil.Process(root).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _tree_rss_kb(root: int) -> int:
-    """Summed VmRSS (kB) of ``root`` and all its descendants (0 once it has exited)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            text = (d / "status").read_text()
-        except OSError:
-            continue
-        ppid = kb = 0
-        for line in text.splitlines():
-            if line.startswith("PPid:"):
-                ppid = int(line.split()[1])
-            elif line.startswith("VmRSS:"):
-                kb = int(line.split()[1])
-        children.setdefault(ppid, []).append(int(d.name))
-        rss[int(d.name)] = kb
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total
 
 
 def fresh_install_case(args: argparse.Namespace) -> int:
@@ -444,19 +358,13 @@ def fresh_install_case(args: argparse.Namespace) -> int:
 def _birdnet_child(audio_path: Path, env: dict, *, python: str | None = None) -> dict:
     """:func:`birdnet_case` in its own process (this driver stays small); adds that process's peak RSS."""
     cmd = [python or sys.executable, __file__, "--birdnet-case", "--audio", str(audio_path)]
-    gnu_time = Path("/usr/bin/time")
-    tmp = tempfile.NamedTemporaryFile(prefix="birdspec-time-", suffix=".txt", delete=False)
-    tmp.close()
-    full = [str(gnu_time), "-o", tmp.name, "-f", "%M"] + cmd if gnu_time.exists() else cmd
-    proc = subprocess.run(full, env=env, capture_output=True, text=True)
-    fields = Path(tmp.name).read_text().split()
-    os.unlink(tmp.name)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    run = run_command(cmd, env, merge_output=False, interval_s=None)  # the wait4 peak only, as always
+    line = next((l for l in run["output"].splitlines() if l.startswith("RESULT ")), None)
     if line is None:
-        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+        return {"error": (run["stderr"].strip().splitlines() or ["?"])[-1]}
     res = json.loads(line[len("RESULT ") :])
-    if fields and fields[-1].isdigit():
-        res["peak_mb"] = int(fields[-1]) / 1024
+    if "peak_mb_wait4" in run:
+        res["peak_mb"] = run["peak_mb_wait4"]
     return res
 
 
@@ -506,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--birdnet-case", action="store_true", help=argparse.SUPPRESS)
     fresh = ap.add_argument_group("fresh install, first run (see the module docstring)")
     fresh.add_argument("--fresh-install-case", action="store_true", help="time the whole `birdspec predict` command, first and second run")
-    fresh.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "xc-reed-warblers"),
+    fresh.add_argument("--data", default=str(DEFAULT_DATA),
                        help="recordings to train the checkpoint on (default ../shared/data/xc-reed-warblers)")
     fresh.add_argument("--workdir", help="keep the recordings, training data and run here (default: a temporary folder)")
     fresh.add_argument("--sample-rate", type=int, default=48000, help="sample rate of the recordings (default 48000)")

@@ -27,15 +27,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from birdspec.config import EncodingConfig
-from birdspec.data.prepare import prepare
-from birdspec.data.prepared import describe
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, SHARED_DATA  # noqa: E402
+
+from birdspec.config import EncodingConfig  # noqa: E402
+from birdspec.data.prepare import prepare  # noqa: E402
+from birdspec.data.prepared import describe  # noqa: E402
 
 
 def default_source() -> Path:
     env = os.environ.get("BIRDSPEC_SHARED_DATA")
-    base = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return base / "xc-reed-warblers"
+    return Path(env) / DEFAULT_DATA.relative_to(SHARED_DATA) if env else DEFAULT_DATA
 
 
 def decoded_seconds(out: Path) -> float:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -42,8 +41,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from predict_speed import TreePeak, tree_processes  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import TreeMemory, describe_machine  # noqa: E402
 
 BIRDSPEC = str(Path(sys.executable).with_name("birdspec"))
 STEPS = ("prepare", "train", "train-multi", "evaluate", "export", "predict", "score")
@@ -55,31 +55,6 @@ PREDICT_CASES = {  # name -> (options, output file); top-3 with --min-conf 0, so
     "parquet-all": (["--format", "parquet", "--scores", "all"], "all.parquet"),
     "birdclef": (["--format", "birdclef"], "submission.csv"),
 }
-
-
-class TreeMemory(TreePeak):
-    """Peaks of the process tree's summed VmRSS and RssAnon (kB), sampled every 20 ms while in the block.
-
-    RssAnon leaves out file pages mapped by several processes (a training run's data-loader workers
-    map the same prepared waveforms), which the VmRSS sum counts once per process.
-    """
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
-        self.rss_kb, self.anon_kb = 0, 0
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            rss = anon = 0
-            for p in tree_processes(self.pid):
-                try:
-                    fields = dict(line.split(":", 1) for line in Path(f"/proc/{p.pid}/status").read_text().splitlines() if ":" in line)
-                    rss += int(fields.get("VmRSS", "0 kB").split()[0])
-                    anon += int(fields.get("RssAnon", "0 kB").split()[0])
-                except (OSError, ValueError):
-                    pass
-            self.rss_kb, self.anon_kb = max(self.rss_kb, rss), max(self.anon_kb, anon)
-            self._stop.wait(0.02)
 
 
 @contextmanager
@@ -121,7 +96,7 @@ def timed(cmd: list[str], *, pause_pid: int | None) -> dict:
     with paused(pause_pid):
         cpu0, t0 = _children_cpu_s(), time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with TreeMemory(proc.pid) as peak:
+        with TreeMemory(proc.pid) as peak:  # summed VmRSS and RssAnon, every 20 ms
             out, err = proc.communicate()
         wall = time.perf_counter() - t0
         cpu = _children_cpu_s() - cpu0
@@ -268,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     result_path = work / "scale397.json"
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    result["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    result["machine"] = describe_machine()
     result["dataset"] = make_dataset(work / "source", args.classes, args.per_class)
     print(json.dumps(result["dataset"]), file=sys.stderr)
     steps = args.steps.split(",")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict_speed import make_checkpoint, write_long_recording  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import describe_machine  # noqa: E402
+from benchmarks.predict_speed import make_checkpoint, write_long_recording  # noqa: E402
 
 VISIBLE_LOADED_JS = """
 () => {
@@ -129,16 +130,6 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     return out
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -157,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory() as d:
             result = measure(args, Path(d))
-    result["machine"] = f"{_cpu_name()}, {os.cpu_count()} CPUs"
+    result["machine"] = describe_machine()
     for key in ("jump_10s_tiles_s", "jump_120s_tiles_s"):
         xs = sorted(result[key])
         result[key.replace("_s", "_median_s")] = xs[len(xs) // 2]

@@ -52,8 +52,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-from accuracy import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
+if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
 
 from birdspec.formats import DEFAULT_THRESHOLDS  # noqa: E402
 from birdspec.evaluation.scoring import parse_thresholds  # noqa: E402

@@ -1,9 +1,12 @@
-"""benchmarks/accuracy.py, frontends.py and soundscapes.py: recipes are birdspec's, ablations change one thing, the tables."""
+"""benchmarks/accuracy.py, frontends.py and soundscapes.py: recipes are birdspec's, ablations change one thing, the tables;
+benchmarks/common.py: the memory measurements, the machine line, the scripts import the package."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,11 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _benchmark(name: str):
-    """benchmarks/NAME.py, imported as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/NAME.py as the module ``benchmarks.NAME`` (the repository root importable, as under ``python -m``)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +74,13 @@ def test_tables(accuracy):
 
 
 @pytest.mark.realdata
-def test_reference_folds_are_what_prepare_assigns(accuracy, reed_warblers, tmp_path):
+def test_reference_folds_are_what_prepare_assigns(reed_warblers, tmp_path):
     import pandas as pd
 
-    folds = accuracy.reference_folds(reed_warblers)
+    common = _benchmark("common")
+    folds = common.reference_folds(reed_warblers)
     assert len(folds) == 98 and sorted(pd.Series(folds).value_counts()) == [19, 19, 20, 20, 20]
-    ds = accuracy.prepare_encoding(reed_warblers, tmp_path, "window")  # exits when prepare's folds differ
+    ds = common.prepare_encoding(reed_warblers, tmp_path, "window")  # exits when prepare's folds differ
     assert (ds / "manifest.csv").is_file()
 
 
@@ -100,7 +103,7 @@ def test_frontend_rows_are_the_recipe_with_default_frontends(frontends, accuracy
         assert cfg == TrainConfig.from_recipe("small-data", model="mobilenetv2-seed", encoding="window", frontend=kind,
                                               device="cpu", progress_bar=False)
     assert frontends.train_config("pcen", epochs=3, seed=1).epochs == 3
-    assert frontends.prepare_encoding.__module__ == "accuracy" and frontends.fixed_epochs("small-data")  # reused
+    assert frontends.prepare_encoding.__module__ == "benchmarks.common" and frontends.fixed_epochs("small-data")  # reused
     shapes = {k: frontends.input_shape(frontends.train_config(k), FrontendConfig(), 160_000) for k in FRONTENDS}
     assert shapes == {"logmel": (128, 321), "pcen": (128, 321), "linear": (224, 321), "mfcc": (40, 321),
                       "learnable-mel": (128, 321)}
@@ -186,3 +189,74 @@ def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
     calls.to_csv(tmp_path / "calls.csv", index=False)
     with pytest.raises(SystemExit, match="disagree"):
         soundscapes.breakdown(sub, tmp_path)
+
+
+# --------------------------------------------------------------------------- benchmarks/common.py and the package
+
+SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common", "keep"))
+ALLOCATE_MB = 200
+CHILD = f"import sys, time; b = bytearray({ALLOCATE_MB} * 2**20); time.sleep(0.6); sys.exit(3)"  # touched: resident
+
+
+def test_scripts_import_the_package_and_run_as_files():
+    """No script edits sys.path but the two-line bootstrap that makes `python benchmarks/NAME.py` import the package."""
+    for name in SCRIPTS:
+        text = (REPO / "benchmarks" / f"{name}.py").read_text()
+        assert "sys.path.insert" not in text and "sys.path.append" not in text, name
+        if "from benchmarks" in text:
+            boot = text.index('if __name__ == "__main__" and not __package__:')
+            assert boot < text.index("from benchmarks"), name
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "predict_speed.py"), "--help"], cwd=REPO.parent,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "--fresh-install-case" in done.stdout, done.stderr
+
+
+def test_common_imports_only_the_standard_library():
+    """predict_speed.py's measured children import it: their peak memory must not grow by it."""
+    code = "import sys, benchmarks.common; print(sorted(m for m in ('torch', 'numpy', 'pandas', 'birdspec') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_machine_line():
+    common = _benchmark("common")
+    line = common.describe_machine()
+    assert "cores usable" in line and "RAM" in line and "Python" in line and "torch" in line and "birdspec" in line
+    assert "GPU" in line  # "no NVIDIA GPU" or the GPUs' names
+    assert common.describe_machine("CPU (2 threads)") == f"CPU (2 threads); {line}"
+
+
+def test_tree_memory_and_run_command_see_a_child_allocation(tmp_path):
+    """A child holding 200 MB: the sampled tree peak, its own peak and wait4's peak see it; rc and output come back."""
+    common = _benchmark("common")
+    parent = [sys.executable, "-c", ("import subprocess, sys; print('started', flush=True); "
+                                     f"sys.exit(subprocess.run([sys.executable, '-c', {CHILD!r}]).returncode)")]
+    proc = subprocess.Popen(parent, stdout=subprocess.DEVNULL)
+    with common.TreeMemory(proc.pid) as memory:
+        proc.wait()
+    assert memory.rss_kb / 1024 > ALLOCATE_MB and memory.anon_kb / 1024 > ALLOCATE_MB  # the grandchild, summed
+    assert len(memory.per_pid_kb) >= 2 and max(memory.per_pid_kb.values()) / 1024 > ALLOCATE_MB
+    assert memory.per_pid_kb[proc.pid] / 1024 < ALLOCATE_MB  # the parent's own peak: small
+
+    res = common.run_command(parent)
+    assert res["rc"] == 3 and res["output"].strip() == "started" and res["wall_s"] >= 0.6
+    assert res["peak_mb_tree"] > ALLOCATE_MB and res["peak_mb_wait4"] > ALLOCATE_MB and res["cpu_s"] > 0
+    quiet = common.run_command([sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+                               merge_output=False, interval_s=None)
+    assert quiet["output"] == "out\n" and quiet["stderr"] == "err\n" and "peak_mb_tree" not in quiet
+    assert 0 < quiet["peak_mb_wait4"] < ALLOCATE_MB
+
+
+def test_run_command_without_gnu_time_reaps_with_wait4(monkeypatch, tmp_path):
+    common = _benchmark("common")
+    monkeypatch.setattr(common, "GNU_TIME", tmp_path / "no-time")
+    res = common.run_command([sys.executable, "-c", CHILD])
+    assert res["rc"] == 3 and res["peak_mb_wait4"] > ALLOCATE_MB and res["peak_mb_tree"] > ALLOCATE_MB and res["cpu_s"] > 0
+
+
+def test_own_peak_is_this_process():
+    common = _benchmark("common")
+    before = common.own_peak_mb()
+    block = bytearray(64 * 2**20)
+    assert common.own_peak_mb() >= before and common.own_peak_mb() > 64
+    del block
