@@ -133,9 +133,9 @@ def run_cnn(ds: Path, out: Path, *, model: str, encoding: str, recipe: str, epoc
 def run_birdnet(ds: Path, out: Path, *, epochs: int, seed: int) -> list[dict]:
     """BirdNET closed-set and the birdnet-linear head (needs the optional extra)."""
     from birdspec.birdnet.backend import birdnet_available
-    from birdspec.data.prepared import PreparedDataset
-    from birdspec.data.embedding_dataset import load_embedding_cache
     from birdspec.data.embed import embed_dataset
+    from birdspec.data.embedding_dataset import load_embedding_cache
+    from birdspec.data.prepared import PreparedDataset
     from birdspec.experiments.cv import run_cv
     from birdspec.training import TrainConfig
 

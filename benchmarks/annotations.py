@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -139,7 +138,7 @@ def nobird_folder(annotated: Path, out: Path, k: int) -> Path:
     table = pd.read_csv(annotated / "nobird.csv")
     folder = out / "nobird" / f"train_fold{k}"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, file in zip(table["filename"], table["file"]):
+    for name, file in zip(table["filename"], table["file"], strict=True):
         if _fold_of(name) != k and not (folder / Path(file).name).exists():
             os.symlink((annotated / file).resolve(), folder / Path(file).name)
     return folder
@@ -183,7 +182,7 @@ def evaluate(det: Path, tables: Path, audio: Path, out: Path, *extra: str) -> di
 
 def score_fold(ckpt: Path, run: Path, k: int, scapes: dict[int, Path], tables: dict[int, Path], device: str,
                birdnet: bool, scores_dir: Path) -> dict:
-    from birdspec.prediction.scoring import read_truth, score_soundscapes
+    from birdspec.evaluation.scoring import read_truth, score_soundscapes
 
     extra = ("--activation", "sigmoid", "--device", "cpu") if birdnet else ("--device", device)
     stored = ("--min-conf", f"{BIRDNET_CONF:g}") if birdnet else ()

@@ -34,8 +34,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from birdspec.data.prepared import PreparedDataset
 from birdspec.data.embedding_dataset import EmbeddingCache, EmbeddingDataset, collate_embeddings
+from birdspec.data.prepared import PreparedDataset
 from birdspec.models.birdnet_head import build_head
 from birdspec.models.registry import get_spec
 

@@ -301,7 +301,7 @@ def prepare_encoding(root: Path, out: Path, encoding: str) -> Path:
     ds = prepare(root, encoding_dir(out, encoding), encoding=enc, folds=5, seed=0, progress=False)
     manifest = pd.read_csv(ds / "manifest.csv", dtype={"filename": str})
     ref = reference_folds(root)
-    got = dict(zip(manifest["filename"], manifest["fold"]))
+    got = dict(zip(manifest["filename"], manifest["fold"], strict=True))
     if any(ref[f] != got[f] for f in got) or len(got) != len(ref):
         raise SystemExit(f"fold assignment of {ds} differs from the protocol (or files were skipped)")
     return ds

@@ -230,7 +230,7 @@ def spawn(case_args: list[str], env: dict) -> dict:
     cmd = [sys.executable, __file__, "--case", *case_args]
     proc = subprocess.run(cmd, capture_output=True, env=env, text=True)
     out, err = proc.stdout, proc.stderr
-    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in out.splitlines() if text.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         return {"error": (err.strip().splitlines() or ["?"])[-1]}
     res = json.loads(line[len("RESULT ") :])
@@ -342,7 +342,8 @@ def fresh_install_case(args: argparse.Namespace) -> int:
                 bn.update(minutes=minutes, run="BirdNET", audio_s=dur)
                 results.append(bn)
                 if "rtf" in bn:
-                    print(f"{minutes:7g} {'BirdNET (analysis)':22} {bn['wall_s']:7.2f} {bn['rtf']:6.0f} {'':6} {bn.get('peak_mb', 0):8.0f}", flush=True)
+                    print(f"{minutes:7g} {'BirdNET (analysis)':22} {bn['wall_s']:7.2f} {bn['rtf']:6.0f} {'':6} "
+                          f"{bn.get('peak_mb', 0):8.0f}", flush=True)
                 else:
                     print(f"{minutes:7g} BirdNET: {bn.get('skipped') or bn.get('error')}", flush=True)
             shutil.rmtree(cache, ignore_errors=True)
@@ -351,7 +352,8 @@ def fresh_install_case(args: argparse.Namespace) -> int:
             tmp.cleanup()
     _fresh_verdict(results, args.minutes)
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(ckpt), "cpus": ncpu, "sample_rate_hz": args.sample_rate, "results": results}, indent=1))
+        summary = {"checkpoint": str(ckpt), "cpus": ncpu, "sample_rate_hz": args.sample_rate, "results": results}
+        Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0
 
 
@@ -359,7 +361,7 @@ def _birdnet_child(audio_path: Path, env: dict, *, python: str | None = None) ->
     """:func:`birdnet_case` in its own process (this driver stays small); adds that process's peak RSS."""
     cmd = [python or sys.executable, __file__, "--birdnet-case", "--audio", str(audio_path)]
     run = run_command(cmd, env, merge_output=False, interval_s=None)  # the wait4 peak only, as always
-    line = next((l for l in run["output"].splitlines() if l.startswith("RESULT ")), None)
+    line = next((text for text in run["output"].splitlines() if text.startswith("RESULT ")), None)
     if line is None:
         return {"error": (run["stderr"].strip().splitlines() or ["?"])[-1]}
     res = json.loads(line[len("RESULT ") :])

@@ -30,7 +30,6 @@ from pathlib import Path
 if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 from benchmarks.common import DEFAULT_DATA, SHARED_DATA  # noqa: E402
-
 from birdspec.config import EncodingConfig  # noqa: E402
 from birdspec.data.prepare import prepare  # noqa: E402
 from birdspec.data.prepared import describe  # noqa: E402
@@ -50,7 +49,7 @@ def decoded_seconds(out: Path) -> float:
     stored = describe(out)["duration_s"]
     skipped = pd.read_csv(out / "skipped.csv")
     extra = 0.0
-    for path, reason in zip(skipped["path"], skipped["reason"]):
+    for path, reason in zip(skipped["path"], skipped["reason"], strict=True):
         if str(reason).startswith(("too short", "duration", "all silent")):
             extra += audio.info(path).duration_s
     return stored + extra

@@ -123,7 +123,7 @@ def split_windows(prepared: Path) -> tuple[int, int]:
     m = data.manifest
     n = [count_samples(int(k), encoding=data.encoding) for k in m["num_samples"]]
     split = m["split"].to_numpy()
-    return (int(sum(k for k, s in zip(n, split) if s == "train")), int(sum(k for k, s in zip(n, split) if s == "val")))
+    return (int(sum(k for k, s in zip(n, split, strict=True) if s == "train")), int(sum(k for k, s in zip(n, split, strict=True) if s == "val")))
 
 
 def make_dataset(root: Path, classes: int, per_class: int) -> dict:

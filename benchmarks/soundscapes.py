@@ -55,9 +55,8 @@ import pandas as pd
 if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
-
-from birdspec.formats import DEFAULT_THRESHOLDS  # noqa: E402
 from birdspec.evaluation.scoring import parse_thresholds  # noqa: E402
+from birdspec.formats import DEFAULT_THRESHOLDS  # noqa: E402
 
 RECORDINGS = DEFAULT_DATA.parent / "recordings"
 MODEL = "mobilenetv2-seed"
@@ -212,9 +211,9 @@ def breakdown(submission: Path, scape_dir: Path) -> dict:
     ``truth.csv``.
     """
     from birdspec.data.soundscape import CALLS_FILE, SOUNDSCAPES_META_FILE, TRUTH_FILE, truth_table
+    from birdspec.evaluation.scoring import read_predictions, read_truth
     from birdspec.fileio import read_json
     from birdspec.formats import NOCALL
-    from birdspec.evaluation.scoring import read_predictions, read_truth
 
     truth, predicted = read_truth(scape_dir / TRUTH_FILE), read_predictions(submission)
     calls, rule = pd.read_csv(scape_dir / CALLS_FILE), read_json(scape_dir / SOUNDSCAPES_META_FILE)["config"]

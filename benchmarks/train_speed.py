@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
 
     rows = []
-    header = f"{'device':<28} {'model':<17} {'encoding':<8} {'input':>14} {'params':>11} {'precision':<9} {'samples/s':>10} {'ms/step':>9} {'cpu_s/sample':>12} {'peak GiB':>8}"
+    header = (f"{'device':<28} {'model':<17} {'encoding':<8} {'input':>14} {'params':>11} {'precision':<9} {'samples/s':>10} "
+              f"{'ms/step':>9} {'cpu_s/sample':>12} {'peak GiB':>8}")
     if not args.json:
         print(f"training throughput, batch {args.batch_size}, {args.steps} timed steps, CPU threads {args.threads}")
         print(header)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import shared_data_dir, write_prepared
 
 from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.runtime import use_fast_cpu_math
+
+from helpers import shared_data_dir, write_prepared
 
 
 @pytest.fixture(autouse=True, scope="session")

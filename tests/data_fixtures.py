@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from helpers import tone, write_audio
 
 SPECIES = [

@@ -48,7 +48,7 @@ class StoreWriter:
             self._f.flush()
             self._f.close()
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self) -> StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

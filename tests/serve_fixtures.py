@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from helpers import class_signal, shared_data_dir, write_audio, write_prepared
 
 from birdspec.config import EncodingConfig, FrontendConfig
+
+from helpers import class_signal, shared_data_dir, write_audio, write_prepared
 
 FAST_5S = FrontendConfig(n_fft=512, hop_length=1000, n_mels=32)
 SR = 32000

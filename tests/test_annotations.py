@@ -174,7 +174,7 @@ def _expected(results, *, min_conf: float, top_k: int) -> dict:
     out = {}
     for r in results:
         rows, _, cls = topk_indices(r.scores, min_conf=min_conf, top_k=top_k)
-        for i, c in zip(rows, cls):
+        for i, c in zip(rows, cls, strict=True):
             key = (Path(r.name).stem, float(r.windows["start_s"][i]), float(r.windows["end_s"][i]), CLASSES[c]["label"])
             out[key] = float(r.scores[i, c])
     return out
@@ -310,7 +310,7 @@ def test_birdnet_analyzer_outputs_read_back_with_the_same_boxes(tmp_path, versio
     assert got == sorted((Path(f).stem, s, e, p) for f, s, e, _sci, _c, _code, p in BIRDNET)
     # every name form (code, scientific, common) maps to the model's classes through the one species lookup
     labels = box_species(found.boxes, pd.DataFrame(CLASSES), AnnotationReport())
-    by_time = {(Path(b.recording).stem, b.start_s): lab for b, lab in zip(found.boxes, labels)}
+    by_time = {(Path(b.recording).stem, b.start_s): lab for b, lab in zip(found.boxes, labels, strict=True)}
     assert by_time == {("a", 0.0): "marwar3", ("a", 6.0): "sedwar1", ("b", 3.0): "reewar1"}
 
 
@@ -343,11 +343,11 @@ def test_serve_verdicts_and_verified_manifest_read_back_as_the_reviewed_boxes(tm
     writer.close()
     det = pd.read_csv(csv)
     verdicts = [("correct", ""), ("wrong", ""), ("other", "reewar1")]
-    for (verdict, species), row in zip(verdicts, det.to_dict("records")):
+    for (verdict, species), row in zip(verdicts, det.to_dict("records"), strict=True):
         rv.save_verdict(csv, row, verdict, species)
     found = read_tables([rv.verdicts_path(csv)])
     want = {(Path(row["file"]).stem, row["start_s"], row["end_s"], species or row["label"])
-            for (verdict, species), row in zip(verdicts, det.to_dict("records")) if verdict != "wrong"}
+            for (verdict, species), row in zip(verdicts, det.to_dict("records"), strict=True) if verdict != "wrong"}
     assert {(Path(b.recording).stem, b.start_s, b.end_s, b.label) for b in found.boxes} == want
     assert [p.kind for p in found.report.problems] == ["note"]  # the rejected one, said
     manifest = rv.manifest_rows(det, rv.read_verdicts(rv.verdicts_path(csv)), CLASSES,

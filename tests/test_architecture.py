@@ -6,7 +6,6 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "birdspec"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 90

@@ -12,9 +12,10 @@ import threading
 import time
 
 import pytest
-from helpers import class_signal, make_run, write_audio
 
 from birdspec.cli.main import main
+
+from helpers import class_signal, make_run, write_audio
 
 SR = 48000
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import tone, write_audio
 
 from birdspec import audio
 from birdspec.errors import AudioError, ConfigError
+
+from helpers import tone, write_audio
 
 FORMATS = ["wav", "flac", "ogg", "mp3"]
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from birdspec.config import EncodingConfig, FrontendConfig
-from birdspec.data.prepared import PreparedDataset
+from birdspec.data.embed import embed_dataset
 from birdspec.data.embedding_dataset import (
     EmbeddingCache,
     EmbeddingDataset,
@@ -25,15 +25,15 @@ from birdspec.data.embedding_dataset import (
     collate_embeddings_with_mask,
     has_embeddings,
 )
-from birdspec.data.embed import embed_dataset
 from birdspec.data.embeddings import (
     EMBEDDINGS_FILE,
-    INDEX_FILE,
     EMBEDDINGS_META_FILE,
+    INDEX_FILE,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     embedding_dir,
 )
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError, DependencyError
 from birdspec.models.birdnet_head import EmbeddingHead, build_head, pool_windows, valid_mask
 from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
@@ -378,9 +378,9 @@ def birdnet_backbone():
 
 
 def test_birdnet_embeds_synthetic_audio(birdnet_backbone):
-    from helpers import class_signal
-
     from birdspec.birdnet import frame_windows, to_birdnet_rate
+
+    from helpers import class_signal
 
     wave = to_birdnet_rate(class_signal(1, duration_s=7.0, seed=3), sample_rate_hz=32000)
     windows, starts = frame_windows(wave, hop_s=3.0)
@@ -415,9 +415,9 @@ def test_embed_cli_on_tiny_dataset(window_ds, capsys):
 
 
 def test_predict_windows_on_raw_audio(birdnet_backbone):
-    from helpers import class_signal
-
     from birdspec.birdnet.predict import BirdnetAudioClassifier, predict_windows
+
+    from helpers import class_signal
 
     head = build_head("birdnet-linear", num_classes=3)
     ckpt = make_checkpoint(head, model_config=head.config, classes=["a", "b", "c"], frontend=FrontendConfig(), encoding=EncodingConfig(name="window"))
@@ -434,8 +434,8 @@ def test_predict_windows_on_raw_audio(birdnet_backbone):
 
 def test_embedding_heads_work_with_train_evaluate_and_cv(embedded_ds, tmp_path):
     """birdnet-linear goes through the same train / evaluate / cv code as the CNNs (fake embeddings)."""
-    from birdspec.experiments.cv import run_cv
     from birdspec.evaluation.evaluate import evaluate_run
+    from birdspec.experiments.cv import run_cv
     from birdspec.models import load_model
     from birdspec.training import TrainConfig, train
 

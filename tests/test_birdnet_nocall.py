@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import class_signal, write_audio, write_prepared
 from test_birdnet import FakeEmbedder, needs_birdnet
 from test_birdnet_prior import install_fake_birdnet
 
@@ -33,6 +32,8 @@ from birdspec.data.embeddings import (
 from birdspec.data.prepared import PreparedDataset
 from birdspec.data.store import STORE_FILE
 from birdspec.errors import ConfigError, DataError
+
+from helpers import class_signal, write_audio, write_prepared
 
 SR = 32000
 SYNTH = 20  # synthetic clips in these caches: 16 training + 4 validation ones (every 5th)

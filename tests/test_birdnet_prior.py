@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from birdspec.models import birdnet_classes as closed_set
 from birdspec.data.embed import embed_dataset
 from birdspec.errors import ConfigError, DataError, DependencyError
+from birdspec.models import birdnet_classes as closed_set
 from birdspec.models.registry import build_model, get_spec
 
 REED_WARBLERS = [
@@ -233,9 +233,9 @@ def birdnet():
 
 def test_prior_head_at_init_reproduces_birdnet_logits(birdnet):
     """The heads' start is BirdNET's own final layer: same logits (to float rounding) and the same predictions."""
-    from helpers import class_signal
-
     from birdspec.birdnet import frame_windows, to_birdnet_rate
+
+    from helpers import class_signal
 
     waves = [to_birdnet_rate(class_signal(k, duration_s=9.0, seed=k), sample_rate_hz=32000) for k in range(3)]
     windows = np.concatenate([frame_windows(w)[0] for w in waves])  # 9 windows of 3 s

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_run
 
 from birdspec.cli.main import main
 from birdspec.errors import ConfigError, DataError
@@ -20,6 +19,8 @@ from birdspec.evaluation.calibration import (
     reliability,
 )
 from birdspec.models.activation import ACTIVATIONS, scores_numpy
+
+from helpers import make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

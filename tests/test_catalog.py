@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from data_fixtures import Rec, basic_recordings, make_birdclef2021, make_birdclef2022, make_csv, make_folders
 
 from birdspec.data.catalog import CATALOG_COLUMNS, fold_codes, parse_label_list, unique_ids
 from birdspec.data.catalog_layouts import detect_layout, load_catalog, read_birdclef, read_csv_manifest, scan_folders
 from birdspec.errors import ConfigError, DataError
+
+from data_fixtures import Rec, basic_recordings, make_birdclef2021, make_birdclef2022, make_csv, make_folders
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_audio
 
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
@@ -27,6 +26,8 @@ from birdspec.models.checkpoint import (
     save_checkpoint,
 )
 from birdspec.models.registry import build_model
+
+from helpers import write_audio
 
 WINDOW = EncodingConfig(name="window", window_s=1.0, short_policy="pad")
 SMALL = FrontendConfig(n_fft=512, hop_length=1000, n_mels=32)
@@ -67,7 +68,8 @@ def test_read_validates_and_describes(good):
 
 def test_peek_reads_the_metadata_without_torch(good):
     assert peek_checkpoint(good) == read_checkpoint(good).info
-    code = f"import sys\nfrom birdspec.models.checkpoint import peek_checkpoint\ni = peek_checkpoint({str(good)!r})\nprint(i.classes, 'torch' in sys.modules)"
+    code = (f"import sys\nfrom birdspec.models.checkpoint import peek_checkpoint\ni = peek_checkpoint({str(good)!r})\n"
+            "print(i.classes, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "('a', 'b', 'c') False"

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import make_run
 
 from birdspec.cli.main import main
 from birdspec.evaluation.compare import compare_runs, run_names
 from birdspec.evaluation.evaluate import evaluate_run
+
+from helpers import make_run
 
 PNGS = ("compare_curves.png", "compare_metrics.png", "compare_confusion.png")
 

@@ -11,8 +11,8 @@ import pytest
 
 from birdspec.cli.main import main
 from birdspec.data.prepared import PreparedDataset
-from birdspec.errors import ConfigError, DataError
 from birdspec.data.splits import inner_split
+from birdspec.errors import ConfigError, DataError
 from birdspec.experiments.cv import run_cv
 from birdspec.training import TrainConfig, train
 

@@ -9,11 +9,11 @@ import torch
 from birdspec.config import EncodingConfig
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
-from helpers import StoreWriter
-
 from birdspec.data.store import WaveformStore
 from birdspec.errors import ConfigError, DataError
 from birdspec.windowing import fit_window
+
+from helpers import StoreWriter
 
 
 def test_stack_dataset_yields_logmel_stacks(tiny_stack_dataset):

@@ -36,7 +36,7 @@ def test_soundscape_truth_matches_the_placed_calls_exactly():
     ends = np.rint(calls["end_s"].to_numpy() * SR).astype(int)
     np.testing.assert_allclose(starts / SR, calls["start_s"])  # on the sample grid
     inside = np.zeros(s.wave.size, bool)
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts, ends, strict=True):
         inside[a:b] = True
         edge = min(b - a, SR // 10)
         seg = s.wave[a:b]
@@ -45,7 +45,7 @@ def test_soundscape_truth_matches_the_placed_calls_exactly():
     assert not np.any(s.wave[~inside])  # nothing outside the listed calls
     for a, b in s.quiet:
         assert not np.any(s.wave[round(a * SR) : round(b * SR)])
-    peaks = [np.abs(s.wave[a:b]).max() for a, b in zip(starts, ends)]
+    peaks = [np.abs(s.wave[a:b]).max() for a, b in zip(starts, ends, strict=True)]
     assert np.all(np.asarray(peaks) >= calls["peak_amplitude"].to_numpy() * 0.5)
 
 

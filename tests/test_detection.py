@@ -81,11 +81,11 @@ def test_per_class_thresholds_in_outputs():
     scores = np.array([[0.5, 0.4, 0.1], [0.2, 0.3, 0.5]], dtype=np.float32)
     thr = class_thresholds(None, num_classes=3, model_thresholds=[0.6, 0.3, 0.5])
     rows, ranks, cls = topk_indices(scores, min_conf=thr, top_k=3)
-    assert list(zip(rows, cls)) == [(0, 1), (1, 2), (1, 1)]  # class 0 at 0.5 is under its own 0.6
+    assert list(zip(rows, cls, strict=True)) == [(0, 1), (1, 2), (1, 1)]  # class 0 at 0.5 is under its own 0.6
     assert class_thresholds(None, num_classes=3).tolist() == pytest.approx([0.1] * 3)  # an older model: 0.1
     assert class_thresholds(0.45, num_classes=3, model_thresholds=[0.6, 0.3, 0.5]).tolist() == pytest.approx([0.45] * 3)
     same = topk_indices(scores, min_conf=0.3, top_k=3)
-    assert all((a == b).all() for a, b in zip(same, topk_indices(scores, min_conf=class_thresholds(0.3, num_classes=3), top_k=3)))
+    assert all((a == b).all() for a, b in zip(same, topk_indices(scores, min_conf=class_thresholds(0.3, num_classes=3), top_k=3), strict=True))
     with pytest.raises(ConfigError):
         class_thresholds([0.5, 0.5], num_classes=3)
     with pytest.raises(ConfigError):

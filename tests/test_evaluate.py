@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_run
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -22,6 +21,8 @@ from birdspec.cli.main import main
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import DataError
 from birdspec.evaluation.evaluate import evaluate_run
+
+from helpers import make_run
 
 EVAL_FILES = ("metrics.json", "per_class.csv", "predictions.csv", "confusion_matrix.png", "per_class.png", "reliability.png")
 

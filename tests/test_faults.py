@@ -15,12 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import FAST_FRONTEND
-from fault_runner import install
-from helpers import write_prepared
 
 from birdspec.cli.main import main
 from birdspec.config import EncodingConfig
+
+from conftest import FAST_FRONTEND
+from fault_runner import install
+from helpers import write_prepared
 
 pytestmark = [pytest.mark.faults, pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")]
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]

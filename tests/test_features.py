@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import tone
 
 from birdspec.config import FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import Frontend, mel_band_of, mel_filterbank
+
+from helpers import tone
 
 
 def test_five_seconds_give_128_by_321():

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import tone
 
 from birdspec.config import FRONTENDS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import Frontend, tables
 from birdspec.features.numpy_frontend import NumpyFrontend
+
+from helpers import tone
 
 SR = 32000
 SHAPES_5S = {"logmel": (128, 321), "pcen": (128, 321), "linear": (224, 321), "mfcc": (40, 321), "learnable-mel": (128, 321)}
@@ -161,11 +162,12 @@ def test_train_predict_export_every_type(kind, fast_dataset, tmp_path):
     import json
 
     import pandas as pd
-    from helpers import class_signal, write_audio
 
     from birdspec.cli.main import main
     from birdspec.models.checkpoint import read_checkpoint
     from birdspec.prediction.predictor import Predictor
+
+    from helpers import class_signal, write_audio
 
     run = tmp_path / "run"
     opts = ["--frontend-option", "n_mfcc=20"] if kind == "mfcc" else []

@@ -117,7 +117,7 @@ def test_few_shot_benchmark_keeps_cells_and_resumes_in_a_fresh_work_folder(fake_
             seen = []
             results.append(run_learning_curve(
                 ds, few_shot.curves_dir(out, cfg.model), [cfg], per_class=(1, None), draws=2, folds=[0, 1],
-                on_cell=lambda model_dir, cell, result: seen.append(few_shot.keep_cell(out, kept, model_dir, cell))))
+                on_cell=lambda model_dir, cell, result, seen=seen: seen.append(few_shot.keep_cell(out, kept, model_dir, cell))))
             assert len(seen) == 3 * 2  # every cell, trained or reused
         return results
 
@@ -132,6 +132,6 @@ def test_few_shot_benchmark_keeps_cells_and_resumes_in_a_fresh_work_folder(fake_
     assert few_shot.restore_cells(kept, fresh) == len(files)
     again = run(fresh)
     assert sum(r.trained for r in again) == 0
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(a.table, b.table)
     assert few_shot.restore_cells(kept, fresh) == 0  # what the work folder holds is never overwritten

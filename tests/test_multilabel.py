@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAST_FRONTEND
-from helpers import write_audio, write_prepared
 
 from birdspec.config import EncodingConfig
 from birdspec.data.multilabel import label_targets
@@ -20,6 +18,9 @@ from birdspec.evaluation.multilabel import choose_threshold, multilabel_metrics
 from birdspec.models.checkpoint_info import _activation
 from birdspec.training.config import TrainConfig
 from birdspec.training.multilabel import asymmetric_loss, focal_loss, top1_hits
+
+from conftest import FAST_FRONTEND
+from helpers import write_audio, write_prepared
 
 SR = 32000
 

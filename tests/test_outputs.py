@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from birdspec.errors import ConfigError
-from birdspec.formats import birdclef_row_id, RAVEN_COLUMNS
+from birdspec.formats import RAVEN_COLUMNS, birdclef_row_id
 from birdspec.prediction.outputs import PredictionWriter, audacity_lines, birdclef_rows, raven_table, scores_table, topk_indices
 from birdspec.prediction.predictor import FileResult
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import class_signal, write_audio
 from torch import nn
 
 from birdspec import audio
@@ -18,14 +17,15 @@ from birdspec.cli.main import main
 from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.errors import AudioError, ConfigError, DataError
 from birdspec.features import Frontend
-from birdspec.models.checkpoint import make_checkpoint, save_checkpoint
-from birdspec.models.checkpoint import read_checkpoint
-from birdspec.models.registry import build_model
-from birdspec.prediction import predictor as predictor_mod
 from birdspec.features.numpy_frontend import NumpyFrontend
 from birdspec.formats import RAVEN_COLUMNS
+from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from birdspec.models.registry import build_model
+from birdspec.prediction import predictor as predictor_mod
 from birdspec.prediction.predictor import Predictor
 from birdspec.windowing import clip_times, context_starts, fit_window
+
+from helpers import class_signal, write_audio
 
 SR = 32000
 W = 5 * SR

@@ -11,15 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from data_fixtures import (
-    Rec,
-    basic_recordings,
-    make_birdclef2021,
-    make_birdclef2022,
-    make_csv,
-    make_folders,
-    messy_recordings,
-)
 from sklearn.model_selection import StratifiedKFold
 
 from birdspec import audio
@@ -31,6 +22,16 @@ from birdspec.data.prepared import MANIFEST_COLUMNS, count_samples, describe, pa
 from birdspec.data.splits import num_val, stratified_folds, train_val_split
 from birdspec.data.store import WaveformStore
 from birdspec.errors import ConfigError, DataError
+
+from data_fixtures import (
+    Rec,
+    basic_recordings,
+    make_birdclef2021,
+    make_birdclef2022,
+    make_csv,
+    make_folders,
+    messy_recordings,
+)
 
 SMALL = EncodingConfig(name="stack10", num_windows=2, window_s=0.5, short_policy="drop")
 """A 1 s stack: the 50 s study setting scaled down for 1.5 s test files."""
@@ -49,7 +50,7 @@ def read_manifest(out: Path) -> pd.DataFrame:
 
 def skipped_by_name(out: Path) -> dict[str, str]:
     df = pd.read_csv(out / "skipped.csv", keep_default_na=False)
-    return {Path(p).name: r for p, r in zip(df["path"], df["reason"])}
+    return {Path(p).name: r for p, r in zip(df["path"], df["reason"], strict=True)}
 
 
 # --------------------------------------------------------------------------- splits (pure)
@@ -218,7 +219,7 @@ def test_folds_before_cleaning_split_among_kept(messy):
         fold.update({f: k for f in meta["filename"].iloc[test]})
     m = read_manifest(out)
     # folds follow the metadata rows, whatever was skipped
-    assert {f: fold[f] for f in m["filename"]} == dict(zip(m["filename"], m["fold"]))
+    assert {f: fold[f] for f in m["filename"]} == dict(zip(m["filename"], m["fold"], strict=True))
     # the split is drawn among the kept recordings
     split = train_val_split(list(m["filename"]), list(m["label"]), seed=0)
     assert list(split) == list(m["split"])

@@ -131,8 +131,8 @@ def test_multi_label_training_to_a_scored_birdclef_submission(window_drop, tmp_p
     from birdspec.cli.main import main
     from birdspec.data.multilabel import label_targets
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.models.checkpoint import read_checkpoint
     from birdspec.evaluation.scoring import read_predictions, read_truth
+    from birdspec.models.checkpoint import read_checkpoint
 
     data = PreparedDataset(window_drop)
     found = label_targets(data.manifest, data.classes, secondary_weight=0.5)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import write_audio
 
 from birdspec.cli.main import main
+
+from helpers import write_audio
 
 SR = 32000
 
@@ -251,7 +252,7 @@ def test_a_manifest_row_listing_a_recording_again_is_skipped_with_a_reason(tmp_p
     rows += [{"path": "audio/a0.wav", "label": "a"}] * 2 + [{"path": "audio/b2.wav", "label": "a"}]  # b2 is also 'a'
     manifest, skipped = _prepare_csv(tmp_path, rows, "whole")
     assert sorted(manifest["id"]) == ["a1", "a2", "audio_a0", "b0", "b1"]  # the first of a0's ids: audio_a0, -2, -3
-    reasons = sorted(zip(skipped["path"].map(lambda p: Path(p).name), skipped["label"], skipped["reason"]))
+    reasons = sorted(zip(skipped["path"].map(lambda p: Path(p).name), skipped["label"], skipped["reason"], strict=True))
     conflict = ("conflicting labels: the same audio is listed as a and b (one primary label per recording; "
                 "list other species in secondary_labels)")
     assert reasons == [("a0.wav", "a", "duplicate of audio_a0 (the same audio and label)")] * 2 + [
@@ -495,9 +496,9 @@ def test_archive_parts_of_another_boot_are_read_back_before_reuse(tmp_path, fast
     whole is scored again, and the merged table is the one a run never interrupted gives."""
     import json
 
-    from helpers import make_run
-
     from birdspec.prediction import archive
+
+    from helpers import make_run
 
     run = make_run(tmp_path / "run", fast_dataset)
     rng = np.random.default_rng(0)
@@ -524,9 +525,9 @@ def test_a_full_disk_while_predict_writes_names_the_output_and_keeps_the_old_one
                                                                                  capsys, folder):
     """Single-file and folder (merge) outputs: exit 2 with one line naming the output, the older output as it
     was, and no temporary file left behind (a failure while closing the table left one)."""
-    from helpers import make_run
-
     from birdspec.prediction import outputs
+
+    from helpers import make_run
 
     run = make_run(tmp_path / "run", fast_dataset)
     rec = write_audio(tmp_path / "in" / "r.wav", (0.1 * np.random.default_rng(0).standard_normal(6 * SR)).astype(np.float32), SR)
@@ -537,7 +538,7 @@ def test_a_full_disk_while_predict_writes_names_the_output_and_keeps_the_old_one
     before = table.read_bytes()
     capsys.readouterr()
     for where in ("write", "close"):
-        def full_disk(*args, **kwargs):  # half a row reaches the table, or its last flush fails
+        def full_disk(*args, where=where, **kwargs):  # half a row reaches the table, or its last flush fails
             if where == "write":
                 args[0].write("half a row")
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import class_signal, write_audio
 
 from birdspec.models.checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from birdspec.prediction import onnx_runtime as ox
 from birdspec.prediction.predictor import Predictor
 from birdspec.training import TrainConfig, train
+
+from helpers import class_signal, write_audio
 
 SR = 32000
 

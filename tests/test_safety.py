@@ -8,11 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_run, write_audio
 
 from birdspec.cli.main import main
 
+from helpers import make_run, write_audio
+
 SR = 32000
+
+
+HOLD_LOCK = ("import sys, time\nfrom birdspec.fileio import output_lock\nwith output_lock(sys.argv[1]):\n"
+             "    print('held', flush=True)\n    time.sleep(60)\n")
+"""A child that holds the output lock of ``sys.argv[1]`` for a minute."""
 
 
 def test_outputs_never_replace_inputs(tmp_path, fast_dataset, capsys):
@@ -85,7 +91,7 @@ def test_a_second_writer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, ca
         for k in range(3):
             write_audio(src / label / f"{label}{k}.wav", (0.1 * np.random.default_rng(k).standard_normal(6 * SR)).astype(np.float32), SR)
     out = tmp_path / "out"
-    code = "import sys, time\nfrom birdspec.fileio import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    code = HOLD_LOCK
     holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -107,7 +113,7 @@ def test_train_cv_and_sweep_folders_have_one_writer(tmp_path, fast_dataset, caps
     import subprocess
     import sys
 
-    code = "import sys, time\nfrom birdspec.fileio import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    code = HOLD_LOCK
     common = ["--epochs", "1", "--device", "cpu", "--workers", "0", "--no-progress"]
     for cmd in (["train", str(fast_dataset)], ["cv", str(fast_dataset)], ["sweep", str(fast_dataset), "--lrs", "0.01"]):
         out = tmp_path / cmd[0]

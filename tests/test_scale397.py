@@ -12,11 +12,11 @@ import pytest
 
 from birdspec.data.synthetic_many import MAX_CLASSES, class_code, make_many_birdclef, many_classes
 from birdspec.errors import ConfigError
-from birdspec.prediction.csv_text import write_csv_text
+from birdspec.evaluation.scoring import birdclef_f1, score_soundscapes, sets_at, threshold_f1
 from birdspec.formats import NOCALL
+from birdspec.prediction.csv_text import write_csv_text
 from birdspec.prediction.outputs import PredictionWriter, birdclef_rows, scores_table, topk_indices
 from birdspec.prediction.predictor import FileResult
-from birdspec.evaluation.scoring import birdclef_f1, score_soundscapes, sets_at, threshold_f1
 
 
 def awkward_table(n: int = 40) -> pd.DataFrame:
@@ -85,7 +85,7 @@ def birdclef_rows_loop(result, class_info, min_conf, top_k):
     labels = [str(c["label"]) for c in class_info]
     rows, _, cls = topk_indices(result.scores, min_conf=min_conf, top_k=top_k)
     birds = [[] for _ in range(len(result.windows))]
-    for r, c in zip(rows, cls):
+    for r, c in zip(rows, cls, strict=True):
         birds[r].append(labels[c])
     return [" ".join(b) if b else NOCALL for b in birds]
 

@@ -67,7 +67,7 @@ def test_predict_tables_as_scores(tmp_path):
     # the long table of `birdspec predict --top-k 0 --min-conf 0`
     long = pd.DataFrame(
         [{"file": f, "window": i, "start_s": e - 5, "end_s": e, "rank": 1, "label": lab, "confidence": s}
-         for i, (f, e) in enumerate(zip(files, ends)) for lab, s in (("a", SCORES["a"][i]), ("b", SCORES["b"][i]))]
+         for i, (f, e) in enumerate(zip(files, ends, strict=True)) for lab, s in (("a", SCORES["a"][i]), ("b", SCORES["b"][i]))]
     )
     long.to_csv(tmp_path / "long.csv", index=False)
     for name in ("wide.csv", "long.csv"):

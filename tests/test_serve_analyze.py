@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+
 from serve_fixtures import trained_run, wait_job
 
 pytest.importorskip("fastapi")
@@ -130,6 +131,6 @@ def test_downloads_hold_the_rows_at_or_above_the_minimum_score(setup):
         raven = pd.read_csv(io.StringIO(client.get("/api/download", params={"ref": ref, "format": "raven", "min_score": min_score}).text), sep="\t")
         assert (raven["Confidence"] >= float(min_score)).all() and raven["Selection"].tolist() == list(range(1, len(raven) + 1))
     model = pd.read_csv(io.StringIO(client.get("/api/download", params={"ref": ref, "format": "csv", "min_score": "model"}).text))
-    assert len(model) == int(sum(c >= thresholds[lab] for lab, c in zip(everything["label"], everything["confidence"])))
-    assert all(c >= thresholds[lab] for lab, c in zip(model["label"], model["confidence"]))
+    assert len(model) == int(sum(c >= thresholds[lab] for lab, c in zip(everything["label"], everything["confidence"], strict=True)))
+    assert all(c >= thresholds[lab] for lab, c in zip(model["label"], model["confidence"], strict=True))
     assert client.get("/api/download", params={"ref": ref, "min_score": "high"}).status_code == 400

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from helpers import write_audio
 from serve_fixtures import synthetic_recording, trained_run
 

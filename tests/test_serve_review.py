@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from serve_fixtures import synthetic_recording, trained_run, wait_job
 
 pytest.importorskip("fastapi")

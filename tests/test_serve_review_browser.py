@@ -109,10 +109,11 @@ def busy_url(tmp_path, serve_run, monkeypatch):  # noqa: F811
     """A server whose recordings folder holds a busy `birdspec predict` table and a species list."""
     import shutil
 
-    from serve_fixtures import free_port, running_server, synthetic_recording
     from test_serve_review import busy_table
 
     from birdspec.app.paths import ServeConfig
+
+    from serve_fixtures import free_port, running_server, synthetic_recording
 
     monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
     runs = tmp_path / "runs"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from serve_fixtures import synthetic_recording, trained_run, verify_windows, wait_job
 
 pytest.importorskip("fastapi")
@@ -86,7 +87,7 @@ def test_pooling_merges_repeats_and_leaves_out_disagreements():
     b = _rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp1"), ("/r/b.flac", 0.0, "sp2")])
     rows, conflicts = vf.pool([a, b])
     assert conflicts == 1
-    assert sorted(zip(rows["path"], rows["start_s"], rows["label"])) == [
+    assert sorted(zip(rows["path"], rows["start_s"], rows["label"], strict=True)) == [
         ("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 10.0, "sp1"), ("/r/b.flac", 0.0, "sp2")]
 
 

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from helpers import write_prepared
 
 from birdspec.config import EncodingConfig
 from birdspec.data.soundscape import CALLS_FILE, TRUTH_FILE, SoundscapeConfig, make_soundscapes, truth_table
 from birdspec.errors import ConfigError
+
+from helpers import write_prepared
 
 
 def test_truth_table_known_answer():

@@ -48,12 +48,12 @@ def test_unique_groups_give_exactly_the_ungrouped_split():
     rng = np.random.default_rng(1)
     files = [f"XC{i}.ogg" for i in rng.permutation(40)]
     labels = [["a", "b", "c", "d"][i % 4] for i in range(40)]
-    paths = [f"/data/{lab}/{f}" for f, lab in zip(files, labels)]
+    paths = [f"/data/{lab}/{f}" for f, lab in zip(files, labels, strict=True)]
     assert train_val_split(files, labels, seed=3, groups=paths).tolist() == train_val_split(files, labels, seed=3).tolist()
     assert stratified_folds(files, labels, n_folds=5, seed=3, groups=paths).tolist() == \
         stratified_folds(files, labels, n_folds=5, seed=3).tolist()
     rows, y = np.arange(40), np.array(labels)
-    for a, b in zip(inner_split(rows, y, fraction=0.25, seed=2, groups=paths), inner_split(rows, y, fraction=0.25, seed=2)):
+    for a, b in zip(inner_split(rows, y, fraction=0.25, seed=2, groups=paths), inner_split(rows, y, fraction=0.25, seed=2), strict=True):
         assert a.tolist() == b.tolist()
 
 
@@ -74,11 +74,11 @@ def test_file_groups_reads_the_manifest():
 
 
 def test_prepare_puts_the_windows_of_a_file_on_one_side(tmp_path):
-    from helpers import class_signal, write_audio
-
     from birdspec.config import EncodingConfig
     from birdspec.data.prepare import prepare
     from birdspec.data.prepared import PreparedDataset
+
+    from helpers import class_signal, write_audio
 
     rows = []
     for k in range(6):

@@ -59,7 +59,7 @@ def test_real_sweep_2x2_and_resume(fast_dataset, tmp_path, capsys):
     for key in SWEEP_KEYS:
         assert key in table.columns, key
     assert len(table) == 4 and (table["status"] == "ok").all()
-    assert set(zip(table["optimizer"], table["lr"])) == {("adamw", 0.01), ("adamw", 0.001), ("sgd", 0.01), ("sgd", 0.001)}
+    assert set(zip(table["optimizer"], table["lr"], strict=True)) == {("adamw", 0.01), ("adamw", 0.001), ("sgd", 0.01), ("sgd", 0.001)}
     assert (out / "sweep.png").stat().st_size > 10_000
     for run_dir in table["run_dir"]:
         run = Path(run_dir)

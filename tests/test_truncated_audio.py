@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import class_signal, write_audio
 
 from birdspec import audio
 from birdspec.cli.main import main
 from birdspec.truncation import truncation
+
+from helpers import class_signal, write_audio
 
 SR = 32000
 
@@ -75,9 +76,9 @@ def test_a_file_that_is_not_audio_is_named_so_and_decoder_notes_stay_off_the_ter
 
 
 def test_predict_scores_what_decodes_of_a_cut_off_file_and_warns(tmp_path, fast_dataset, capsys):
-    from helpers import make_run
-
     from birdspec.prediction.predictor import Predictor
+
+    from helpers import make_run
 
     run = make_run(tmp_path / "run", fast_dataset)
     cut = _cut(write_audio(tmp_path / "cut.flac", class_signal(0, duration_s=12.0, sample_rate_hz=SR), SR), 0.4)

@@ -21,7 +21,7 @@ from birdspec.windowing import (
 
 
 def _times(df):
-    return [(round(a, 6), round(b, 6), bool(p)) for a, b, p in zip(df["start_s"], df["end_s"], df["partial"])]
+    return [(round(a, 6), round(b, 6), bool(p)) for a, b, p in zip(df["start_s"], df["end_s"], df["partial"], strict=True)]
 
 
 # --------------------------------------------------------------------------- training / embedding windows
@@ -152,7 +152,7 @@ def test_streaming_windower_matches_window_bounds(hop, num_samples, block):
     assert starts.tolist() == expected[:, 0].tolist()
     assert ends.tolist() == expected[:, 1].tolist()
     waves = np.concatenate([c.waves for c in chunks]) if chunks else np.zeros((0, 5))
-    for (a, b), row in zip(expected, waves):
+    for (a, b), row in zip(expected, waves, strict=True):
         assert np.array_equal(row, fit_window(wave[a:b], length=5, fill="pad"))
 
 

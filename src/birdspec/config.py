@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from birdspec.errors import ConfigError
 
@@ -131,11 +132,11 @@ class FrontendConfig:
             raise ConfigError(f"no STFT bin between fmin_hz={self.fmin_hz} and fmax_hz={self.fmax_hz} at n_fft={self.n_fft}")
 
     @classmethod
-    def for_kind(cls, kind: str, **options: Any) -> "FrontendConfig":
+    def for_kind(cls, kind: str, **options: Any) -> FrontendConfig:
         """The settings of spectrogram type ``kind``: the study's, the type's own defaults, then ``options``."""
         return cls().with_kind(kind, **options)
 
-    def with_kind(self, kind: str, **options: Any) -> "FrontendConfig":
+    def with_kind(self, kind: str, **options: Any) -> FrontendConfig:
         """These settings as type ``kind``: the type's own defaults (when it changes type), then ``options``."""
         if kind not in FRONTENDS:
             raise ConfigError(f"unknown frontend {kind!r}; choose one of {', '.join(FRONTENDS)}")

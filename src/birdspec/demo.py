@@ -264,7 +264,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None) -> DemoResul
     step("compare", t)
 
     scores = {}
-    for run, evaluation in zip(runs, evaluations):
+    for run, evaluation in zip(runs, evaluations, strict=True):
         rec = dict(evaluation.metrics.get("recording") or {})
         scores[run.name] = {"accuracy": rec.get("accuracy"), "macro_f1": rec.get("macro_f1")}
     return DemoResult(

@@ -29,8 +29,9 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from birdspec.locks import LOCK_SUFFIX, locks_output, output_lock  # noqa: F401  (owned by birdspec.locks; many import them from here)
 

@@ -96,7 +96,7 @@ class WindowGeometry:
         min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
         fill: str = "pad",
-    ) -> "WindowGeometry":
+    ) -> WindowGeometry:
         """Geometry from seconds (``hop_s=None``: hop = window)."""
         if window_s is None or not window_s > 0:
             raise ConfigError(f"window_s must be positive, got {window_s}")
@@ -204,7 +204,7 @@ def clip_times(
     hop_s: float | None = None,
     min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
     sample_rate_hz: int = SAMPLE_RATE_HZ,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """Windows of a recording of ``duration_s`` seconds (like opensoundscape's ``generate_clip_times_df``).
 
     Returns:

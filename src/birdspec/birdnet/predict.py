@@ -18,9 +18,10 @@ them, :func:`output_windows` applies the same rules.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ class BirdnetAudioClassifier:
         backbone: BirdnetBackbone | None = None,
         num_threads: int | None = None,
         embed_hop_s: float = EMBED_HOP_S,
-    ) -> "BirdnetAudioClassifier":
+    ) -> BirdnetAudioClassifier:
         """From a checkpoint (file, run folder, dict or :class:`~birdspec.models.checkpoint.Checkpoint`) of a ``birdnet-*`` head."""
         from birdspec.models.checkpoint import read_checkpoint
 

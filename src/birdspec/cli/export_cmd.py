@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the model (the sidecar is FILE with .json)")
     p.add_argument("--check-audio", default=None, metavar="AUDIO", help="recording to check the export on (default: a synthetic signal)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing FILE (or its sidecar) of another kind")
-    p.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE, help=f"largest accepted logit difference vs PyTorch (default {CHECK_TOLERANCE:g})")
+    p.add_argument("--tolerance", type=float, default=CHECK_TOLERANCE, help=f"largest accepted logit difference vs PyTorch (default "
+        f"{CHECK_TOLERANCE:g})")
     p.set_defaults(func=run)
     return p
 

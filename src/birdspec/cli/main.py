@@ -16,7 +16,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from birdspec import __version__
 from birdspec.errors import BirdspecError

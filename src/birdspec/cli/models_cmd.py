@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     right = {1, 2}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     print(f"{len(rows)} models (parameters for {args.classes} classes; C=10: stack10, C=1: window encoding)")
     print(line(header))
-    for r, t in zip(rows, table):
+    for r, t in zip(rows, table, strict=True):
         print(line(t))
         print(f"    {r['description']}")
         if r["note"]:

@@ -95,7 +95,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("paths", nargs="+", metavar="PATH", help="recordings or folders (searched recursively)")
     p.add_argument("--window-s", type=float, default=None, help="window length; must be the checkpoint's (default: the checkpoint's, 5 s)")
     p.add_argument("--hop-s", type=float, default=None, help="seconds between window starts (default: the window length)")
-    p.add_argument("--min-partial-s", type=float, default=DEFAULT_MIN_PARTIAL_S, help=f"least audio a last partial window needs to be scored (default {DEFAULT_MIN_PARTIAL_S:g})")
+    p.add_argument("--min-partial-s", type=float, default=DEFAULT_MIN_PARTIAL_S, help=f"least audio a last partial window needs to be "
+        f"scored (default {DEFAULT_MIN_PARTIAL_S:g})")
     p.add_argument("--min-conf", type=float, default=None,
                    help="lowest score written, for every class (default: the model's per-class detection thresholds, "
                         "chosen on validation when it was trained, so a window where no class reaches its threshold "
@@ -103,15 +104,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--top-k", type=int, default=3, help="classes written per window, best first (default 3; 0: all above the thresholds)")
     p.add_argument("--scores", choices=SCORE_MODES, default="topk", help="csv/parquet: kept classes (topk) or every class score per window (all)")
     p.add_argument("--format", choices=FORMATS, default="csv", help="output format (default csv)")
-    p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or a resumable run folder (see Archives; always for raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
+    p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or a resumable run folder (see Archives; "
+        "always for raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="folder --out: worker processes (default: one per core, one thread each)")
-    p.add_argument("--engine", choices=ENGINES, default="local", help="folder --out: local processes (default) or a Dask cluster (needs birdspec[distributed])")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--engine dask: the scheduler, e.g. tcp://head:8786 (default: start a local cluster of --jobs workers)")
+    p.add_argument("--engine", choices=ENGINES, default="local", help="folder --out: local processes (default) or a Dask cluster (needs "
+        "birdspec[distributed])")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--engine dask: the scheduler, e.g. tcp://head:8786 (default: start "
+        "a local cluster of --jobs workers)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 4 on CPU, 64 on CUDA)")
     p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else exported once and cached), PyTorch on CUDA")
-    p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context (default centre)")
-    p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: the one the model was trained with: softmax, softmax-background for models that learned \"no bird\", sigmoid for multi-label; another one drops the model's thresholds)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else "
+        "exported once and cached), PyTorch on CUDA")
+    p.add_argument("--context", choices=CONTEXT_POSITIONS, default="centre", help="stack10: position of a window in its 50 s context "
+        "(default centre)")
+    p.add_argument("--activation", choices=ACTIVATION_CHOICES, default="auto", help="score function (default: the one the model was trained "
+        "with: softmax, softmax-background for models that learned \"no bird\", sigmoid for multi-label; another one drops the model's thresholds)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all available)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out of another kind (e.g. a file that is not a table)")
     p.add_argument("--strict", action="store_true", help="stop with exit status 2 at the first recording that cannot be decoded")
@@ -124,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
     from birdspec.fileio import refuse_output_over_inputs, refuse_replacing
     from birdspec.models.checkpoint import resolve_checkpoint_path
-    from birdspec.prediction.archive import is_out_folder
     from birdspec.models.checkpoint_info import describe_thresholds
+    from birdspec.prediction.archive import is_out_folder
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
 
@@ -223,8 +230,8 @@ def _score_options(args: argparse.Namespace) -> dict:
 
 def _run_folder(args: argparse.Namespace, out: str) -> int:
     """A resumable folder prediction (prediction/archive_run.py) and its summary on stdout."""
-    from birdspec.prediction.archive_run import predict_folder
     from birdspec.formats import FAILED_FILE
+    from birdspec.prediction.archive_run import predict_folder
 
     s = predict_folder(args.checkpoint, args.paths, out, fmt=args.format, scores=args.scores, min_conf=args.min_conf,
                        top_k=args.top_k, options=_score_options(args), jobs=args.jobs, engine=args.engine, scheduler=args.scheduler,

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"row-wise micro F1: {result.f1:.4f}  ({result.rows} rows, {result.missing} without prediction)")
     else:
         print(f"best row-wise micro F1: {result.f1:.4f} at threshold {result.threshold:g}  ({result.rows} rows, {result.missing} without prediction)")
-        for t, f in zip(result.curve["threshold"], result.curve["f1"]):
+        for t, f in zip(result.curve["threshold"], result.curve["f1"], strict=True):
             print(f"  threshold {t:<6g} F1 {f:.4f}")
         tried = result.curve["threshold"]
         if len(tried) > 1 and result.threshold in (tried.min(), tried.max()):

@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs", metavar="DIR", help="run folders: checkpoints to predict with, where training writes (default runs)")
     p.add_argument("--recordings", nargs="+", default=[], metavar="DIR", help="folders of recordings the pages may open (searched recursively)")
-    p.add_argument("--work", default="birdspec-serve", metavar="DIR", help="where the app writes uploads, predictions (with their verdicts) and exports (default birdspec-serve)")
+    p.add_argument("--work", default="birdspec-serve", metavar="DIR", help="where the app writes uploads, predictions (with their verdicts) "
+        "and exports (default birdspec-serve)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest upload accepted (default 512 MB)")
@@ -67,11 +68,10 @@ def _check_port(host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
     from pathlib import Path
 
     from birdspec.errors import ConfigError, DependencyError
-
-    import importlib.util
 
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:

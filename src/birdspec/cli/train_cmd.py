@@ -94,7 +94,6 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
         PRECISIONS,
         SCHEDULES,
     )
-
     from birdspec.training.recipes import RECIPES
 
     r = p.add_argument_group("recipe" + within)
@@ -112,7 +111,8 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
                         "level (an absolute floor, each band's noise floor removed, fixed units fitted on the training "
                         "windows: quiet noise stays quiet); band removes each band's noise floor, then standardises "
                         "every window; instance standardises every window (the study's); none")
-    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; JSON values)")
+    m.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="backbone option, e.g. dropout=0.3 (repeatable; "
+        "JSON values)")
     m.add_argument("--frontend", choices=FRONTENDS, help="spectrogram type (default logmel, the study's; `birdspec models` lists them)")
     m.add_argument("--frontend-option", action="append", default=[], metavar="KEY=VALUE",
                    help="spectrogram setting, e.g. pcen_gain=0.9 or n_mfcc=20 (repeatable; JSON values)")

@@ -217,7 +217,9 @@ def parse_raven(parsed: Parsed, rows: list[tuple[int, list[str]]], *, recording:
     for line, cells in body:
         if not any(c.strip() for c in cells):
             continue
-        get = (lambda name, cells=cells: cells[col[name]] if name and col[name] < len(cells) else None)
+        def get(name: str | None, cells: list = cells) -> str | None:
+            return cells[col[name]] if name and col[name] < len(cells) else None
+
         if sel is not None and get(sel):
             key = get(sel).strip()
             if key in seen:
@@ -321,7 +323,9 @@ def parse_frame(parsed: Parsed, df: Any, *, recording: str, species_column: str 
     names = [c for c in (find_column(columns, [n]) for n in TABLE_NAME_COLUMNS) if c and c != species]
     cols = {c: df[c].tolist() for c in {start, end, species, rec_col, conf, low, high, verdict, *names} if c}
     for i in range(len(df)):
-        at = (lambda c, i=i: cols[c][i] if c else None)
+        def at(c: str | None, i: int = i) -> object:
+            return cols[c][i] if c else None
+
         if verdict is not None and _text(at(verdict)).casefold() == "wrong":
             parsed.rows += 1
             parsed.problem(first_line + i, "verdict 'wrong' (the reviewer rejected this detection): no box", kind="note")

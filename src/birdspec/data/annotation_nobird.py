@@ -35,7 +35,7 @@ def stretches(windows: pd.DataFrame) -> pd.DataFrame:
     for (rec, path, name), grp in windows.sort_values(["source_path", "start_s"]).groupby(
             ["recording", "source_path", "filename"], sort=True):
         cur = None
-        for a, b in zip(grp["start_s"].to_numpy(float), grp["end_s"].to_numpy(float)):
+        for a, b in zip(grp["start_s"].to_numpy(float), grp["end_s"].to_numpy(float), strict=True):
             if cur is not None and a <= cur[1] + 1e-6:
                 cur[1], cur[2] = max(cur[1], b), cur[2] + 1
             else:
@@ -60,7 +60,7 @@ def assign_sides(table: pd.DataFrame, manifest: pd.DataFrame, *, val_fraction: f
     out["fold"] = out["source_path"].map(side["fold"])
     alone = sorted(set(out.loc[out["split"].isna(), "filename"]))
     if alone:
-        split = dict(zip(alone, train_val_split(alone, ["no bird"] * len(alone), val_fraction=val_fraction, seed=seed)))
+        split = dict(zip(alone, train_val_split(alone, ["no bird"] * len(alone), val_fraction=val_fraction, seed=seed), strict=True))
         order = np.random.default_rng(seed).permutation(len(alone))
         fold = {alone[i]: (int(k % folds) if folds else -1) for k, i in enumerate(order)}
         miss = out["split"].isna()
@@ -95,11 +95,11 @@ def write_nobird(partial: Path, windows: pd.DataFrame, manifest: pd.DataFrame, s
     table = assign_sides(stretches(windows), manifest, val_fraction=settings.val_fraction, seed=settings.seed,
                          folds=settings.folds)
     names = [f"{NOBIRD_DIR}/{split}/{PurePosixPath(n).with_suffix('').as_posix().replace('/', '__')}_{a:g}s.flac"
-             for n, a, split in zip(table["filename"], table["start_s"], table["split"])]
+             for n, a, split in zip(table["filename"], table["start_s"], table["split"], strict=True)]
     table["file"] = names
     for split in set(table["split"]):
         (partial / NOBIRD_DIR / str(split)).mkdir(parents=True, exist_ok=True)
-    tasks = [(path, [(float(a), float(b), str(partial / f)) for a, b, f in zip(g["start_s"], g["end_s"], g["file"])],
+    tasks = [(path, [(float(a), float(b), str(partial / f)) for a, b, f in zip(g["start_s"], g["end_s"], g["file"], strict=True)],
               settings.sample_rate_hz) for path, g in table.groupby("source_path", sort=True)]
     from birdspec.runtime import cpu_count
 
@@ -109,7 +109,7 @@ def write_nobird(partial: Path, windows: pd.DataFrame, manifest: pd.DataFrame, s
             results = list(pool.map(_write_recording, tasks))
     else:
         results = [_write_recording(t) for t in tasks]
-    errors = {part[2]: err for task, res in zip(tasks, results) for part, err in zip(task[1], res) if err}
+    errors = {part[2]: err for task, res in zip(tasks, results, strict=True) for part, err in zip(task[1], res, strict=True) if err}
     if errors:
         log.warning("%d no-bird stretch(es) could not be decoded and are left out (first: %s)", len(errors),
                     next(iter(errors.values())))

@@ -255,7 +255,7 @@ def annotation_source(source: str | Path, settings: AnnotationSettings, *, windo
                         "recording column (Begin Path, file)")
     all_boxes = [b for boxes in matched.values() for b in boxes]
     reference = reference_species(all_boxes, settings.species_table)
-    labels = dict(zip(map(id, all_boxes), box_species(all_boxes, reference, report)))
+    labels = dict(zip(map(id, all_boxes), box_species(all_boxes, reference, report), strict=True))
     counted = Counter(lab for lab in labels.values() if lab)
     table = reference.assign(count=reference["label"].map(counted).fillna(0).astype(int))
     table = table[table["count"] > 0].reset_index(drop=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

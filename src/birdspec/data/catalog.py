@@ -127,7 +127,7 @@ def unique_ids(stems: Sequence[str], rel_paths: Sequence[str]) -> list[str]:
     counts = Counter(stems)
     ids = [
         stem if counts[stem] == 1 else safe_name(str(PurePosixPath(rel).with_suffix("")))
-        for stem, rel in zip(stems, rel_paths)
+        for stem, rel in zip(stems, rel_paths, strict=True)
     ]
     seen: Counter[str] = Counter()
     out = []

@@ -132,7 +132,7 @@ def read_birdclef(root: str | Path, *, layout: str = "birdclef2021") -> pd.DataF
     names = meta["filename"].str.strip()
     if layout == "birdclef2021":
         # The 2021 metadata holds bare names; tolerate ones that already hold the folder.
-        rel = [n if "/" in n else f"{lab}/{n}" for lab, n in zip(labels, names)]
+        rel = [n if "/" in n else f"{lab}/{n}" for lab, n in zip(labels, names, strict=True)]
     else:
         rel = list(names)
     rel = [PurePosixPath(r.replace("\\", "/")).as_posix() for r in rel]
@@ -182,7 +182,7 @@ def scan_folders(root: str | Path) -> pd.DataFrame:
                 rows.append((class_dir.name, path, Path(path).relative_to(root).as_posix()))
     if not rows:
         raise DataError(f"no class folders with audio under {root}; use --layout birdclef2021|birdclef2022|csv")
-    labels, paths, rel = (list(x) for x in zip(*rows))
+    labels, paths, rel = (list(x) for x in zip(*rows, strict=True))
     df = pd.DataFrame(
         {
             "id": unique_ids([PurePosixPath(r).stem for r in rel], rel),
@@ -292,7 +292,7 @@ def read_csv_manifest(
     extra = meta[[c for c in cols if c not in (pcol, lcol) and c not in opt]]
     if set(WINDOW_COLUMNS) <= set(cols):
         extra = _window_columns(extra, csv)
-        df["id"] = unique_ids([f"{PurePosixPath(r).stem}_{s:g}s" for r, s in zip(rel_posix, extra["start_s"])], rel_posix)
+        df["id"] = unique_ids([f"{PurePosixPath(r).stem}_{s:g}s" for r, s in zip(rel_posix, extra["start_s"], strict=True)], rel_posix)
     return finish_catalog(df, extra)
 
 
@@ -314,7 +314,7 @@ def decode_spans(catalog: pd.DataFrame, max_duration_s: float | None) -> list[tu
     if not set(WINDOW_COLUMNS) <= set(catalog.columns) or catalog["start_s"].dtype.kind != "f":
         return [(0.0, max_duration_s)] * len(catalog)
     spans = []
-    for start, end in zip(catalog["start_s"].to_numpy(float), catalog["end_s"].to_numpy(float)):
+    for start, end in zip(catalog["start_s"].to_numpy(float), catalog["end_s"].to_numpy(float), strict=True):
         length = float(end - start)
         spans.append((float(start), length if max_duration_s is None else min(length, max_duration_s)))
     return spans
@@ -331,7 +331,7 @@ def repeated_rows(catalog: pd.DataFrame) -> dict[int, str]:
     """
     spans = decode_spans(catalog, None)
     rows_of: dict[tuple[str, tuple[float, float | None]], list[int]] = {}
-    for i, key in enumerate(zip(catalog["source_path"].astype(str).tolist(), spans)):
+    for i, key in enumerate(zip(catalog["source_path"].astype(str).tolist(), spans, strict=True)):
         rows_of.setdefault(key, []).append(i)
     labels, ids = catalog["label"].astype(str).tolist(), catalog["id"].astype(str).tolist()
     out: dict[int, str] = {}

@@ -12,20 +12,22 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from birdspec.config import BACKBONES
 from birdspec.data.embeddings import (
+    EMBED_SETTINGS_FILE,
     EMBEDDINGS_FILE,
     EMBEDDINGS_FORMAT,
+    EMBEDDINGS_META_FILE,
     INDEX_COLUMNS,
     INDEX_FILE,
-    EMBEDDINGS_META_FILE,
-    EMBED_SETTINGS_FILE,
     EmbedReport,
     WindowEmbedder,
     append_embeddings,
@@ -36,7 +38,6 @@ from birdspec.data.embeddings import (
     read_index,
 )
 from birdspec.data.prepared import PreparedDataset
-from birdspec.config import BACKBONES
 from birdspec.errors import ConfigError, DataError
 from birdspec.fileio import output_lock, replace_dir, write_csv, write_text
 from birdspec.windowing import frame

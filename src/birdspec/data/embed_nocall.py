@@ -29,15 +29,17 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from birdspec.data.embeddings import (
+    EMBED_SETTINGS_FILE,
     EMBEDDINGS_DTYPE,
     EMBEDDINGS_FORMAT_VERSION,
     EMBEDDINGS_META_FILE,
@@ -46,7 +48,6 @@ from birdspec.data.embeddings import (
     NOCALL_INDEX_FILE,
     NOCALL_KINDS,
     NOCALL_VAL_EVERY,
-    EMBED_SETTINGS_FILE,
     append_embeddings,
     load_partial,
     nocall_partial_dir,
@@ -250,7 +251,7 @@ def _open_partial(partial: Path, final: Path, settings: dict[str, Any], keys: se
         old = read_nocall_index(final / NOCALL_INDEX_FILE)
         old = old[old["key"].isin(keys)].reset_index(drop=True)
         data = _windows_file(final / NOCALL_EMBEDDINGS_FILE, dim)
-        parts = [data[f : f + n] for f, n in zip(old["first_window"], old["num_windows"])]
+        parts = [data[f : f + n] for f, n in zip(old["first_window"], old["num_windows"], strict=True)]
         old["first_window"] = np.concatenate([[0], np.cumsum(old["num_windows"].to_numpy())[:-1]]).astype(np.int64) if len(old) else []
         index = old
         with open(partial / NOCALL_EMBEDDINGS_FILE, "wb") as f:
@@ -319,7 +320,7 @@ def _publish(partial: Path, final: Path, plan: list[Clip], settings: dict[str, A
     meta.pop("nocall", None)  # while the files change, the cache has no no-bird part
     write_text(final / EMBEDDINGS_META_FILE, json.dumps(meta, indent=2))
     with atomic_path(final / NOCALL_EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
-        for first, n in zip(out["first_window"], out["num_windows"]):
+        for first, n in zip(out["first_window"], out["num_windows"], strict=True):
             f.write(np.ascontiguousarray(data[first : first + n], dtype=EMBEDDINGS_DTYPE).tobytes())
     out["first_window"] = np.concatenate([[0], np.cumsum(out["num_windows"].to_numpy())[:-1]]).astype(np.int64) if len(out) else []
     write_csv(final / NOCALL_INDEX_FILE, out[list(NOCALL_COLUMNS)], float_format=None)

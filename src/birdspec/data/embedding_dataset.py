@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ from birdspec.data.embeddings import (
     EMBEDDINGS_FILE,
     EMBEDDINGS_FORMAT,
     EMBEDDINGS_FORMAT_VERSION,
-    INDEX_FILE,
     EMBEDDINGS_META_FILE,
+    INDEX_FILE,
     NOCALL_EMBEDDINGS_FILE,
     NOCALL_INDEX_FILE,
     dataset_fingerprint,

@@ -66,9 +66,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -170,7 +171,7 @@ def dataset_fingerprint(data: PreparedDataset) -> dict[str, Any]:
     """Identifies the manifest the cache was computed for (recording ids, lengths and store offsets)."""
     m = data.manifest
     h = hashlib.sha1()
-    for rid, off, n in zip(m["id"].astype(str), m["offset"].astype(np.int64), m["num_samples"].astype(np.int64)):
+    for rid, off, n in zip(m["id"].astype(str), m["offset"].astype(np.int64), m["num_samples"].astype(np.int64), strict=True):
         h.update(f"{rid}:{off}:{n};".encode())
     return {"num_recordings": int(len(m)), "sha1": h.hexdigest(), "sample_rate_hz": int(data.sample_rate_hz)}
 

@@ -13,7 +13,8 @@ Training, evaluation and cross-validation call :func:`model_dataset` and
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -23,7 +24,6 @@ from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError
 from birdspec.models.checkpoint_info import MODEL_INPUTS
-
 
 
 def model_dataset(

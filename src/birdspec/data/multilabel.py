@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def label_targets(manifest: pd.DataFrame, classes: Sequence[str], *, secondary_w
     used = 0
     primaries = manifest["label"].astype(str).tolist()
     secondaries = manifest["secondary_labels"].tolist() if "secondary_labels" in manifest else [[]] * n
-    for r, (primary, cell) in enumerate(zip(primaries, secondaries)):
+    for r, (primary, cell) in enumerate(zip(primaries, secondaries, strict=True)):
         if primary not in index:
             raise ConfigError(f"manifest row {r} has primary label {primary!r}, not one of the dataset's classes")
         for label in parse_label_list(cell):

@@ -17,9 +17,10 @@ from a generator seeded by the sample's index, so they are the same in every epo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def quiet_stretches(wave: np.ndarray, sample_rate_hz: int, rule: QuietRule = Qui
     guard = int(round(rule.guard_s * sample_rate_hz))
     min_len = int(round(rule.min_duration_s * sample_rate_hz))
     out = []
-    for a, b in zip(edges[0::2], edges[1::2]):
+    for a, b in zip(edges[0::2], edges[1::2], strict=True):
         start, end = int(a) * frame + guard, int(b) * frame - guard
         if end - start >= min_len:
             out.append((start, end))

@@ -50,10 +50,10 @@ from birdspec.data.prepared import partial_dir
 from birdspec.data.species import select_species
 from birdspec.data.splits import stratified_folds
 from birdspec.data.store import STORE_FILE
-from birdspec.runtime import cpu_count
 from birdspec.errors import ConfigError
 from birdspec.fileio import refuse_output_over_inputs
 from birdspec.locks import output_lock
+from birdspec.runtime import cpu_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from birdspec.data.annotation_windows import AnnotationSettings
@@ -279,7 +279,7 @@ def _store(
     done = _Stored()
     rows, tasks = _decode_tasks(selected, settings, chunk_dir, done)
     cached = [read_cached(t.chunk_dir, t.key) for t in tasks]
-    pending = [t for t, c in zip(tasks, cached) if c is None]
+    pending = [t for t, c in zip(tasks, cached, strict=True) if c is None]
     n_workers = max(1, min(int(workers or cpu_count()), len(pending)))
     if pending:
         log.info(
@@ -288,7 +288,7 @@ def _store(
     decoded = decode_all(pending, workers=n_workers)
     try:
         with ChunkConcatenator(partial / STORE_FILE) as writer, _progress_bar(len(tasks), progress) as bar:
-            for i, task, result in zip(rows, tasks, cached):
+            for i, task, result in zip(rows, tasks, cached, strict=True):
                 if result is None:
                     result = next(decoded)
                 reason = skip_reason(result, settings=settings)

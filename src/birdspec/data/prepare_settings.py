@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from birdspec.config import SAMPLE_RATE_HZ, EncodingConfig, to_dict
-from birdspec.config import LAYOUTS
+from birdspec.config import LAYOUTS, SAMPLE_RATE_HZ, EncodingConfig, to_dict
 from birdspec.data.prepared import min_samples_kept
 from birdspec.data.species import split_names
 from birdspec.errors import ConfigError

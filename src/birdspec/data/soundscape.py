@@ -35,9 +35,10 @@ Audio is written as FLAC, in blocks (long Ogg writes crash libsndfile).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,7 +92,7 @@ def truth_table(calls: pd.DataFrame, durations_s: dict[str, float], *, window_s:
         calls: placed events ``audio_id, label, start_s, end_s``.
         durations_s: soundscape stem -> duration (a multiple of ``window_s``).
     """
-    from birdspec.formats import birdclef_row_id, NOCALL
+    from birdspec.formats import NOCALL, birdclef_row_id
 
     rows = []
     for stem, duration in durations_s.items():
@@ -167,7 +168,7 @@ def fold_sources(data: Any, fold: int) -> pd.DataFrame:
     rows = data.select(folds=[fold])
     m = data.manifest.iloc[rows].assign(row=rows)
     classes = set(data.classes)
-    clean = [not (set(parse_label_list(v)) & classes - {lab}) for v, lab in zip(m["secondary_labels"], m["label"])]
+    clean = [not (set(parse_label_list(v)) & classes - {lab}) for v, lab in zip(m["secondary_labels"], m["label"], strict=True)]
     out = m[np.asarray(clean, dtype=bool)] if len(m) else m
     if out.empty:
         raise DataError(f"{data.root}: fold {fold} has no recordings to build soundscapes from; choose another --fold")

@@ -69,7 +69,7 @@ def name_index(table: pd.DataFrame) -> dict[str, set[str]]:
     for column in NAME_COLUMNS:
         if column not in table:
             continue
-        for label, name in zip(table["label"], table[column]):
+        for label, name in zip(table["label"], table[column], strict=True):
             if isinstance(name, str) and name:
                 index.setdefault(normalize_name(name), set()).add(str(label))
     return index

@@ -120,7 +120,7 @@ def _write_class(args: tuple) -> list[dict]:
     folder = Path(root) / "train_short_audio" / classes[k].label
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, (duration, seed) in enumerate(zip(durations, seeds)):
+    for i, (duration, seed) in enumerate(zip(durations, seeds, strict=True)):
         name = f"XC{first_id + i}.ogg"
         path = folder / name
         rng = np.random.default_rng(seed)

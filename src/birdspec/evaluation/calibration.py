@@ -39,8 +39,13 @@ from typing import Any
 import numpy as np
 
 from birdspec.errors import ConfigError, DataError
-from birdspec.models.activation import check_activation, label_ids, score_matrix, target_matrix
-from birdspec.models.activation import fit_temperature  # noqa: F401 - re-exported: calibration's API
+from birdspec.models.activation import (
+    check_activation,
+    fit_temperature,  # noqa: F401 - re-exported: calibration's API
+    label_ids,
+    score_matrix,
+    target_matrix,
+)
 
 log = logging.getLogger(__name__)
 

@@ -39,12 +39,12 @@ import pandas as pd
 
 from birdspec.errors import CheckpointError, ConfigError
 from birdspec.evaluation.compare_report import (
+    COMPARE_REPORT_HTML,
     COMPARISON_CSV,
     COMPARISON_MD,
     CONFUSION_PNG,
     CURVES_PNG,
     METRICS_PNG,
-    COMPARE_REPORT_HTML,
     display_table,
     write_html,
     write_markdown,
@@ -98,7 +98,7 @@ def run_names(run_dirs: Sequence[Path]) -> list[str]:
     """Short unique names: the folder name, or ``parent/name`` when folder names repeat."""
     names = [p.name or str(p) for p in run_dirs]
     out = []
-    for p, n in zip(run_dirs, names):
+    for p, n in zip(run_dirs, names, strict=True):
         out.append(f"{p.parent.name}/{n}" if names.count(n) > 1 else n)
     seen: dict[str, int] = {}
     final = []
@@ -228,7 +228,7 @@ def compare_runs(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs: list[RunInfo] = []
-    for path, name in zip(paths, run_names(paths)):
+    for path, name in zip(paths, run_names(paths), strict=True):
         info = _load_run(path, name, out=out, data=data, split=split, checkpoint=checkpoint, device=device,
                          batch_size=batch_size, reuse=reuse)
         prof = None

@@ -113,10 +113,10 @@ def evaluate_detections(detections: str | Path, annotations: str | Path, *, reco
     ann_boxes = [b for r in recs for b in r.truth]
     if settings.species_table is None:  # annotated species the detector never named join as species of their own
         known = box_species(ann_boxes, reference, AnnotationReport())
-        extra = reference_species([b for b, k in zip(ann_boxes, known) if k is None])
+        extra = reference_species([b for b, k in zip(ann_boxes, known, strict=True) if k is None])
         reference = pd.concat([reference, extra], ignore_index=True)
-    ann_labels = dict(zip(map(id, ann_boxes), box_species(ann_boxes, reference, report)))
-    det_label = dict(zip(map(id, det.boxes), det_labels))
+    ann_labels = dict(zip(map(id, ann_boxes), box_species(ann_boxes, reference, report), strict=True))
+    det_label = dict(zip(map(id, det.boxes), det_labels, strict=True))
     species = _species(settings, reference, ann_labels, det_label, notes)
     window_s = settings.window_s or _window_length(det.boxes)
     rule = OverlapRule(settings.min_overlap_s, settings.min_overlap_fraction)

@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader
 
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
-from birdspec.formats import PROB_PREFIX
 from birdspec.errors import ConfigError, DataError
+from birdspec.formats import PROB_PREFIX
 from birdspec.models.activation import scores_torch
 from birdspec.models.checkpoint import CheckpointInfo
 from birdspec.runtime import resolve_device, use_fast_cpu_math

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -31,8 +32,8 @@ from sklearn.metrics import (
 )
 
 from birdspec.errors import DataError
-from birdspec.formats import DEFAULT_THRESHOLDS
 from birdspec.evaluation.scoring import parse_thresholds
+from birdspec.formats import DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from birdspec.fileio import save_figure
 from birdspec.evaluation.metrics import row_normalise
+from birdspec.fileio import save_figure
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,10 @@ def plot_per_class(
         vals = per_class[col].to_numpy(float)
         bars = ax.bar(x + (i - 1) * bw, vals, bw, label=col if col != "f1" else "F1", color=color)
         if k <= 8:
-            for b, v in zip(bars, vals):
+            for b, v in zip(bars, vals, strict=True):
                 ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{_short(n)}\n(n={int(s)})" for n, s in zip(names, support)],
+    ax.set_xticklabels([f"{_short(n)}\n(n={int(s)})" for n, s in zip(names, support, strict=True)],
                        rotation=30 if k > 6 else 0, ha="right" if k > 6 else "center")
     ax.set_ylim(0, 1.18)
     ax.set_yticks(np.linspace(0, 1, 6))
@@ -266,7 +266,7 @@ def plot_curves_overlay(
     axes = fig.subplots(1, 2)
     panels = (("acc", "Accuracy", "accuracy (0-1)"), ("loss", "Loss", "cross-entropy loss"))
     max_epoch = 1
-    for ax, (key, name, ylabel) in zip(axes, panels):
+    for ax, (key, name, ylabel) in zip(axes, panels, strict=True):
         for run, df in curves.items():
             if f"val_{key}" not in df or not len(df):
                 continue
@@ -308,7 +308,7 @@ def plot_confusion_grid(
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(cols * (side + 0.8), rows * (side + 0.4)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
-    for ax, (name, counts, names) in zip(axes, items):
+    for ax, (name, counts, names) in zip(axes, items, strict=True):
         counts = np.asarray(counts)
         _matrix_panel(ax, row_normalise(counts), names, normalised=True, title=f"{name} (n = {int(counts.sum())})", fig=fig)
         if colors and name in colors:
@@ -341,7 +341,7 @@ def plot_metric_bars(
         vals = [float(table.loc[table[name_column] == run, c].iloc[0]) for c, _ in metrics]
         pos = x - 0.4 + bw * (i + 0.5)
         bars = ax.bar(pos, np.nan_to_num(vals), bw, color=colors[run], label=run)
-        for b, v in zip(bars, vals):
+        for b, v in zip(bars, vals, strict=True):
             if np.isfinite(v):
                 ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x)

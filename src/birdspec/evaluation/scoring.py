@@ -24,16 +24,15 @@ Predictions can be:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
-from birdspec.formats import DEFAULT_THRESHOLDS
-from birdspec.formats import birdclef_row_id, NOCALL
+from birdspec.formats import DEFAULT_THRESHOLDS, NOCALL, birdclef_row_id
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def read_truth(path: str | Path) -> dict[str, frozenset[str]]:
     df = _read_csv(path)
     if not {"row_id", "birds"} <= set(df.columns):
         raise DataError(f"{path}: the truth needs columns row_id and birds (found {', '.join(map(str, df.columns))})")
-    return {str(r): parse_birds(b) for r, b in zip(df["row_id"], df["birds"])}
+    return {str(r): parse_birds(b) for r, b in zip(df["row_id"], df["birds"], strict=True)}
 
 
 def _read_csv(path: str | Path) -> pd.DataFrame:
@@ -103,7 +102,7 @@ def _row_ids(df: pd.DataFrame) -> pd.Series:
     if "row_id" in df.columns:
         return df["row_id"].astype(str)
     if {"file", "end_s"} <= set(df.columns):
-        return pd.Series([birdclef_row_id(Path(str(f)).stem, float(e)) for f, e in zip(df["file"], df["end_s"])], index=df.index)
+        return pd.Series([birdclef_row_id(Path(str(f)).stem, float(e)) for f, e in zip(df["file"], df["end_s"], strict=True)], index=df.index)
     raise DataError("predictions need a row_id column, or file and end_s columns (a birdspec predict table)")
 
 
@@ -112,7 +111,7 @@ def read_predictions(path: str | Path | pd.DataFrame) -> dict[str, frozenset[str
     df = path if isinstance(path, pd.DataFrame) else _read_csv(path)
     cols = set(df.columns)
     if "birds" in cols and "row_id" in cols:
-        return {str(r): parse_birds(b) for r, b in zip(df["row_id"], df["birds"])}
+        return {str(r): parse_birds(b) for r, b in zip(df["row_id"], df["birds"], strict=True)}
     rows = _row_ids(df)
     if {"label", "confidence"} <= cols:  # long predict table
         long = pd.DataFrame({"row_id": rows, "label": df["label"].astype(str), "confidence": df["confidence"].astype(float)})
@@ -132,7 +131,7 @@ def sets_at(scores: pd.DataFrame, threshold: float) -> dict[str, frozenset[str]]
     values = scores.to_numpy()
     labels = np.asarray(scores.columns, dtype=object)
     out = {}
-    for rid, row in zip(scores.index, values >= threshold):
+    for rid, row in zip(scores.index, values >= threshold, strict=True):
         chosen = frozenset(labels[row])
         out[str(rid)] = chosen or frozenset({NOCALL})
     return out

@@ -83,7 +83,7 @@ def window_truth(calls: pd.DataFrame, starts_s: Sequence[float], ends_s: Sequenc
     c_start = calls["start_s"].to_numpy(float)
     c_end = calls["end_s"].to_numpy(float)
     labels = calls["label"].astype(str).to_numpy()
-    for s, e in zip(starts_s, ends_s):
+    for s, e in zip(starts_s, ends_s, strict=True):
         overlap = np.minimum(c_end, e) - np.maximum(c_start, s)
         need = np.minimum(min_overlap_s, c_end - c_start)
         out.append(set(labels[(overlap > 0) & (overlap >= need - 1e-9)]))
@@ -269,7 +269,7 @@ def plot_soundscape(
     axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
     _spectrogram_panel(fig, axes[0], wave, sample_rate_hz, max_freq_hz=max_freq_hz, title=title)
     top_khz = axes[0].get_ylim()[1]
-    for s, e, row in zip(starts, ends, scores):
+    for s, e, row in zip(starts, ends, scores, strict=True):
         k = int(row.argmax())
         label, score = cols[k], float(row[k])
         if score >= thr[k]:
@@ -309,7 +309,7 @@ def _class_rows(ax: Any, cols: Sequence[str], colors: dict[str, str], heading: s
     ax.set_ylim(-0.5, len(cols) - 0.5)
     ax.set_yticks(range(len(cols)))
     ax.set_yticklabels(cols, fontsize=8)
-    for tick, c in zip(ax.get_yticklabels(), cols):
+    for tick, c in zip(ax.get_yticklabels(), cols, strict=True):
         tick.set_color(colors[c])
         tick.set_fontweight("bold")
     ax.invert_yaxis()
@@ -319,7 +319,7 @@ def _class_rows(ax: Any, cols: Sequence[str], colors: dict[str, str], heading: s
 
 def _detections_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, truth: Sequence[set],
                       cols: Sequence[str], colors: dict[str, str], *, thr: np.ndarray, has_truth: bool) -> None:
-    for s, e, row, true in zip(starts, ends, scores, truth):
+    for s, e, row, true in zip(starts, ends, scores, truth, strict=True):
         k = int(row.argmax())
         label, score = cols[k], float(row[k])
         if score < thr[k]:
@@ -337,7 +337,7 @@ def _detections_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.
 def _scores_panel(ax: Any, starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, cols: Sequence[str],
                   colors: dict[str, str], *, thr: np.ndarray, duration_s: float) -> None:
     for j, c in enumerate(cols):
-        xs = np.concatenate([[s, e] for s, e in zip(starts, ends)]) if len(starts) else np.zeros(0)
+        xs = np.concatenate([[s, e] for s, e in zip(starts, ends, strict=True)]) if len(starts) else np.zeros(0)
         ax.plot(xs, np.repeat(scores[:, j], 2), color=colors[c], linewidth=1.8, label=c)
     if len(thr) and np.all(thr == thr[0]):
         ax.axhline(thr[0], color="0.3", linestyle="--", linewidth=1, label=f"threshold {thr[0]:g}")

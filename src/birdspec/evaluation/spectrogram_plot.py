@@ -189,7 +189,7 @@ def plot_spectrograms(wave: np.ndarray, sample_rate_hz: int, kinds: Sequence[str
         raise ConfigError(f"audio at {sample_rate_hz} Hz, the spectrogram types expect {panels[0].config.sample_rate_hz} Hz")
     fig = Figure(figsize=(11, 2.3 * len(panels) + (0.5 if title else 0.2)), layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=True):
         _draw_panel(fig, ax, panel)
     axes[-1].set_xlim(start_s, start_s + wave.size / sample_rate_hz)
     axes[-1].set_xlabel("time in the recording (s)")

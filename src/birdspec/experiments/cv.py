@@ -55,10 +55,10 @@ import pandas as pd
 
 from birdspec import __version__
 from birdspec.data.splits import file_groups, inner_split
-from birdspec.experiments import train_with_export
-from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.evaluate import PREDICTIONS_FILE, eval_dir_name
+from birdspec.experiments import train_with_export
+from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.models.checkpoint import resolve_checkpoint_path
 from birdspec.training.rundir import CONFIG_FILE, SUMMARY_FILE, is_finished, is_started

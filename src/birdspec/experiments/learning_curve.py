@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdspec.errors import ConfigError, DataError
 from birdspec.experiments import train_with_export
 from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
-from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import locks_output, safe_name, read_json, write_csv, write_json
+from birdspec.fileio import locks_output, read_json, safe_name, write_csv, write_json
 
 log = logging.getLogger(__name__)
 

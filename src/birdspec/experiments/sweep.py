@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdspec.errors import ConfigError, TrainingError
 from birdspec.experiments import train_with_export
 from birdspec.experiments.settings import comparable_config, config_differences, refuse_other_settings
-from birdspec.errors import ConfigError, TrainingError
 from birdspec.fileio import locks_output, read_json, write_csv, write_json
 from birdspec.training.rundir import SUMMARY_FILE, is_started
 

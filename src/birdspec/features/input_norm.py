@@ -29,7 +29,8 @@ computed once, from the frontend's own tables, and travels with the model).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 

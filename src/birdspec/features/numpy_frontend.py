@@ -13,8 +13,8 @@ import importlib.util
 import math
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def _mel_groups(weights: np.ndarray) -> list[tuple[int, int, int, int, np.ndarra
         edges.append(int(cut[edges[-1]]))
     edges.reverse()
     out = []
-    for m0, m1 in zip(edges[:-1], edges[1:]):
+    for m0, m1 in zip(edges[:-1], edges[1:], strict=True):
         a, b = min(first[m0:m1]), max(last[m0:m1])
         if b <= a:  # mels without any weight (an empty band): a zero product
             a, b = 0, 1

@@ -20,7 +20,6 @@ import numpy as np
 
 from birdspec.config import FrontendConfig
 
-
 _F_SP = 200.0 / 3  # Slaney: Hz per mel below 1 kHz (linear part)
 _MIN_LOG_HZ = 1000.0  # where the log part starts
 _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,12 +70,12 @@ class SpeciesMapping:
 
     @property
     def unmapped_labels(self) -> list[str]:
-        return [c for c, i in zip(self.labels, self.birdnet_index) if i < 0]
+        return [c for c, i in zip(self.labels, self.birdnet_index, strict=True) if i < 0]
 
     def to_json(self) -> list[dict[str, Any]]:
         """One ``{"label", "birdnet_species", "birdnet_index"}`` per class (what a checkpoint records)."""
         return [{"label": c, "birdnet_species": s, "birdnet_index": int(i)}
-                for c, s, i in zip(self.labels, self.birdnet_species, self.birdnet_index)]
+                for c, s, i in zip(self.labels, self.birdnet_species, self.birdnet_index, strict=True)]
 
 
 def read_species_map(path: str | Path) -> dict[str, str]:

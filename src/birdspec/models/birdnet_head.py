@@ -40,7 +40,8 @@ where ``x`` is a ``(1, W, 1024)`` example; the exported graph takes zero-padded
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

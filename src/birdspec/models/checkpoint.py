@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from birdspec import __version__
 from birdspec.config import EncodingConfig, FrontendConfig, to_dict

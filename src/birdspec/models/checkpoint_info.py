@@ -9,12 +9,13 @@ network: :mod:`birdspec.models.checkpoint`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from birdspec import __version__
 import numpy as np
 
+from birdspec import __version__
 from birdspec.config import SAMPLE_RATE_HZ, EncodingConfig, FrontendConfig, from_dict, to_dict
 from birdspec.errors import BirdspecError, CheckpointError
 from birdspec.models.activation import ACTIVATIONS, scores_numpy
@@ -87,7 +88,7 @@ class Detection:
                 "chosen_on": self.chosen_on, "rule": self.rule, "per_class": [dict(c) for c in self.per_class]}
 
     @classmethod
-    def from_json(cls, raw: Any, *, num_classes: int, source: str) -> "Detection | None":
+    def from_json(cls, raw: Any, *, num_classes: int, source: str) -> Detection | None:
         """The detection settings of a checkpoint dict's ``detection`` entry (None when absent).
 
         Raises:
@@ -186,7 +187,7 @@ class CheckpointInfo:
         """Scores ``(B, K)`` float32 of logits ``(B, K)``: this model's activation at its temperature."""
         return scores_numpy(logits, self.activation, temperature=self.temperature)
 
-    def with_activation(self, activation: str) -> "CheckpointInfo":
+    def with_activation(self, activation: str) -> CheckpointInfo:
         """A copy scoring with ``activation`` ('auto' keeps the checkpoint's). Another activation than the
         checkpoint's drops its detection settings (thresholds chosen on other scores do not apply)."""
         if activation == "auto" or activation == self.activation:
@@ -195,7 +196,7 @@ class CheckpointInfo:
             raise CheckpointError(f"unknown activation {activation!r}; use auto, {', '.join(ACTIVATIONS)}")
         return dataclasses.replace(self, activation=activation, detection=None)
 
-    def with_detection(self, detection: Detection | None) -> "CheckpointInfo":
+    def with_detection(self, detection: Detection | None) -> CheckpointInfo:
         """A copy with other detection settings."""
         return dataclasses.replace(self, detection=detection)
 
@@ -220,7 +221,7 @@ class CheckpointInfo:
         }
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any], *, source: str | None = None) -> "CheckpointInfo":
+    def from_json(cls, raw: Mapping[str, Any], *, source: str | None = None) -> CheckpointInfo:
         """Parse and check the metadata of a checkpoint dict (or of :meth:`to_json`).
 
         Raises:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn

@@ -8,8 +8,9 @@ model is one :func:`register` call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from torch import nn
 from birdspec.config import INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
 from birdspec.features import build_frontend
-from birdspec.features.input_norm import normalise, norm_settings
+from birdspec.features.input_norm import norm_settings, normalise
 from birdspec.models import backbones
 from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
 

@@ -32,9 +32,10 @@ import io
 import logging
 import os
 import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,7 +200,7 @@ def merge(items: Sequence[Item], parts: Path, writer: Any, *, min_conf: float | 
             best = result.scores.argmax(axis=1)
             keep = result.scores[np.arange(len(best)), best] >= (limit[best] if limit.ndim else min_conf)
             detections += np.bincount(best[keep], minlength=len(classes))
-    per_species = {c: int(n) for c, n in zip(classes, detections) if n}
+    per_species = {c: int(n) for c, n in zip(classes, detections, strict=True) if n}
     return {"recordings": ok, "failed": failed, "audio_hours": round(hours, 4),
             "detections_per_species": dict(sorted(per_species.items(), key=lambda kv: -kv[1]))}
 

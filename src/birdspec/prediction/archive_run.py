@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from birdspec.errors import BirdspecError, ConfigError
 from birdspec.fileio import write_csv, write_json, writing
-from birdspec.locks import output_lock
 from birdspec.formats import FAILED_FILE
+from birdspec.locks import output_lock
 from birdspec.prediction.archive import (
     ARCHIVE_SUMMARY_FILE,
     Item,
@@ -116,8 +117,8 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         DependencyError: ``engine='dask'`` without dask.distributed installed.
     """
     from birdspec.models.checkpoint import peek_checkpoint, read_checkpoint, resolve_checkpoint_path
-    from birdspec.prediction.onnx_runtime import file_sha256
     from birdspec.models.checkpoint_info import describe_thresholds
+    from birdspec.prediction.onnx_runtime import file_sha256
     from birdspec.prediction.outputs import class_thresholds
 
     if engine not in ENGINES:

@@ -92,6 +92,6 @@ def write_csv_text(
     if header:
         table.iloc[:0].to_csv(fh, index=False, header=True, lineterminator=lineterminator, sep=sep)
     if len(table) and columns:
-        fh.write(lineterminator.join(map(sep.join, zip(*columns))) + lineterminator)
+        fh.write(lineterminator.join(map(sep.join, zip(*columns, strict=True))) + lineterminator)
     elif len(table):  # rows without columns: pandas writes an empty line per row
         fh.write(lineterminator * len(table))

@@ -26,8 +26,9 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.fileio import write_with

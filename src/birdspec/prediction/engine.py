@@ -30,8 +30,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,7 +169,7 @@ class Engine:
             stop.set()
             worker.join(timeout=5)
 
-    def _receive(self, item: Any, run: "_RunState", *, strict: bool, progress: Callable[[float, int], None] | None) -> None:
+    def _receive(self, item: Any, run: _RunState, *, strict: bool, progress: Callable[[float, int], None] | None) -> None:
         """Take one item of the decoding thread into the run's state."""
         if isinstance(item, Done):
             run.done = True
@@ -203,7 +204,7 @@ class Engine:
             if strict:
                 raise AudioError(item.message)
 
-    def _receive_short(self, item: "Short", st: "_FileState", run: "_RunState", progress: Callable[[float, int], None] | None) -> None:
+    def _receive_short(self, item: Short, st: _FileState, run: _RunState, progress: Callable[[float, int], None] | None) -> None:
         """A stack10 recording shorter than the context: its one filled context, split into windows."""
         st.short_bounds = item.bounds
         st.starts = [int(b) for b in item.bounds[:, 0]]
@@ -218,7 +219,7 @@ class Engine:
             for j in range(self.context_windows):
                 run.feat_pending.append((item.file_id, "s", j, ctx[j]))
 
-    def _advance(self, run: "_RunState", progress: Callable[[float, int], None] | None) -> Iterator[FileResult]:
+    def _advance(self, run: _RunState, progress: Callable[[float, int], None] | None) -> Iterator[FileResult]:
         """Run the network on full batches (or on everything once decoding is done); yield finished files."""
         while len(run.feat_pending) >= self.batch_size or (run.done and run.feat_pending):
             batch, run.feat_pending = run.feat_pending[: self.batch_size], run.feat_pending[self.batch_size :]

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,8 +39,8 @@ from torch import nn
 
 from birdspec import __version__
 from birdspec.config import SAMPLE_RATE_HZ, to_dict
-from birdspec.features.torch_frontend import Frontend
 from birdspec.errors import CheckpointError, ConfigError, DependencyError
+from birdspec.features.torch_frontend import Frontend
 from birdspec.fileio import atomic_path, write_json
 from birdspec.models.activation import scores_torch
 from birdspec.prediction.choices import CHECK_TOLERANCE, EXPORT_FORMATS, ONNX_OPSET

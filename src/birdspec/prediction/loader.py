@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.models.checkpoint import CheckpointInfo, peek_checkpoint, read_checkpoint, resolve_checkpoint_path
@@ -29,8 +30,7 @@ from birdspec.prediction.runtime import (
     WindowRuntime,
     onnxruntime_available,
 )
-from birdspec.runtime import cpu_count
-from birdspec.runtime import PREDICT_DEVICES, resolve_device
+from birdspec.runtime import PREDICT_DEVICES, cpu_count, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -41,10 +41,10 @@ import numpy as np
 from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.errors import BirdspecError, CheckpointError, DependencyError
-from birdspec.fileio import replace_dir, write_json
-from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
 from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
 from birdspec.features.numpy_frontend import NumpyFrontend
+from birdspec.fileio import replace_dir, write_json
+from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
 from birdspec.prediction.runtime import WindowRuntime
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,9 @@ import csv
 import logging
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,7 @@ def _class_strings(class_info: Sequence[Mapping[str, Any]], key: str) -> np.ndar
 
 
 def scores_table(
-    result: "FileResult",
+    result: FileResult,
     *,
     class_info: Sequence[Mapping[str, Any]],
     mode: str = "topk",
@@ -149,7 +150,7 @@ def scores_table(
     return out
 
 
-def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray, top_k: int,
+def raven_table(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray, top_k: int,
                 low_freq_hz: float, high_freq_hz: float) -> pd.DataFrame:
     """The Raven selection table of one result (columns :data:`RAVEN_COLUMNS`)."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
@@ -171,14 +172,14 @@ def raven_table(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]]
     )
 
 
-def audacity_lines(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
+def audacity_lines(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
                    top_k: int) -> list[str]:
     """Audacity label lines ``start\\tend\\tlabel confidence`` of one result."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
-    return [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(t["start_s"], t["end_s"], t["label"], t["confidence"])]
+    return [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(t["start_s"], t["end_s"], t["label"], t["confidence"], strict=True)]
 
 
-def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
+def birdclef_rows(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
                   top_k: int) -> pd.DataFrame:
     """Submission rows ``row_id, birds`` of one result: every window, ``nocall`` when nothing is kept."""
     stem = Path(result.path).stem
@@ -188,7 +189,7 @@ def birdclef_rows(result: "FileResult", *, class_info: Sequence[Mapping[str, Any
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
         codes = _class_strings(class_info, "label")[cls].tolist()
         ends = [*starts[1:].tolist(), len(codes)]
-        birds[rows[starts]] = [" ".join(codes[a:b]) for a, b in zip(starts.tolist(), ends)]
+        birds[rows[starts]] = [" ".join(codes[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
     return pd.DataFrame(
         {
             "row_id": [birdclef_row_id(stem, e) for e in result.windows["end_s"]],
@@ -281,7 +282,7 @@ class PredictionWriter:
             except ImportError as exc:
                 raise DependencyError("--format parquet needs pyarrow: pip install 'birdspec[parquet]'") from exc
 
-    def write(self, result: "FileResult") -> None:
+    def write(self, result: FileResult) -> None:
         self._started = True
         if not result.ok:
             self.failed.append({"path": result.path, "error": str(result.error)})

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,9 +36,9 @@ import pandas as pd
 from birdspec import audio
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError
+from birdspec.formats import SCORE_MODES
 from birdspec.prediction.engine import Engine
 from birdspec.prediction.loader import open_runtime
-from birdspec.formats import SCORE_MODES
 from birdspec.prediction.outputs import class_thresholds, scores_table
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.runtime import limit_malloc_arenas
@@ -180,7 +181,7 @@ class Predictor:
     def close(self) -> None:
         self.runtime.close()
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: object) -> None:

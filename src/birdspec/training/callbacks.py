@@ -20,16 +20,17 @@ import csv
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from birdspec.fileio import atomic_path, fsync_path, writing
 from birdspec.models.checkpoint import make_checkpoint, run_checkpoint, save_checkpoint
-from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_DIR, LIGHTNING_LAST
 from birdspec.training.plots import plot_curves
+from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_DIR, LIGHTNING_LAST
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from birdspec.config import ENCODINGS, FIRST_CONV_MODES, FRONTENDS, INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from birdspec.config import EncodingConfig
-from birdspec.data.prepared import PreparedDataset
 from birdspec.data.inputs import model_collate, model_dataset
+from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,9 @@ they were chosen, what they gave per class) is written into the checkpoint file,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

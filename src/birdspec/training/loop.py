@@ -19,9 +19,10 @@ import logging
 import platform
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ from birdspec.fileio import output_lock, refuse_output_over_inputs, write_json
 from birdspec.models.checkpoint import check_resume_state, run_checkpoint
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
+from birdspec.training.outputs import finish_run
 from birdspec.training.rundir import (
     CONFIG_FILE,
     EPOCH_METRICS_FILE,
@@ -43,7 +45,6 @@ from birdspec.training.rundir import (
     check_fresh_run_dir,
     resumed_config,
 )
-from birdspec.training.outputs import finish_run
 from birdspec.training.trainer import (
     check_devices,
     device_name,

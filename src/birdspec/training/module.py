@@ -95,7 +95,7 @@ class BirdspecLightning(pl.LightningModule):
         for s in schedulers:
             if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
                 s.base_lrs = [c.lr for _ in s.base_lrs]
-                for group, fn in zip(s.optimizer.param_groups, s.lr_lambdas):
+                for group, fn in zip(s.optimizer.param_groups, s.lr_lambdas, strict=True):
                     group["lr"] = c.lr * fn(s.last_epoch)
 
     def on_train_epoch_start(self) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

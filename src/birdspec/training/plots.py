@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -41,7 +41,7 @@ def plot_curves(
     out = Path(out_path)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     panels = (("loss", "Loss", "cross-entropy loss"), ("acc", "Accuracy", "accuracy"))
-    for ax, (key, name, ylabel) in zip(axes, panels):
+    for ax, (key, name, ylabel) in zip(axes, panels, strict=True):
         for split, style in (("train", "-o"), ("val", "-s")):
             col = f"{split}_{key}"
             if col in df and len(df):

@@ -9,7 +9,7 @@ the new length instead of replaying the old one.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

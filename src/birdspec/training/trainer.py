@@ -17,8 +17,9 @@ import importlib.util
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from birdspec.errors import ConfigError
 from birdspec.training.config import TrainConfig
@@ -76,7 +77,7 @@ def quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
             yield
     finally:
-        for lg, level in zip(loggers, before):
+        for lg, level in zip(loggers, before, strict=True):
             lg.setLevel(level)
 
 
