@@ -157,6 +157,8 @@ def _train(job: Any, config: Any, *, manifest: Path, name: str, choices: dict[st
     def epochs_done() -> None:
         metrics = run / EPOCH_METRICS_FILE
         done = max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
+        if done and not job.result.get("curves"):
+            job.result = {**job.result, "curves": True}  # the page may ask for them now
         job.update(progress=0.1 + 0.8 * min(done, epochs) / epochs, message=f"{what}: epoch {done} of {epochs}")
 
     _run_step([*py, "birdspec.app.train_runner", str(spec_path)], log_path, "training", on_poll=epochs_done)
@@ -164,6 +166,7 @@ def _train(job: Any, config: Any, *, manifest: Path, name: str, choices: dict[st
     job.update(message="evaluating on the validation windows", progress=0.92)
     _run_step([*py, "birdspec", "evaluate", str(run), "--split", "val", "--device", choices["device"]], log_path,
               "birdspec evaluate")
+    job.update(message="trained and evaluated")
     return {"run": f"runs/{name}", "log": str(log_path), "split": record["mode"], "split_notes": notes}
 
 

@@ -83,13 +83,14 @@ async function load() {
     const answer = await get("/review", query({ prediction: wanted }), { signal });
     if (mine !== seq) return;  // another prediction (or order) was asked for since
     for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
+    const keep = wanted === ref && current >= 0 && cards[current] ? cards[current].c.key : null;  // a reload keeps the card in hand
     ref = wanted; data = answer; current = -1;
     replaceParams("review", { prediction: ref });
     const named = (list) => list.map((c) => [c.label, c.common_name || c.scientific_name || c.label]);
     fillSelect(q("#review-classes"), named(data.classes), "");
     fillSelect(q("#review-species"), named(data.species), "");
     q("#review-min-note").textContent = minimumNote(data, q("#review-choices").value);
-    render();
+    render(keep);
     summary();
   } catch (err) { if (!isAbort(err) && mine === seq) msg(err.message); }
 }

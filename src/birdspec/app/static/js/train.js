@@ -88,10 +88,13 @@ async function start() {
 }
 
 async function showCurves(run, signal) {
-  const { curves } = await get("/run", { ref: run }, { signal });
+  const details = await get("/run", { ref: run }, { signal });
   q("#train-curves").hidden = false;
-  drawCurves(q("#train-curves"), curves);
+  drawCurves(q("#train-curves"), details.curves);
+  return details;
 }
+
+const metricText = (m) => (m ? `${m.name} ${m.value.toFixed(3)}${typeof m.accuracy === "number" ? `, accuracy ${m.accuracy.toFixed(3)}` : ""}` : "no metric");
 
 async function follow(id) {
   const { signal } = life;
@@ -104,18 +107,19 @@ async function follow(id) {
       q("#train-bar").value = j.progress;
       q("#train-text").textContent = j.message;
       if (j.result && j.result.split_notes) { q("#train-split").hidden = false; q("#train-split").textContent = j.result.split_notes; }
-      if (j.result && j.result.run && Date.now() - lastCurves > CURVES_EVERY_MS) {
+      if (j.result && j.result.curves && Date.now() - lastCurves > CURVES_EVERY_MS) {  // once an epoch is written
         lastCurves = Date.now();
         try { await showCurves(j.result.run, signal); } catch (err) { if (isAbort(err)) throw err; /* not written yet */ }
       }
     } });
     pendingJob = null;
     if (job.status === "failed") throw new Error(job.message);
-    await showCurves(job.result.run, signal);
+    const details = await showCurves(job.result.run, signal);
     const done = q("#train-done");
     done.hidden = false;
     done.innerHTML = "";
-    done.append(`Trained ${job.result.run}: `, el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
+    done.append(`Trained ${job.result.run} (${metricText(details.entry.metric)} on its validation windows): `,
+      el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
       "; it is now in the checkpoint list of Analyze.");
     refresh();
   } catch (err) {
