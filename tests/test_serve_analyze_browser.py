@@ -35,3 +35,41 @@ def test_downloads_follow_the_minimum_score_in_chromium(app_url):  # noqa: F811
         low = page.request.get(url + page.locator("#dl-csv").get_attribute("href")).text()
         assert (pd.read_csv(io.StringIO(low))["confidence"] >= 0.2).all() and len(pd.read_csv(io.StringIO(low))) >= len(pd.read_csv(io.StringIO(csv)))
         assert not errors, errors
+
+
+def test_spectrogram_axis_colour_bar_and_pointer_readout_in_chromium(app_url):  # noqa: F811
+    from playwright.sync_api import expect
+
+    url, rec_ref, ckpt_ref = app_url
+    with browser_page() as (page, errors):
+        page.goto(url + "/#/analyze")
+        page.select_option("#recording", rec_ref)
+        page.select_option("#checkpoint", ckpt_ref)
+        page.click("#predict")
+        expect(page.locator("#tiles img[data-loaded='1']").first).to_be_attached()
+        # the colour bar says dB; brightness moves it and the tiles drawn with it
+        ticks = page.locator("#colour-ticks span").all_inner_texts()
+        assert len(ticks) == 5 and all(t.endswith(" dB") for t in ticks), ticks
+        page.locator("#brightness").evaluate("e => { e.value = '12'; e.dispatchEvent(new Event('input')); }")
+        expect(page.locator("#tiles img").first).to_have_attribute("src", re.compile(r"floor_db=.*ceiling_db="))
+        moved = page.locator("#colour-ticks span").all_inner_texts()
+        assert int(moved[0].split()[0]) == int(ticks[0].split()[0]) - 12, (ticks, moved)
+        page.click("#colour-reset")
+        expect(page.locator("#tiles img").first).not_to_have_attribute("src", re.compile(r"floor_db"))
+        # the linear axis reaches the Nyquist frequency of the recording
+        page.select_option("#freq-scale", "linear")
+        expect(page.locator("#tiles img").first).to_have_attribute("src", re.compile(r"axis=linear"))
+        khz = [float(t.split()[0]) for t in page.locator("#freq-axis span").all_inner_texts()]
+        rate = page.evaluate("fetch('/api/recording?ref=' + encodeURIComponent(%r)).then(r => r.json()).then(j => j.sample_rate_hz)" % rec_ref)
+        assert max(khz) > 14 and max(khz) <= rate / 2000, (khz, rate)
+        # the pointer readout: time, frequency and dB under the pointer
+        expect(page.locator("#tiles img[data-loaded='1']").first).to_be_attached()
+        box = page.locator("#tiles").bounding_box()
+        page.mouse.move(box["x"] + 100, box["y"] + 128)
+        expect(page.locator("#pointer-readout")).to_have_text(re.compile(r"^0:\d\d\.\d · \d+\.\d\d kHz · -?\d+ dB$"))
+        # the widest zoom: no dark padding past the end of the recording
+        page.select_option("#zoom", str(page.locator("#zoom option").count() - 1))
+        page.wait_for_timeout(300)
+        widths = page.evaluate("() => [document.querySelector('#scroller').scrollWidth, document.querySelector('#inner').offsetWidth, document.querySelector('#scroller').clientWidth]")
+        assert widths[0] <= max(widths[1], widths[2]) + 1, widths
+        assert not errors, errors

@@ -1,7 +1,8 @@
-"""The review loop of issue 28 in Chromium, on ONE analysed recording: analyse it twice, verify windows in both
-predictions (switching between them), train from them on the Train page (recipe, model, epochs, device), and
-the new run's page shows its split, metrics and confusion matrix; no console errors. Screenshots of the Review,
-Train and Runs pages go to the test's folder (``BIRDSPEC_SCREENSHOTS=DIR`` keeps copies there, for the README)."""
+"""The review loop of issue 28 in Chromium, on ONE analysed recording: upload it and analyse it twice, draw and
+label two boxes on its spectrogram, verify 20 windows across the two predictions (switching between them), train
+from them all on the Train page (recipe, model, epochs, device), and the new run's page shows its split, metrics
+and confusion matrix; no console errors. Screenshots of the Analyze, Review, Train and Runs pages go to the
+test's folder (``BIRDSPEC_SCREENSHOTS=DIR`` keeps copies there, for the README)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import re
 import shutil
 import time
+from pathlib import Path
+
+import pandas as pd
 
 from test_serve_browser import app_url, browser_page, serve_run  # noqa: F401 - the fixtures of the browser tests
 
@@ -19,6 +23,23 @@ def _shot(page, folder, name: str) -> None:
     if keep:
         os.makedirs(keep, exist_ok=True)
         shutil.copy(folder / f"{name}.png", os.path.join(keep, f"{name}.png"))
+
+
+def _draw_box(page, x0: float, y0: float, x1: float, y1: float, species: str) -> None:
+    """Drag a box on the tiles (pixels from their top left) and name its species; Enter saves the boxes."""
+    from playwright.sync_api import expect
+
+    box = page.locator("#tiles").bounding_box()
+    page.mouse.move(box["x"] + x0, box["y"] + y0)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + (y0 + y1) / 2)
+    page.mouse.move(box["x"] + x1, box["y"] + y1)
+    page.mouse.up()
+    expect(page.locator("#box-species")).to_be_focused()
+    page.fill("#box-species", species)
+    with page.expect_response(lambda r: r.url.endswith("/api/boxes") and r.request.method == "POST") as resp:
+        page.press("#box-species", "Enter")
+    assert resp.value.status == 200, resp.value.text()
 
 
 def _analyze(page, rec_ref: str, ckpt_ref: str) -> str:
@@ -57,13 +78,31 @@ def _verify(page, n: int, species: list[str]) -> None:
 def test_analyze_verify_train_and_see_the_run_in_chromium(app_url, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
-    url, rec_ref, ckpt_ref = app_url
+    from serve_fixtures import recordings_folder
+
+    url, _served_ref, ckpt_ref = app_url
+    folder, name = recordings_folder(tmp_path)  # the recording the server serves; uploaded, so boxes go to --work
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with browser_page() as (page, errors):
         page.goto(url + "/#/analyze")
+        page.set_input_files("#upload", str(folder / name))
+        expect(page.locator("#analyze-msg")).to_contain_text("uploaded")
+        rec_ref = page.locator("#recording").input_value()
+        assert rec_ref.startswith("uploads/"), rec_ref
         _analyze(page, rec_ref, ckpt_ref)
         _analyze(page, rec_ref, ckpt_ref)
+
+        # two boxes, labelled with the model's classes, saved as a Raven table beside the upload
+        page.select_option("#zoom", "1")
+        expect(page.locator("#tiles img[data-loaded='1']").first).to_be_attached()
+        _draw_box(page, 60, 60, 160, 150, "synth0")
+        _draw_box(page, 260, 40, 330, 200, "synth1")
+        expect(page.locator(".sel-box")).to_have_count(2)
+        expect(page.locator("#box-msg")).to_contain_text("saved 2 boxes")
+        table = tmp_path / "work" / "uploads" / (Path(rec_ref).stem + ".Table.1.selections.txt")
+        assert pd.read_csv(table, sep="\t")["Species"].tolist() == ["synth0", "synth1"]
+        _shot(page, shots, "analyze")
         page.click("nav a[data-page=review]")
         page.fill("#review-min", "0")  # every window's top choice, whatever the model's thresholds
         page.locator("#review-min").blur()  # "change": the cards load again, once
@@ -80,7 +119,7 @@ def test_analyze_verify_train_and_see_the_run_in_chromium(app_url, tmp_path):  #
         _shot(page, shots, "review")
 
         page.click("nav a[data-page=train]")
-        expect(page.locator("#train-sources input")).to_have_count(2)
+        expect(page.locator("#train-sources input")).to_have_count(3)  # two predictions and the boxes
         for box in page.locator("#train-sources input").all():
             box.check()
         expect(page.locator("#train-recipe")).to_have_value("small-data")

@@ -66,11 +66,22 @@ def _run_step(argv: list[str], log_path: Path, what: str, on_poll: Any = None) -
 
 
 def _source_rows(roots: Any, refs: list[str]) -> list[Any]:
-    """Each source's verified windows (an exported manifest as it is, a prediction's from its verdicts)."""
+    """Each source's verified windows (an exported manifest as it is, a prediction's from its verdicts, a box
+    table's boxes as the windows that hold them)."""
+    from birdspec.app import boxes as bx
+    from birdspec.app.api_boxes import box_recording
+    from birdspec.app.recordings import probe
+
     frames = []
     for ref in refs:
         if ref.endswith(MANIFEST_SUFFIX):
             frames.append(vf.read_manifest(roots.resolve(ref)))
+        elif ref.endswith(bx.BOX_TABLE_SUFFIX):  # boxes drawn on a recording: strong labels
+            table = roots.resolve(ref)
+            rec = box_recording(table)
+            if rec is None:
+                raise ConfigError(f"{ref}: no recording beside this box table")
+            frames.append(bx.box_rows(table, rec.resolve(), duration_s=probe(rec).duration_s, source=ref))
         else:
             frames.append(vf.verified_rows(roots, ref))
     return frames

@@ -38,7 +38,7 @@ export function mount(section, params = {}) {
   life = new AbortController();
   const { signal } = life;
   const on = (sel, type, fn) => q(sel).addEventListener(type, fn, { signal });
-  on("#review-load", "click", () => load());
+  on("#review-load", "click", () => load({ keepCard: true }));  // the same queue again: the card in hand stays
   for (const sel of ["#review-prediction", "#review-mode", "#review-choices", "#review-order", "#review-min"]) on(sel, "change", () => load());
   on("#review-filter", "change", () => render());
   on("#target", "change", () => summary());
@@ -70,7 +70,7 @@ async function refreshList(wanted) {
   } catch (err) { if (!isAbort(err)) msg(err.message); }
 }
 
-async function load() {
+async function load({ keepCard = false } = {}) {
   const { signal } = life, wanted = q("#review-prediction").value;
   if (!wanted) return;
   const mine = ++seq;
@@ -83,7 +83,7 @@ async function load() {
     const answer = await get("/review", query({ prediction: wanted }), { signal });
     if (mine !== seq) return;  // another prediction (or order) was asked for since
     for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
-    const keep = wanted === ref && current >= 0 && cards[current] ? cards[current].c.key : null;  // a reload keeps the card in hand
+    const keep = keepCard && wanted === ref && current >= 0 && cards[current] ? cards[current].c.key : null;
     ref = wanted; data = answer; current = -1;
     replaceParams("review", { prediction: ref });
     const named = (list) => list.map((c) => [c.label, c.common_name || c.scientific_name || c.label]);
@@ -128,6 +128,8 @@ function clear(text) {
 function render(focusKey = null) {
   if (!data) return;
   const box = q("#cards"), filt = q("#review-filter").value.trim().toLowerCase();
+  const active = document.activeElement, typing = active && active.matches("#cards input.other-species")
+    ? { key: active.closest(".card").dataset.key, value: active.value } : null;  // kept over the redraw
   box.innerHTML = "";
   box.dataset.prediction = ref;
   cards = [];
@@ -148,6 +150,8 @@ function render(focusKey = null) {
   current = -1;
   if (!cards.length) box.append(el("p", { class: "muted", text: "No detections to show at this minimum score." }));
   else focus(Math.max(0, cards.findIndex((x) => x.c.key === focusKey)), focusKey !== null);
+  const field = typing && cards.find((x) => x.c.key === typing.key);
+  if (field) { const input = $(".other-species", field.node); input.value = typing.value; input.focus(); }
 }
 
 function focus(i, scroll = true) {

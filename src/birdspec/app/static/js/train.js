@@ -45,7 +45,8 @@ async function refresh() {
     for (const s of sources) {
       const box = el("input", { type: "checkbox", value: s.ref });
       box.checked = checked.has(s.ref) || (!checked.size && s.kind === "prediction");
-      const what = s.kind === "prediction" ? `prediction · ${s.verified} verified windows` : "exported manifest";
+      const what = s.kind === "prediction" ? `prediction · ${s.verified} verified windows`
+        : s.kind === "boxes" ? `boxes drawn on ${s.recording} · ${s.verified}` : "exported manifest";
       ul.append(el("li", {}, el("label", {}, box, ` ${s.name} `, el("span", { class: "muted", text: `(${what})` }))));
     }
     if (!sources.length) msg("No verified windows yet: verify detections in Review (c correct, o other species), then train here.", "ok");
