@@ -5,7 +5,7 @@
 // one Analyze opened last.
 import { apiUrl, get, isAbort, post } from "./api.js";
 import { $, el, fillSelect, say } from "./dom.js";
-import { cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
+import { cardAxis, cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
 import { renderSummary } from "./review_summary.js";
 import { replaceParams } from "./route.js";
 import { getLastPrediction } from "./state.js";
@@ -20,6 +20,7 @@ let cards = [];          // [{c, node}] in the order shown
 let current = -1;        // index of the focused card
 let clip = null;         // the Audio playing a card's clip
 let lastSeen = null;     // the store's last prediction when this page last looked
+const axes = new Map();  // recording ref -> promise of its mel axis ticks (the cards' frequency labels)
 
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#review-msg"), text, kind);
@@ -150,6 +151,10 @@ function render(focusKey = null) {
   current = -1;
   if (!cards.length) box.append(el("p", { class: "muted", text: "No detections to show at this minimum score." }));
   else focus(Math.max(0, cards.findIndex((x) => x.c.key === focusKey)), focusKey !== null);
+  for (const ref of new Set(cards.map((x) => x.c.audio).filter(Boolean))) {
+    if (!axes.has(ref)) axes.set(ref, get("/display", { ref, axis: "mel" }).then((d) => d.ticks).catch(() => []));
+    axes.get(ref).then((ticks) => { for (const x of cards) if (x.c.audio === ref) cardAxis(x.node, ticks); });
+  }
   const field = typing && cards.find((x) => x.c.key === typing.key);
   if (field) { const input = $(".other-species", field.node); input.value = typing.value; input.focus(); }
 }
