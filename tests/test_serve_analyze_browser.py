@@ -73,3 +73,36 @@ def test_spectrogram_axis_colour_bar_and_pointer_readout_in_chromium(app_url):  
         widths = page.evaluate("() => [document.querySelector('#scroller').scrollWidth, document.querySelector('#inner').offsetWidth, document.querySelector('#scroller').clientWidth]")
         assert widths[0] <= max(widths[1], widths[2]) + 1, widths
         assert not errors, errors
+
+
+def test_a_folder_analysed_in_chromium_opens_in_review(tmp_path, serve_run, monkeypatch):  # noqa: F811
+    import shutil
+
+    from playwright.sync_api import expect
+    from serve_fixtures import free_port, running_server, synthetic_recording
+
+    from birdspec.app.paths import ServeConfig
+
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    shutil.copytree(serve_run, runs / serve_run.name)
+    recs = tmp_path / "recs"
+    synthetic_recording(recs / "night" / "a.flac", duration_s=15.0)
+    synthetic_recording(recs / "night" / "b.flac", duration_s=20.0)
+    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", port=free_port())
+    with running_server(config) as url, browser_page() as (page, errors):
+        page.goto(url + "/#/analyze")
+        page.select_option("#folder", "recs/night")
+        page.select_option("#checkpoint", f"runs/{serve_run.name}/checkpoints/best.pt")
+        page.click("#predict-folder")
+        expect(page.locator("#analyze-msg")).to_contain_text("Analysed 2 recordings")
+        expect(page.locator("#tiles img[data-loaded='1']").first).to_be_attached()  # the first one is open
+        page.locator("#analyze-msg a").click()
+        expect(page.locator("#review-prediction")).to_contain_text("recs/night (2 recordings)")
+        assert page.locator("#review-prediction option").count() == 1  # one entry for the folder, not one per recording
+        page.fill("#review-min", "0")
+        page.locator("#review-min").blur()
+        expect(page.locator("#review-min-note")).to_contain_text("at least 0.00")
+        files = page.locator(".card .meta span").all_inner_texts()
+        assert {f.split(" · ")[-1] for f in files} == {"a.flac", "b.flac"}
+        assert not errors, errors

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from birdspec.app import batch
 from birdspec.app import predictions as preds
 from birdspec.app import recordings
 from birdspec.app import tiles as tl
@@ -135,6 +136,19 @@ def router(state: Any):
         job = state.jobs.start("predict", f"{Path(rec).name} with {ckpt}",
                                lambda j: preds.run_prediction(j, cfg, roots, recording_ref=rec, checkpoint_ref=ckpt,
                                                               tiles=state.tiles))
+        return job.as_dict()
+
+    @api.get("/folders")
+    def folders() -> dict[str, Any]:
+        return {"folders": batch.folder_choices(roots)}
+
+    @api.post("/predict-folder")
+    def predict_folder(body: dict[str, Any]) -> dict[str, Any]:
+        folder, ckpt = str(body.get("folder") or "").rstrip("/"), str(body.get("checkpoint") or "")
+        count = len(batch.folder_recordings(roots, folder))  # refused now, not in the job
+        preds.checkpoint_path(roots, ckpt)
+        job = state.jobs.start("batch", f"{folder} ({count} recordings) with {ckpt}",
+                               lambda j: batch.run_batch(j, cfg, roots, folder=folder, checkpoint_ref=ckpt))
         return job.as_dict()
 
     @api.get("/jobs/{job_id}")

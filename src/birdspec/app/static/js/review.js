@@ -64,8 +64,9 @@ async function refreshList(wanted) {
   try {
     const { predictions } = await get("/predictions", null, { signal });
     const s = q("#review-prediction");
-    fillSelect(s, predictions.map((p) => [p.ref, p.name]), wanted || s.value);
-    if (!predictions.length) msg("No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSV or Parquet tables).");
+    const shown = predictions.filter((p) => !p.batch || p.ref === wanted);  // a folder run is one entry, not one per recording
+    fillSelect(s, shown.map((p) => [p.ref, p.folder ? `${p.folder} (${p.recordings} recordings) · ${p.name}` : p.name]), wanted || s.value);
+    if (!shown.length) msg("No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSV or Parquet tables).");
     else if (s.value !== ref) await load();
     else replaceParams("review", { prediction: ref });
   } catch (err) { if (!isAbort(err)) msg(err.message); }
