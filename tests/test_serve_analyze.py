@@ -133,6 +133,11 @@ def test_downloads_hold_the_rows_at_or_above_the_minimum_score(setup):
     assert len(model) == int(sum(c >= thresholds[lab] for lab, c in zip(everything["label"], everything["confidence"])))
     assert all(c >= thresholds[lab] for lab, c in zip(model["label"], model["confidence"]))
     assert client.get("/api/download", params={"ref": ref, "min_score": "high"}).status_code == 400
+    labels = client.get("/api/download", params={"ref": ref, "format": "audacity", "min_score": "0.3"})
+    assert labels.status_code == 200 and "song.BirdSpec.labels.txt" in labels.headers["content-disposition"]
+    lines = [ln.split("\t") for ln in labels.text.splitlines()]
+    assert len(lines) == int((everything["confidence"] >= 0.3).sum())
+    assert all(float(c.split()[1]) >= 0.3 and float(s) < float(e) for s, e, c in lines)
 
 
 def test_a_folder_is_analysed_as_one_run_that_review_reads(setup):

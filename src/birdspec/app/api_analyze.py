@@ -192,8 +192,16 @@ def _media_routes(api: Any, state: Any) -> None:
             if not found:
                 raise NotFound(f"{ref}: no Raven selection table (predictions made by this app have one)")
             path, label_column, sep, name = found[0], preds.RAVEN_LABEL_COLUMN, "\t", found[0].name
+        elif format == "audacity":  # a label track: start, end, "label confidence" (as predict --format audacity)
+            from birdspec.prediction.outputs import AUDACITY_SUFFIX
+
+            meta = preds.read_meta(csv.parent) or {}
+            stem = Path(str(meta.get("recording") or csv.parent.name)).stem
+            body = preds.audacity_text(csv, min_score=min_score or "0", thresholds=preds.model_thresholds(csv))
+            return Response(body, media_type="text/plain",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}{AUDACITY_SUFFIX}"'})
         else:
-            raise ConfigError(f"unknown download format {format!r}; use csv or raven")
+            raise ConfigError(f"unknown download format {format!r}; use csv, raven or audacity")
         if min_score is None:
             return FileResponse(path, media_type="text/csv" if sep == "," else "text/plain", filename=name)
         body = preds.filtered_table(path, min_score=min_score, thresholds=preds.model_thresholds(csv),

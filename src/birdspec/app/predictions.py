@@ -254,6 +254,18 @@ def filtered_table(path: Path, *, min_score: str, thresholds: dict[str, float] |
     return df.to_csv(sep=sep, index=False, lineterminator="\n").encode("utf-8")
 
 
+def audacity_text(csv: Path, *, min_score: str, thresholds: dict[str, float] | None) -> bytes:
+    """An Audacity label track of a detections table's rows at or above ``min_score`` (as :func:`filtered_table`):
+    ``start<TAB>end<TAB>label confidence`` a line, as ``birdspec predict --format audacity`` writes."""
+    import io
+
+    import pandas as pd
+
+    rows = pd.read_csv(io.BytesIO(filtered_table(csv, min_score=min_score, thresholds=thresholds, label_column="label", sep=",")))
+    lines = [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(rows["start_s"], rows["end_s"], rows["label"], rows["confidence"])]
+    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+
+
 def prediction_csv(roots: Roots, ref: str) -> Path:
     """The detections table ``ref`` names (an app prediction, or a ``birdspec predict`` CSV or Parquet file).
 

@@ -151,6 +151,7 @@ function downloads(min) {
   const min_score = min === "model" ? "model" : min.toFixed(2);
   q("#dl-csv").href = apiUrl("/download", { ref: openRef, format: "csv", min_score });
   q("#dl-raven").href = apiUrl("/download", { ref: openRef, format: "raven", min_score });
+  q("#dl-audacity").href = apiUrl("/download", { ref: openRef, format: "audacity", min_score });
 }
 
 async function open(ref) {
