@@ -18,12 +18,17 @@ let openRef = null;       // the prediction shown
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#analyze-msg"), text, kind);
 
+export const keyHelp = [["space", "play or pause"], ["+ or =", "zoom in"], ["-", "zoom out"],
+  ["p", "play the box picked (drag on the spectrogram to draw one)"], ["Delete", "delete the box picked"]];
+
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
   " ": () => (timeline && timeline.hasPrediction ? timeline.togglePlay() : false),
   "+": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
   "=": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
   "-": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(1) : false),
+  p: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.play() : false),
+  Delete: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.remove() : false),
 };
 
 export function mount(section, params = {}) {

@@ -26,6 +26,9 @@ const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#review-msg"), text, kind);
 const withCard = (fn) => () => (current < 0 ? false : fn(current));
 
+export const keyHelp = [["j / k", "next / previous card (or the arrow keys)"], ["space", "play the card"],
+  ["c", "correct"], ["x", "wrong"], ["o", "other species: type, pick from the list, Enter"], ["u", "clear the verdict"]];
+
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
   j: withCard((i) => focus(i + 1)), ArrowDown: withCard((i) => focus(i + 1)), ArrowRight: withCard((i) => focus(i + 1)),

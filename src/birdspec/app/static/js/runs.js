@@ -15,6 +15,8 @@ let shown = null;        // the run shown in detail
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#runs-msg"), text, kind);
 
+export const keyHelp = [];
+
 export const keys = {};
 
 export function mount(section, params = {}) {

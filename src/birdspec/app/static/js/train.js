@@ -18,6 +18,8 @@ let recipes = [];        // GET /api/train-options' recipes
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#train-msg"), text, kind);
 
+export const keyHelp = [];
+
 export const keys = {};
 
 export function mount(section) {
