@@ -134,3 +134,45 @@ def test_downloads_hold_the_rows_at_or_above_the_minimum_score(setup):
     assert len(model) == int(sum(c >= thresholds[lab] for lab, c in zip(everything["label"], everything["confidence"], strict=True)))
     assert all(c >= thresholds[lab] for lab, c in zip(model["label"], model["confidence"], strict=True))
     assert client.get("/api/download", params={"ref": ref, "min_score": "high"}).status_code == 400
+    labels = client.get("/api/download", params={"ref": ref, "format": "audacity", "min_score": "0.3"})
+    assert labels.status_code == 200 and "song.BirdSpec.labels.txt" in labels.headers["content-disposition"]
+    lines = [ln.split("\t") for ln in labels.text.splitlines()]
+    assert len(lines) == int((everything["confidence"] >= 0.3).sum())
+    assert all(float(c.split()[1]) >= 0.3 and float(s) < float(e) for s, e, c in lines)
+
+
+def test_a_folder_is_analysed_as_one_run_that_review_reads(setup):
+    """Issue 28, item 10: every recording of a folder scored with one model, progress per recording, a prediction
+    per recording (Analyze opens each) and one table over the folder for Review; what cannot be scored is skipped
+    and said so."""
+    from serve_fixtures import synthetic_recording
+
+    client, config = setup
+    night = config.recording_dirs[0] / "night"
+    synthetic_recording(night / "a.flac", duration_s=20.0)
+    synthetic_recording(night / "sub" / "b.flac", duration_s=15.0)
+    cut_flac(night / "c.flac", duration_s=20.0)
+    (night / "broken.wav").write_bytes(b"RIFF" + bytes(100))
+    assert "recs/night" in client.get("/api/folders").json()["folders"]
+    assert client.post("/api/predict-folder", json={"folder": "recs/nothing", "checkpoint": CKPT}).status_code == 404
+    started = client.post("/api/predict-folder", json={"folder": "recs/night", "checkpoint": CKPT}).json()
+    assert "4 recordings" in started["title"]
+    job = wait_job(client, started, timeout_s=300)
+    assert job["status"] == "done", job
+    result = job["result"]
+    assert sorted(m["recording"] for m in result["members"]) == ["recs/night/a.flac", "recs/night/c.flac", "recs/night/sub/b.flac"]
+    assert [f["recording"] for f in result["failed"]] == ["recs/night/broken.wav"]
+    cut = next(m for m in result["members"] if m["recording"].endswith("c.flac"))
+    assert cut["warning"].startswith("truncated")
+    listed = {p["ref"]: p for p in client.get("/api/predictions").json()["predictions"]}
+    run = listed[result["prediction"]]
+    assert run["folder"] == "recs/night" and run["recordings"] == 3 and run["recording"] is None
+    for m in result["members"]:
+        assert listed[m["prediction"]]["batch"] == result["id"]
+        one = client.get("/api/prediction", params={"ref": m["prediction"]}).json()
+        assert one["meta"]["recording"] == m["recording"] and one["start_s"]
+    cards = client.get("/api/review", params={"prediction": result["prediction"], "min_score": "0"}).json()["cards"]
+    assert {c["audio"] for c in cards} == {m["recording"] for m in result["members"]}
+    det = {k: cards[0][k] for k in ("file", "start_s", "end_s", "label", "confidence")}
+    r = client.post("/api/verdict", json={"prediction": result["prediction"], "detection": det, "verdict": "correct"})
+    assert r.status_code == 200

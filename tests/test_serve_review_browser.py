@@ -135,6 +135,18 @@ def test_review_pages_orders_and_other_species_in_chromium(busy_url):
     with browser_page() as (page, errors):
         page.goto(url + "/#/review?prediction=recs/busy.csv")
         first = page.locator(".group").first
+        expect(first).to_be_visible()
+        page.keyboard.press("?")  # the page's keys, on every page
+        expect(page.locator("#key-help")).to_be_visible()
+        expect(page.locator("#key-help")).to_contain_text("other species")
+        page.keyboard.press("Escape")
+        expect(page.locator("#key-help")).to_be_hidden()
+        page.click("nav a[data-page=analyze]")
+        page.keyboard.press("?")
+        expect(page.locator("#key-help")).to_contain_text("zoom in")
+        page.keyboard.press("?")
+        expect(page.locator("#key-help")).to_be_hidden()
+        page.go_back()
         expect(first.locator("h3")).to_contain_text("Zebra Finch (zzz1) · 300 of 670 shown")
         assert page.locator(".card").count() == 350  # top choices only: no runner-up cards
         assert page.locator(".group[data-label=aaa1]").count() == 0
@@ -149,7 +161,7 @@ def test_review_pages_orders_and_other_species_in_chromium(busy_url):
         page.select_option("#review-order", "name")
         expect(page.locator(".group").first).to_have_attribute("data-label", "mmm1")
         page.fill("#review-min", "0.8")
-        page.locator("#review-min").dispatch_event("change")
+        page.locator("#review-min").blur()  # "change"
         expect(page.locator("#review-min-note")).to_contain_text("at least 0.80")
         page.wait_for_function("() => [...document.querySelectorAll('.card strong')].every(s => parseFloat(s.textContent) >= 0.8)")
 

@@ -134,6 +134,22 @@ def test_plot_curves(tmp_path):
 # ------------------------------------------------------------------------ training runs
 
 
+def test_resume_with_the_default_settings_keeps_the_runs_no_bird_samples(tiny_window_dataset, tmp_path):
+    """A resumed run given a config that leaves no-bird samples to the default (cv and benchmarks pass their
+    TrainConfig again) continues with the share the run decided at its start, not without any."""
+    run = tmp_path / "run"
+    cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, batch_size=8, **FAST)
+    train(tiny_window_dataset, run, cfg)
+    first = read_run_config(run)
+    assert first["train_config"]["nocall_fraction"] == 0.2 and first["num_samples"]["train_nocall"] > 0
+    train(tiny_window_dataset, run, replace(cfg, epochs=2), resume=True)
+    again = read_run_config(run)
+    assert again["train_config"]["nocall_fraction"] == 0.2
+    assert again["num_samples"]["train_nocall"] == first["num_samples"]["train_nocall"]
+    with pytest.raises(ConfigError, match="nocall_fraction"):
+        train(tiny_window_dataset, run, replace(cfg, epochs=3, nocall_fraction=0.0), resume=True)
+
+
 def test_model_learns_easy_task(tiny_window_dataset, tmp_path):
     result = train(tiny_window_dataset, tmp_path / "run", TrainConfig(model="resnet18", epochs=2, **FAST))
     assert result.best_val_acc >= 0.8  # chance is 1/3

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from birdspec.app import batch
 from birdspec.app import predictions as preds
 from birdspec.app import recordings
 from birdspec.app import tiles as tl
@@ -72,6 +73,13 @@ async def save_upload(request: Any, name: str, cfg: Any, roots: Any) -> dict[str
     return {"ref": roots.ref(target), "bytes": size, **info}
 
 
+def _check_display(axis: str, floor_db: float | None, ceiling_db: float | None) -> None:
+    if axis not in tl.AXES:
+        raise ConfigError(f"unknown frequency axis {axis!r}; use {' or '.join(tl.AXES)}")
+    if (floor_db is None) != (ceiling_db is None) or (floor_db is not None and not -300 < floor_db < ceiling_db < 300):
+        raise ConfigError("give floor_db and ceiling_db together, floor below ceiling (dB of the colour map's ends)")
+
+
 def prediction_payload(roots: Any, ref: str) -> dict[str, Any]:
     """A prediction's metadata and every class's score per window (the species tracks)."""
     import pandas as pd
@@ -95,7 +103,8 @@ def router(state: Any):
 
     @api.get("/config")
     def config() -> dict[str, Any]:
-        return {"levels_s": list(tl.LEVELS_S), "tile_width_px": tl.TILE_WIDTH_PX, "freq_ticks": tl.frequency_ticks_khz(),
+        return {"levels_s": list(tl.LEVELS_S), "tile_width_px": tl.TILE_WIDTH_PX, "axes": list(tl.AXES),
+                "colormap": tl.colormap_hex(),
                 "max_upload_mb": cfg.max_upload_mb, "folders": {k: str(v) for k, v in roots.folders.items()}}
 
     @api.get("/recordings")
@@ -127,6 +136,19 @@ def router(state: Any):
         job = state.jobs.start("predict", f"{Path(rec).name} with {ckpt}",
                                lambda j: preds.run_prediction(j, cfg, roots, recording_ref=rec, checkpoint_ref=ckpt,
                                                               tiles=state.tiles))
+        return job.as_dict()
+
+    @api.get("/folders")
+    def folders() -> dict[str, Any]:
+        return {"folders": batch.folder_choices(roots)}
+
+    @api.post("/predict-folder")
+    def predict_folder(body: dict[str, Any]) -> dict[str, Any]:
+        folder, ckpt = str(body.get("folder") or "").rstrip("/"), str(body.get("checkpoint") or "")
+        count = len(batch.folder_recordings(roots, folder))  # refused now, not in the job
+        preds.checkpoint_path(roots, ckpt)
+        job = state.jobs.start("batch", f"{folder} ({count} recordings) with {ckpt}",
+                               lambda j: batch.run_batch(j, cfg, roots, folder=folder, checkpoint_ref=ckpt))
         return job.as_dict()
 
     @api.get("/jobs/{job_id}")
@@ -170,8 +192,16 @@ def _media_routes(api: Any, state: Any) -> None:
             if not found:
                 raise NotFound(f"{ref}: no Raven selection table (predictions made by this app have one)")
             path, label_column, sep, name = found[0], preds.RAVEN_LABEL_COLUMN, "\t", found[0].name
+        elif format == "audacity":  # a label track: start, end, "label confidence" (as predict --format audacity)
+            from birdspec.prediction.outputs import AUDACITY_SUFFIX
+
+            meta = preds.read_meta(csv.parent) or {}
+            stem = Path(str(meta.get("recording") or csv.parent.name)).stem
+            body = preds.audacity_text(csv, min_score=min_score or "0", thresholds=preds.model_thresholds(csv))
+            return Response(body, media_type="text/plain",
+                            headers={"Content-Disposition": f'attachment; filename="{stem}{AUDACITY_SUFFIX}"'})
         else:
-            raise ConfigError(f"unknown download format {format!r}; use csv or raven")
+            raise ConfigError(f"unknown download format {format!r}; use csv, raven or audacity")
         if min_score is None:
             return FileResponse(path, media_type="text/csv" if sep == "," else "text/plain", filename=name)
         body = preds.filtered_table(path, min_score=min_score, thresholds=preds.model_thresholds(csv),
@@ -181,18 +211,28 @@ def _media_routes(api: Any, state: Any) -> None:
                         headers={"Content-Disposition": f'attachment; filename="{Path(name).stem}.{suffix}{Path(name).suffix}"'})
 
     @api.get("/tile")
-    def tile(ref: str, level: int, index: int) -> Response:
+    def tile(ref: str, level: int, index: int, axis: str = "mel", floor_db: float | None = None,
+             ceiling_db: float | None = None) -> Response:
         if not 0 <= level < len(tl.LEVELS_S) or index < 0:
             raise ConfigError(f"no tile {index} at zoom level {level}; levels are 0..{len(tl.LEVELS_S) - 1}")
-        png = state.tiles.tile(roots.resolve(ref), level=level, index=index)
+        _check_display(axis, floor_db, ceiling_db)
+        png = state.tiles.tile(roots.resolve(ref), level=level, index=index, axis=axis, floor_db=floor_db, ceiling_db=ceiling_db)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
+    @api.get("/display")
+    def display(ref: str, axis: str = "mel") -> dict[str, Any]:
+        """A recording's frequency rows and ticks on ``axis`` and its colour scale (dB at the map's ends)."""
+        _check_display(axis, None, None)
+        return state.tiles.display(str(roots.resolve(ref)), axis)
+
     @api.get("/spectrogram")
-    def spectrogram(ref: str, start_s: float, duration_s: float, width_px: int = 400) -> Response:
+    def spectrogram(ref: str, start_s: float, duration_s: float, width_px: int = 400, axis: str = "mel") -> Response:
         if not (0 <= start_s and 0 < duration_s <= MAX_CLIP_S and 16 <= width_px <= MAX_SPEC_WIDTH_PX):
             raise ConfigError(f"a spectrogram needs start_s >= 0, 0 < duration_s <= {MAX_CLIP_S:g} and "
                               f"16 <= width_px <= {MAX_SPEC_WIDTH_PX}")
-        key = tl.TileKey(str(roots.resolve(ref)), start_s=float(start_s), duration_s=float(duration_s), width_px=int(width_px))
+        _check_display(axis, None, None)
+        key = tl.TileKey(str(roots.resolve(ref)), start_s=float(start_s), duration_s=float(duration_s), width_px=int(width_px),
+                         axis=axis)
         return Response(state.tiles.get(key), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     @api.get("/audio")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 from birdspec.app import predictions as preds
@@ -72,7 +71,8 @@ def export_manifest(roots: Any, config: Any, ref: str) -> dict[str, Any]:
 
 
 def train_sources(roots: Any) -> list[dict[str, Any]]:
-    """What training can pool: the predictions with verified windows (how many) and the exported manifests."""
+    """What training can pool: the predictions with verified windows (how many), the exported manifests and the
+    recordings' box tables (how many boxes)."""
     out = []
     for p in preds.list_predictions(roots):
         verified = rv.read_verdicts(rv.verdicts_path(preds.prediction_csv(roots, p["ref"])))
@@ -81,7 +81,9 @@ def train_sources(roots: Any) -> list[dict[str, Any]]:
             out.append({"ref": p["ref"], "kind": "prediction", "name": p["name"], "verified": n})
     for ref in roots.list_files("exports", (train_job.MANIFEST_SUFFIX,)):
         out.append({"ref": ref, "kind": "manifest", "name": ref.split("/", 1)[1], "verified": None})
-    return out
+    from birdspec.app.api_boxes import box_tables
+
+    return out + box_tables(roots)
 
 
 def router(state: Any):

@@ -149,6 +149,7 @@ class Roots:
     def list_files(self, key: str, suffixes: tuple[str, ...]) -> list[str]:
         """References of the files ending in ``suffixes`` under folder ``key`` (symlinks out are left out)."""
         root = self.folders[key]
+        suffixes = tuple(s.lower() for s in suffixes)  # any case: .WAV, .Table.1.selections.txt
         out: list[str] = []
         if not root.is_dir():
             return out

@@ -91,7 +91,7 @@ def checkpoint_path(roots: Roots, ref: str) -> Path:
                        "reload the page to see the checkpoints there") from None
 
 
-def _safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
+def safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
     """``<recording>--<run>--<time>-<job id>``: the job id keeps two predictions of one second apart."""
     run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
     base = re.sub(r"[^\w.-]+", "_", f"{recording.stem}--{run}")[:80]
@@ -112,7 +112,7 @@ def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref
     rec = roots.resolve(recording_ref)
     ckpt = checkpoint_path(roots, checkpoint_ref)
     total_s = max(probe(rec).duration_s, 1e-6)
-    pid = _safe_id(rec, checkpoint_ref, job.id)
+    pid = safe_id(rec, checkpoint_ref, job.id)
     final = config.predictions_dir / pid
     partial = final.with_name(final.name + ".partial")
     try:
@@ -136,10 +136,6 @@ def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref
 
 def _score(job: Job, rec: Path, ckpt: Path, partial: Path, *, total_s: float, tiles: Any) -> dict[str, Any]:
     """Score ``rec`` with ``ckpt`` into ``partial`` (detections, every score, the Raven table); the metadata."""
-    from birdspec.fileio import write_csv
-    from birdspec.prediction.outputs import PredictionWriter
-    from birdspec.prediction.predictor import Predictor
-
     job.update(message=f"loading {ckpt.name}")
     done = [0.0]
 
@@ -147,28 +143,47 @@ def _score(job: Job, rec: Path, ckpt: Path, partial: Path, *, total_s: float, ti
         done[0] += seconds
         job.update(progress=min(done[0] / total_s, 0.999), message=f"{done[0]:.0f} of {total_s:.0f} s scored")
 
+    if tiles is not None:  # the spectrogram of the opening view is drawn meanwhile, at low priority
+        tiles.warm(rec, duration_s=total_s, background=True)
+    with open_predictor(ckpt) as predictor:
+        job.update(message="scoring")
+        (result,) = list(predictor.predict_paths([rec], strict=True, progress=progress))
+        return write_result(predictor, result, partial)
+
+
+def open_predictor(ckpt: Path) -> Any:
+    """The app's predictor of ``ckpt``: every top-3 score from :data:`MIN_CONF`, all cores but one."""
+    from birdspec.prediction.predictor import Predictor
     from birdspec.runtime import cpu_count
 
     threads = max(1, cpu_count() - 1)  # one core stays for the page's requests
-    if tiles is not None:  # the spectrogram of the opening view is drawn meanwhile, at low priority
-        tiles.warm(rec, duration_s=total_s, background=True)
-    with Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads) as predictor:
-        job.update(message="scoring")
-        (result,) = list(predictor.predict_paths([rec], strict=True, progress=progress))
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        fe = predictor.frontend
-        for fmt, out in (("csv", partial / DETECTIONS_FILE), ("raven", partial / RAVEN_DIR)):
-            writer = PredictionWriter(fmt, out, class_info=predictor.class_info, min_conf=MIN_CONF, top_k=TOP_K,
-                                      freq_band_hz=(fe.fmin_hz, fe.fmax_hz))
-            writer.write(result)
-            writer.close()
-        write_csv(partial / SCORES_FILE, predictor.table(result, scores="all"))
-        model_thresholds = predictor.runtime.info.thresholds
-        return {"thresholds": dict(zip(predictor.classes, map(float, model_thresholds))) if model_thresholds else None,
-                "classes": predictor.classes, "class_info": predictor.class_info, "window_s": predictor.encoding.window_s,
-                "duration_s": result.duration_s, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF,
-                "top_k": TOP_K, "warning": result.warning}
+    return Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads)
+
+
+def write_result(predictor: Any, result: Any, folder: Path) -> dict[str, Any]:
+    """Write one recording's scores into a new ``folder`` (detections, every score, the Raven table); the metadata
+    of its ``prediction.json`` that the scores give."""
+    from birdspec.fileio import write_csv
+    from birdspec.prediction.outputs import PredictionWriter
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    fe = predictor.frontend
+    for fmt, out in (("csv", folder / DETECTIONS_FILE), ("raven", folder / RAVEN_DIR)):
+        writer = PredictionWriter(fmt, out, class_info=predictor.class_info, min_conf=MIN_CONF, top_k=TOP_K,
+                                  freq_band_hz=(fe.fmin_hz, fe.fmax_hz))
+        writer.write(result)
+        writer.close()
+    write_csv(folder / SCORES_FILE, predictor.table(result, scores="all"))
+    return {**model_meta(predictor), "duration_s": result.duration_s, "warning": result.warning}
+
+
+def model_meta(predictor: Any) -> dict[str, Any]:
+    """What ``prediction.json`` says of the model: classes, names, thresholds, window, the app's score settings."""
+    model_thresholds = predictor.runtime.info.thresholds
+    return {"thresholds": dict(zip(predictor.classes, map(float, model_thresholds))) if model_thresholds else None,
+            "classes": predictor.classes, "class_info": predictor.class_info, "window_s": predictor.encoding.window_s,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF, "top_k": TOP_K}
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
@@ -179,7 +194,9 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
 
 
 def list_predictions(roots: Roots) -> list[dict[str, Any]]:
-    """The app's predictions (newest first), then ``birdspec predict`` CSVs in the recordings folders."""
+    """The app's predictions (newest first), then ``birdspec predict`` CSVs in the recordings folders. A folder
+    analysed as one run (:mod:`birdspec.app.batch`) is listed as itself (``folder``, ``recordings``) and as its
+    recordings' predictions (``batch``: its id)."""
     out = []
     pdir = roots.folders["predictions"]
     folders = sorted((d for d in pdir.iterdir() if d.is_dir() and not d.name.endswith(".partial")),
@@ -188,7 +205,9 @@ def list_predictions(roots: Roots) -> list[dict[str, Any]]:
         meta = read_meta(d)
         if meta and (d / DETECTIONS_FILE).is_file():
             out.append({"ref": roots.ref(d / DETECTIONS_FILE), "name": d.name, "recording": meta.get("recording"),
-                        "checkpoint": meta.get("checkpoint"), "created": meta.get("created")})
+                        "checkpoint": meta.get("checkpoint"), "created": meta.get("created"),
+                        "batch": meta.get("batch"), "folder": meta.get("folder"),
+                        "recordings": len(meta.get("members") or []) or None})
     for key in roots.recording_keys:
         for ref in roots.list_files(key, TABLE_SUFFIXES):
             if ref.endswith(VERDICTS_SUFFIX):
@@ -234,6 +253,18 @@ def filtered_table(path: Path, *, min_score: str, thresholds: dict[str, float] |
     if "Selection" in df.columns:
         df = df.assign(Selection=range(1, len(df) + 1))
     return df.to_csv(sep=sep, index=False, lineterminator="\n").encode("utf-8")
+
+
+def audacity_text(csv: Path, *, min_score: str, thresholds: dict[str, float] | None) -> bytes:
+    """An Audacity label track of a detections table's rows at or above ``min_score`` (as :func:`filtered_table`):
+    ``start<TAB>end<TAB>label confidence`` a line, as ``birdspec predict --format audacity`` writes."""
+    import io
+
+    import pandas as pd
+
+    rows = pd.read_csv(io.BytesIO(filtered_table(csv, min_score=min_score, thresholds=thresholds, label_column="label", sep=",")))
+    lines = [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(rows["start_s"], rows["end_s"], rows["label"], rows["confidence"])]
+    return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
 
 
 def prediction_csv(roots: Roots, ref: str) -> Path:

@@ -55,7 +55,7 @@ def create_app(config: ServeConfig):
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from birdspec.app import api_analyze, api_review
+    from birdspec.app import api_analyze, api_boxes, api_review
 
     for d in (config.work_dir, config.uploads_dir, config.predictions_dir, config.exports_dir, config.runs_dir):
         d.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,7 @@ def create_app(config: ServeConfig):
 
     app.include_router(api_analyze.router(state), prefix="/api")
     app.include_router(api_review.router(state), prefix="/api")
+    app.include_router(api_boxes.router(state), prefix="/api")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/")

@@ -2,11 +2,12 @@
 
 A tile is :data:`TILE_WIDTH_PX` columns covering ``level_s`` seconds starting at ``index * level_s``;
 :data:`LEVELS_S` are the zoom levels, from minutes per tile down to seconds. Each tile decodes only
-its own stretch (:func:`birdspec.audio.load` seeks), computes a log-mel with the NumPy spectrogram
-path (:class:`~birdspec.features.numpy_frontend.NumpyFrontend`, the one the CPU predictor uses),
-pools its frames to the tile's width (max, so short calls stay visible when zoomed out) and maps
-dB to colours with a per-recording scale, so neighbouring tiles join without seams. Finished PNGs
-are kept in an LRU cache (:class:`TileCache`).
+its own stretch (:func:`birdspec.audio.load` seeks), computes a log-mel or a linear STFT up to the
+recording's Nyquist frequency (:data:`AXES`) with the NumPy spectrogram path
+(:class:`~birdspec.features.numpy_frontend.NumpyFrontend`, the one the CPU predictor uses), pools its
+frames to the tile's width (max, so short calls stay visible when zoomed out) and maps dB to colours
+with a per-recording scale (or the floor and ceiling the page asks for: brightness and contrast), so
+neighbouring tiles join without seams. Finished PNGs are kept in an LRU cache (:class:`TileCache`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ TILE_WIDTH_PX = 512
 """Columns of one tile."""
 LEVELS_S = (5.0, 10.0, 20.0, 60.0, 120.0, 300.0)
 """Seconds per tile at each zoom level (5 s per 512 px: a call's syllables; 300 s: ten minutes on a screen)."""
+AXES = ("mel", "linear")
+"""Frequency axes of a tile: mel bands (low frequencies wide) or linear STFT bins, both up to the Nyquist frequency."""
 DISPLAY_N_MELS = 128
-DISPLAY_FMAX_HZ = 15_000.0
 DISPLAY_N_FFT = 1024
+LINEAR_N_FFT = 512
+"""The linear axis's STFT: 256 bins above 0 Hz, one row each."""
+DISPLAY_FMIN_HZ = 50.0
+MAX_DISPLAY_RATE_HZ = 96_000
+"""Tiles of files recorded faster are computed at this rate (48 kHz shown, the cost bounded)."""
 MIN_HOP = 160
-"""Finest frame step (5 ms): zoomed-out tiles compute more frames than columns and max-pool them."""
+"""Finest frame step (5 ms at 32 kHz): zoomed-out tiles compute more frames than columns and max-pool them."""
 SCALE_PROBES = 5
 """Stretches of 4 s sampled over the recording to fix its colour scale (dB floor and ceiling)."""
 RANGE_DB = (5.0, 99.9)
@@ -42,24 +49,33 @@ MIN_SPAN_DB = 40.0
 
 @dataclass(frozen=True)
 class TileKey:
-    """What a tile shows: a recording, a start and a length in seconds, a width in pixels."""
+    """What a tile shows: a recording, a start and a length in seconds, a width in pixels, the frequency axis,
+    and the dB at the bottom and top of the colour map (None: the recording's own scale)."""
 
     path: str
     start_s: float
     duration_s: float
     width_px: int = TILE_WIDTH_PX
+    axis: str = "mel"
+    floor_db: float | None = None
+    ceiling_db: float | None = None
 
 
-def display_config(hop_length: int, sample_rate_hz: int = SAMPLE_RATE_HZ) -> FrontendConfig:
-    """The log-mel the page shows (wider band than the models', finer steps), at the rate it is computed at."""
+def display_config(hop_length: int, sample_rate_hz: int = SAMPLE_RATE_HZ, axis: str = "mel") -> FrontendConfig:
+    """The spectrogram the page shows at ``sample_rate_hz``: a log-mel from 50 Hz, or a linear STFT from its first
+    bin, both up to the Nyquist frequency (wider and finer than the models')."""
+    nyquist = sample_rate_hz / 2.0
+    if axis == "linear":
+        return FrontendConfig.for_kind("linear", sample_rate_hz=int(sample_rate_hz), n_fft=LINEAR_N_FFT,
+                                       hop_length=int(min(hop_length, LINEAR_N_FFT)), fmin_hz=sample_rate_hz / LINEAR_N_FFT,
+                                       fmax_hz=nyquist, top_db=None)
     return FrontendConfig.for_kind("logmel", sample_rate_hz=int(sample_rate_hz), n_fft=DISPLAY_N_FFT, hop_length=int(hop_length),
-                                   n_mels=DISPLAY_N_MELS, fmin_hz=50.0, fmax_hz=DISPLAY_FMAX_HZ, top_db=None)
+                                   n_mels=DISPLAY_N_MELS, fmin_hz=DISPLAY_FMIN_HZ, fmax_hz=nyquist, top_db=None)
 
 
 def display_rate(native_hz: int) -> int:
-    """The rate a tile is computed at: the file's own when it holds the displayed band (no resampling, the
-    mel rows mean the same frequencies at any rate), else the models' 32 kHz."""
-    return int(native_hz) if native_hz >= 2 * DISPLAY_FMAX_HZ else SAMPLE_RATE_HZ
+    """The rate a tile is computed at: the file's own (its whole band is shown), at most :data:`MAX_DISPLAY_RATE_HZ`."""
+    return int(min(int(native_hz), MAX_DISPLAY_RATE_HZ))
 
 
 def initial_level(duration_s: float) -> int:
@@ -67,20 +83,38 @@ def initial_level(duration_s: float) -> int:
     return 4 if duration_s > 600 else 3 if duration_s > 120 else 1
 
 
-def frequency_ticks_khz() -> list[dict[str, float]]:
-    """Where 0.5, 1, 2, 4, 8 and 14 kHz sit on a tile, as a fraction of its height from the bottom."""
+def rows_hz(sample_rate_hz: int, axis: str) -> list[float]:
+    """The frequency of each tile row, bottom to top (what the pointer readout and the axis read)."""
     from birdspec.features import tables
 
-    centres, _unit = tables.frequency_axis(display_config(MIN_HOP))
+    centres, _unit = tables.frequency_axis(display_config(MIN_HOP, sample_rate_hz, axis))
+    return [round(float(f), 1) for f in centres]
+
+
+def frequency_ticks(sample_rate_hz: int, axis: str) -> list[dict[str, float]]:
+    """Where round frequencies sit on a tile, as a fraction of its height from the bottom, up to the Nyquist frequency."""
+    centres = np.asarray(rows_hz(sample_rate_hz, axis))
+    nyquist_khz = sample_rate_hz / 2000.0
+    if axis == "mel":
+        candidates = [0.5, 1, 2, 4, 8, 12, 16, 24, 32, 48]
+    else:
+        step = next(s for s in (1, 2, 4, 5, 10, 20) if nyquist_khz / s <= 8)
+        candidates = list(np.arange(step, nyquist_khz + 1e-9, step))
     n = len(centres)
-    return [{"khz": khz, "fraction": float(np.interp(khz * 1000.0, centres, np.arange(n)) + 0.5) / n}
-            for khz in (0.5, 1.0, 2.0, 4.0, 8.0, 14.0)]
+    return [{"khz": float(k), "fraction": float(np.interp(k * 1000.0, centres, np.arange(n)) + 0.5) / n}
+            for k in candidates if centres[0] <= k * 1000.0 <= centres[-1] + 1.0]
 
 
-def _magma_lut() -> np.ndarray:
+def magma_lut() -> np.ndarray:
+    """``(256, 3)`` uint8: the colour map of the tiles, from the floor (0) to the ceiling (255)."""
     from matplotlib import colormaps
 
     return (colormaps["magma"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def colormap_hex() -> list[str]:
+    """The colour map as 256 ``#rrggbb`` strings (the page's colour bar and pointer readout)."""
+    return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in magma_lut()]
 
 
 class _Frontends:
@@ -90,32 +124,35 @@ class _Frontends:
         self._made: dict[int, object] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, hop: int, sample_rate_hz: int):
+    def __call__(self, hop: int, sample_rate_hz: int, axis: str = "mel"):
         from birdspec.features import tables
         from birdspec.features.numpy_frontend import NumpyFrontend
 
         with self._lock:
-            if (hop, sample_rate_hz) not in self._made:
-                cfg = display_config(hop, sample_rate_hz)
-                self._made[hop, sample_rate_hz] = NumpyFrontend(cfg, window=tables.analysis_window(cfg),
-                                                                filterbank=tables.filterbank(cfg))
-            return self._made[hop, sample_rate_hz]
+            if (hop, sample_rate_hz, axis) not in self._made:
+                cfg = display_config(hop, sample_rate_hz, axis)
+                self._made[hop, sample_rate_hz, axis] = NumpyFrontend(cfg, window=tables.analysis_window(cfg),
+                                                                      filterbank=tables.filterbank(cfg))
+            return self._made[hop, sample_rate_hz, axis]
 
 
 def spectrogram_db(wave: np.ndarray, *, duration_s: float, width_px: int, frontends: _Frontends,
-                   sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """``(DISPLAY_N_MELS, width_px)`` dB of ``wave`` (mono at ``sample_rate_hz``) laid over ``duration_s`` seconds.
+                   sample_rate_hz: int = SAMPLE_RATE_HZ, axis: str = "mel") -> np.ndarray:
+    """``(rows, width_px)`` dB of ``wave`` (mono at ``sample_rate_hz``) laid over ``duration_s`` seconds (rows:
+    :data:`DISPLAY_N_MELS` mel bands, or :data:`LINEAR_N_FFT` / 2 linear bins).
 
     Frames step by the samples per pixel (at most ``n_fft``: zoomed out, frames touch without overlap,
     so every sample is seen at the least cost). Audio shorter than ``duration_s`` (the end of a
     recording) fills the left part; the rest is NaN.
     """
     samples_per_px = duration_s * sample_rate_hz / width_px
-    hop = int(max(MIN_HOP * sample_rate_hz // SAMPLE_RATE_HZ, min(samples_per_px, DISPLAY_N_FFT)))
-    out = np.full((DISPLAY_N_MELS, width_px), np.nan, dtype=np.float32)
+    n_fft = LINEAR_N_FFT if axis == "linear" else DISPLAY_N_FFT
+    hop = int(max(MIN_HOP * sample_rate_hz // SAMPLE_RATE_HZ, min(samples_per_px, n_fft)))
+    rows = display_config(hop, sample_rate_hz, axis).num_bins()
+    out = np.full((rows, width_px), np.nan, dtype=np.float32)
     if wave.size == 0:
         return out
-    db = frontends(hop, sample_rate_hz)(wave.reshape(1, -1))[0]  # (mels, frames)
+    db = frontends(hop, sample_rate_hz, axis)(wave.reshape(1, -1))[0]  # (rows, frames)
     frame_px = (np.arange(db.shape[1]) * hop / samples_per_px).astype(np.int64)
     keep = frame_px < width_px
     frame_px, db = frame_px[keep], db[:, keep]
@@ -155,20 +192,20 @@ class TileCache:
     def __init__(self, *, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = int(max_bytes)
         self._png: OrderedDict[TileKey, bytes] = OrderedDict()
-        self._scale: dict[str, tuple[float, float, int]] = {}  # path -> (floor dB, ceiling dB, rate)
+        self._scale: dict[tuple[str, str], tuple[float, float, int]] = {}  # (path, axis) -> (floor dB, ceiling dB, rate)
         self._bytes = 0
         self._lock = threading.Lock()
         self._frontends = _Frontends()
         self._lut: np.ndarray | None = None
 
-    def scale(self, path: str) -> tuple[float, float]:
-        """``(floor_db, ceiling_db)`` of a recording, from :data:`SCALE_PROBES` short stretches of what decodes."""
+    def scale(self, path: str, axis: str = "mel") -> tuple[float, float]:
+        """``(floor_db, ceiling_db)`` of a recording on ``axis``, from :data:`SCALE_PROBES` short stretches of what decodes."""
         from birdspec import audio
         from birdspec.app.recordings import probe
 
         with self._lock:
-            if path in self._scale:
-                return self._scale[path][:2]
+            if (path, axis) in self._scale:
+                return self._scale[path, axis][:2]
         rec = probe(path)
         total, rate = rec.duration_s, display_rate(rec.sample_rate_hz)
         values = []
@@ -177,14 +214,24 @@ class TileCache:
             wave = audio.load(path, offset_s=start, duration_s=4.0, sample_rate_hz=rate)
             if wave.size:
                 values.append(spectrogram_db(wave, duration_s=4.0, width_px=256, frontends=self._frontends,
-                                             sample_rate_hz=rate).ravel())
+                                             sample_rate_hz=rate, axis=axis).ravel())
         v = np.concatenate(values) if values else np.zeros(1, dtype=np.float32)
         v = v[np.isfinite(v)]
         lo, hi = (np.percentile(v, RANGE_DB) if v.size else (-100.0, 0.0))
         lo = float(min(lo, hi - MIN_SPAN_DB))
         with self._lock:
-            self._scale[path] = (lo, float(hi), rate)
+            self._scale[path, axis] = (lo, float(hi), rate)
         return lo, float(hi)
+
+    def display(self, path: str, axis: str = "mel") -> dict[str, object]:
+        """What the page needs to draw a recording's axes and read its tiles: rate, row frequencies, ticks and
+        the colour scale (dB at the bottom and top of the colour map) on ``axis``."""
+        from birdspec.app.recordings import probe
+
+        floor_db, ceiling_db = self.scale(path, axis)
+        rate = display_rate(probe(path).sample_rate_hz)
+        return {"axis": axis, "rate_hz": rate, "nyquist_hz": rate / 2, "rows_hz": rows_hz(rate, axis),
+                "ticks": frequency_ticks(rate, axis), "floor_db": round(floor_db, 1), "ceiling_db": round(ceiling_db, 1)}
 
     def get(self, key: TileKey) -> bytes:
         """The PNG of ``key`` (rendered now when not cached).
@@ -193,23 +240,24 @@ class TileCache:
             AudioError: the recording cannot be decoded.
         """
         from birdspec import audio
+        from birdspec.app.recordings import probe
 
         with self._lock:
             png = self._png.get(key)
             if png is not None:
                 self._png.move_to_end(key)
                 return png
-        from birdspec.app.recordings import probe
-
-        floor_db, ceiling_db = self.scale(key.path)
-        rate = self._scale[key.path][2]
+        floor_db, ceiling_db = self.scale(key.path, key.axis)
+        floor_db = floor_db if key.floor_db is None else key.floor_db
+        ceiling_db = ceiling_db if key.ceiling_db is None else key.ceiling_db
+        rate = self._scale[key.path, key.axis][2]
         left_s = min(key.duration_s, probe(key.path).duration_s - key.start_s)  # a cut-off file: what decodes
         wave = (audio.load(key.path, offset_s=key.start_s, duration_s=left_s, sample_rate_hz=rate) if left_s > 0
                 else np.zeros(0, dtype=np.float32))
         db = spectrogram_db(wave, duration_s=key.duration_s, width_px=key.width_px, frontends=self._frontends,
-                            sample_rate_hz=rate)
+                            sample_rate_hz=rate, axis=key.axis)
         if self._lut is None:
-            self._lut = _magma_lut()
+            self._lut = magma_lut()
         png = to_png(db, floor_db=floor_db, ceiling_db=ceiling_db, lut=self._lut)
         with self._lock:
             if key not in self._png:
@@ -251,7 +299,10 @@ class TileCache:
                 log.debug("background tile %s failed", key, exc_info=True)
                 return
 
-    def tile(self, path: str | Path, *, level: int, index: int) -> bytes:
-        """Tile ``index`` of zoom level ``level`` (an index into :data:`LEVELS_S`)."""
+    def tile(self, path: str | Path, *, level: int, index: int, axis: str = "mel", floor_db: float | None = None,
+             ceiling_db: float | None = None) -> bytes:
+        """Tile ``index`` of zoom level ``level`` (an index into :data:`LEVELS_S`) on ``axis``, with the recording's
+        colour scale or the ``floor_db`` / ``ceiling_db`` given (the page's brightness and contrast)."""
         level_s = LEVELS_S[level]
-        return self.get(TileKey(str(path), start_s=index * level_s, duration_s=level_s))
+        return self.get(TileKey(str(path), start_s=index * level_s, duration_s=level_s, axis=axis,
+                                floor_db=floor_db, ceiling_db=ceiling_db))

@@ -12,7 +12,6 @@ CLI run is evaluated (metrics, confusion matrix). The split is recorded in the r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -66,11 +65,22 @@ def _run_step(argv: list[str], log_path: Path, what: str, on_poll: Any = None) -
 
 
 def _source_rows(roots: Any, refs: list[str]) -> list[Any]:
-    """Each source's verified windows (an exported manifest as it is, a prediction's from its verdicts)."""
+    """Each source's verified windows (an exported manifest as it is, a prediction's from its verdicts, a box
+    table's boxes as the windows that hold them)."""
+    from birdspec.app import boxes as bx
+    from birdspec.app.api_boxes import box_recording
+    from birdspec.app.recordings import probe
+
     frames = []
     for ref in refs:
         if ref.endswith(MANIFEST_SUFFIX):
             frames.append(vf.read_manifest(roots.resolve(ref)))
+        elif ref.endswith(bx.BOX_TABLE_SUFFIX):  # boxes drawn on a recording: strong labels
+            table = roots.resolve(ref)
+            rec = box_recording(table)
+            if rec is None:
+                raise ConfigError(f"{ref}: no recording beside this box table")
+            frames.append(bx.box_rows(table, rec.resolve(), duration_s=probe(rec).duration_s, source=ref))
         else:
             frames.append(vf.verified_rows(roots, ref))
     return frames
@@ -157,6 +167,8 @@ def _train(job: Any, config: Any, *, manifest: Path, name: str, choices: dict[st
     def epochs_done() -> None:
         metrics = run / EPOCH_METRICS_FILE
         done = max(0, len(metrics.read_text().splitlines()) - 1) if metrics.is_file() else 0
+        if done and not job.result.get("curves"):
+            job.result = {**job.result, "curves": True}  # the page may ask for them now
         job.update(progress=0.1 + 0.8 * min(done, epochs) / epochs, message=f"{what}: epoch {done} of {epochs}")
 
     _run_step([*py, "birdspec.app.train_runner", str(spec_path)], log_path, "training", on_poll=epochs_done)
@@ -164,6 +176,7 @@ def _train(job: Any, config: Any, *, manifest: Path, name: str, choices: dict[st
     job.update(message="evaluating on the validation windows", progress=0.92)
     _run_step([*py, "birdspec", "evaluate", str(run), "--split", "val", "--device", choices["device"]], log_path,
               "birdspec evaluate")
+    job.update(message="trained and evaluated")
     return {"run": f"runs/{name}", "log": str(log_path), "split": record["mode"], "split_notes": notes}
 
 

@@ -13,7 +13,10 @@ Start a local web app and print its URL. Pages:
   Analyze   pick a recording from the served folders (or upload one) and a checkpoint from
             --runs; prediction runs in the background with a progress bar; then a zoomable,
             tiled spectrogram with a track per species, a minimum-score slider, a species
-            filter, click-to-play with a following cursor, CSV and Raven downloads.
+            filter, click-to-play with a following cursor, CSV and Raven downloads; mel or
+            linear axis to Nyquist, dB colour bar, brightness/contrast, pointer readout; boxes
+            drawn, played, labelled and saved as a Raven table beside the recording; a whole
+            folder analysed as one run.
   Review    the detections of a prediction by species and score (or a random sample per score
             bin), the top choice of each window at or above the model's thresholds (or a minimum
             score), species by count or name, 300 cards a page; one card each with its

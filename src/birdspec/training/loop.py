@@ -260,19 +260,22 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
     )
     if trainer.is_global_zero:
         recorder.write_curves()
-        finish_run(result, val_set=s.dm.val_set, threshold_set=_threshold_set(s, train_rows),
+        finish_run(result, val_set=s.dm.val_set, threshold_set=_threshold_set(s, train_rows, val_rows),
                    model_input=s.model_input, num_train_samples=len(s.dm.train_set), encoding_name=s.encoding.name,
                    num_parameters=s.num_parameters, precision=s.precision, device=_root_device(trainer), export=export)
     return result
 
 
-def _threshold_set(s: _Setup, train_rows: np.ndarray) -> Any:
+def _threshold_set(s: _Setup, train_rows: np.ndarray, val_rows: np.ndarray) -> Any:
     """The samples the detection thresholds are chosen on: validation (+ its no-bird samples), or the
-    training rows (``thresholds_on='train'``)."""
+    training rows (``thresholds_on='train'``); for models that read embeddings, single windows of them."""
+    from birdspec.training.samples import embedding_threshold_sets, threshold_sets
+
+    if s.model_input == "embedding":
+        on_val = s.cfg.thresholds_on == "val"
+        return embedding_threshold_sets(s.cfg, s.data, val_rows if on_val else train_rows, part="val" if on_val else "train")
     if s.cfg.thresholds_on == "val":
         return s.dm.val_fit_set
-    from birdspec.training.samples import threshold_sets
-
     return threshold_sets(s.cfg, s.data, train_rows, model_input=s.model_input, encoding=s.encoding)
 
 

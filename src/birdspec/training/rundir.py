@@ -22,6 +22,7 @@ The file names are defined here only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,8 +96,10 @@ def resumed_config(out: Path, config: TrainConfig | None, *, given_rows: bool) -
     saved = read_run_config(out)
     saved_cfg = TrainConfig.from_dict(saved["train_config"])
     cfg = (config or saved_cfg).resolved()
+    if cfg.nocall_fraction is None:  # left to the default: what the run decided when it started
+        cfg = dataclasses.replace(cfg, nocall_fraction=saved_cfg.nocall_fraction)
     changed = saved_cfg.architecture_changes(cfg)
-    if saved_cfg.nocall_fraction is not None and cfg.nocall_fraction is not None and saved_cfg.activation != cfg.activation:
+    if saved_cfg.activation != cfg.activation:
         changed.append("nocall_fraction (with or without no-bird samples)")
     if changed:
         raise ConfigError(f"a resumed run cannot change {', '.join(changed)}; start a new run with another --out")

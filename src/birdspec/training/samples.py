@@ -219,12 +219,14 @@ def embedding_sample_sets(cfg: Any, data: Any) -> Callable[[Any, Any], SampleSet
 
 
 def embedding_threshold_sets(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, *, part: str = "train") -> Any:
-    """:func:`threshold_sets` of models that read cached embeddings: the recordings of ``rows`` and fixed
-    no-bird samples from their quiet-stretch clips and the ``part`` of the synthetic (and background) clips."""
-    from birdspec.data.inputs import model_dataset
+    """:func:`threshold_sets` of models that read cached embeddings: every cached window of the recordings of
+    ``rows`` as a sample of its own (prediction scores a head on the few windows of one output window, not
+    on a whole recording, whose pooled scores run higher), and fixed no-bird samples from their
+    quiet-stretch clips and the ``part`` of the synthetic (and background) clips."""
+    from birdspec.data.embedding_dataset import EmbeddingDataset
     from birdspec.data.nocall_embeddings import WithNoCallEmbeddings
 
-    base = model_dataset(data, model_input="embedding", rows=rows, random_crop=False)
+    base = EmbeddingDataset(data, rows=rows, level="window")
     recordings = _targets(cfg, data)(base)
     fraction = float(cfg.nocall_fraction or 0.0)
     if fraction <= 0:

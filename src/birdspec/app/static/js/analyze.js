@@ -5,7 +5,7 @@
 import { apiUrl, get, isAbort, post, request } from "./api.js";
 import { $, el, fillSelect, fmtTime, say } from "./dom.js";
 import { pollJob } from "./jobs.js";
-import { replaceParams } from "./route.js";
+import { href, replaceParams } from "./route.js";
 import { getSettings, hasSettings, setLastPrediction } from "./state.js";
 import { Timeline } from "./timeline.js";
 
@@ -18,12 +18,17 @@ let openRef = null;       // the prediction shown
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#analyze-msg"), text, kind);
 
+export const keyHelp = [["space", "play or pause"], ["+ or =", "zoom in"], ["-", "zoom out"],
+  ["p", "play the box picked (drag on the spectrogram to draw one)"], ["Delete", "delete the box picked"]];
+
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
   " ": () => (timeline && timeline.hasPrediction ? timeline.togglePlay() : false),
   "+": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
   "=": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(-1) : false),
   "-": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(1) : false),
+  p: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.play() : false),
+  Delete: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.remove() : false),
 };
 
 export function mount(section, params = {}) {
@@ -34,10 +39,11 @@ export function mount(section, params = {}) {
   if (!timeline) timeline = new Timeline(root, getSettings(), (text) => msg(text));
   timeline.onMinChange = (min) => downloads(min);
   timeline.attach(signal);
-  q("#predict").addEventListener("click", predict, { signal });
+  q("#predict").addEventListener("click", () => predict(), { signal });
+  q("#predict-folder").addEventListener("click", () => predict(true), { signal });
   q("#upload").addEventListener("change", (e) => upload(e.target.files[0]), { signal });
   q("#open-prediction").addEventListener("change", (e) => e.target.value && open(e.target.value), { signal });
-  q("#predict").disabled = false;
+  q("#predict").disabled = q("#predict-folder").disabled = false;
   refreshLists();
   if (pendingJob) follow(pendingJob);
   update(params);
@@ -57,7 +63,9 @@ export function unmount() {
 async function refreshLists() {
   const { signal } = life, settings = getSettings();
   try {
-    const [recs, ckpts, preds] = await Promise.all([get("/recordings", null, { signal }), get("/checkpoints", null, { signal }), get("/predictions", null, { signal })]);
+    const [recs, ckpts, preds, dirs] = await Promise.all([get("/recordings", null, { signal }), get("/checkpoints", null, { signal }),
+      get("/predictions", null, { signal }), get("/folders", null, { signal })]);
+    fillSelect(q("#folder"), dirs.folders.map((d) => [d, d]));
     const rs = q("#recording"), keep = rs.value;
     rs.innerHTML = "";
     for (const f of recs.folders) {
@@ -90,17 +98,17 @@ async function upload(file) {
   q("#upload").value = "";
 }
 
-async function predict() {
-  const recording = q("#recording").value, checkpoint = q("#checkpoint").value;
-  if (!recording || !checkpoint) { msg("pick a recording and a checkpoint first"); return; }
+async function predict(wholeFolder = false) {
+  const recording = q("#recording").value, checkpoint = q("#checkpoint").value, folder = q("#folder").value;
+  if (!(wholeFolder ? folder : recording) || !checkpoint) { msg(`pick a ${wholeFolder ? "folder" : "recording"} and a checkpoint first`); return; }
   msg("");
-  q("#predict").disabled = true;
+  q("#predict").disabled = q("#predict-folder").disabled = true;
   let job;
-  try {
-    job = await post("/predict", { recording, checkpoint });  // not cancelled: the job id must not be lost
+  try {  // not cancelled: the job id must not be lost
+    job = await (wholeFolder ? post("/predict-folder", { folder, checkpoint }) : post("/predict", { recording, checkpoint }));
   } catch (err) {
     msg(err.message);
-    q("#predict").disabled = false;
+    q("#predict").disabled = q("#predict-folder").disabled = false;
     return;
   }
   pendingJob = job.id;
@@ -109,7 +117,7 @@ async function predict() {
 
 async function follow(id) {
   const { signal } = life;
-  q("#predict").disabled = true;
+  q("#predict").disabled = q("#predict-folder").disabled = true;
   q("#progress-box").hidden = false;
   try {
     const job = await pollJob(id, { signal, onUpdate: (j) => {
@@ -118,7 +126,8 @@ async function follow(id) {
     } });
     if (job.status === "failed") { pendingJob = null; throw new Error(job.message); }
     q("#progress-text").textContent = `done in ${job.elapsed_s.toFixed(1)} s`;
-    await open(job.result.prediction);
+    if (job.kind === "batch") batchDone(job.result);
+    await open(job.kind === "batch" ? job.result.members[0].prediction : job.result.prediction);
     if (signal.aborted) return;  // left meanwhile: the next showing opens it
     pendingJob = null;
     refreshLists();
@@ -128,7 +137,17 @@ async function follow(id) {
     msg(err.message);
     q("#progress-box").hidden = true;
   }
-  q("#predict").disabled = false;
+  q("#predict").disabled = q("#predict-folder").disabled = false;
+}
+
+/** Say what a folder run gave: its recordings (the first is opened), those skipped, and the way to Review it. */
+function batchDone(result) {
+  const box = q("#analyze-msg");
+  box.className = "msg ok";
+  box.innerHTML = "";
+  const skipped = result.failed.length ? `; skipped ${result.failed.length} that could not be scored (${result.failed.map((f) => f.recording.split("/").pop() + ": " + f.error).join("; ")})` : "";
+  box.append(`Analysed ${result.members.length} recordings${skipped}. `, el("a", { href: href("review", { prediction: result.prediction }), text: "Review them all" }),
+    ", or open each one from “an earlier prediction”.");
 }
 
 /** The download links hold the rows the tracks show: at or above `min` ("model" or a number). */
@@ -137,6 +156,7 @@ function downloads(min) {
   const min_score = min === "model" ? "model" : min.toFixed(2);
   q("#dl-csv").href = apiUrl("/download", { ref: openRef, format: "csv", min_score });
   q("#dl-raven").href = apiUrl("/download", { ref: openRef, format: "raven", min_score });
+  q("#dl-audacity").href = apiUrl("/download", { ref: openRef, format: "audacity", min_score });
 }
 
 async function open(ref) {

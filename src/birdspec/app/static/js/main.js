@@ -37,7 +37,7 @@ function route() {
   }
   root.hidden = false;
   current = { name, module, root };
-  setBindings(module.keys);
+  setBindings(module.keys, module.keyHelp);
   module.mount(root, params);
 }
 

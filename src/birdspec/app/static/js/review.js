@@ -5,7 +5,7 @@
 // one Analyze opened last.
 import { apiUrl, get, isAbort, post } from "./api.js";
 import { $, el, fillSelect, say } from "./dom.js";
-import { cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
+import { cardAxis, cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
 import { renderSummary } from "./review_summary.js";
 import { replaceParams } from "./route.js";
 import { getLastPrediction } from "./state.js";
@@ -20,10 +20,14 @@ let cards = [];          // [{c, node}] in the order shown
 let current = -1;        // index of the focused card
 let clip = null;         // the Audio playing a card's clip
 let lastSeen = null;     // the store's last prediction when this page last looked
+const axes = new Map();  // recording ref -> promise of its mel axis ticks (the cards' frequency labels)
 
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#review-msg"), text, kind);
 const withCard = (fn) => () => (current < 0 ? false : fn(current));
+
+export const keyHelp = [["j / k", "next / previous card (or the arrow keys)"], ["space", "play the card"],
+  ["c", "correct"], ["x", "wrong"], ["o", "other species: type, pick from the list, Enter"], ["u", "clear the verdict"]];
 
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
@@ -38,7 +42,7 @@ export function mount(section, params = {}) {
   life = new AbortController();
   const { signal } = life;
   const on = (sel, type, fn) => q(sel).addEventListener(type, fn, { signal });
-  on("#review-load", "click", () => load());
+  on("#review-load", "click", () => load({ keepCard: true }));  // the same queue again: the card in hand stays
   for (const sel of ["#review-prediction", "#review-mode", "#review-choices", "#review-order", "#review-min"]) on(sel, "change", () => load());
   on("#review-filter", "change", () => render());
   on("#target", "change", () => summary());
@@ -63,14 +67,15 @@ async function refreshList(wanted) {
   try {
     const { predictions } = await get("/predictions", null, { signal });
     const s = q("#review-prediction");
-    fillSelect(s, predictions.map((p) => [p.ref, p.name]), wanted || s.value);
-    if (!predictions.length) msg("No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSV or Parquet tables).");
+    const shown = predictions.filter((p) => !p.batch || p.ref === wanted);  // a folder run is one entry, not one per recording
+    fillSelect(s, shown.map((p) => [p.ref, p.folder ? `${p.folder} (${p.recordings} recordings) · ${p.name}` : p.name]), wanted || s.value);
+    if (!shown.length) msg("No predictions yet: analyze a recording first (or serve a folder holding `birdspec predict` CSV or Parquet tables).");
     else if (s.value !== ref) await load();
     else replaceParams("review", { prediction: ref });
   } catch (err) { if (!isAbort(err)) msg(err.message); }
 }
 
-async function load() {
+async function load({ keepCard = false } = {}) {
   const { signal } = life, wanted = q("#review-prediction").value;
   if (!wanted) return;
   const mine = ++seq;
@@ -83,13 +88,14 @@ async function load() {
     const answer = await get("/review", query({ prediction: wanted }), { signal });
     if (mine !== seq) return;  // another prediction (or order) was asked for since
     for (const c of answer.cards) if (given.has(c.key)) Object.assign(c, given.get(c.key));
+    const keep = keepCard && wanted === ref && current >= 0 && cards[current] ? cards[current].c.key : null;
     ref = wanted; data = answer; current = -1;
     replaceParams("review", { prediction: ref });
     const named = (list) => list.map((c) => [c.label, c.common_name || c.scientific_name || c.label]);
     fillSelect(q("#review-classes"), named(data.classes), "");
     fillSelect(q("#review-species"), named(data.species), "");
     q("#review-min-note").textContent = minimumNote(data, q("#review-choices").value);
-    render();
+    render(keep);
     summary();
   } catch (err) { if (!isAbort(err) && mine === seq) msg(err.message); }
 }
@@ -127,6 +133,8 @@ function clear(text) {
 function render(focusKey = null) {
   if (!data) return;
   const box = q("#cards"), filt = q("#review-filter").value.trim().toLowerCase();
+  const active = document.activeElement, typing = active && active.matches("#cards input.other-species")
+    ? { key: active.closest(".card").dataset.key, value: active.value } : null;  // kept over the redraw
   box.innerHTML = "";
   box.dataset.prediction = ref;
   cards = [];
@@ -147,6 +155,12 @@ function render(focusKey = null) {
   current = -1;
   if (!cards.length) box.append(el("p", { class: "muted", text: "No detections to show at this minimum score." }));
   else focus(Math.max(0, cards.findIndex((x) => x.c.key === focusKey)), focusKey !== null);
+  for (const ref of new Set(cards.map((x) => x.c.audio).filter(Boolean))) {
+    if (!axes.has(ref)) axes.set(ref, get("/display", { ref, axis: "mel" }).then((d) => d.ticks).catch(() => []));
+    axes.get(ref).then((ticks) => { for (const x of cards) if (x.c.audio === ref) cardAxis(x.node, ticks); });
+  }
+  const field = typing && cards.find((x) => x.c.key === typing.key);
+  if (field) { const input = $(".other-species", field.node); input.value = typing.value; input.focus(); }
 }
 
 function focus(i, scroll = true) {

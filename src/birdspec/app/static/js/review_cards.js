@@ -1,4 +1,5 @@
-// review_cards.js: the Review page's card and group elements: a detection card (spectrogram, time, score, the
+// review_cards.js: the Review page's card and group elements: a detection card (spectrogram with its time and
+// frequency axes, time, score, the
 // model's top 3, play and verdict buttons, the "other species" field that completes from the model's classes
 // and the species list), its verdict painting, a species group's heading with the way to its next page, and
 // the note saying which minimum score the queue applies. No state: review.js owns the cards and their actions.
@@ -8,7 +9,8 @@ import { $, el, fmtTime } from "./dom.js";
 /** A card for detection `c`; `actions` = {play(), give(verdict, species), focus()}. */
 export function cardNode(c, actions) {
   const node = el("div", { class: "card", "data-key": c.key, tabindex: "-1" });
-  const img = c.audio ? el("img", { loading: "lazy", alt: "spectrogram", src: apiUrl("/spectrogram", { ref: c.audio, start_s: c.start_s, duration_s: c.end_s - c.start_s, width_px: 320 }) })
+  const img = c.audio ? el("div", { class: "spec" }, el("img", { loading: "lazy", alt: "spectrogram", src: apiUrl("/spectrogram", { ref: c.audio, start_s: c.start_s, duration_s: c.end_s - c.start_s, width_px: 320 }) }),
+    el("div", { class: "axis" }), el("span", { class: "t0", text: fmtTime(c.start_s) }), el("span", { class: "t1", text: fmtTime(c.end_s) }))
     : el("div", { class: "muted", text: "recording not in the served folders" });
   const species = el("input", { list: "review-species", placeholder: "other species…", class: "other-species", "aria-label": "other species" });
   species.addEventListener("keydown", (e) => {
@@ -29,6 +31,13 @@ export function cardNode(c, actions) {
   node.addEventListener("click", actions.focus);
   paint(node, c);
   return node;
+}
+
+/** Label the frequency axis of card `node` with `ticks` (GET /api/display's, of its recording's mel axis). */
+export function cardAxis(node, ticks) {
+  const axis = $(".axis", node);
+  if (!axis || axis.childElementCount) return;
+  for (const t of ticks) axis.append(el("span", { style: `bottom:${(t.fraction * 100).toFixed(1)}%`, text: `${t.khz}k` }));
 }
 
 /** Show `c`'s verdict on its card `node`. */

@@ -15,6 +15,8 @@ let shown = null;        // the run shown in detail
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#runs-msg"), text, kind);
 
+export const keyHelp = [];
+
 export const keys = {};
 
 export function mount(section, params = {}) {
@@ -72,7 +74,7 @@ function facts(run) {
 function splitBox(split) {
   const box = el("div", { class: split.mode === "time-blocks" ? "msg warn" : "msg ok" });
   box.append(el("strong", { text: split.mode === "time-blocks" ? "Validation by time blocks within recordings (weaker). " : "Validation by recording. " }),
-    split.weaker || "", " ", ...(split.notes || []).map((n) => n + " "));
+    split.weaker ? split.weaker + ". " : "", ...(split.notes || []).map((n) => n + " "));
   const t = el("table", {}, el("tr", {}, ...["species", "recordings", "train", "val", "left out"].map((h) => el("th", { text: h }))));
   for (const [label, c] of Object.entries(split.per_class || {})) t.append(el("tr", {}, ...[label, c.recordings, c.train, c.val, c.gap].map((v) => el("td", { text: String(v) }))));
   box.append(t);

@@ -1,8 +1,11 @@
 // timeline.js: the Analyze page's viewer of one prediction: spectrogram tiles fetched for the visible
-// stretch only, the time ruler, one score track per species, the play cursor and seeking. It works inside
-// the Analyze section it is given; the zoom levels and tile width come from the server's settings.
+// stretch only (drawn as spectro_view.js says: axis, colour range), the time ruler, one score track per
+// species, the play cursor and seeking, and the boxes drawn on it (boxes.js). It works inside the Analyze
+// section it is given; the zoom levels and tile width come from the server's settings.
 import { apiUrl } from "./api.js";
+import { Boxes } from "./boxes.js";
 import { $, el, fmtTime, parseTime } from "./dom.js";
+import { SpectroView } from "./spectro_view.js";
 
 const RULER_STEPS_S = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600];
 
@@ -19,9 +22,8 @@ export class Timeline {
     zoom.innerHTML = "";
     this.levelsS.forEach((s, i) => zoom.append(el("option", { value: i, text: s >= 60 ? `${s / 60} min per tile` : `${s} s per tile` })));
     zoom.value = this.level;
-    const ticks = this.q("#freq-axis");
-    ticks.innerHTML = "";
-    for (const t of settings.freq_ticks) ticks.append(el("span", { style: `bottom:${(t.fraction * 100).toFixed(1)}%`, text: `${t.khz} kHz` }));
+    this.view = new SpectroView(root, settings.colormap, () => this.redraw());
+    this.boxes = new Boxes(root, this.view, this, onError);
   }
 
   q(sel) { return $(sel, this.root); }
@@ -29,6 +31,11 @@ export class Timeline {
   /** Listen to the viewer's controls until `signal` fires (the page is left). */
   attach(signal) {
     const on = (sel, type, fn) => this.q(sel).addEventListener(type, fn, { signal });
+    this.signal = signal;
+    this.view.attach(signal);
+    this.boxes.attach(signal);
+    on("#tiles", "mousemove", (e) => this.view.readout(e, this.pps, this.q("#tiles").getBoundingClientRect()));
+    on("#tiles", "mouseleave", () => { this.q("#pointer-readout").textContent = "—"; });
     on("#zoom", "change", () => this.setLevel(+this.q("#zoom").value));
     on("#zoom-in", "click", () => this.zoomBy(-1));
     on("#zoom-out", "click", () => this.zoomBy(1));
@@ -63,7 +70,16 @@ export class Timeline {
     this.layout();
     this.q("#scroller").scrollLeft = 0;
     this.renderTracks();
+    this.view.load(this.audioRef, this.signal).catch((err) => this.onError(err.message));  // then the tiles
+    this.boxes.load(this.audioRef, pred.ref, this.signal);
+  }
+
+  /** The display changed (axis, brightness, contrast): draw the visible tiles again, and the boxes. */
+  redraw() {
+    this.q("#tiles").innerHTML = "";
+    this.tilesShown.clear();
     this.renderVisible();
+    this.boxes.render();
   }
 
   layout() {
@@ -73,6 +89,7 @@ export class Timeline {
     inner.dataset.pps = String(this.pps);  // pixels per second, for tests and styles
     this.q("#tiles").innerHTML = "";
     this.tilesShown.clear();
+    this.boxes.render();
   }
 
   zoomBy(step) { this.setLevel(this.level + step); }
@@ -101,7 +118,7 @@ export class Timeline {
   }
 
   renderVisible() {
-    if (!this.pred) return;
+    if (!this.pred || !this.view.display) return;  // the display settings come first
     const sc = this.q("#scroller"), W = this.tileWidthPx, levelS = this.levelsS[this.level], level = this.level;
     const lastTile = Math.ceil(this.duration / levelS) - 1;
     const first = Math.max(0, Math.floor(sc.scrollLeft / W)), last = Math.min(lastTile, Math.floor((sc.scrollLeft + sc.clientWidth) / W));
@@ -129,7 +146,7 @@ export class Timeline {
       img.addEventListener("load", () => { img.dataset.loaded = "1"; res(); });
       img.addEventListener("error", () => { this.onError(`a spectrogram tile could not be drawn (${levelS * i} s); is the recording still there?`); res(); });
     });
-    img.src = apiUrl("/tile", { ref: this.audioRef, level: this.level, index: i });
+    img.src = apiUrl("/tile", { ref: this.audioRef, level: this.level, index: i, ...this.view.tileParams() });
     this.q("#tiles").append(img);
     this.tilesShown.set(key, img);
     return done;
@@ -192,7 +209,7 @@ export class Timeline {
   }
 
   clickPlay(e) {
-    if (!this.pred) return;
+    if (!this.pred || this.boxes.justDragged || e.target.closest(".sel-box")) return;
     const t = (e.clientX - this.q("#inner").getBoundingClientRect().left) / this.pps;
     const player = this.q("#player");
     player.currentTime = Math.max(0, Math.min(t, this.duration));

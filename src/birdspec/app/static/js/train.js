@@ -18,6 +18,8 @@ let recipes = [];        // GET /api/train-options' recipes
 const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#train-msg"), text, kind);
 
+export const keyHelp = [];
+
 export const keys = {};
 
 export function mount(section) {
@@ -45,7 +47,8 @@ async function refresh() {
     for (const s of sources) {
       const box = el("input", { type: "checkbox", value: s.ref });
       box.checked = checked.has(s.ref) || (!checked.size && s.kind === "prediction");
-      const what = s.kind === "prediction" ? `prediction · ${s.verified} verified windows` : "exported manifest";
+      const what = s.kind === "prediction" ? `prediction · ${s.verified} verified windows`
+        : s.kind === "boxes" ? `boxes drawn on ${s.recording} · ${s.verified}` : "exported manifest";
       ul.append(el("li", {}, el("label", {}, box, ` ${s.name} `, el("span", { class: "muted", text: `(${what})` }))));
     }
     if (!sources.length) msg("No verified windows yet: verify detections in Review (c correct, o other species), then train here.", "ok");
@@ -88,10 +91,13 @@ async function start() {
 }
 
 async function showCurves(run, signal) {
-  const { curves } = await get("/run", { ref: run }, { signal });
+  const details = await get("/run", { ref: run }, { signal });
   q("#train-curves").hidden = false;
-  drawCurves(q("#train-curves"), curves);
+  drawCurves(q("#train-curves"), details.curves);
+  return details;
 }
+
+const metricText = (m) => (m ? `${m.name} ${m.value.toFixed(3)}${typeof m.accuracy === "number" ? `, accuracy ${m.accuracy.toFixed(3)}` : ""}` : "no metric");
 
 async function follow(id) {
   const { signal } = life;
@@ -104,18 +110,19 @@ async function follow(id) {
       q("#train-bar").value = j.progress;
       q("#train-text").textContent = j.message;
       if (j.result && j.result.split_notes) { q("#train-split").hidden = false; q("#train-split").textContent = j.result.split_notes; }
-      if (j.result && j.result.run && Date.now() - lastCurves > CURVES_EVERY_MS) {
+      if (j.result && j.result.curves && Date.now() - lastCurves > CURVES_EVERY_MS) {  // once an epoch is written
         lastCurves = Date.now();
         try { await showCurves(j.result.run, signal); } catch (err) { if (isAbort(err)) throw err; /* not written yet */ }
       }
     } });
     pendingJob = null;
     if (job.status === "failed") throw new Error(job.message);
-    await showCurves(job.result.run, signal);
+    const details = await showCurves(job.result.run, signal);
     const done = q("#train-done");
     done.hidden = false;
     done.innerHTML = "";
-    done.append(`Trained ${job.result.run}: `, el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
+    done.append(`Trained ${job.result.run} (${metricText(details.entry.metric)} on its validation windows): `,
+      el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
       "; it is now in the checkpoint list of Analyze.");
     refresh();
   } catch (err) {

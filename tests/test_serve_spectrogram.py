@@ -1,0 +1,110 @@
+"""`birdspec serve`'s spectrogram view (issue 28, item 7): mel or linear frequency axis up to the Nyquist frequency,
+a colour scale in dB that brightness and contrast move, and boxes drawn on a recording, kept as a Raven selection
+table beside it and trained on as strong labels."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from serve_fixtures import synthetic_recording, trained_run
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from birdspec.app import boxes as bx  # noqa: E402
+from birdspec.app.paths import ServeConfig  # noqa: E402
+from birdspec.app.server import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def serve_run(tmp_path_factory) -> Path:
+    return trained_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture()
+def setup(tmp_path, serve_run, monkeypatch):
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    shutil.copytree(serve_run, runs / "synth")
+    recs = tmp_path / "recs"
+    synthetic_recording(recs / "song.flac", duration_s=30.0)  # 48 kHz
+    species = tmp_path / "species.txt"
+    species.write_text("Acrocephalus schoenobaenus_Sedge Warbler\n")  # BirdNET's label format
+    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", species_list=species)
+    return TestClient(create_app(config)), config
+
+
+def _png(r) -> np.ndarray:
+    assert r.status_code == 200, r.text
+    return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+
+
+def test_frequency_axes_reach_nyquist_and_the_colour_scale_moves(setup):
+    client, _ = setup
+    config = client.get("/api/config").json()
+    assert config["axes"] == ["mel", "linear"] and len(config["colormap"]) == 256
+    mel = client.get("/api/display", params={"ref": "recs/song.flac", "axis": "mel"}).json()
+    linear = client.get("/api/display", params={"ref": "recs/song.flac", "axis": "linear"}).json()
+    assert mel["nyquist_hz"] == linear["nyquist_hz"] == 24000
+    assert mel["rows_hz"][-1] > 20000 and linear["rows_hz"][-1] == 24000 and len(linear["rows_hz"]) == 256
+    assert 16.0 in [t["khz"] for t in mel["ticks"]] and 20.0 in [t["khz"] for t in linear["ticks"]]  # past the old 14 kHz
+    assert mel["floor_db"] < mel["ceiling_db"]
+    tile = {"ref": "recs/song.flac", "level": 1, "index": 0}
+    assert _png(client.get("/api/tile", params=tile)).shape[0] == 128
+    lin = _png(client.get("/api/tile", params={**tile, "axis": "linear"}))
+    assert lin.shape[0] == 256
+    own = _png(client.get("/api/tile", params=tile))
+    darker = _png(client.get("/api/tile", params={**tile, "floor_db": mel["floor_db"] + 20, "ceiling_db": mel["ceiling_db"] + 20}))
+    assert darker.mean() < own.mean()
+    for bad in ({"axis": "bark"}, {"floor_db": -80}, {"floor_db": 0, "ceiling_db": -10}):
+        assert client.get("/api/tile", params={**tile, **bad}).status_code == 400
+    card = client.get("/api/spectrogram", params={"ref": "recs/song.flac", "start_s": 0, "duration_s": 5, "axis": "linear"})
+    assert _png(card).shape[0] == 256
+
+
+def test_boxes_are_a_raven_table_beside_the_recording_and_strong_labels(setup):
+    client, config = setup
+    from serve_fixtures import wait_job
+
+    job = wait_job(client, client.post("/api/predict", json={"recording": "recs/song.flac", "checkpoint": "runs/synth/checkpoints/best.pt"}).json())
+    pred = job["result"]["prediction"]
+    got = client.get("/api/boxes", params={"recording": "recs/song.flac", "prediction": pred}).json()
+    assert got["boxes"] == [] and got["table"] is None
+    assert {"synth0", "Acrocephalus schoenobaenus"} <= {s["label"] for s in got["species"]}
+    boxes = [{"start_s": 6.2, "end_s": 7.0, "low_hz": 2000, "high_hz": 6000, "species": "Synthetic synth1"},
+             {"start_s": 1.0, "end_s": 12.5, "low_hz": 500, "high_hz": 22000, "species": "sedge warbler"}]
+    r = client.post("/api/boxes", json={"recording": "recs/song.flac", "prediction": pred, "boxes": boxes})
+    assert r.status_code == 200, r.text
+    saved = r.json()
+    table = config.recording_dirs[0] / "song.Table.1.selections.txt"
+    assert saved["table"] == "recs/song.Table.1.selections.txt" and Path(saved["path"]) == table
+    raven = pd.read_csv(table, sep="\t")
+    assert list(raven.columns) == list(bx.RAVEN_COLUMNS) and raven["Selection"].tolist() == [1, 2]
+    assert raven["Species"].tolist() == ["Acrocephalus schoenobaenus", "synth1"]  # by start time; labels, not names
+    assert raven["High Freq (Hz)"].tolist() == [22000.0, 6000.0]
+    again = client.get("/api/boxes", params={"recording": "recs/song.flac"}).json()
+    assert [b["species"] for b in again["boxes"]] == ["Acrocephalus schoenobaenus", "synth1"]
+    for bad, words in (({**boxes[0], "species": "Sedge"}, "Sedge Warbler"), ({**boxes[0], "end_s": 99}, "not a stretch"),
+                       ({**boxes[0], "high_hz": 30000}, "not a band")):
+        r = client.post("/api/boxes", json={"recording": "recs/song.flac", "prediction": pred, "boxes": [bad]})
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+    assert len(pd.read_csv(table, sep="\t")) == 2  # a refused request changes nothing
+
+    sources = {s["ref"]: s for s in client.get("/api/train-sources").json()["sources"]}
+    assert sources["recs/song.Table.1.selections.txt"]["kind"] == "boxes" and sources["recs/song.Table.1.selections.txt"]["verified"] == 2
+    rows = bx.box_rows(table, config.recording_dirs[0] / "song.flac", duration_s=30.0)
+    short = rows[rows["label"] == "synth1"]
+    assert short[["start_s", "end_s"]].values.tolist() == [[4.1, 9.1]]  # one window centred on the 0.8 s box
+    long = rows[rows["label"] == "Acrocephalus schoenobaenus"]
+    assert len(long) == 3 and long["start_s"].min() < 1.0 and long["end_s"].max() > 12.5  # 11.5 s: 3 windows
+    assert (rows["end_s"] - rows["start_s"]).round(3).eq(5.0).all()
+    r = client.post("/api/boxes", json={"recording": "recs/song.flac", "boxes": []})
+    assert r.status_code == 200 and not table.exists()  # the last box deleted: no table left
