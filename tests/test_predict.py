@@ -425,3 +425,25 @@ def test_a_read_checkpoint_object_predicts_like_its_file(window_ckpt, cache_dir)
     from_file = Predictor(window_ckpt, scores="all", cache_dir=cache_dir).predict_array(wave, SR)
     from_object = Predictor(read_checkpoint(window_ckpt), scores="all", cache_dir=cache_dir).predict_array(wave, SR)
     np.testing.assert_allclose(from_file[CLASSES].to_numpy(), from_object[CLASSES].to_numpy(), atol=1e-6)
+
+
+def test_predict_into_writes_several_outputs_whole_and_refuses_nothing_scored(window_ckpt, tmp_path):
+    """The library loop of `birdspec predict` (and the API's): every result to each writer, one summary; when no
+    recording can be scored it is an error and an existing output keeps what it held."""
+    from birdspec.errors import AudioError
+    from birdspec.prediction import PredictionWriter, predict_into
+
+    rng = np.random.default_rng(0)
+    good = write_audio(tmp_path / "a.wav", (0.1 * rng.standard_normal(12 * SR)).astype(np.float32), SR)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not audio")
+    with Predictor(window_ckpt, backend="torch", min_conf=0.0, top_k=1) as p:
+        kw = dict(class_info=p.class_info, min_conf=p.min_conf, top_k=p.top_k)
+        csv_out, raven_out = tmp_path / "p.csv", tmp_path / "raven"
+        s = predict_into(p, [good, bad], [PredictionWriter("csv", csv_out, **kw), PredictionWriter("raven", raven_out, **kw)])
+        assert (s.recordings, s.failed) == (1, 1) and s.audio_s == pytest.approx(12.0) and s.failed_file is not None
+        assert len(pd.read_csv(csv_out)) == 3 and len(list(raven_out.glob("*.txt"))) == 1
+        before = csv_out.read_bytes()
+        with pytest.raises(AudioError, match="nothing was scored"):
+            predict_into(p, [bad], [PredictionWriter("csv", csv_out, **kw)], guard=csv_out)
+        assert csv_out.read_bytes() == before

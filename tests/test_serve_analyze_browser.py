@@ -60,7 +60,8 @@ def test_spectrogram_axis_colour_bar_and_pointer_readout_in_chromium(app_url):  
         page.select_option("#freq-scale", "linear")
         expect(page.locator("#tiles img").first).to_have_attribute("src", re.compile(r"axis=linear"))
         khz = [float(t.split()[0]) for t in page.locator("#freq-axis span").all_inner_texts()]
-        rate = page.evaluate("fetch('/api/recording?ref=' + encodeURIComponent(%r)).then(r => r.json()).then(j => j.sample_rate_hz)" % rec_ref)
+        rate = page.evaluate(f"fetch('/api/recording?ref=' + encodeURIComponent({rec_ref!r})).then(r => r.json())"
+                             ".then(j => j.sample_rate_hz)")
         assert max(khz) > 14 and max(khz) <= rate / 2000, (khz, rate)
         # the pointer readout: time, frequency and dB under the pointer
         expect(page.locator("#tiles img[data-loaded='1']").first).to_be_attached()
@@ -70,7 +71,8 @@ def test_spectrogram_axis_colour_bar_and_pointer_readout_in_chromium(app_url):  
         # the widest zoom: no dark padding past the end of the recording
         page.select_option("#zoom", str(page.locator("#zoom option").count() - 1))
         page.wait_for_timeout(300)
-        widths = page.evaluate("() => [document.querySelector('#scroller').scrollWidth, document.querySelector('#inner').offsetWidth, document.querySelector('#scroller').clientWidth]")
+        widths = page.evaluate("() => [document.querySelector('#scroller').scrollWidth, "
+                               "document.querySelector('#inner').offsetWidth, document.querySelector('#scroller').clientWidth]")
         assert widths[0] <= max(widths[1], widths[2]) + 1, widths
         assert not errors, errors
 
@@ -79,9 +81,10 @@ def test_a_folder_analysed_in_chromium_opens_in_review(tmp_path, serve_run, monk
     import shutil
 
     from playwright.sync_api import expect
-    from serve_fixtures import free_port, running_server, synthetic_recording
 
     from birdspec.app.paths import ServeConfig
+
+    from serve_fixtures import free_port, running_server, synthetic_recording
 
     monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
     runs = tmp_path / "runs"

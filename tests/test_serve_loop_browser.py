@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from test_serve_browser import app_url, browser_page, serve_run  # noqa: F401 - the fixtures of the browser tests
 
 

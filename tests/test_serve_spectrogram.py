@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+
 from serve_fixtures import synthetic_recording, trained_run
 
 pytest.importorskip("fastapi")

@@ -6,19 +6,18 @@ decoding a clip never blocks other requests; predictions run as background jobs.
 
 import io
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from birdspec.app import batch
+from birdspec.app import batch, recordings
 from birdspec.app import predictions as preds
-from birdspec.app import recordings
 from birdspec.app import tiles as tl
 from birdspec.app.paths import NotFound, PathRefused
 from birdspec.audio import AUDIO_EXTENSIONS
 from birdspec.errors import AudioError, ConfigError
+from birdspec.fileio import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ async def save_upload(request: Any, name: str, cfg: Any, roots: Any) -> dict[str
 
     from birdspec.app.paths import UploadTooLarge
 
-    clean = re.sub(r"[^\w.-]+", "_", Path(name).name).lstrip(".")
+    clean = safe_name(Path(name).name).lstrip(".")
     if not clean or Path(clean).suffix.lower() not in AUDIO_EXTENSIONS:
         raise ConfigError(f"{name!r}: upload an audio file ({', '.join(AUDIO_EXTENSIONS)})")
     limit = int(cfg.max_upload_mb * (1 << 20))

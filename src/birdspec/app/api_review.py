@@ -5,7 +5,6 @@ training from verified windows (:mod:`birdspec.app.train_job`), run folders and 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
@@ -35,8 +34,8 @@ def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any
     thresholds = preds.model_thresholds(csv)
     groups, shown = rq.page(det, info, opts, thresholds)
     resolve = vf.file_resolver(roots, csv)
-    windows = set(zip(shown["file"], shown["start_s"]))
-    near = det[[w in windows for w in zip(det["file"], det["start_s"])]]
+    windows = set(zip(shown["file"], shown["start_s"], strict=True))
+    near = det[[w in windows for w in zip(det["file"], det["start_s"], strict=True)]]
     top = {k: g.sort_values("rank")[["label", "confidence"]].values.tolist()[:3] for k, g in near.groupby(["file", "start_s"])}
     verdicts = rv.verdict_map(csv)
     audio_refs: dict[str, str | None] = {}
@@ -57,13 +56,13 @@ def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any
 
 
 def export_manifest(roots: Any, config: Any, ref: str) -> dict[str, Any]:
-    from birdspec.fileio import write_csv
+    from birdspec.fileio import safe_name, write_csv
 
     csv = preds.prediction_csv(roots, ref)
     rows = vf.verified_rows(roots, ref)
     if rows.empty:
         raise DataError("no verified windows to export yet: mark detections correct (c) or other species (o) first")
-    name = re.sub(r"[^\w.-]+", "_", csv.parent.name if csv.name == preds.DETECTIONS_FILE else csv.stem)
+    name = safe_name(csv.parent.name if csv.name == preds.DETECTIONS_FILE else csv.stem)
     out = write_csv(config.exports_dir / (name + train_job.MANIFEST_SUFFIX), rows, float_format=None)
     return {"manifest": roots.ref(out), "path": str(out), "rows": int(len(rows)),
             "labels": rows["label"].value_counts().to_dict(),

@@ -53,7 +53,7 @@ def read_boxes(table: Path) -> list[dict[str, Any]]:
     df = df.drop_duplicates("Selection") if "Selection" in df.columns else df
     out = []
     for r in df.itertuples(index=False):
-        row = dict(zip(df.columns, r))
+        row = dict(zip(df.columns, r, strict=True))
         low, high = row.get("Low Freq (Hz)"), row.get("High Freq (Hz)")
         out.append({"start_s": float(row["Begin Time (s)"]), "end_s": float(row["End Time (s)"]),
                     "low_hz": None if low is None or pd.isna(low) else float(low),
@@ -105,7 +105,7 @@ def box_rows(table: Path, recording: Path, *, duration_s: float, window_s: float
              source: str = "") -> pd.DataFrame:
     """The boxes of ``table`` as manifest rows (strong labels): per box the ``window_s`` windows that hold it,
     inside the recording; a box shorter than a window is centred in one."""
-    from birdspec.app.review import MANIFEST_COLUMNS
+    from birdspec.app.review import VERIFIED_COLUMNS
 
     rows = []
     for b in read_boxes(table):
@@ -119,4 +119,4 @@ def box_rows(table: Path, recording: Path, *, duration_s: float, window_s: float
             rows.append({"path": str(recording), "start_s": round(start, 3), "end_s": round(min(start + window_s, duration_s), 3),
                          "label": b["species"], "scientific_name": "", "common_name": b["common_name"],
                          "source_prediction": source})
-    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return pd.DataFrame(rows, columns=list(VERIFIED_COLUMNS))

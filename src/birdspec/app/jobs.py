@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from birdspec.errors import BirdspecError
 
@@ -64,7 +65,7 @@ class Job:
         return {**self.as_dict(), "started_s": self.started_s, "finished_s": self.finished_s, "saved_s": time.time()}
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "Job":
+    def from_record(cls, rec: dict[str, Any]) -> Job:
         """A job of an earlier server life; one that had not ended is failed with :data:`INTERRUPTED`."""
         job = cls(id=str(rec["id"]), kind=str(rec["kind"]), title=str(rec.get("title", "")), status=str(rec["status"]),
                   progress=float(rec.get("progress", 0.0)), message=str(rec.get("message", "")),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from birdspec.errors import BirdspecError
+from birdspec.fileio import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class ServeConfig:
 
 
 def _key(name: str, taken: set[str]) -> str:
-    base = re.sub(r"[^\w.-]+", "_", name) or "folder"
+    base = safe_name(name) or "folder"
     key, n = base, 2
     while key in taken:
         key, n = f"{base}-{n}", n + 1

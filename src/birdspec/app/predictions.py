@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 from birdspec.app.jobs import Job
 from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig
 from birdspec.app.review import DETECTION_KEYS, VERDICTS_SUFFIX
+from birdspec.fileio import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def checkpoint_path(roots: Roots, ref: str) -> Path:
 def safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
     """``<recording>--<run>--<time>-<job id>``: the job id keeps two predictions of one second apart."""
     run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
-    base = re.sub(r"[^\w.-]+", "_", f"{recording.stem}--{run}")[:80]
+    base = safe_name(f"{recording.stem}--{run}")[:80]
     return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
 
 
@@ -181,7 +181,7 @@ def write_result(predictor: Any, result: Any, folder: Path) -> dict[str, Any]:
 def model_meta(predictor: Any) -> dict[str, Any]:
     """What ``prediction.json`` says of the model: classes, names, thresholds, window, the app's score settings."""
     model_thresholds = predictor.runtime.info.thresholds
-    return {"thresholds": dict(zip(predictor.classes, map(float, model_thresholds))) if model_thresholds else None,
+    return {"thresholds": dict(zip(predictor.classes, map(float, model_thresholds), strict=True)) if model_thresholds else None,
             "classes": predictor.classes, "class_info": predictor.class_info, "window_s": predictor.encoding.window_s,
             "created": time.strftime("%Y-%m-%d %H:%M:%S"), "min_conf": MIN_CONF, "top_k": TOP_K}
 
@@ -263,7 +263,8 @@ def audacity_text(csv: Path, *, min_score: str, thresholds: dict[str, float] | N
     import pandas as pd
 
     rows = pd.read_csv(io.BytesIO(filtered_table(csv, min_score=min_score, thresholds=thresholds, label_column="label", sep=",")))
-    lines = [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in zip(rows["start_s"], rows["end_s"], rows["label"], rows["confidence"])]
+    cells = zip(rows["start_s"], rows["end_s"], rows["label"], rows["confidence"], strict=True)
+    lines = [f"{s:.6f}\t{e:.6f}\t{lab} {c:.3f}" for s, e, lab, c in cells]
     return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
 
 

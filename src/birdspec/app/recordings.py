@@ -20,7 +20,7 @@ from birdspec.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-_PROBED: dict[tuple[str, int, int], "Recording"] = {}
+_PROBED: dict[tuple[str, int, int], Recording] = {}
 _GUARD = threading.Lock()
 MAX_PROBED = 1000
 

@@ -21,8 +21,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,7 +46,7 @@ MIN_VERDICTS = 10
 """No threshold is suggested from fewer verdicts above it, whatever they say."""
 VERDICTS_SUFFIX = ".verdicts.csv"
 """The verdicts of ``X.csv`` are in ``X.verdicts.csv`` beside it."""
-MANIFEST_COLUMNS = ("path", "start_s", "end_s", "label", "scientific_name", "common_name", "source_prediction")
+VERIFIED_COLUMNS = ("path", "start_s", "end_s", "label", "scientific_name", "common_name", "source_prediction")
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -81,7 +82,7 @@ def read_detections(prediction_csv: Path) -> pd.DataFrame:
         df[col] = df[col].astype(object).fillna("").astype(str) if col in df.columns else ""
     if "rank" not in df.columns:
         df["rank"] = df.groupby(["file", "start_s"])["confidence"].rank(ascending=False, method="first").astype(int)
-    df["key"] = [detection_key(f, s, lab) for f, s, lab in zip(df["file"], df["start_s"], df["label"])]
+    df["key"] = [detection_key(f, s, lab) for f, s, lab in zip(df["file"], df["start_s"], df["label"], strict=True)]
     return df.reset_index(drop=True)
 
 
@@ -130,7 +131,7 @@ def save_verdict(prediction_csv: Path, detection: dict[str, Any], verdict: str, 
     key = detection_key(detection["file"], detection["start_s"], detection["label"])
     with _locked(path):
         df = read_verdicts(path)
-        keys = [detection_key(f, s, lab) for f, s, lab in zip(df["file"], df["start_s"], df["label"])]
+        keys = [detection_key(f, s, lab) for f, s, lab in zip(df["file"], df["start_s"], df["label"], strict=True)]
         df = df[[k != key for k in keys]]
         if verdict != "clear":
             row = {"file": detection["file"], "start_s": float(detection["start_s"]), "end_s": float(detection["end_s"]),
@@ -145,7 +146,7 @@ def save_verdict(prediction_csv: Path, detection: dict[str, Any], verdict: str, 
 def verdict_map(prediction_csv: Path) -> dict[str, dict[str, str]]:
     df = read_verdicts(verdicts_path(prediction_csv))
     return {detection_key(f, s, lab): {"verdict": v, "species": sp}
-            for f, s, lab, v, sp in zip(df["file"], df["start_s"], df["label"], df["verdict"], df["species"])}
+            for f, s, lab, v, sp in zip(df["file"], df["start_s"], df["label"], df["verdict"], df["species"], strict=True)}
 
 
 def score_bin(confidence: np.ndarray) -> np.ndarray:
@@ -218,8 +219,8 @@ def _weighted_precision(rows: list[dict[str, Any]]) -> tuple[float | None, float
         return None, None
     total = sum(r["detections"] for r in held)
     weights = [r["detections"] / total for r in held]
-    est = sum(w * r["precision"] for w, r in zip(weights, held))
-    n_eff = 1.0 / sum(w * w / r["verified"] for w, r in zip(weights, held))
+    est = sum(w * r["precision"] for w, r in zip(weights, held, strict=True))
+    n_eff = 1.0 / sum(w * w / r["verified"] for w, r in zip(weights, held, strict=True))
     return est, wilson_lower(est, n_eff)
 
 
@@ -239,5 +240,5 @@ def manifest_rows(detections: pd.DataFrame, verdicts: pd.DataFrame, class_info: 
         rows.append({"path": str(path), "start_s": float(r.start_s), "end_s": float(r.end_s), "label": str(r.species),
                      "scientific_name": info.get("scientific_name", ""), "common_name": info.get("common_name", ""),
                      "source_prediction": source})
-    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(VERIFIED_COLUMNS))
     return df.drop_duplicates(["path", "start_s", "label"]).sort_values(["label", "path", "start_s"]).reset_index(drop=True)

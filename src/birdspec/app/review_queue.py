@@ -48,7 +48,7 @@ class QueueOptions:
 
     @classmethod
     def parse(cls, *, mode: str = "score", per_bin: int = 3, choices: str = "top", min_score: str = "model",
-              order: str = "count", species: str | None = None, offset: int = 0, limit: int = PAGE_SIZE) -> "QueueOptions":
+              order: str = "count", species: str | None = None, offset: int = 0, limit: int = PAGE_SIZE) -> QueueOptions:
         """Checked options from the page's query.
 
         Raises:

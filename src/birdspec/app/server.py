@@ -65,7 +65,6 @@ def create_app(config: ServeConfig):
                      tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))),
                      species=read_species_list(config.species_list) if config.species_list else [])
     app = FastAPI(title="birdspec", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.birdspec = state
 
     @app.exception_handler(BirdspecError)
     async def _birdspec_error(_request: Request, exc: BirdspecError) -> JSONResponse:

@@ -114,7 +114,7 @@ def magma_lut() -> np.ndarray:
 
 def colormap_hex() -> list[str]:
     """The colour map as 256 ``#rrggbb`` strings (the page's colour bar and pointer readout)."""
-    return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in magma_lut()]
+    return ["#{:02x}{:02x}{:02x}".format(*(int(v) for v in c)) for c in magma_lut()]
 
 
 class _Frontends:
@@ -136,7 +136,7 @@ class _Frontends:
             return self._made[hop, sample_rate_hz, axis]
 
 
-def spectrogram_db(wave: np.ndarray, *, duration_s: float, width_px: int, frontends: _Frontends,
+def tile_db(wave: np.ndarray, *, duration_s: float, width_px: int, frontends: _Frontends,
                    sample_rate_hz: int = SAMPLE_RATE_HZ, axis: str = "mel") -> np.ndarray:
     """``(rows, width_px)`` dB of ``wave`` (mono at ``sample_rate_hz``) laid over ``duration_s`` seconds (rows:
     :data:`DISPLAY_N_MELS` mel bands, or :data:`LINEAR_N_FFT` / 2 linear bins).
@@ -213,7 +213,7 @@ class TileCache:
             start = max(0.0, min(total - 4.0, frac * total))
             wave = audio.load(path, offset_s=start, duration_s=4.0, sample_rate_hz=rate)
             if wave.size:
-                values.append(spectrogram_db(wave, duration_s=4.0, width_px=256, frontends=self._frontends,
+                values.append(tile_db(wave, duration_s=4.0, width_px=256, frontends=self._frontends,
                                              sample_rate_hz=rate, axis=axis).ravel())
         v = np.concatenate(values) if values else np.zeros(1, dtype=np.float32)
         v = v[np.isfinite(v)]
@@ -254,7 +254,7 @@ class TileCache:
         left_s = min(key.duration_s, probe(key.path).duration_s - key.start_s)  # a cut-off file: what decodes
         wave = (audio.load(key.path, offset_s=key.start_s, duration_s=left_s, sample_rate_hz=rate) if left_s > 0
                 else np.zeros(0, dtype=np.float32))
-        db = spectrogram_db(wave, duration_s=key.duration_s, width_px=key.width_px, frontends=self._frontends,
+        db = tile_db(wave, duration_s=key.duration_s, width_px=key.width_px, frontends=self._frontends,
                             sample_rate_hz=rate, axis=key.axis)
         if self._lut is None:
             self._lut = magma_lut()

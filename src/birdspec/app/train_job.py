@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -116,7 +115,7 @@ def _choices(body: dict[str, Any]) -> dict[str, Any]:
 
 def start_training(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Pool and split the verified windows of the request's sources, then start prepare + train + evaluate."""
-    from birdspec.fileio import write_csv
+    from birdspec.fileio import safe_name, write_csv
 
     roots, cfg = state.roots, state.config
     refs = [str(r) for r in (body.get("sources") or ([body["manifest"]] if body.get("manifest") else []))]
@@ -125,7 +124,7 @@ def start_training(state: Any, body: dict[str, Any]) -> dict[str, Any]:
     choices = _choices(body)
     rows, conflicts = vf.pool(_source_rows(roots, refs))
     plan = vf.plan_split(rows)
-    name = re.sub(r"[^\w.-]+", "_", str(body.get("name") or f"verified-{choices['model']}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    name = safe_name(str(body.get("name") or f"verified-{choices['model']}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if (cfg.runs_dir / name).exists():
         raise ConfigError(f"runs/{name} exists; choose another run name")
     cfg.datasets_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Training rows from verified windows: pooled from any number of predictions and exported manifests, with
 the validation split the training of them uses.
 
-A row is a window of a recording with the species a reviewer confirmed (:data:`~birdspec.app.review.MANIFEST_COLUMNS`).
+A row is a window of a recording with the species a reviewer confirmed (:data:`~birdspec.app.review.VERIFIED_COLUMNS`).
 Rows of several sources are pooled: the same window under the same species once; the same window under two
 species (two reviewers, or two predictions, disagree) is left out and counted.
 
@@ -33,7 +33,7 @@ import pandas as pd
 
 from birdspec.app import predictions as preds
 from birdspec.app import review as rv
-from birdspec.app.review import MANIFEST_COLUMNS
+from birdspec.app.review import VERIFIED_COLUMNS
 from birdspec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 def pool(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, int]:
     """The rows of ``frames`` together: ``(rows, windows left out because sources name two species for them)``."""
-    cols = list(MANIFEST_COLUMNS)
+    cols = list(VERIFIED_COLUMNS)
     parts = [f.reindex(columns=cols) for f in frames if len(f)]
     if not parts:
         return pd.DataFrame(columns=cols), 0

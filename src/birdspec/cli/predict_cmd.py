@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -135,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.prediction.archive import is_out_folder
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
+    from birdspec.prediction.write import predict_into
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
@@ -171,55 +171,18 @@ def run(args: argparse.Namespace) -> int:
         ("the model's (" + describe_thresholds(predictor.min_conf) + ")") if predictor.thresholds_from_model
         else describe_thresholds(predictor.min_conf),
     )
-    t0 = time.perf_counter()
-    n_ok = n_failed = 0
-    audio_s = 0.0
-    progress = not args.no_progress
-    import contextlib
-
-    from birdspec.fileio import writing
-
+    where = "stdout" if out == "-" else out
     try:
-        with contextlib.nullcontext() if out == "-" else writing(out):  # a full disk: the message names --out
-            for result in predictor.predict_paths(args.paths, strict=args.strict, progress=progress):
-                writer.write(result)
-                if result.ok:
-                    n_ok += 1
-                    audio_s += result.duration_s
-                else:
-                    n_failed += 1
-            if n_failed and not n_ok:  # nothing scored is no success: --out keeps what it held
-                _nothing_scored(writer.failed, where="stdout" if out == "-" else out)
-            failed_path = writer.close()
-    except BaseException:
-        writer.abort()  # an interrupted or failed run (a full disk too) publishes nothing half-written and leaves
-        raise  # no temporary file; --out keeps what it held
+        s = predict_into(predictor, args.paths, [writer], strict=args.strict, progress=not args.no_progress,
+                         guard=None if out == "-" else out)
     finally:
         predictor.close()
-    wall = time.perf_counter() - t0
-    where = "stdout" if out == "-" else out
-    log.info(
-        "%d recording(s), %.1f min of audio in %.1f s (%.0fx real time); %d row(s) -> %s",
-        n_ok, audio_s / 60, wall, audio_s / wall if wall > 0 else float("inf"), writer.rows, where,
-    )
-    if n_failed:
+    log.info("%d recording(s), %.1f min of audio in %.1f s (%.0fx real time); %d row(s) -> %s",
+             s.recordings, s.audio_s / 60, s.wall_s, s.real_time_factor, s.rows, where)
+    if s.failed:
         log.warning("%d recording(s) could not be decoded or were too short to score, and were skipped; see %s",
-                    n_failed, failed_path)
+                    s.failed, s.failed_file)
     return 0
-
-
-def _nothing_scored(failed: list[dict[str, str]], *, where: str) -> None:
-    """Raise the error of a run where no recording could be scored, naming them and why.
-
-    Raises:
-        AudioError: always.
-    """
-    from birdspec.errors import AudioError
-
-    path, error = failed[0]["path"], failed[0]["error"]
-    first = f"{path}: {error.removeprefix(f'{path}: ')}"
-    what = first if len(failed) == 1 else f"none of the {len(failed)} recordings could be scored (the first, {first})"
-    raise AudioError(f"{what}; nothing was scored, so nothing was written to {where} (an older one stays as it was)")
 
 
 def _score_options(args: argparse.Namespace) -> dict:

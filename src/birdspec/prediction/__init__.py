@@ -5,7 +5,7 @@ export.
 :mod:`birdspec.windowing`, batch) -> a runtime chosen by ``loader``: ``onnx_runtime`` (the CPU
 default: NumPy log-mel + ONNX Runtime over the checkpoint's runtime export) or ``torch_runtime``
 (CUDA), or :mod:`birdspec.prediction.birdnet_runtime` for BirdNET heads -> ``outputs`` (CSV, Raven, Audacity,
-BirdCLEF, Parquet). ``export`` writes whole-model ONNX / TorchScript files (BirdCLEF submissions are
+BirdCLEF, Parquet; ``write.predict_into`` is the loop from recordings to those files). ``export`` writes whole-model ONNX / TorchScript files (BirdCLEF submissions are
 scored by :mod:`birdspec.evaluation.scoring`). This package imports nothing heavy itself, so ``birdspec predict`` stays
 free of PyTorch when the checkpoint has its runtime export.
 """
@@ -19,6 +19,8 @@ _EXPORTS = {
     "FileResult": "birdspec.prediction.sources",
     "clip_times": "birdspec.windowing",
     "export_checkpoint": "birdspec.prediction.export",
+    "predict_into": "birdspec.prediction.write",
+    "PredictionWriter": "birdspec.prediction.outputs",
 }
 
 __all__ = list(_EXPORTS)
