@@ -23,7 +23,7 @@ from birdspec.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 BOX_TABLE_SUFFIX = ".Table.1.selections.txt"
-RAVEN_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+BOX_TABLE_COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                  "Species", "Common Name")
 TRAIN_WINDOW_S = 5.0
 """The window a box becomes for training: what ``birdspec prepare --encoding window`` cuts (its default --window-s)."""
@@ -98,7 +98,7 @@ def write_boxes(table: Path, boxes: list[dict[str, Any]]) -> Path | None:
     rows = [{"Selection": i, "View": "Spectrogram 1", "Channel": 1, "Begin Time (s)": b["start_s"],
              "End Time (s)": b["end_s"], "Low Freq (Hz)": b["low_hz"], "High Freq (Hz)": b["high_hz"],
              "Species": b["species"], "Common Name": b.get("common_name", "")} for i, b in enumerate(boxes, start=1)]
-    return write_csv(table, pd.DataFrame(rows, columns=list(RAVEN_COLUMNS)), sep="\t", float_format=None)
+    return write_csv(table, pd.DataFrame(rows, columns=list(BOX_TABLE_COLUMNS)), sep="\t", float_format=None)
 
 
 def box_rows(table: Path, recording: Path, *, duration_s: float, window_s: float = TRAIN_WINDOW_S,
