@@ -61,17 +61,51 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     return cls(**kwargs)  # type: ignore[call-arg]
 
 
-FRONTENDS = ("logmel", "pcen", "linear", "mfcc", "learnable-mel")
-"""Spectrogram types (:mod:`birdspec.features`): the study's log-mel, per-channel energy normalisation,
-log-magnitude linear-frequency STFT, MFCCs, and a log-mel whose filterbank is learned."""
+@dataclass(frozen=True)
+class FrontendType:
+    """One spectrogram type: everything birdspec knows about it besides its math (the math is
+    :func:`birdspec.features.definition.finish`, its tables :mod:`birdspec.features.tables`).
 
-DB_FRONTENDS = ("logmel", "linear", "learnable-mel")
+    Attributes:
+        name: what ``--frontend`` takes.
+        description: one line for ``birdspec models``.
+        title: its name in figures (``birdspec spectrogram``).
+        unit: what its values are (a colour bar's label).
+        rows: what a row is: 'mel' (mel bands), 'linear' (STFT bins) or 'coefficients' (cepstral).
+        db: its values are dB of power (the ``level`` input norm needs that).
+        learnable: its filterbank is trained with the network.
+        defaults: the :class:`FrontendConfig` settings it changes from the study's.
+    """
+
+    name: str
+    description: str
+    title: str
+    unit: str
+    rows: str
+    db: bool
+    learnable: bool = False
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+FRONTEND_TYPES: dict[str, FrontendType] = {t.name: t for t in (
+    FrontendType("logmel", "the study's log-mel: 128 Slaney mel bands 50 Hz-14 kHz, dB with an 80 dB floor",
+                 "log-mel spectrogram (128 mel bands)", "dB", "mel", db=True),
+    FrontendType("pcen", "per-channel energy normalisation of the mel energies (librosa.pcen: gain 0.98, bias 2, "
+                 "power 0.5, time constant 0.4 s): adaptive gain against field noise",
+                 "per-channel energy normalisation of the mel energies", "PCEN (dimensionless)", "mel", db=False),
+    FrontendType("linear", "log-magnitude STFT bins from 50 Hz to 14 kHz (n_fft 512: 224 bins), no mel warping",
+                 "log-magnitude STFT (linear frequency)", "dB", "linear", db=True,
+                 defaults={"n_fft": 512}),  # with n_fft 2048 a linear STFT would have 897 rows
+    FrontendType("mfcc", "40 MFCCs: orthonormal DCT-II of the 128-band log-mel", "DCT of the log-mel (cepstral coefficients)",
+                 "coefficient value", "coefficients", db=False),
+    FrontendType("learnable-mel", "log-mel whose filterbank is trained with the network (starts as the mel filters, "
+                 "kept non-negative)", "log-mel with its initial (mel) filters", "dB", "mel", db=True, learnable=True),
+)}
+"""The spectrogram types (:mod:`birdspec.features`), each described once."""
+FRONTENDS = tuple(FRONTEND_TYPES)
+"""Their names: the choices of ``--frontend``."""
+DB_FRONTENDS = tuple(name for name, t in FRONTEND_TYPES.items() if t.db)
 """Spectrogram types whose values are dB of power (the ``level`` input norm needs one)."""
-
-FRONTEND_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
-    "linear": {"n_fft": 512},
-}
-"""Settings a type changes from the study's defaults (a linear STFT with n_fft 2048 would give 897 rows)."""
 
 
 @dataclass(frozen=True)
@@ -122,14 +156,19 @@ class FrontendConfig:
             raise ConfigError(f"top_db must be positive or None, got {self.top_db}")
         if self.pad_mode not in ("constant", "reflect"):
             raise ConfigError(f"pad_mode must be 'constant' or 'reflect', got {self.pad_mode!r}")
-        if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
+        if self.type.rows == "coefficients" and not 0 < self.n_mfcc <= self.n_mels:
             raise ConfigError(f"n_mfcc must be in [1, n_mels={self.n_mels}], got {self.n_mfcc}")
         if min(self.pcen_time_constant_s, self.pcen_eps, self.pcen_input_scale, self.pcen_power) <= 0:
             raise ConfigError("pcen_time_constant_s, pcen_eps, pcen_input_scale and pcen_power must be positive")
         if self.pcen_gain < 0 or self.pcen_bias < 0:
             raise ConfigError("pcen_gain and pcen_bias must be >= 0")
-        if self.kind == "linear" and self.num_bins() < 1:
+        if self.type.rows == "linear" and self.num_bins() < 1:
             raise ConfigError(f"no STFT bin between fmin_hz={self.fmin_hz} and fmax_hz={self.fmax_hz} at n_fft={self.n_fft}")
+
+    @property
+    def type(self) -> FrontendType:
+        """The registry entry of this spectrogram type (:data:`FRONTEND_TYPES`)."""
+        return FRONTEND_TYPES[self.kind]
 
     @classmethod
     def for_kind(cls, kind: str, **options: Any) -> FrontendConfig:
@@ -144,7 +183,7 @@ class FrontendConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"unknown frontend option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        defaults = dict(FRONTEND_DEFAULTS.get(kind, {})) if kind != self.kind else {}
+        defaults = dict(FRONTEND_TYPES[kind].defaults) if kind != self.kind else {}
         try:
             return dataclasses.replace(self, kind=kind, **{**defaults, **options})
         except TypeError as exc:
@@ -159,10 +198,10 @@ class FrontendConfig:
 
     def num_bins(self) -> int:
         """Rows of one spectrogram: the frequency (or coefficient) axis."""
-        if self.kind == "linear":
+        if self.type.rows == "linear":
             lo, hi = self.linear_bins()
             return hi - lo
-        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+        return self.n_mfcc if self.type.rows == "coefficients" else self.n_mels
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` samples."""

@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def frontends_text() -> str:
     """The spectrogram types (``--frontend``) with the shape of one 5 s window at their defaults."""
-    from birdspec.config import FrontendConfig
-    from birdspec.features.definition import FRONTEND_TYPES
+    from birdspec.config import FRONTEND_TYPES, FrontendConfig
 
     lines = ["spectrogram types (`birdspec train ... --frontend NAME [--frontend-option KEY=VALUE]`; rows x frames of 5 s):"]
     for t in FRONTEND_TYPES.values():

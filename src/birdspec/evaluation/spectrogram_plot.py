@@ -21,28 +21,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from birdspec.config import FrontendConfig
+from birdspec.config import FRONTEND_TYPES, FrontendConfig
 from birdspec.evaluation.plots import DPI
 from birdspec.fileio import save_figure
 
 log = logging.getLogger(__name__)
-
-VALUE_LABELS = {
-    "logmel": "dB",
-    "linear": "dB",
-    "learnable-mel": "dB",
-    "pcen": "PCEN (dimensionless)",
-    "mfcc": "coefficient value",
-}
-"""What a type's values are, for its colour bar."""
-
-PANEL_TITLES = {
-    "logmel": "logmel: log-mel spectrogram (128 mel bands)",
-    "pcen": "pcen: per-channel energy normalisation of the mel energies",
-    "linear": "linear: log-magnitude STFT (linear frequency)",
-    "mfcc": "mfcc: DCT of the log-mel (cepstral coefficients)",
-    "learnable-mel": "learnable-mel: log-mel with its initial (mel) filters",
-}
 
 KHZ_TICK_CANDIDATES = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0)
 MIN_TICK_GAP = 0.07
@@ -98,7 +81,7 @@ def compute_spectrograms(wave: np.ndarray, kinds: Sequence[str], *, start_s: flo
             values = Frontend(cfg)(x)[0].numpy()
         rows, unit = frequency_axis(cfg)
         times = start_s + np.arange(values.shape[-1]) * cfg.hop_length / cfg.sample_rate_hz
-        panels.append(SpectrogramPanel(cfg.kind, values, rows, unit, times, VALUE_LABELS[cfg.kind], cfg))
+        panels.append(SpectrogramPanel(cfg.kind, values, rows, unit, times, cfg.type.unit, cfg))
     return panels
 
 
@@ -128,7 +111,7 @@ def _colour_limits(panel: SpectrogramPanel) -> tuple[float, float, str]:
         top = float(v.max())
         floor = panel.config.top_db if panel.config.top_db is not None else 80.0
         return top - floor, top, "neither"
-    if panel.kind == "mfcc":  # diverging, centred on 0; c0 (overall level) would swamp the rest
+    if FRONTEND_TYPES[panel.kind].rows == "coefficients":  # diverging, centred on 0; c0 (overall level) would swamp the rest
         rest = v[1:] if v.shape[0] > 1 else v
         lim = float(max(np.percentile(np.abs(rest), MFCC_PERCENTILE), 1e-6))
         return -lim, lim, "both"
@@ -143,7 +126,7 @@ def _draw_panel(fig: Figure, ax: Any, panel: SpectrogramPanel) -> None:
     x_edges = panel.times_s[0] + (np.arange(frames + 1) - 0.5) * hop_s
     y_edges = np.arange(rows + 1) - 0.5
     vmin, vmax, extend = _colour_limits(panel)
-    cmap = "RdBu_r" if panel.kind == "mfcc" else "magma"
+    cmap = "RdBu_r" if FRONTEND_TYPES[panel.kind].rows == "coefficients" else "magma"
     mesh = ax.pcolormesh(x_edges, y_edges, panel.values, cmap=cmap, vmin=vmin, vmax=vmax,
                          shading="flat", rasterized=True)
     cbar = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04, extend=extend)
@@ -152,13 +135,13 @@ def _draw_panel(fig: Figure, ax: Any, panel: SpectrogramPanel) -> None:
         positions, labels = _frequency_ticks(panel.row_values)
         ax.set_yticks(positions)
         ax.set_yticklabels(labels)
-        mel = panel.kind != "linear"
+        mel = FRONTEND_TYPES[panel.kind].rows == "mel"
         ax.set_ylabel("frequency (kHz)\nmel-spaced rows" if mel else "frequency (kHz)")
     else:
         ax.set_ylabel("MFCC index")
     ax.set_ylim(-0.5, rows - 0.5)
-    title = PANEL_TITLES.get(panel.kind, panel.kind)
-    if panel.kind == "mfcc":
+    title = f"{panel.kind}: {FRONTEND_TYPES[panel.kind].title}"
+    if FRONTEND_TYPES[panel.kind].rows == "coefficients":
         title += f"; colours clipped at \u00b1{vmax:.0f} (|c0| up to {np.abs(panel.values[0]).max():.0f})"
     ax.set_title(title, loc="left", fontsize=10)
 

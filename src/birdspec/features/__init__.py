@@ -15,7 +15,7 @@ from birdspec.lazy import lazy_exports
 _EXPORTS = {
     "Frontend": "birdspec.features.torch_frontend",
     "build_frontend": "birdspec.features.torch_frontend",
-    "FRONTEND_TYPES": "birdspec.features.definition",
+    "FRONTEND_TYPES": "birdspec.config",
     "finish": "birdspec.features.definition",
     "mel_filterbank": "birdspec.features.tables",
     "mel_band_of": "birdspec.features.tables",

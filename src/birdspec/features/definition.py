@@ -27,12 +27,11 @@ Types (:data:`~birdspec.config.FRONTENDS`):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from birdspec.config import FRONTENDS, FrontendConfig
+from birdspec.config import FrontendConfig
 
 DB_PER_LN = 10.0 / math.log(10.0)
 """``10 log10(x) = DB_PER_LN * ln(x)``."""
@@ -100,24 +99,3 @@ def finish(ops: Ops, energies: Any, config: FrontendConfig, *, dct: Any = None, 
     if kind == "mfcc":
         return ops.matmul(dct, db)
     return db
-
-
-@dataclass(frozen=True)
-class FrontendType:
-    """A registered spectrogram type, for listings (``birdspec frontends``)."""
-
-    name: str
-    description: str
-
-
-FRONTEND_TYPES: dict[str, FrontendType] = {
-    "logmel": FrontendType("logmel", "the study's log-mel: 128 Slaney mel bands 50 Hz-14 kHz, dB with an 80 dB floor"),
-    "pcen": FrontendType("pcen", "per-channel energy normalisation of the mel energies (librosa.pcen: gain 0.98, "
-                                  "bias 2, power 0.5, time constant 0.4 s): adaptive gain against field noise"),
-    "linear": FrontendType("linear", "log-magnitude STFT bins from 50 Hz to 14 kHz (n_fft 512: 224 bins), no mel warping"),
-    "mfcc": FrontendType("mfcc", "40 MFCCs: orthonormal DCT-II of the 128-band log-mel"),
-    "learnable-mel": FrontendType("learnable-mel", "log-mel whose filterbank is trained with the network (starts as "
-                                                    "the mel filters, kept non-negative)"),
-}
-if tuple(FRONTEND_TYPES) != FRONTENDS:  # pragma: no cover - a programming error
-    raise RuntimeError("FRONTEND_TYPES and birdspec.config.FRONTENDS must list the same types")

@@ -158,7 +158,7 @@ class NumpyFrontend:
         self.lo, self.hi = int(used[0]), int(used[-1]) + 1
         self.rows = fb.shape[0]
         self.num_bins = config.num_bins()
-        self._dct = tables.dct_matrix(config.n_mfcc, config.n_mels) if config.kind == "mfcc" else None
+        self._dct = tables.dct_matrix(config.n_mfcc, config.n_mels) if config.type.rows == "coefficients" else None
         self._smoothers: dict[int, np.ndarray] = {}
         fbr = fb[:, self.lo : self.hi]  # (n_mels, nb)
         self._interleaved = config.power == 2.0  # |X|^2 = re^2 + im^2: interleaved weights take both squares at once

@@ -84,7 +84,7 @@ def filterbank(config: FrontendConfig) -> np.ndarray:
     identity over the STFT bins between ``fmin_hz`` and ``fmax_hz``.
     """
     c = config
-    if c.kind == "linear":
+    if c.type.rows == "linear":
         lo, hi = c.linear_bins()
         fb = np.zeros((hi - lo, c.n_fft // 2 + 1), dtype=np.float32)
         fb[np.arange(hi - lo), np.arange(lo, hi)] = 1.0
@@ -125,9 +125,9 @@ def pcen_smoother(config: FrontendConfig, num_frames: int) -> np.ndarray:
 def frequency_axis(config: FrontendConfig) -> tuple[np.ndarray, str]:
     """The value of each row and its unit: mel-band centres or bin frequencies in Hz, or coefficient index."""
     c = config
-    if c.kind == "mfcc":
+    if c.type.rows == "coefficients":
         return np.arange(c.n_mfcc, dtype=np.float64), "coefficient"
-    if c.kind == "linear":
+    if c.type.rows == "linear":
         lo, hi = c.linear_bins()
         return np.arange(lo, hi) * c.sample_rate_hz / c.n_fft, "Hz"
     return mel_band_edges_hz(n_mels=c.n_mels, fmin_hz=c.fmin_hz, fmax_hz=c.fmax_hz)[1:-1], "Hz"

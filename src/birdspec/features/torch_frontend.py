@@ -94,11 +94,11 @@ class Frontend(nn.Module):
         self.lo, self.hi = int(used[0]), int(used[-1]) + 1
         self.register_buffer("window", torch.from_numpy(tables.analysis_window(c)), persistent=False)
         weights = torch.from_numpy(np.ascontiguousarray(fb[:, self.lo : self.hi]))
-        if c.kind == "learnable-mel":
+        if c.type.learnable:
             self.weights = nn.Parameter(weights)
         else:
             self.register_buffer("weights", weights, persistent=False)
-        if c.kind == "mfcc":
+        if c.type.rows == "coefficients":
             self.register_buffer("dct", torch.from_numpy(tables.dct_matrix(c.n_mfcc, c.n_mels)), persistent=False)
         else:
             self.dct = None
