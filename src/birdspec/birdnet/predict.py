@@ -21,7 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -147,7 +147,7 @@ class BirdnetAudioClassifier:
             mask[i, : len(g)] = True
         param = next(self.head.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        return self.head(x.to(device), mask.to(device)).float().cpu().numpy()
+        return cast(np.ndarray, self.head(x.to(device), mask.to(device)).float().cpu().numpy())  # Module calls are typed Any
 
     def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
         """Head scores ``(M, K)`` (its activation) for output windows ``bounds_s`` from window embeddings."""

@@ -6,6 +6,7 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ examples:
 """
 
 
-OUT_KINDS = {
+OUT_KINDS: dict[str, dict[str, Any]] = {
     "csv": {"suffixes": (".csv", ".tsv", ".txt")},
     "birdclef": {"suffixes": (".csv",)},
     "parquet": {"suffixes": (".parquet", ".pq"), "magic": "parquet"},

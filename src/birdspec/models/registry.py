@@ -215,7 +215,7 @@ def build_model(
     in_channels: int,
     num_classes: int,
     frontend: FrontendConfig | None = None,
-    input_norm: str = "instance",
+    input_norm: str | None = "instance",
     input_norm_settings: Mapping[str, Any] | None = None,
     pretrained: str | None = None,
     first_conv: str = "repeat",
