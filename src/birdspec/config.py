@@ -11,11 +11,14 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from birdspec.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 SAMPLE_RATE_HZ = 32_000
 """The study's sample rate: every stored waveform and every model input is at 32 kHz."""
@@ -50,7 +53,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"expected a mapping to build {cls.__name__}, got {type(data).__name__}")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in known:
@@ -58,7 +61,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         if isinstance(value, list) and "tuple" in str(known[key].type):
             value = tuple(value)
         kwargs[key] = value
-    return cls(**kwargs)  # type: ignore[call-arg]
+    return cls(**kwargs)
 
 
 @dataclass(frozen=True)

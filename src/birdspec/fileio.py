@@ -33,7 +33,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from birdspec.locks import LOCK_SUFFIX, locks_output, output_lock  # noqa: F401  (owned by birdspec.locks; many import them from here)
+# owned by birdspec.locks; re-exported (many import them from here)
+from birdspec.locks import LOCK_SUFFIX as LOCK_SUFFIX
+from birdspec.locks import locks_output as locks_output
+from birdspec.locks import output_lock as output_lock
 
 log = logging.getLogger(__name__)
 

@@ -218,13 +218,14 @@ def clip_times(
     g = WindowGeometry.from_seconds(window_s=window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=sample_rate_hz)
     n = int(round(duration_s * sample_rate_hz))
     b = window_bounds(num_samples=n, geometry=g)
-    return pd.DataFrame(
+    windows: pd.DataFrame = pd.DataFrame(
         {
             "start_s": b[:, 0] / sample_rate_hz,
             "end_s": b[:, 1] / sample_rate_hz,
             "partial": (b[:, 1] - b[:, 0]) < g.window_samples,
         }
     )
+    return windows
 
 
 def fit_window(samples: np.ndarray, *, length: int, fill: str, start: int = 0) -> np.ndarray:

@@ -40,6 +40,7 @@ def review_payload(state: Any, ref: str, opts: rq.QueueOptions) -> dict[str, Any
     verdicts = rv.verdict_map(csv)
     audio_refs: dict[str, str | None] = {}
     cards = []
+    r: Any  # a row of the shown table
     for r in shown.itertuples():
         if r.file not in audio_refs:
             found = resolve(r.file)

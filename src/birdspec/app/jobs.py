@@ -92,6 +92,8 @@ class Jobs:
     def _load(self) -> None:
         from birdspec.fileio import read_json
 
+        if self._journal is None:
+            return
         data = read_json(self._journal) or {}
         for rec in data.get("jobs", []) if data.get("format") == JOURNAL_FORMAT else []:
             try:

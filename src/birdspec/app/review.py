@@ -189,7 +189,7 @@ def precision_summary(detections: pd.DataFrame, verdicts: dict[str, dict[str, st
     bins = score_bin(conf)
     for label in sorted(detections["label"].unique()):
         mask = (detections["label"] == label).to_numpy()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for b in range(len(BIN_EDGES) - 1):
             in_bin = mask & (bins == b)
             keys = detections.loc[in_bin, "key"]
@@ -230,6 +230,7 @@ def manifest_rows(detections: pd.DataFrame, verdicts: pd.DataFrame, class_info: 
     species named; ``wrong`` ones are left out. ``resolve_file(file) -> absolute path | None``."""
     names = {c["label"]: c for c in class_info}
     rows = []
+    r: Any  # a row of the verdicts table
     for r in verdicts.itertuples(index=False):
         if r.verdict not in ("correct", "other") or not str(r.species):
             continue

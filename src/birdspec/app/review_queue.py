@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,14 +86,14 @@ def eligible(detections: pd.DataFrame, opts: QueueOptions, thresholds: dict[str,
     return detections[keep]
 
 
-def _display_name(info: dict[str, str] | None, label: str) -> str:
+def _display_name(info: dict[str, str] | None, label: Hashable) -> str:
     info = info or {}
     return str(info.get("common_name") or info.get("scientific_name") or label)
 
 
 def groups(shown: pd.DataFrame, class_info: list[dict[str, str]], opts: QueueOptions) -> list[dict[str, Any]]:
     """The species of ``shown`` in page order: by count (most first, then name) or by name."""
-    names = {c["label"]: c for c in class_info}
+    names: dict[Hashable, dict[str, str]] = {c["label"]: c for c in class_info}
     counts = shown.groupby("label").size()
     out = [{"label": lab, "name": _display_name(names.get(lab), lab), "common_name": (names.get(lab) or {}).get("common_name", ""),
             "scientific_name": (names.get(lab) or {}).get("scientific_name", ""), "total": int(n)} for lab, n in counts.items()]

@@ -47,7 +47,11 @@ def read_species_list(path: str | Path) -> list[dict[str, str]]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{p}: cannot read the species list ({exc})") from exc
     seen: set[str] = set()
-    out = [r for r in rows if r["label"] and not (r["label"] in seen or seen.add(r["label"]))]
+    out = []
+    for r in rows:
+        if r["label"] and r["label"] not in seen:
+            seen.add(r["label"])
+            out.append(r)
     if not out:
         raise DataError(f"{p}: the species list is empty")
     return out

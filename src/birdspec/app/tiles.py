@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class _Frontends:
     """One :class:`NumpyFrontend` per frame step (the tables are built once)."""
 
     def __init__(self) -> None:
-        self._made: dict[int, object] = {}
+        self._made: dict[tuple[int, int], Any] = {}  # NumpyFrontend by (hop, sample rate)
         self._lock = threading.Lock()
 
     def __call__(self, hop: int, sample_rate_hz: int, axis: str = "mel"):

@@ -37,7 +37,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,12 +96,12 @@ def _interpreter_class() -> type | None:
         if not _has_module(root):
             continue
         try:
-            return importlib.import_module(module_name).Interpreter
+            return cast(type, importlib.import_module(module_name).Interpreter)  # a module attribute: Any
         except ImportError:  # a broken install: try the next one
             log.debug("cannot import %s", module_name, exc_info=True)
     if _has_module("tensorflow"):
         try:
-            return importlib.import_module("tensorflow").lite.Interpreter
+            return cast(type, importlib.import_module("tensorflow").lite.Interpreter)
         except (ImportError, AttributeError):
             log.debug("cannot use tensorflow.lite", exc_info=True)
     return None
@@ -306,7 +306,7 @@ class BirdnetBackbone:
         """
         w, b = self.class_layer() if self._dense is None else self._dense
         e = np.asarray(embeddings, dtype=np.float32)
-        return e.reshape(-1, EMBEDDING_DIM) @ w.T + b
+        return cast(np.ndarray, e.reshape(-1, EMBEDDING_DIM) @ w.T + b)  # NumPy types this product as Any
 
 
 def confidences(logits: np.ndarray, *, sensitivity: float = 1.0) -> np.ndarray:

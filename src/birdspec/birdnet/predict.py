@@ -21,7 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from birdspec.birdnet.backend import BIRDNET_SAMPLE_RATE_HZ, WINDOW_SAMPLES, Bir
 from birdspec.birdnet.geometry import EMBED_HOP_S, assign_windows, embed_window_starts, output_windows
 from birdspec.config import SAMPLE_RATE_HZ as STORE_RATE_HZ
 from birdspec.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from birdspec.models.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ class BirdnetAudioClassifier:
     @classmethod
     def from_checkpoint(
         cls,
-        checkpoint: Mapping[str, Any] | str | Path,
+        checkpoint: Mapping[str, Any] | str | Path | Checkpoint,
         *,
         backbone: BirdnetBackbone | None = None,
         num_threads: int | None = None,
@@ -144,7 +147,7 @@ class BirdnetAudioClassifier:
             mask[i, : len(g)] = True
         param = next(self.head.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
-        return self.head(x.to(device), mask.to(device)).float().cpu().numpy()
+        return cast(np.ndarray, self.head(x.to(device), mask.to(device)).float().cpu().numpy())  # Module calls are typed Any
 
     def predict_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
         """Head scores ``(M, K)`` (its activation) for output windows ``bounds_s`` from window embeddings."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ examples:
 """
 
 
-OUT_KINDS = {
+OUT_KINDS: dict[str, dict[str, Any]] = {
     "csv": {"suffixes": (".csv", ".tsv", ".txt")},
     "birdclef": {"suffixes": (".csv",)},
     "parquet": {"suffixes": (".parquet", ".pq"), "magic": "parquet"},

@@ -220,19 +220,21 @@ def parse_raven(parsed: Parsed, rows: list[tuple[int, list[str]]], *, recording:
         def get(name: str | None, cells: list = cells) -> str | None:
             return cells[col[name]] if name and col[name] < len(cells) else None
 
-        if sel is not None and get(sel):
-            key = get(sel).strip()
+        if sel is not None and (cell := get(sel)):
+            key = cell.strip()
             if key in seen:
                 parsed.problem(line, f"selection {key} again (another view: {_text(get(view)) or '?'}): read once "
                                      f"(line {seen[key]})", kind="note")
                 continue
             seen[key] = line
+        start: str | float | None
+        stop: str | float | None
         rec, start, stop = recording, get(begin), get(end)
         if path_col is not None and _text(get(path_col)):
             rec = _text(get(path_col))
-            if offset_col is not None and number(get(offset_col)) is not None and number(start) is not None \
-                    and number(stop) is not None:  # a table of several files: times add up; the offset is in the file
-                start, stop = number(get(offset_col)), number(get(offset_col)) + number(stop) - number(start)
+            offset, t0, t1 = number(get(offset_col)), number(start), number(stop)
+            if offset is not None and t0 is not None and t1 is not None:  # a table of several files: times add up; the offset is in the file
+                start, stop = offset, offset + t1 - t0
         parsed.add(line, recording=rec, start=start, end=stop, label=get(species), low=get(low), high=get(high),
                    confidence=get(conf), names=[get(n) for n in names])
 
@@ -269,6 +271,7 @@ def parse_audacity(parsed: Parsed, lines: list[tuple[int, str]], *, recording: s
             parsed.rows += 1
             parsed.problem(line, f"an Audacity label needs start, end and label separated by tabs; got {text.strip()!r}")
             continue
+        names: tuple[str, ...]
         label, conf, names = "\t".join(fields[2:]).strip(), None, ()
         if flavour == "birdspec":
             head, _, tail = label.rpartition(" ")

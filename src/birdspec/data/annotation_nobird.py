@@ -99,8 +99,9 @@ def write_nobird(partial: Path, windows: pd.DataFrame, manifest: pd.DataFrame, s
     table["file"] = names
     for split in set(table["split"]):
         (partial / NOBIRD_DIR / str(split)).mkdir(parents=True, exist_ok=True)
-    tasks = [(path, [(float(a), float(b), str(partial / f)) for a, b, f in zip(g["start_s"], g["end_s"], g["file"], strict=True)],
-              settings.sample_rate_hz) for path, g in table.groupby("source_path", sort=True)]
+    tasks: list[tuple[Any, list[tuple[float, float, str]], int]] = [  # (recording, its stretches, sample rate)
+        (path, [(float(a), float(b), str(partial / f)) for a, b, f in zip(g["start_s"], g["end_s"], g["file"], strict=True)],
+         settings.sample_rate_hz) for path, g in table.groupby("source_path", sort=True)]
     from birdspec.runtime import cpu_count
 
     n = max(1, min(int(workers or cpu_count()), len(tasks)))

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -264,7 +264,9 @@ def annotation_source(source: str | Path, settings: AnnotationSettings, *, windo
         chosen = top_species(table[table["label"].isin(chosen)], top_n)
     names = table.set_index("label")
     hop = settings.hop_s or window_s
-    rows, nobird, counts = [], [], Counter()
+    rows: list[tuple[Any, ...]] = []  # (recording, start_s, end_s, label, other labels)
+    nobird: list[tuple[Any, ...]] = []  # (recording key, path, name, start_s, end_s)
+    counts: Counter[str] = Counter()
     for rec in sorted(recordings, key=lambda r: r.name):
         if rec.path not in matched:
             continue
@@ -283,8 +285,9 @@ def annotation_source(source: str | Path, settings: AnnotationSettings, *, windo
                                                                   "end_s"]), list(chosen), report, counts)
 
 
-def _label_windows(rec: AudioFile, boxes: list[Box], labels: list[str], settings: AnnotationSettings,
-                   window_s: float, hop_s: float, rows: list, nobird: list, counts: Counter) -> None:
+def _label_windows(rec: AudioFile, boxes: list[Box], labels: Sequence[str | None], settings: AnnotationSettings,
+                   window_s: float, hop_s: float, rows: list[tuple[Any, ...]], nobird: list[tuple[Any, ...]],
+                   counts: Counter[str]) -> None:
     spans = window_spans(rec.duration_s or 0.0, window_s=window_s, hop_s=hop_s)
     starts = np.array([b.start_s for b in boxes], dtype=float)
     ends = np.array([b.end_s for b in boxes], dtype=float)
@@ -293,7 +296,7 @@ def _label_windows(rec: AudioFile, boxes: list[Box], labels: list[str], settings
     for i, (a, b) in enumerate(spans.tolist()):
         hits = np.flatnonzero(pos[i])
         if hits.size:
-            per = Counter()
+            per: defaultdict[Any, float] = defaultdict(float)  # overlap seconds by label
             for j in hits:
                 per[lab[j]] += float(ov[i, j])
             ranked = sorted(per, key=lambda k: (-per[k], k))

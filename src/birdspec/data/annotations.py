@@ -323,8 +323,8 @@ def match_recordings(tables: TableSet, recordings: Sequence[AudioFile]) -> dict[
     match no recording, or several, and recordings without any table are report lines.
     """
     by_key: dict[str, list[AudioFile]] = {}
-    for rec in recordings:
-        by_key.setdefault(rec.key, []).append(rec)
+    for audio_file in recordings:
+        by_key.setdefault(audio_file.key, []).append(audio_file)
     out: dict[str, list[Box]] = {}
     unmatched: dict[tuple[str, str], int] = {}
     for box in tables.boxes:

@@ -172,7 +172,7 @@ def read_metadata_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read CSV ({exc})") from exc
 
 
-def fold_codes(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
+def fold_codes(values: Iterable[Any]) -> tuple[np.ndarray, list[Any]]:
     """Map fold values to ``0..K-1`` in sorted order.
 
     Values that all parse as numbers are sorted numerically (``"2" < "10"``),

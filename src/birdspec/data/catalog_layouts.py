@@ -313,7 +313,7 @@ def decode_spans(catalog: pd.DataFrame, max_duration_s: float | None) -> list[tu
     a CSV manifest) or the whole file, cut to ``max_duration_s``."""
     if not set(WINDOW_COLUMNS) <= set(catalog.columns) or catalog["start_s"].dtype.kind != "f":
         return [(0.0, max_duration_s)] * len(catalog)
-    spans = []
+    spans: list[tuple[float, float | None]] = []
     for start, end in zip(catalog["start_s"].to_numpy(float), catalog["end_s"].to_numpy(float), strict=True):
         length = float(end - start)
         spans.append((float(start), length if max_duration_s is None else min(length, max_duration_s)))

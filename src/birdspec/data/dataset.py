@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from birdspec.config import EncodingConfig
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError
 from birdspec.windowing import fit_window, num_sample_windows
+
+if TYPE_CHECKING:
+    from birdspec.features.torch_frontend import Frontend
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ class RecordingDataset(Dataset):
             self.sample_rows = np.repeat(self.rows, counts)
             self.sample_windows = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
         self.labels = self._label_ids[self.sample_rows]
-        self._frontend = None
+        self._frontend: Frontend | None = None
 
     @property
     def classes(self) -> list[str]:

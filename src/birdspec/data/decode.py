@@ -24,7 +24,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -207,7 +207,7 @@ def load_audio(task: DecodeTask) -> tuple[np.ndarray, Any]:
     return audio.load_with_header(task.path, sample_rate_hz=task.sample_rate_hz, offset_s=task.offset_s, duration_s=task.max_duration_s)
 
 
-def decode_all(tasks: Sequence[DecodeTask], *, workers: int) -> Iterator[dict[str, Any]]:
+def decode_all(tasks: Sequence[DecodeTask], *, workers: int) -> Generator[dict[str, Any], None, None]:
     """Results of :func:`decode` for ``tasks``, in order, decoded on ``workers`` processes.
 
     A worker that dies (a decoder crash) is survived: the task at the head is

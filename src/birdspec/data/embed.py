@@ -57,7 +57,7 @@ class _BackboneGeometry:
         self.embedding_dim = backend.EMBEDDING_DIM
 
 
-def _settings(model: WindowEmbedder, hop_s: float, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def _settings(model: WindowEmbedder | _BackboneGeometry, hop_s: float, fingerprint: dict[str, Any]) -> dict[str, Any]:
     return {
         "backbone": model.name,
         "window_s": float(model.window_s),

@@ -14,16 +14,18 @@ Training, evaluation and cross-validation call :func:`model_dataset` and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from birdspec.config import EncodingConfig
 from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError
 from birdspec.models.checkpoint_info import MODEL_INPUTS
+
+if TYPE_CHECKING:
+    from birdspec.data.embedding_dataset import EmbeddingDataset
 
 
 def model_dataset(
@@ -35,7 +37,7 @@ def model_dataset(
     random_crop: bool = False,
     crops_per_recording: int = 0,
     crop_samples: int | None = None,
-) -> Dataset:
+) -> RecordingDataset | EmbeddingDataset:
     """The dataset a model of ``model_input`` reads over manifest ``rows``.
 
     Every returned dataset yields ``(x, label_id)`` and has ``sample_rows``,

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,10 @@ from torch.utils.data import Dataset
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError, DataError
 from birdspec.windowing import fit_window
+
+if TYPE_CHECKING:
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.data.store import WaveformStore
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +162,7 @@ class NoCallSource:
         sample_rate_hz: of the store and the backgrounds.
     """
 
-    def __init__(self, store: object, stretches: Sequence[tuple[int, int, int, int]],
+    def __init__(self, store: WaveformStore, stretches: Sequence[tuple[int, int, int, int]],
                  backgrounds: Sequence[np.ndarray] = (), *, synthetic: bool = False, calls: bool = False,
                  sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
         self.store = store
@@ -256,7 +260,7 @@ class WithNoCall(Dataset):
         return x, y
 
 
-def find_stretches(data: object, rows: Sequence[int], rule: QuietRule = QuietRule()) -> list[tuple[int, int, int, int]]:
+def find_stretches(data: PreparedDataset, rows: Sequence[int], rule: QuietRule = QuietRule()) -> list[tuple[int, int, int, int]]:
     """Quiet stretches of manifest ``rows`` of a prepared dataset as ``(offset, num_samples, start, end)``."""
     m = data.manifest
     out = []

@@ -128,7 +128,7 @@ def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
 def background_bed(backgrounds: Sequence[np.ndarray], n: int, rng: np.random.Generator, *, sample_rate_hz: int,
                    rms_dbfs: float) -> np.ndarray:
     """``n`` samples of background at ``rms_dbfs``: pieces of quiet stretches (or whole recordings) cross-faded."""
-    pieces = []
+    pieces: list[np.ndarray] = []
     for wave in backgrounds:
         quiet = quiet_stretches(wave, sample_rate_hz, QuietRule(min_duration_s=2.0))
         pieces.extend(wave[a:b] for a, b in quiet)
@@ -183,7 +183,7 @@ def mix_soundscape(data: Any, sources: pd.DataFrame, backgrounds: Sequence[np.nd
     n = int(round(cfg.duration_s * sr))
     out = background_bed(backgrounds, n, rng, sample_rate_hz=sr, rms_dbfs=cfg.bed_rms_dbfs)
     bed = out.copy()
-    by_label = {lab: grp for lab, grp in sources.groupby("label")}
+    by_label: dict[Any, pd.DataFrame] = {lab: grp for lab, grp in sources.groupby("label")}
     labels = sorted(by_label)
     events: list[dict[str, Any]] = []
     t = float(rng.uniform(*cfg.gap_s))

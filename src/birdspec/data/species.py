@@ -29,7 +29,7 @@ def split_names(species: str | Sequence[str]) -> list[str]:
     ['grrwar1', 'Acrocephalus palustris']
     """
     items = [species] if isinstance(species, str) else list(species)
-    out = []
+    out: list[str] = []
     for item in items:
         out.extend(part.strip() for part in str(item).split(",") if part.strip())
     return out

@@ -206,7 +206,7 @@ def _most_common(values: np.ndarray):
     return uniq[np.argmax(counts)]  # ties: the smallest value
 
 
-def file_groups(manifest, rows: Sequence[int]) -> list[str] | None:
+def file_groups(manifest, rows: Sequence[int] | np.ndarray) -> list[str] | None:
     """The source file of each of a prepared manifest's ``rows`` (the ``groups`` of :func:`inner_split`)."""
     if "source_path" not in manifest:
         return None

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -330,7 +331,7 @@ def make_soundscape(
     n = round(duration_s * sample_rate_hz)
     level = float(rng.uniform(0.005, 0.03)) if noise_level is None else float(noise_level)
     out = _background(rng, n) * level if level > 0 else np.zeros(n)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     quiet: list[tuple[float, float]] = []
     order: list[int] = []
     t = round(float(rng.uniform(0.3, 1.5)) * sample_rate_hz) / sample_rate_hz  # on the sample grid

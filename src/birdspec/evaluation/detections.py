@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,9 +193,9 @@ def _window_length(boxes: Sequence[Box]) -> float:
 
 
 def _score(recs: list[_Recording], species: list[str], ann: dict, det: dict, *, window_s: float, rule: OverlapRule,
-           threshold: float | None) -> dict[str, dict[str, list]]:
+           threshold: float | None) -> dict[str, dict[str, Any]]:
     """Per species: window truth and scores, box hits, false detections."""
-    out = {s: {"truth": [], "score": [], "boxes": 0, "boxes_hit": 0, "detections": 0, "false": 0} for s in species}
+    out: dict[str, dict[str, Any]] = {s: {"truth": [], "score": [], "boxes": 0, "boxes_hit": 0, "detections": 0, "false": 0} for s in species}
     for rec in recs:
         spans = window_spans(rec.duration_s, window_s=window_s, hop_s=window_s)
         a, b = spans[:, 0], spans[:, 1]
@@ -221,8 +221,8 @@ def _score(recs: list[_Recording], species: list[str], ann: dict, det: dict, *, 
     return out
 
 
-def _by_label(boxes: list[Box], labels: dict) -> dict[str, list[Box]]:
-    out: dict[str, list[Box]] = {}
+def _by_label(boxes: list[Box], labels: Mapping[int, str | None]) -> dict[str | None, list[Box]]:
+    out: dict[str | None, list[Box]] = {}
     for x in boxes:
         out.setdefault(labels.get(id(x)), []).append(x)
     return out
@@ -232,7 +232,9 @@ def _summarise(scored: dict, species: list[str], hours: float, settings: Detecti
                ) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    rows, curves, pooled = [], {}, Counter()
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    pooled: Counter[str] = Counter()
     for s in species:
         v = scored[s]
         truth, score = np.concatenate(v["truth"]), np.concatenate(v["score"])

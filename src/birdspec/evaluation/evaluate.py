@@ -98,7 +98,7 @@ class EvaluationResult:
 
 
 
-def level_metrics(pred: Predictions, *, class_info: Sequence[dict] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+def level_metrics(pred: Predictions, *, class_info: Sequence[Mapping[str, Any]] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Scalar metrics and the per-class frame of one level."""
     metrics = classification_metrics(pred.y_true, pred.probs, classes=pred.classes)
     per = per_class_metrics(pred.y_true, pred.probs, classes=list(pred.classes), class_info=class_info)
@@ -127,7 +127,7 @@ def evaluate_predictions(
     recordings: Predictions,
     *,
     out_dir: str | Path | None,
-    class_info: Sequence[dict] | None = None,
+    class_info: Sequence[Mapping[str, Any]] | None = None,
     meta: Mapping[str, Any] | None = None,
     plots: bool = True,
     title: str = "",
@@ -368,6 +368,7 @@ def format_metrics(metrics: Mapping[str, Any], per_class: pd.DataFrame | None = 
         lines.append("")
         lines.append("per class (recording level)")
         lines.append(f"{'label':<{width}} {'precision':>10} {'recall':>10} {'F1':>10} {'support':>8}  name")
+        r: Any  # a row of the per-class table
         for r in pc.itertuples(index=False):
             lines.append(f"{r.label:<{width}} {r.precision:>10.3f} {r.recall:>10.3f} {r.f1:>10.3f} {int(r.support):>8d}  {r.common_name or ''}")
     return "\n".join(lines)

@@ -38,7 +38,7 @@ from birdspec.data.prepared import PreparedDataset
 from birdspec.errors import ConfigError, DataError
 from birdspec.formats import PROB_PREFIX
 from birdspec.models.activation import scores_torch
-from birdspec.models.checkpoint import CheckpointInfo
+from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 
 log = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def aggregate_recordings(samples: Predictions) -> Predictions:
 
 
 def predict_checkpoint(
-    checkpoint: str | Path | CheckpointInfo,
+    checkpoint: str | Path | Checkpoint,
     data: PreparedDataset | str | Path,
     *,
     rows: Sequence[int] | np.ndarray,

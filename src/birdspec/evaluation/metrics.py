@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -202,8 +202,8 @@ def classification_metrics(
             for kk in top_k_values(k)
         }
     out["classes_present"] = [names[i] for i in cols]
-    present = set(cols)  # once, not once per class (O(classes^2) with 397 classes)
-    out["classes_absent"] = [names[i] for i in range(k) if i not in present]
+    present_ids = set(cols)  # once, not once per class (O(classes^2) with 397 classes)
+    out["classes_absent"] = [names[i] for i in range(k) if i not in present_ids]
     out["roc_auc_classes"] = out["classes_present"] if out["roc_auc_macro"] is not None else []
     if out["classes_absent"]:
         log.info(
@@ -219,7 +219,7 @@ def per_class_metrics(
     probs: np.ndarray,
     *,
     classes: Sequence[str],
-    class_info: Sequence[dict] | None = None,
+    class_info: Sequence[Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One row per class (all K, in class-id order).
 
@@ -273,7 +273,7 @@ def row_normalise(counts: np.ndarray) -> np.ndarray:
     return np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
 
 
-def class_display_names(classes: Sequence[str], class_info: Sequence[dict] | None = None) -> list[str]:
+def class_display_names(classes: Sequence[str], class_info: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
     """Readable names for figures: the common name when known, else the label."""
     info = {d.get("label"): d for d in (class_info or [])}
     out = []

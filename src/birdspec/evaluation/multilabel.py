@@ -64,7 +64,7 @@ def _prf(truth: np.ndarray, pred: np.ndarray, average: str) -> tuple[float, floa
     return float(p), float(r), float(f)
 
 
-def choose_threshold(truth: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> float:
+def choose_threshold(truth: np.ndarray, scores: np.ndarray, thresholds: Sequence[float] | np.ndarray = THRESHOLDS) -> float:
     """The threshold of ``thresholds`` with the best micro F1 (the lowest of ties)."""
     truth, scores = _check(truth, scores)
     if truth.shape[0] == 0:
@@ -144,7 +144,7 @@ def format_multilabel(section: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def multilabel_report(checkpoint: Any, data: Any, *, rows: np.ndarray, threshold_rows: Sequence[int] | None,
+def multilabel_report(checkpoint: Any, data: Any, *, rows: np.ndarray, threshold_rows: Sequence[int] | np.ndarray | None,
                       samples: Any, recordings: Any, threshold_label: str = "the validation split",
                       **predict_kwargs: Any) -> dict[str, Any]:
     """The ``multilabel`` object of an evaluation of ``rows``; thresholds from ``threshold_rows`` (the

@@ -45,7 +45,7 @@ MIN_OVERLAP_S = 0.1
 """A call counts for a window when at least this much of it (or all of it, if shorter) lies inside the window."""
 
 
-def class_thresholds_of(min_conf: float | Sequence[float], num_classes: int) -> np.ndarray:
+def class_thresholds_of(min_conf: float | Sequence[float] | np.ndarray, num_classes: int) -> np.ndarray:
     """``(K,)`` thresholds from one number or one per class.
 
     Raises:
@@ -76,7 +76,7 @@ def score_columns(predictions: pd.DataFrame, classes: Sequence[str] | None = Non
     return cols
 
 
-def window_truth(calls: pd.DataFrame, starts_s: Sequence[float], ends_s: Sequence[float],
+def window_truth(calls: pd.DataFrame, starts_s: Sequence[float] | np.ndarray, ends_s: Sequence[float] | np.ndarray,
                  *, min_overlap_s: float = MIN_OVERLAP_S) -> list[set[str]]:
     """The classes with a call in each window ``[start, end)`` (see :data:`MIN_OVERLAP_S`)."""
     out: list[set[str]] = []
@@ -150,7 +150,7 @@ def summarize_detections(
     calls: pd.DataFrame,
     predictions: pd.DataFrame,
     *,
-    min_conf: float | Sequence[float] = 0.5,
+    min_conf: float | Sequence[float] | np.ndarray = 0.5,
     duration_s: float | None = None,
     classes: Sequence[str] | None = None,
     min_overlap_s: float = MIN_OVERLAP_S,
@@ -182,15 +182,15 @@ def summarize_detections(
     labels = list(cols) + sorted(set(calls["label"].astype(str)) - set(cols))
     for label in labels:
         has = np.array([label in t for t in truth], dtype=bool)
-        det = (windows["detected"] == label).to_numpy() if len(windows) else np.zeros(0, bool)
-        correct = int((has & det).sum())
+        found = (windows["detected"] == label).to_numpy() if len(windows) else np.zeros(0, bool)
+        correct = int((has & found).sum())
         per_class.append({
             "label": label,
             "calls": int((calls["label"].astype(str) == label).sum()),
             "windows_with_calls": int(has.sum()),
-            "detected_windows": int(det.sum()),
+            "detected_windows": int(found.sum()),
             "correct": correct,
-            "precision": correct / det.sum() if det.sum() else None,
+            "precision": correct / found.sum() if found.sum() else None,
             "recall": correct / has.sum() if has.sum() else None,
         })
     if duration_s is None:
@@ -235,7 +235,7 @@ def plot_soundscape(
     predictions: pd.DataFrame,
     out_path: str | Path,
     *,
-    min_conf: float | Sequence[float] = 0.5,
+    min_conf: float | Sequence[float] | np.ndarray = 0.5,
     classes: Sequence[str] | None = None,
     max_freq_hz: float = 12_000.0,
     title: str = "Soundscape",
@@ -280,7 +280,7 @@ def plot_soundscape(
     for ax in axes:
         for x in edges:
             ax.axvline(x, color="0.55", linestyle=":", linewidth=0.8, zorder=0)
-    if has_truth:
+    if calls is not None:  # has_truth
         for _, call in calls.iterrows():
             label = str(call["label"])
             if label in colors:

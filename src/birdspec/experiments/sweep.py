@@ -149,7 +149,8 @@ def grid_trials(optimizers: Sequence[str], lrs: Sequence[float], frontends: Sequ
     for kind in frontends or ():
         if kind not in FRONTENDS:
             raise ConfigError(f"unknown spectrogram type {kind!r}; choose from {', '.join(FRONTENDS)}")
-    return [Trial(opt, float(lr), kind) for kind in (frontends or [None]) for opt in optimizers for lr in lrs]
+    kinds: Sequence[str | None] = frontends or [None]
+    return [Trial(opt, float(lr), kind) for kind in kinds for opt in optimizers for lr in lrs]
 
 
 

@@ -19,7 +19,7 @@ def optuna_search(
     n_trials: int,
     seed: int,
     state: dict[str, Any],
-    save_state: Callable[[dict[str, Any]], None],
+    save_state: Callable[[dict[str, Any]], object],
     rows: dict[str, dict[str, Any]],
     make_trial: Callable[[str, float], Any],
     run_trial: Callable[[Any], dict[str, Any]],

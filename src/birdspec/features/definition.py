@@ -27,7 +27,7 @@ Types (:data:`~birdspec.config.FRONTENDS`):
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -49,23 +49,24 @@ class Ops(Protocol):
 
 
 class NumpyOps:
+    # NumPy's stubs type ufunc calls and reductions on an ndarray of unknown dtype as Any
     def log(self, x: np.ndarray) -> np.ndarray:
-        return np.log(x)
+        return cast(np.ndarray, np.log(x))
 
     def exp(self, x: np.ndarray) -> np.ndarray:
-        return np.exp(x)
+        return cast(np.ndarray, np.exp(x))
 
     def clamp_min(self, x: np.ndarray, value: float) -> np.ndarray:
-        return np.maximum(x, np.float32(value))
+        return cast(np.ndarray, np.maximum(x, np.float32(value)))
 
     def maximum(self, x: np.ndarray, y: Any) -> np.ndarray:
-        return np.maximum(x, y)
+        return cast(np.ndarray, np.maximum(x, y))
 
     def peak(self, x: np.ndarray) -> np.ndarray:
-        return x.max(axis=(-2, -1), keepdims=True)
+        return cast(np.ndarray, x.max(axis=(-2, -1), keepdims=True))
 
     def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.matmul(a, b)
+        return cast(np.ndarray, np.matmul(a, b))
 
 
 NUMPY_OPS = NumpyOps()

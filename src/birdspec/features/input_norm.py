@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class NumpyNormOps:
         return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
     def clamp_min(self, x: np.ndarray, value: float) -> np.ndarray:
-        return np.maximum(x, np.float32(value))
+        return cast(np.ndarray, np.maximum(x, np.float32(value)))  # NumPy types a ufunc's result as Any
 
 
 NUMPY_NORM_OPS = NumpyNormOps()

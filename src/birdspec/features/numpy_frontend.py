@@ -58,7 +58,10 @@ def _pocketfft() -> Any | None:
                 f = Path(where[0]) / "fft" / "_pocketfft" / f"pypocketfft{suffix}"
                 if f.is_file():
                     loader = importlib.machinery.ExtensionFileLoader(name, str(f))
-                    mod = importlib.util.module_from_spec(importlib.util.spec_from_file_location(name, str(f), loader=loader))
+                    ext_spec = importlib.util.spec_from_file_location(name, str(f), loader=loader)
+                    if ext_spec is None:  # not with an explicit loader; then scipy.fft
+                        break
+                    mod = importlib.util.module_from_spec(ext_spec)
                     loader.exec_module(mod)
                     break
         if mod is not None:  # the call convention of scipy.fft._pocketfft.basic.r2c: (x, axes, forward, norm, out, workers)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from birdspec.config import FrontendConfig
 
@@ -44,7 +45,7 @@ def mel_band_edges_hz(*, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndar
     return mel_to_hz(np.linspace(hz_to_mel(fmin_hz), hz_to_mel(fmax_hz), n_mels + 2))
 
 
-def mel_filterbank(*, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+def mel_filterbank(*, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> npt.NDArray[np.float32]:
     """Slaney-normalised triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``.
 
     Same construction as ``librosa.filters.mel(norm="slaney", htk=False)``.
@@ -55,8 +56,8 @@ def mel_filterbank(*, sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: flo
     ramps = edges[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    enorm = 2.0 / (edges[2 : n_mels + 2] - edges[:n_mels])
+    weights: npt.NDArray[np.float64] = np.maximum(0.0, np.minimum(lower, upper))
+    enorm: npt.NDArray[np.float64] = 2.0 / (edges[2 : n_mels + 2] - edges[:n_mels])
     return (weights * enorm[:, None]).astype(np.float32)
 
 
@@ -92,11 +93,11 @@ def filterbank(config: FrontendConfig) -> np.ndarray:
     return mel_filterbank(sample_rate_hz=c.sample_rate_hz, n_fft=c.n_fft, n_mels=c.n_mels, fmin_hz=c.fmin_hz, fmax_hz=c.fmax_hz)
 
 
-def dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+def dct_matrix(n_out: int, n_in: int) -> npt.NDArray[np.float32]:
     """``(n_out, n_in)`` orthonormal DCT-II (as ``scipy.fft.dct(type=2, norm="ortho")``), float32."""
     k = np.arange(n_out)[:, None]
     n = np.arange(n_in)[None, :]
-    basis = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    basis: npt.NDArray[np.float64] = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
     basis[0] /= np.sqrt(2.0)
     return basis.astype(np.float32)
 

@@ -82,6 +82,12 @@ class Frontend(nn.Module):
             ``learnable-mel`` (stored in checkpoints), a buffer otherwise (rebuilt from the config).
     """
 
+    # registered in __init__ (buffers or a parameter): declared here for the type checker
+    window: torch.Tensor
+    weights: torch.Tensor
+    dct: torch.Tensor | None
+    dft: torch.Tensor
+
     def __init__(self, config: FrontendConfig | None = None, *, stft: str = "torch") -> None:
         super().__init__()
         if stft not in STFT_MODES:
@@ -155,7 +161,8 @@ class Frontend(nn.Module):
         with torch.autocast(device_type=wave.device.type, enabled=False):
             energies = torch.matmul(self.filterbank(), self.power_spectrogram(wave))
             smoother: Any = self.smoother(energies.shape[-1], energies.device) if self.config.kind == "pcen" else None
-            return finish(TORCH_OPS, energies, self.config, dct=self.dct, smoother=smoother)
+            spec: torch.Tensor = finish(TORCH_OPS, energies, self.config, dct=self.dct, smoother=smoother)  # finish: any array type
+            return spec
 
     def extra_repr(self) -> str:
         c = self.config

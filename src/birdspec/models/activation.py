@@ -27,6 +27,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from birdspec.errors import ConfigError, DataError
 
@@ -60,7 +61,7 @@ def _check_temperature(temperature: float) -> float:
     return t
 
 
-def scores_numpy(logits: np.ndarray, activation: str, *, temperature: float = 1.0) -> np.ndarray:
+def scores_numpy(logits: np.ndarray, activation: str, *, temperature: float = 1.0) -> npt.NDArray[np.float32]:
     """Scores ``(B, K)`` float32 of logits ``(B, K)`` (see the module doc); computed in float64."""
     check_activation(activation)
     z = np.asarray(logits, dtype=np.float64) / _check_temperature(temperature)
@@ -68,11 +69,13 @@ def scores_numpy(logits: np.ndarray, activation: str, *, temperature: float = 1.
         return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # overflow-free logistic
     if activation == BACKGROUND:
         top = np.maximum(z.max(axis=1, keepdims=True, initial=0.0), 0.0) if z.size else np.zeros((z.shape[0], 1))
-        e = np.exp(z - top)
-        return (e / (e.sum(axis=1, keepdims=True) + np.exp(-top))).astype(np.float32)
+        e: npt.NDArray[np.float64] = np.exp(z - top)
+        total: npt.NDArray[np.float64] = e.sum(axis=1, keepdims=True) + np.exp(-top)  # NumPy types keepdims sums as Any
+        return (e / total).astype(np.float32)
     z = z - z.max(axis=1, keepdims=True) if z.size else z
     e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    total = e.sum(axis=1, keepdims=True)
+    return (e / total).astype(np.float32)
 
 
 def background_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -95,7 +98,7 @@ def scores_torch(logits: torch.Tensor, activation: str, *, temperature: float = 
     return torch.softmax(z, dim=-1)
 
 
-def has_background(activation: Any) -> bool:
+def has_background(activation: str | None) -> bool:
     """True for :data:`BACKGROUND`: the scores leave room for "no bird" (a window's scores may sum to < 1)."""
     return activation == BACKGROUND
 

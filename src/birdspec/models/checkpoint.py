@@ -38,14 +38,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from birdspec import __version__
 from birdspec.config import EncodingConfig, FrontendConfig, to_dict
 from birdspec.errors import BirdspecError, CheckpointError
 from birdspec.fileio import atomic_path
+from birdspec.models.activation import ACTIVATIONS
 from birdspec.models.checkpoint_info import (
-    ACTIVATIONS,
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     MODEL_INPUTS,
@@ -289,7 +289,7 @@ def make_checkpoint(
     classes: list[str],
     frontend: FrontendConfig,
     encoding: EncodingConfig,
-    class_info: list[dict] | None = None,
+    class_info: list[dict[str, Any]] | None = None,
     train_config: Mapping[str, Any] | None = None,
     epoch: int | None = None,
     metrics: Mapping[str, float] | None = None,
@@ -366,7 +366,7 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         sink = _WriteErrors(f)
         try:
-            torch.save(dict(checkpoint), sink)
+            torch.save(dict(checkpoint), sink)  # type: ignore[arg-type]  # torch.save only calls write and flush; its annotation asks for IO[bytes]
         except RuntimeError:
             if sink.error is not None:
                 raise sink.error from None
@@ -377,8 +377,9 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
 class _WriteErrors:
     """A binary file's ``write``/``flush`` that remember the first ``OSError`` (PyTorch's zip writer hides it)."""
 
-    def __init__(self, f: Any) -> None:
-        self._f, self.error = f, None
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         try:

@@ -271,7 +271,8 @@ class CheckpointInfo:
                     f"{src}: encoding {encoding.name} gives {encoding.in_channels} channel(s) but the model config "
                     f"takes {in_ch}; the checkpoint is inconsistent"
                 )
-        act = raw.get("activation") if raw.get("activation") in ACTIVATIONS else _activation(raw)
+        stored = raw.get("activation")
+        act = stored if isinstance(stored, str) and stored in ACTIVATIONS else _activation(raw)
         epoch = raw.get("epoch")
         return cls(
             source=src,

@@ -17,6 +17,7 @@ import math
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -128,7 +129,7 @@ def imagenet_state_dict(torchvision_arch: str) -> dict[str, torch.Tensor]:
             f"reached. On a machine online, download {weights.url} and pass it with --pretrained PATH."
         )
     try:
-        return weights.get_state_dict(progress=True, check_hash=True)
+        return cast("dict[str, torch.Tensor]", weights.get_state_dict(progress=True, check_hash=True))  # torchvision is untyped
     except Exception as exc:  # network errors come in many types
         raise CheckpointError(
             f"downloading ImageNet weights for {torchvision_arch} failed ({exc}); download {weights.url} "

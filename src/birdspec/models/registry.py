@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from birdspec.config import INPUT_NORMS, FrontendConfig
 from birdspec.errors import ConfigError
-from birdspec.features import build_frontend
 from birdspec.features.input_norm import norm_settings, normalise
+from birdspec.features.torch_frontend import Frontend, build_frontend
 from birdspec.models import backbones
 from birdspec.models.pretrained import adapt_state_dict, imagenet_state_dict, load_state_dict_file
 
@@ -127,7 +127,10 @@ def _register_birdnet_heads() -> None:
     from birdspec.models import birdnet_head as heads
     from birdspec.models import birdnet_prior as prior
 
-    families = (
+    # names, builder, descriptions, training defaults, note, from_config, more ModelSpec fields by name
+    family = tuple[Sequence[str], Callable[[str], Callable[..., nn.Module]], Mapping[str, str], Mapping[str, Any], str,
+                   Callable[[Mapping[str, Any]], nn.Module], Callable[[str], dict[str, Any]]]
+    families: tuple[family, ...] = (
         (heads.HEAD_NAMES, heads.head_builder, heads.HEAD_DESCRIPTIONS, heads.HEAD_TRAIN_DEFAULTS, heads.LICENCE_NOTE,
          heads.head_from_config, lambda name: {}),
         (prior.PRIOR_NAMES, prior.prior_builder, prior.PRIOR_DESCRIPTIONS, prior.PRIOR_TRAIN_DEFAULTS, prior.PRIOR_NOTE,
@@ -164,7 +167,8 @@ class InputNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from birdspec.features.torch_frontend import TORCH_NORM_OPS
 
-        return normalise(TORCH_NORM_OPS, x, self.settings)
+        out: torch.Tensor = normalise(TORCH_NORM_OPS, x, self.settings)  # normalise: any array type
+        return out
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.settings.items())
@@ -181,7 +185,7 @@ class BirdspecModel(nn.Module):
             (``name``, ``in_channels``, ``num_classes``, ``options``, ``input_norm``, ``input_norm_settings``).
     """
 
-    def __init__(self, frontend: nn.Module, backbone: nn.Module, *, config: dict[str, Any],
+    def __init__(self, frontend: Frontend, backbone: nn.Module, *, config: dict[str, Any],
                  input_norm: Mapping[str, Any]) -> None:
         super().__init__()
         self.frontend = frontend
@@ -198,7 +202,7 @@ class BirdspecModel(nn.Module):
         return _channels_last(self.norm(self.frontend(wave)))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.backbone(self.features(wave))
+        return cast(torch.Tensor, self.backbone(self.features(wave)))  # Module calls are typed Any
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -211,7 +215,7 @@ def build_model(
     in_channels: int,
     num_classes: int,
     frontend: FrontendConfig | None = None,
-    input_norm: str = "instance",
+    input_norm: str | None = "instance",
     input_norm_settings: Mapping[str, Any] | None = None,
     pretrained: str | None = None,
     first_conv: str = "repeat",
@@ -310,7 +314,7 @@ def model_from_config(config: Mapping[str, Any], frontend: FrontendConfig) -> nn
             input_norm_settings=config.get("input_norm_settings"),
             options=config.get("options") or {},
         )
-    model.config = dict(config)
+    model.config = dict(config)  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
     return model
 
 

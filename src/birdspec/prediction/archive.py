@@ -154,8 +154,9 @@ def write_part(result: FileResult, item: Item, parts: Path) -> dict[str, Any]:
     if result.ok:
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as f:
-                np.savez(f, scores=np.asarray(result.scores, dtype=np.float32),
-                         **{f"w_{c}": result.windows[c].to_numpy() for c in result.windows.columns})
+                # Any: NumPy's savez stub would take an array named allow_pickle for its bool argument
+                columns: dict[str, Any] = {f"w_{c}": result.windows[c].to_numpy() for c in result.windows.columns}
+                np.savez(f, scores=np.asarray(result.scores, dtype=np.float32), **columns)
 
         write_with(parts / f"{item.key}.npz", save, durable=this_boot() is None)
     entry = {**asdict(item), "decoded_s": float(result.duration_s), "windows": int(len(result.windows)),

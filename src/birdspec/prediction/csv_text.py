@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,7 @@ def _column(series: pd.Series, *, float_format: str | None, na_rep: str, sep: st
         if not all(type(u) is str for u in uniques):
             return None
         quoted = np.asarray(_quote_all(list(uniques), sep, lineterminator) + [na_rep], dtype=object)
-        return quoted[codes].tolist()  # code -1 (missing) -> na_rep, the last entry
+        return cast("list[str]", quoted[codes].tolist())  # code -1 (missing) -> na_rep, the last entry
     return None
 
 

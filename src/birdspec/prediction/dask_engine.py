@@ -27,6 +27,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,13 @@ def model_payload(checkpoint: Path) -> dict[str, Any]:
 def _materialise(model: Mapping[str, Any]) -> Path:
     """Write the shipped model into this worker's temp folder (once per process); the checkpoint path."""
     folder = Path(tempfile.gettempdir()) / f"birdspec-model-{model['sha256'][:16]}-{os.getpid()}"
-    for rel, data in model["files"].items():
+    files: Mapping[str, bytes] = model["files"]
+    name: str = model["name"]
+    for rel, data in files.items():
         target = folder / rel
         if not target.is_file() or target.stat().st_size != len(data):
-            write_with(target, lambda tmp, data=data: tmp.write_bytes(data))
-    return folder / model["name"]
+            write_with(target, partial(Path.write_bytes, data=data))
+    return folder / name
 
 
 def score_on_worker(item: Item, parts: str, model: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:

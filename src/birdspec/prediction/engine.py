@@ -115,7 +115,7 @@ class Engine:
             return self.run_recordings(sources, strict=strict, progress=progress)
         return self._run(sources, strict=strict, progress=progress)
 
-    def _producer(self, sources: Sequence[Source], q: queue.Queue, stop: threading.Event) -> None:
+    def _producer(self, sources: Sequence[Source], q: queue.Queue[Any], stop: threading.Event) -> None:
         def put(item: Any) -> bool:
             while not stop.is_set():
                 try:
@@ -149,7 +149,7 @@ class Engine:
             put(Done())
 
     def _run(self, sources: Sequence[Source], *, strict: bool, progress: Callable[[float, int], None] | None) -> Iterator[FileResult]:
-        q: queue.Queue = queue.Queue(maxsize=_QUEUE_ITEMS)
+        q: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_ITEMS)
         stop = threading.Event()
         worker = threading.Thread(target=self._producer, args=(sources, q, stop), name="birdspec-decode", daemon=True)
         run = _RunState([_FileState(i, path, name) for i, (path, name, _b) in enumerate(sources)])
@@ -233,8 +233,8 @@ class Engine:
             if not st.ended and st.n_feat == 0 and not st.starts:
                 break  # files after this one have not started
         while len(run.head_pending) >= self.batch_size or (run.done and not run.feat_pending and run.head_pending):
-            batch, run.head_pending = run.head_pending[: self.batch_size], run.head_pending[self.batch_size :]
-            self._score(batch, run.states)
+            heads, run.head_pending = run.head_pending[: self.batch_size], run.head_pending[self.batch_size :]
+            self._score(heads, run.states)
         while run.next_yield < len(run.states) and self._complete(run.states[run.next_yield]):
             st = run.states[run.next_yield]
             run.states[run.next_yield] = None  # type: ignore[call-overload]  # free its memory
@@ -243,8 +243,15 @@ class Engine:
                 progress(0.0, 1)
             yield self._result(st)
 
-    def _featurize(self, batch: list[tuple[int, str, int, np.ndarray]], states: list[_FileState], head_pending: list) -> None:
-        rt = self.runtime
+    def _window_runtime(self) -> WindowRuntime:
+        """The runtime of :meth:`_run` (:meth:`run` gives recording runtimes to :meth:`run_recordings`)."""
+        if isinstance(self.runtime, RecordingRuntime):  # pragma: no cover - a programming error
+            raise TypeError("a RecordingRuntime scores whole recordings: use run_recordings")
+        return self.runtime
+
+    def _featurize(self, batch: list[tuple[int, str, int, np.ndarray]], states: list[_FileState],
+                   head_pending: list[tuple[int, Any, Any]]) -> None:
+        rt = self._window_runtime()
         waves = np.stack([b[3] for b in batch])
         feats = rt.features(waves)
         for j, (fid, kind, idx, _w) in enumerate(batch):
@@ -264,8 +271,9 @@ class Engine:
                 st.n_feat = idx + 1
                 head_pending.append((fid, idx, feats[j][None]))
 
-    def _assemble(self, st: _FileState, head_pending: list) -> None:
+    def _assemble(self, st: _FileState, head_pending: list[tuple[int, Any, Any]]) -> None:
         """Queue every stack10 context of ``st`` whose windows are all featurized."""
+        rt = self._window_runtime()
         span, stride = self.span, self.stride
         final = st.ended
         n = len(st.starts)
@@ -281,7 +289,7 @@ class Engine:
                 s = max(i - self.offset, 0)
                 if s + span >= st.n_feat:
                     break
-            ctx = self.runtime.stack([st.feats[s + j * stride] for j in range(self.context_windows)])
+            ctx = rt.stack([st.feats[s + j * stride] for j in range(self.context_windows)])
             head_pending.append((st.file_id, i, ctx))
             st.ctx_first[i] = s
             st.next_out += 1
@@ -291,7 +299,7 @@ class Engine:
             del st.feats[k]
 
     def _score(self, batch: list[tuple[int, Any, Any]], states: list[_FileState]) -> None:
-        rt = self.runtime
+        rt = self._window_runtime()
         x = rt.stack([b[2] for b in batch])
         probs = rt.info.scores(rt.head(x))
         for j, (fid, key, _x) in enumerate(batch):
@@ -315,8 +323,11 @@ class Engine:
         The recording is decoded whole, so memory grows with file length (BirdNET heads:
         about 0.2 GB per hour of audio besides BirdNET itself).
         """
+        rt = self.runtime
+        if not isinstance(rt, RecordingRuntime):  # pragma: no cover - a programming error
+            raise TypeError("only a RecordingRuntime scores whole recordings: use run")
         sr = SAMPLE_RATE_HZ
-        k = len(self.runtime.info.classes)
+        k = len(rt.info.classes)
         for path, name, blocks in sources:
             try:
                 parts = list(blocks())
@@ -334,7 +345,7 @@ class Engine:
                 bounds = window_bounds(num_samples=wave.size, geometry=self.geometry)
                 if bounds.shape[0] == 0:  # shorter than the shortest partial window: one padded window
                     bounds = np.asarray([[0, wave.size]], dtype=np.int64)
-                probs = self.runtime.info.scores(self.runtime.score(wave, bounds))
+                probs = rt.info.scores(rt.score(wave, bounds))
             except BirdspecError as exc:
                 if strict:
                     raise

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from birdspec.errors import ConfigError, DependencyError
-from birdspec.models.checkpoint import CheckpointInfo, peek_checkpoint, read_checkpoint, resolve_checkpoint_path
+from birdspec.models.checkpoint import Checkpoint, CheckpointInfo, peek_checkpoint, read_checkpoint, resolve_checkpoint_path
 from birdspec.prediction import onnx_runtime as ox
 from birdspec.prediction.runtime import (
     ACTIVATION_CHOICES,
@@ -43,7 +43,7 @@ def _check_choices(backend: str, activation: str) -> None:
 
 
 def open_runtime(
-    checkpoint: str | Path | Mapping[str, Any],
+    checkpoint: str | Path | Mapping[str, Any] | Checkpoint,
     *,
     device: str = "auto",
     backend: str = "auto",
@@ -72,8 +72,8 @@ def open_runtime(
     if backend == "onnx" and not onnxruntime_available():
         raise DependencyError("backend 'onnx' needs onnxruntime (pip install onnxruntime), or use --backend torch")
     use_onnx = backend == "onnx" or (backend == "auto" and dev == "cpu" and onnxruntime_available())
-    in_memory = isinstance(checkpoint, (Mapping, CheckpointInfo))  # a dict or a read Checkpoint: no file to look beside
-    path = None if in_memory else resolve_checkpoint_path(checkpoint)
+    # a dict or a read Checkpoint: no file to look beside
+    path = None if isinstance(checkpoint, (Mapping, CheckpointInfo)) else resolve_checkpoint_path(checkpoint)
     if use_onnx and path is not None:
         found = ox.find_export(path, cache_dir=cache_dir)
         if found is not None:

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -147,10 +147,11 @@ class OnnxRuntime(WindowRuntime):
         self.entry = entry
 
     def features(self, waves: np.ndarray) -> np.ndarray:
-        return normalise(NUMPY_NORM_OPS, self._logmel(waves), self._norm)
+        x: np.ndarray = normalise(NUMPY_NORM_OPS, self._logmel(waves), self._norm)  # normalise: any array type
+        return x
 
     def head(self, x: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return cast(np.ndarray, self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0])  # untyped
 
     def close(self) -> None:
         self._logmel.close()

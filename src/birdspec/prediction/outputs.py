@@ -40,7 +40,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -134,7 +134,7 @@ def scores_table(
     labels = [str(c["label"]) for c in class_info]
     if mode == "all":
         wide = pd.DataFrame(result.scores, columns=labels) if len(labels) else pd.DataFrame(index=windows.index)
-        out = pd.concat([windows, wide], axis=1)
+        out: pd.DataFrame = pd.concat([windows, wide], axis=1)
         out.insert(0, "file", result.path)
         return out
     if mode != "topk":
@@ -155,7 +155,7 @@ def raven_table(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], 
     """The Raven selection table of one result (columns :data:`RAVEN_COLUMNS`)."""
     t = scores_table(result, class_info=class_info, mode="topk", min_conf=min_conf, top_k=top_k)
     t = t.sort_values(["start_s", "rank"], kind="stable").reset_index(drop=True)
-    return pd.DataFrame(
+    table: pd.DataFrame = pd.DataFrame(
         {
             "Selection": np.arange(1, len(t) + 1, dtype=np.int64),
             "View": "Spectrogram 1",
@@ -170,6 +170,7 @@ def raven_table(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], 
         },
         columns=list(RAVEN_COLUMNS),
     )
+    return table
 
 
 def audacity_lines(result: FileResult, *, class_info: Sequence[Mapping[str, Any]], min_conf: float | np.ndarray,
@@ -190,12 +191,13 @@ def birdclef_rows(result: FileResult, *, class_info: Sequence[Mapping[str, Any]]
         codes = _class_strings(class_info, "label")[cls].tolist()
         ends = [*starts[1:].tolist(), len(codes)]
         birds[rows[starts]] = [" ".join(codes[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
-    return pd.DataFrame(
+    table: pd.DataFrame = pd.DataFrame(
         {
             "row_id": [birdclef_row_id(stem, e) for e in result.windows["end_s"]],
             "birds": birds,
         }
     )
+    return table
 
 
 # --------------------------------------------------------------------------- writers
@@ -219,6 +221,14 @@ class _PerFileNames:
         self.used.add(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class _TableOptions(TypedDict):
+    """The keyword arguments every per-result table function takes."""
+
+    class_info: Sequence[Mapping[str, Any]]
+    min_conf: float | np.ndarray
+    top_k: int
 
 
 class PredictionWriter:
@@ -265,9 +275,9 @@ class PredictionWriter:
         self.failed: list[dict[str, str]] = []
         self.written: list[Path] = []
         self.rows = 0
-        self._fh = None
+        self._fh: IO[str] | None = None
         self._header_done = False
-        self._parquet = None
+        self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter (pyarrow is untyped)
         self._started = False
         if fmt in ("raven", "audacity") and self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +297,7 @@ class PredictionWriter:
         if not result.ok:
             self.failed.append({"path": result.path, "error": str(result.error)})
             return
-        kw = dict(class_info=self.class_info, min_conf=self.min_conf, top_k=self.top_k)
+        kw = _TableOptions(class_info=self.class_info, min_conf=self.min_conf, top_k=self.top_k)
         if self.fmt in ("csv", "parquet"):
             table = scores_table(result, mode=self.scores, **kw)
             self._append_table(table)
@@ -317,7 +327,7 @@ class PredictionWriter:
             tbl = pa.Table.from_pandas(table, preserve_index=False)
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(str(self._tmp), tbl.schema)
-                self.written.append(self.out)  # type: ignore[arg-type]
+                self.written.append(self.out)  # type: ignore[arg-type]  # parquet always has a file: out is set
             elif tbl.schema != self._parquet.schema:
                 tbl = tbl.cast(self._parquet.schema)
             self._parquet.write_table(tbl)
@@ -326,7 +336,7 @@ class PredictionWriter:
             if self.out is None:
                 self._fh = sys.stdout
             else:
-                self._fh = open(self._tmp, "w", newline="")  # type: ignore[arg-type]
+                self._fh = open(self._tmp, "w", newline="")  # type: ignore[arg-type]  # _tmp is set whenever out is
                 self.written.append(self.out)
         if len(table) or not self._header_done:
             # to_csv's bytes, formatted column by column (to_csv formats each float in Python: most of
@@ -345,7 +355,7 @@ class PredictionWriter:
                 else pd.DataFrame(columns=["file", "window", "start_s", "end_s", *LONG_COLUMNS])
             )
             self._append_table(empty)
-        if self._fh is sys.stdout:
+        if self._fh is not None and self._fh is sys.stdout:
             sys.stdout.flush()
         had_parquet = self._parquet is not None
         self._release()
@@ -357,12 +367,12 @@ class PredictionWriter:
                                   "start_s": pd.Series(dtype=float), "end_s": pd.Series(dtype=float)})
             pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), str(self._tmp))
             self.written.append(self.out)
-        if self._tmp is not None and self._tmp.exists():
+        if self._tmp is not None and self.out is not None and self._tmp.exists():  # _tmp is set only with out
             os.replace(self._tmp, self.out)  # published whole, never half-written
         if not self.failed or not write_failed:
             return None
         if self.fmt in ("raven", "audacity"):
-            path = self.out / FAILED_FILE  # type: ignore[operator]
+            path = self.out / FAILED_FILE  # type: ignore[operator]  # raven and audacity always have a folder
         elif self.out is not None:
             path = self.out.with_name(f"{self.out.name}.{FAILED_FILE}")
         else:

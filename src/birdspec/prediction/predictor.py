@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec import audio
-from birdspec.config import SAMPLE_RATE_HZ
+from birdspec.config import SAMPLE_RATE_HZ, EncodingConfig, FrontendConfig
 from birdspec.errors import AudioError, ConfigError
 from birdspec.formats import SCORE_MODES
 from birdspec.prediction.engine import Engine
@@ -155,15 +155,15 @@ class Predictor:
         return list(self.runtime.info.classes)
 
     @property
-    def class_info(self) -> list[dict]:
+    def class_info(self) -> list[dict[str, str]]:
         return [dict(c) for c in self.runtime.info.class_info]
 
     @property
-    def encoding(self):
+    def encoding(self) -> EncodingConfig:
         return self.runtime.info.encoding
 
     @property
-    def frontend(self):
+    def frontend(self) -> FrontendConfig:
         return self.runtime.info.frontend
 
     @property
@@ -245,7 +245,7 @@ class Predictor:
         paths: Iterable[str | Path],
         *,
         strict: bool = False,
-        progress: bool | Callable[[float, int], None] = False,
+        progress: bool | Callable[[float, int], None] | None = False,
     ) -> Iterator[FileResult]:
         """Stream :class:`FileResult` objects, one per recording, in input order.
 

@@ -57,7 +57,7 @@ class WindowRuntime:
         """``(B, C, ...)`` stacked inputs -> ``(B, K)`` float32 logits."""
         raise NotImplementedError
 
-    def stack(self, rows: list) -> Any:
+    def stack(self, rows: list[Any]) -> Any:
         """Stack per-window feature rows into one network input."""
         return np.stack(rows)
 

@@ -79,7 +79,8 @@ def collect_audio_paths(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
 
 def empty_windows(stacked: bool) -> pd.DataFrame:
     cols = ["window", "start_s", "end_s"] + (["context_start_s", "context_end_s"] if stacked else [])
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "window" else "float64") for c in cols})
+    windows: pd.DataFrame = pd.DataFrame({c: pd.Series(dtype="int64" if c == "window" else "float64") for c in cols})
+    return windows
 
 
 def tqdm_progress(items: Sequence[tuple[Path, str]], *,

@@ -9,7 +9,7 @@ pointwise convolutions).
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class TorchRuntime(WindowRuntime):
         with self._lock, torch.inference_mode():
             if self.device == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            return self.model.backbone(x).float().cpu().numpy()
+            return cast(np.ndarray, self.model.backbone(x).float().cpu().numpy())  # Module calls are typed Any
 
-    def stack(self, rows: list) -> Any:
+    def stack(self, rows: list[Any]) -> Any:
         return self._torch.stack(rows)

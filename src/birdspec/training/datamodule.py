@@ -35,7 +35,7 @@ def resolve_encoding(data: PreparedDataset, override: str | None) -> EncodingCon
 
 
 def select_rows(
-    data: PreparedDataset, rows_train: Sequence[int] | None, rows_val: Sequence[int] | None
+    data: PreparedDataset, rows_train: Sequence[int] | np.ndarray | None, rows_val: Sequence[int] | np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Manifest rows for training and validation (default: the dataset's train/val split).
 
@@ -108,7 +108,8 @@ class BirdspecDataModule(pl.LightningDataModule):
         from the main process's at the start of each epoch, which a resumed run restores, so crops, gains
         and no-bird draws after a resume are those of a run never stopped (persistent workers carried their
         generators over from epoch to epoch, which no resume state holds)."""
-        drop_last = train and len(dataset) % self.batch_size == 1 and len(dataset) > 1
+        n = len(dataset)  # type: ignore[arg-type]  # a map-style dataset: torch's Dataset does not declare __len__
+        drop_last = train and n % self.batch_size == 1 and n > 1
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

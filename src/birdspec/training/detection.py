@@ -99,7 +99,7 @@ def choose_detection(logits: np.ndarray, y: np.ndarray, *, activation: str, temp
     temperature = float(fit_temperature(logits, y, activation=activation)) if temperature_scaling else 1.0
     scores = scores_numpy(logits, activation, temperature=temperature)
     pos = positives(y, k)
-    nocall = ~pos.any(axis=1) if np.asarray(y).ndim == 2 else np.asarray(y) >= k
+    nocall = np.asarray(~pos.any(axis=1) if np.asarray(y).ndim == 2 else np.asarray(y) >= k)  # (n,) bool
     weights = np.ones(len(nocall))
     if nocall.any() and (~nocall).any():  # the no-bird samples count as much as the bird windows together
         weights[nocall] = NOCALL_SHARE / (1 - NOCALL_SHARE) * (~nocall).sum() / nocall.sum()

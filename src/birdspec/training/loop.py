@@ -304,7 +304,7 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
         from birdspec.training.samples import input_norm_settings
 
         norm = input_norm_settings(cfg, data, train_rows, encoding=encoding, frontend=frontend)
-    model = build_model(
+    model: Any = build_model(  # an nn.Module with its config (the registry's models)
         cfg.model, in_channels=dm.train_set.in_channels, num_classes=len(data.classes), frontend=frontend,
         input_norm=cfg.input_norm, input_norm_settings=norm,
         pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint

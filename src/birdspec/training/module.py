@@ -72,11 +72,12 @@ class BirdspecLightning(pl.LightningModule):
     def _train_logits(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
         if self.uses_waveforms and (c.time_mask_frames > 0 or c.freq_mask_bins > 0):
-            spec = self.model.features(x)  # (B, C, n_mels, frames), normalised
+            model: Any = self.model  # a waveform model: features() and backbone (uses_waveforms)
+            spec = model.features(x)  # (B, C, n_mels, frames), normalised
             spec = spec_augment(
                 spec, time_mask_frames=c.time_mask_frames, freq_mask_bins=c.freq_mask_bins, num_masks=c.num_masks
             )
-            return self.model.backbone(spec)
+            return model.backbone(spec)
         return self.model(x)
 
     def on_train_start(self) -> None:
@@ -86,17 +87,20 @@ class BirdspecLightning(pl.LightningModule):
         current step is re-applied here so a resumed run with more epochs continues smoothly.
         """
         c = self.config
+        lr = c.lr
+        if lr is None:  # pragma: no cover - train() resolves its config (TrainConfig.resolved) first
+            raise RuntimeError("BirdspecLightning needs a resolved TrainConfig (its lr is None)")
         schedulers = [s.scheduler for s in self.trainer.lr_scheduler_configs]
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = c.lr
-                group["initial_lr"] = c.lr
+                group["lr"] = lr
+                group["initial_lr"] = lr
                 group["weight_decay"] = c.weight_decay
         for s in schedulers:
             if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
-                s.base_lrs = [c.lr for _ in s.base_lrs]
+                s.base_lrs = [lr for _ in s.base_lrs]
                 for group, fn in zip(s.optimizer.param_groups, s.lr_lambdas, strict=True):
-                    group["lr"] = c.lr * fn(s.last_epoch)
+                    group["lr"] = lr * fn(s.last_epoch)
 
     def on_train_epoch_start(self) -> None:
         self._sum_loss, self._sum_correct, self._seen = 0.0, 0.0, 0
@@ -115,7 +119,11 @@ class BirdspecLightning(pl.LightningModule):
         if lam < 1.0:
             loss = lam * loss + (1.0 - lam) * self._loss(logits, y_b, smoothing=c.label_smoothing)
         if not torch.isfinite(loss):
-            lr = self.optimizers().param_groups[0]["lr"] if self._trainer is not None else c.lr
+            if self._trainer is not None:
+                opt = self.optimizers()  # one optimizer (a list only with several)
+                lr = (opt[0] if isinstance(opt, list) else opt).param_groups[0]["lr"]
+            else:
+                lr = c.lr
             raise TrainingError(
                 f"loss became NaN at epoch {self.current_epoch + 1} step {batch_idx + 1} "
                 f"(global step {self.global_step + 1}); lower --lr (now {lr:.3g}), add --grad-clip, "

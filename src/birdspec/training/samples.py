@@ -88,7 +88,7 @@ class _Backgrounds:
         return self._loaded[key]
 
 
-def nocall_source(cfg: Any, data: Any, rows: Sequence[int], backgrounds: Callable[[str | None], list]) -> Any:
+def nocall_source(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, backgrounds: Callable[[str | None], list]) -> Any:
     """The no-bird audio of manifest ``rows``: their quiet stretches, ``--background`` recordings,
     (``synthetic_nocall``) the synthetic backgrounds and (``synthetic_calls``) synthetic other calls."""
     from birdspec.data.nocall import NoCallSource, find_stretches

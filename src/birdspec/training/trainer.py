@@ -99,7 +99,7 @@ def make_trainer(cfg: TrainConfig, out: Path, *, device: str, precision: str, ca
         accelerator={"cuda": "gpu"}.get(device, device),
         devices=cfg.devices,
         strategy="ddp" if cfg.devices > 1 else "auto",
-        precision=precision,
+        precision=precision,  # type: ignore[arg-type]  # one of PRECISIONS: Lightning types it as a Literal, checks it itself
         max_epochs=cfg.epochs,
         logger=loggers,
         callbacks=callbacks,
