@@ -75,7 +75,9 @@ async def save_upload(request: Any, name: str, cfg: Any, roots: Any) -> dict[str
 def _check_display(axis: str, floor_db: float | None, ceiling_db: float | None) -> None:
     if axis not in tl.AXES:
         raise ConfigError(f"unknown frequency axis {axis!r}; use {' or '.join(tl.AXES)}")
-    if (floor_db is None) != (ceiling_db is None) or (floor_db is not None and not -300 < floor_db < ceiling_db < 300):
+    if floor_db is None and ceiling_db is None:
+        return
+    if floor_db is None or ceiling_db is None or not -300 < floor_db < ceiling_db < 300:
         raise ConfigError("give floor_db and ceiling_db together, floor below ceiling (dB of the colour map's ends)")
 
 
@@ -192,7 +194,7 @@ def _media_routes(api: Any, state: Any) -> None:
                 raise NotFound(f"{ref}: no Raven selection table (predictions made by this app have one)")
             path, label_column, sep, name = found[0], preds.RAVEN_LABEL_COLUMN, "\t", found[0].name
         elif format == "audacity":  # a label track: start, end, "label confidence" (as predict --format audacity)
-            from birdspec.prediction.outputs import AUDACITY_SUFFIX
+            from birdspec.formats import AUDACITY_SUFFIX
 
             meta = preds.read_meta(csv.parent) or {}
             stem = Path(str(meta.get("recording") or csv.parent.name)).stem

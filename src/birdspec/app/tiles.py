@@ -122,7 +122,7 @@ class _Frontends:
     """One :class:`NumpyFrontend` per frame step (the tables are built once)."""
 
     def __init__(self) -> None:
-        self._made: dict[tuple[int, int], Any] = {}  # NumpyFrontend by (hop, sample rate)
+        self._made: dict[tuple[int, int, str], Any] = {}  # NumpyFrontend by (hop, sample rate, axis)
         self._lock = threading.Lock()
 
     def __call__(self, hop: int, sample_rate_hz: int, axis: str = "mel"):
