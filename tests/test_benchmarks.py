@@ -183,7 +183,7 @@ def test_soundscape_breakdown_known_answer(soundscapes, tmp_path):
     assert got["recall_10_20_db"] == [0, 3]  # (s_5, b), (s_10, b) at their loudest 12 dB, (s_20, a) at 20 dB: missed
     assert got["recall_0_5_db"] == [0, 0] and got["recall_5_10_db"] == [0, 0]
     assert got["nocall_right"] == [1, 1] and got["wrong_labels"] == [3, 4]  # c in s_5, nocall in s_10, b in s_20
-    table = soundscapes.breakdown_markdown([{"variant": "single", "breakdown": got}])
+    table = soundscapes.breakdown_markdown([{"variant": "default", "breakdown": got}])
     assert "| 1.00 (1/1) | - | - | 0.00 (0/3) | 1.00 (1/1) | 0.75 |" in table
     calls.loc[0, "end_s"] = 5.6  # now also in window 2: truth.csv no longer matches the calls
     calls.to_csv(tmp_path / "calls.csv", index=False)
