@@ -169,7 +169,7 @@ def _results(tmp_path: Path):
 
 def _expected(results, *, min_conf: float, top_k: int) -> dict:
     """(recording, start, end, label) -> confidence of every score the writer keeps."""
-    from birdspec.prediction.outputs import topk_indices
+    from birdspec.prediction.selection import topk_indices
 
     out = {}
     for r in results:

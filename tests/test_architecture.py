@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "birdspec"
-MAX_MODULE_LINES = 450
+MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 90
 
 
@@ -210,3 +210,41 @@ def test_a_file_name_is_spelled_in_one_module():
                 where[node.value].add(name)
     spread = {k: sorted(v) for k, v in where.items() if len(v) > 1 and k not in SAME_NAME_OTHER_FILE}
     assert not spread, f"define these once and import them: {spread}"
+
+
+README = SRC.parents[1] / "README.md"
+
+
+def _readme_layout() -> dict[str, set[str]]:
+    """The modules the README's Development layout names, by package folder ("" for src/birdspec itself)."""
+    import re
+
+    text = README.read_text()
+    section = text[text.index("- Layout: `src/birdspec/`"):text.index("  Tests in `tests/`")]
+    named: dict[str, set[str]] = defaultdict(set)
+    folder = ""
+    for line in section.splitlines():
+        if (m := re.match(r"  - `(\w+)/`", line)) is not None:
+            folder = m.group(1)
+        elif line.startswith("  - "):
+            folder = ""  # the base / signal / top bullet: the package's own modules
+        named[folder].update(re.findall(r"`([\w*]+\.py)`", line))
+    return named
+
+
+def test_readme_layout_matches_the_tree():
+    """Every module of src/birdspec is named in the README's layout under its folder, and every name there exists."""
+    from fnmatch import fnmatch
+
+    named = _readme_layout()
+    folders = [""] + sorted(d.name for d in SRC.iterdir() if (d / "__init__.py").is_file())
+    problems = []
+    for folder in folders:
+        files = {p.name for p in (SRC / folder).glob("*.py") if p.name != "__init__.py"}
+        patterns = named.get(folder, set())
+        problems += [f"{folder or 'birdspec'}/{f}: not in the README's layout" for f in sorted(files)
+                     if not any(fnmatch(f, pat) for pat in patterns)]
+        problems += [f"{folder or 'birdspec'}/{pat}: named in the README, not in the tree" for pat in sorted(patterns)
+                     if not any(fnmatch(f, pat) for f in files)]
+    problems += [f"{folder}/: in the README, not a package" for folder in named if folder and folder not in folders]
+    assert not problems, "\n".join(problems)

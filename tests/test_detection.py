@@ -10,7 +10,7 @@ import torch
 from birdspec.errors import CheckpointError, ConfigError
 from birdspec.models.activation import ACTIVATIONS, background_logits, scores_numpy, scores_torch
 from birdspec.models.checkpoint_info import Detection, describe_thresholds
-from birdspec.prediction.outputs import class_thresholds, topk_indices
+from birdspec.prediction.selection import class_thresholds, topk_indices
 from birdspec.training.detection import MAX_THRESHOLD, MIN_THRESHOLD, best_f1_threshold, choose_detection, positives
 
 

@@ -10,8 +10,9 @@ import pytest
 
 from birdspec.errors import ConfigError
 from birdspec.formats import RAVEN_COLUMNS, birdclef_row_id
-from birdspec.prediction.outputs import PredictionWriter, audacity_lines, birdclef_rows, raven_table, scores_table, topk_indices
+from birdspec.prediction.outputs import PredictionWriter, audacity_lines, birdclef_rows, raven_table, scores_table
 from birdspec.prediction.predictor import FileResult
+from birdspec.prediction.selection import topk_indices
 
 INFO = [
     {"label": "a", "scientific_name": "Avis a", "common_name": "Bird A"},

@@ -15,8 +15,9 @@ from birdspec.errors import ConfigError
 from birdspec.evaluation.scoring import birdclef_f1, score_soundscapes, sets_at, threshold_f1
 from birdspec.formats import NOCALL
 from birdspec.prediction.csv_text import write_csv_text
-from birdspec.prediction.outputs import PredictionWriter, birdclef_rows, scores_table, topk_indices
+from birdspec.prediction.outputs import PredictionWriter, birdclef_rows, scores_table
 from birdspec.prediction.predictor import FileResult
+from birdspec.prediction.selection import topk_indices
 
 
 def awkward_table(n: int = 40) -> pd.DataFrame:

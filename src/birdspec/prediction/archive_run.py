@@ -110,7 +110,7 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
                    overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Score ``paths`` into the run folder ``out`` (resuming it), then merge; the summary.
 
-    ``min_conf`` None: the model's detection thresholds (:func:`~birdspec.prediction.outputs.class_thresholds`).
+    ``min_conf`` None: the model's detection thresholds (:func:`~birdspec.prediction.selection.class_thresholds`).
 
     Raises:
         ConfigError: a bad engine or jobs count, or a run folder with other score settings.
@@ -119,7 +119,7 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     from birdspec.models.checkpoint import peek_checkpoint, read_checkpoint, resolve_checkpoint_path
     from birdspec.models.checkpoint_info import describe_thresholds
     from birdspec.prediction.onnx_runtime import file_sha256
-    from birdspec.prediction.outputs import class_thresholds
+    from birdspec.prediction.selection import class_thresholds
 
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

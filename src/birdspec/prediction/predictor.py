@@ -39,7 +39,8 @@ from birdspec.errors import AudioError, ConfigError
 from birdspec.formats import SCORE_MODES
 from birdspec.prediction.engine import Engine
 from birdspec.prediction.loader import open_runtime
-from birdspec.prediction.outputs import class_thresholds, scores_table
+from birdspec.prediction.outputs import scores_table
+from birdspec.prediction.selection import class_thresholds
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.runtime import limit_malloc_arenas
 from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowGeometry, context_offset

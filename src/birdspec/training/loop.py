@@ -17,29 +17,25 @@ import contextlib
 import datetime as _dt
 import logging
 import platform
-import signal
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from birdspec import __version__
 from birdspec.config import to_dict
 from birdspec.data.prepared import PreparedDataset
-from birdspec.errors import ConfigError, DataError, TrainingError
+from birdspec.errors import ConfigError, DataError
 from birdspec.fileio import output_lock, refuse_output_over_inputs, write_json
-from birdspec.models.checkpoint import check_resume_state, run_checkpoint
+from birdspec.models.checkpoint import run_checkpoint
 from birdspec.runtime import resolve_device, use_fast_cpu_math
 from birdspec.training.config import TrainConfig
 from birdspec.training.outputs import finish_run
 from birdspec.training.rundir import (
     CONFIG_FILE,
-    EPOCH_METRICS_FILE,
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     check_fresh_run_dir,
@@ -49,10 +45,12 @@ from birdspec.training.trainer import (
     check_devices,
     device_name,
     env_rank,
+    fit,
     make_callbacks,
     make_trainer,
     quiet_lightning,
     resolve_precision,
+    root_device,
 )
 
 log = logging.getLogger(__name__)
@@ -240,7 +238,8 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
     steps_per_epoch = max(1, len(s.dm.train_set) // (int(cfg.batch_size or 16) * cfg.devices))
     trainer = make_trainer(cfg, out, device=device, precision=precision, callbacks=callbacks, steps_per_epoch=steps_per_epoch)
     if any(p.requires_grad for p in s.model.parameters()):
-        _run_fit(trainer, BirdspecLightning(s.model, cfg), s, recorder)
+        fit(trainer, BirdspecLightning(s.model, cfg), s.dm, cfg=cfg, out=out, resuming=s.saved is not None, rank=s.rank,
+            recorder=recorder)
     else:  # nothing to train (birdnet-closed): scored once on the validation rows and saved as it is
         from birdspec.training.untrained import record_untrained
 
@@ -262,7 +261,7 @@ def _fit(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any, t
         recorder.write_curves()
         finish_run(result, val_set=s.dm.val_set, threshold_set=_threshold_set(s, train_rows, val_rows),
                    model_input=s.model_input, num_train_samples=len(s.dm.train_set), encoding_name=s.encoding.name,
-                   num_parameters=s.num_parameters, precision=s.precision, device=_root_device(trainer), export=export)
+                   num_parameters=s.num_parameters, precision=s.precision, device=root_device(trainer), export=export)
     return result
 
 
@@ -385,46 +384,3 @@ def _recorder(s: _Setup) -> Any:
         title=f"Training & Validation Metrics: {cfg.model} ({s.encoding.name}, lr {cfg.lr:g}, {cfg.optimizer})",
         network=lambda module: module.model,
     )
-
-
-def _run_fit(trainer: Any, module: Any, s: _Setup, recorder: Any) -> None:
-    """``trainer.fit`` with resume, Ctrl-C and out-of-memory handling."""
-    cfg, out = s.cfg, s.out
-    ckpt_path = None
-    if s.saved is not None:
-        if recorder.lightning_last.is_file():
-            check_resume_state(recorder.lightning_last)
-            ckpt_path = str(recorder.lightning_last)
-            log.info("resuming %s from %s", out, ckpt_path)
-            done = len(pd.read_csv(out / EPOCH_METRICS_FILE)) if (out / EPOCH_METRICS_FILE).is_file() else 0
-            if s.rank == 0 and done >= cfg.epochs:
-                log.info("%s already ran %d epochs (--epochs %d): nothing to train; pass a larger --epochs", out, done, cfg.epochs)
-        else:
-            log.warning("%s has no completed epoch to resume from; training from the start", out)
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        trainer.fit(module, datamodule=s.dm, ckpt_path=ckpt_path)
-    except SystemExit:
-        # Lightning turns Ctrl-C into sys.exit(1) after its on_exception hooks (last.pt is written)
-        if recorder.stop_reason == "interrupted":
-            raise KeyboardInterrupt from None
-        raise
-    except TrainingError:
-        raise
-    except RuntimeError as exc:
-        if "out of memory" in str(exc).lower():
-            raise TrainingError(
-                f"out of memory with --batch-size {cfg.batch_size} ({exc.__class__.__name__}); "
-                "lower --batch-size, or use --precision 16-mixed on a GPU"
-            ) from exc
-        raise
-    finally:
-        if sigint is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after an interrupt
-
-
-def _root_device(trainer: Any) -> torch.device:
-    try:
-        return trainer.strategy.root_device
-    except Exception:  # pragma: no cover - strategy without a root device
-        return torch.device("cpu")

@@ -16,14 +16,20 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from birdspec.errors import ConfigError
+import pandas as pd
+import torch
+
+from birdspec.errors import ConfigError, TrainingError
+from birdspec.models.checkpoint import check_resume_state
 from birdspec.training.config import TrainConfig
-from birdspec.training.rundir import LIGHTNING_DIR
+from birdspec.training.rundir import EPOCH_METRICS_FILE, LIGHTNING_DIR
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +150,47 @@ def check_devices(cfg: TrainConfig, device: str) -> None:
 
         if torch.cuda.device_count() < cfg.devices:
             raise ConfigError(f"--devices {cfg.devices}: only {torch.cuda.device_count()} CUDA GPUs are visible")
+
+
+def fit(trainer: Any, module: Any, datamodule: Any, *, cfg: TrainConfig, out: Path, resuming: bool, rank: int,
+        recorder: Any) -> None:
+    """``trainer.fit`` with resume (from the recorder's Lightning checkpoint), Ctrl-C and out-of-memory handling."""
+    ckpt_path = None
+    if resuming:
+        if recorder.lightning_last.is_file():
+            check_resume_state(recorder.lightning_last)
+            ckpt_path = str(recorder.lightning_last)
+            log.info("resuming %s from %s", out, ckpt_path)
+            done = len(pd.read_csv(out / EPOCH_METRICS_FILE)) if (out / EPOCH_METRICS_FILE).is_file() else 0
+            if rank == 0 and done >= cfg.epochs:
+                log.info("%s already ran %d epochs (--epochs %d): nothing to train; pass a larger --epochs", out, done, cfg.epochs)
+        else:
+            log.warning("%s has no completed epoch to resume from; training from the start", out)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after its on_exception hooks (last.pt is written)
+        if recorder.stop_reason == "interrupted":
+            raise KeyboardInterrupt from None
+        raise
+    except TrainingError:
+        raise
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise TrainingError(
+                f"out of memory with --batch-size {cfg.batch_size} ({exc.__class__.__name__}); "
+                "lower --batch-size, or use --precision 16-mixed on a GPU"
+            ) from exc
+        raise
+    finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C after an interrupt
+
+
+def root_device(trainer: Any) -> torch.device:
+    """The device the trainer's strategy runs rank 0 on (CPU when it has none)."""
+    try:
+        return trainer.strategy.root_device
+    except Exception:  # pragma: no cover - strategy without a root device
+        return torch.device("cpu")
