@@ -88,7 +88,7 @@ def test_boxes_are_a_raven_table_beside_the_recording_and_strong_labels(setup):
     table = config.recording_dirs[0] / "song.Table.1.selections.txt"
     assert saved["table"] == "recs/song.Table.1.selections.txt" and Path(saved["path"]) == table
     raven = pd.read_csv(table, sep="\t")
-    assert list(raven.columns) == list(bx.RAVEN_COLUMNS) and raven["Selection"].tolist() == [1, 2]
+    assert list(raven.columns) == list(bx.BOX_TABLE_COLUMNS) and raven["Selection"].tolist() == [1, 2]
     assert raven["Species"].tolist() == ["Acrocephalus schoenobaenus", "synth1"]  # by start time; labels, not names
     assert raven["High Freq (Hz)"].tolist() == [22000.0, 6000.0]
     again = client.get("/api/boxes", params={"recording": "recs/song.flac"}).json()
