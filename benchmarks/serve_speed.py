@@ -47,7 +47,14 @@ TIMED_JS = """
 async ([action, arg]) => {
   const loaded = %s;
   const t0 = performance.now();
-  if (action === 'open') await Analyze.open(arg); else Analyze.goTo(arg[1], 0.0, arg[0]);
+  if (action === 'open') {  // what a link to the prediction does
+    location.hash = '#/analyze?prediction=' + encodeURIComponent(arg);
+  } else {  // what a user does: the zoom menu, then a time typed into "go to"
+    const zoom = document.querySelector('#zoom'), go = document.querySelector('#goto');
+    if (zoom.value !== String(arg[0])) { zoom.value = String(arg[0]); zoom.dispatchEvent(new Event('change')); }
+    go.value = String(arg[1]); go.dispatchEvent(new Event('change'));
+  }
+  await new Promise((r) => setTimeout(r, 0));
   while (!loaded()) await new Promise((r) => setTimeout(r, 5));
   return performance.now() - t0;
 }""" % VISIBLE_LOADED_JS  # noqa: UP031 - a JavaScript template: its braces stay as they are
