@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -576,3 +577,22 @@ def test_a_folder_predict_takes_the_same_lock(tmp_path, fast_dataset, capsys):
     (tmp_path / "preds.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "?", "command": "birdspec predict"}))
     assert main(["predict", str(run), str(rec), "--out", f"{tmp_path / 'preds'}/", "--jobs", "1", "--no-progress"]) == 2
     assert "on host elsewhere, which cannot be checked" in _one_error_line(capsys.readouterr().err, "predict")
+
+
+def test_train_threads_sets_the_training_process_threads_and_refuses_zero(tmp_path, fast_dataset, capsys):
+    """``birdspec train --threads N`` trains with N PyTorch threads (a job beside others leaves them cores)."""
+    import torch
+
+    from birdspec.cli.main import main
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["-q", "train", str(fast_dataset), "--model", "mobilenetv2-seed", "--epochs", "1", "--threads", "0",
+                     "--out", str(tmp_path / "bad")]) == 2
+        assert "--threads must be at least 1" in capsys.readouterr().err
+        assert main(["-q", "train", str(fast_dataset), "--model", "mobilenetv2-seed", "--epochs", "1", "--threads", "1",
+                     "--workers", "0", "--out", str(tmp_path / "run")]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["cpu_threads"] == 1
+    finally:
+        torch.set_num_threads(before)

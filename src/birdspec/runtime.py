@@ -32,6 +32,21 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def set_cpu_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for PyTorch's operators in this process (None: leave PyTorch's default).
+
+    Raises:
+        ConfigError: ``threads`` below 1.
+    """
+    if threads is None:
+        return
+    if int(threads) < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
 def use_fast_cpu_math() -> None:
     """Flush denormals to zero on the CPU (no effect on results beyond ~1e-38)."""
     import torch

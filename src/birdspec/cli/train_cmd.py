@@ -147,6 +147,9 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     h = p.add_argument_group("data and hardware" + within)
     h.add_argument("--encoding-override", choices=ENCODINGS, help="train per window on a stack10 dataset (window)")
     h.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(8, cores - 1))")
+    h.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of the training process (default: PyTorch's, one per core); fewer leaves cores "
+                        "to other jobs on the machine")
     h.add_argument("--device", choices=DEVICES, help="auto (default: cuda > mps > cpu), cpu, cuda or mps")
     h.add_argument("--precision", choices=PRECISIONS, help="default 16-mixed on CUDA, 32-true elsewhere")
     h.add_argument("--devices", type=int, metavar="N", help="devices per run; N > 1 trains with DDP")
@@ -272,7 +275,10 @@ def _sample_encoding(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
     from birdspec.prediction.onnx_runtime import export_beside
+    from birdspec.runtime import set_cpu_threads
     from birdspec.training import TrainConfig, read_run_config, train
+
+    set_cpu_threads(getattr(args, "threads", None))
 
     if isinstance(args.resume, str):
         if args.out and args.out != args.resume:
