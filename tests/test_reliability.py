@@ -596,3 +596,18 @@ def test_train_threads_sets_the_training_process_threads_and_refuses_zero(tmp_pa
         assert json.loads((tmp_path / "run" / "config.json").read_text())["runtime"]["cpu_threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("given,want", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise(given, want):
+    """The CLI sets OMP_WAIT_POLICY=PASSIVE before PyTorch loads (its OpenMP runtime reads it once); a policy given is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os, sys; from birdspec.cli.main import main; main(['-q', 'models']); "
+            "import torch; print(os.environ['OMP_WAIT_POLICY'])")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == want

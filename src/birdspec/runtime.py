@@ -32,6 +32,24 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def use_passive_openmp_wait() -> bool:
+    """Let PyTorch's idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``).
+
+    With spinning threads, two PyTorch processes on the same cores take each other's time slices to
+    wait in: measured on 2 cores, a training beside another one ran at a fraction of half its solo speed
+    (benchmarks/concurrency.py). The OpenMP runtime reads the policy once, when PyTorch is first
+    imported, so this is called by the CLI before anything imports it; a policy the user set is kept.
+
+    Returns:
+        Whether the policy is PASSIVE now in the environment (False when PyTorch was already imported
+        or the user chose another policy).
+    """
+    if "torch" in sys.modules:
+        return False
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
+
+
 def set_cpu_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads for PyTorch's operators in this process (None: leave PyTorch's default).
 

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from birdspec.runtime import use_passive_openmp_wait
+
+    use_passive_openmp_wait()  # before anything imports PyTorch: its OpenMP threads sleep when idle
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
