@@ -34,6 +34,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: import the benc
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 from benchmarks.common import TreeMemory, describe_machine  # noqa: E402
 from benchmarks.predict_speed import make_checkpoint, write_long_recording  # noqa: E402
+from birdspec.runtime import cpu_count  # noqa: E402
 
 BASE_MINUTES = (1, 2, 5, 10, 20, 30, 45, 60)
 MODES = {
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if jobs2:
             result["dask_overhead_per_recording_s"] = round((dask["wall_s"] - start - jobs2["wall_s"]) / n_files, 3)
     best = max(rows, key=lambda r: r["h_per_wall_h"])
-    per_core = best["h_per_wall_h"] / (os.cpu_count() or 1)
+    per_core = best["h_per_wall_h"] / cpu_count()
     result["projection_16x16_h_per_day"] = round(per_core * 16 * 16 * 24)
     if best_single:
         result["parallel_vs_single"] = {r["mode"]: round(r["h_per_wall_h"] / best_single["h_per_wall_h"], 3) for r in rows}

@@ -303,7 +303,9 @@ def fresh_install_case(args: argparse.Namespace) -> int:
     if args.cpus and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[: args.cpus]
         os.sched_setaffinity(0, cpus)  # inherited by every command started below
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from birdspec.runtime import cpu_count
+
+    ncpu = cpu_count()
     tmp = None
     if args.workdir:
         work = Path(args.workdir)

@@ -33,6 +33,7 @@ from benchmarks.common import DEFAULT_DATA, SHARED_DATA  # noqa: E402
 from birdspec.config import EncodingConfig  # noqa: E402
 from birdspec.data.prepare import prepare  # noqa: E402
 from birdspec.data.prepared import describe  # noqa: E402
+from birdspec.runtime import cpu_count  # noqa: E402
 
 
 def default_source() -> Path:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "source": str(source),
         "workers": args.workers,
-        "cpu_count": os.cpu_count(),
+        "cpu_count": cpu_count(),
         "short_policy": args.short_policy,
         "audio_decoded_s": round(decoded_s, 1),
         "audio_stored_s": round(stored_s, 1),
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"prepare {source.name}: {decoded_s / 60:.1f} min decoded, {stored_s / 60:.1f} min stored, "
             f"median wall {wall:.2f} s of {args.repeat} (runs {', '.join(f'{w:.2f}' for w in walls)}), "
-            f"{args.workers} workers on {os.cpu_count()} cores: "
+            f"{args.workers} workers on {cpu_count()} cores: "
             f"{decoded_s / wall:.0f}x real time decoded, {stored_s / wall:.0f}x stored; "
             f"{cpu:.2f} CPU s (all processes) = {decoded_s / cpu:.0f}x real time per CPU second; "
             f"load average {os.getloadavg()[0]:.1f}"

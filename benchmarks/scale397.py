@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import signal
@@ -44,6 +43,7 @@ from pathlib import Path
 if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 from benchmarks.common import TreeMemory, describe_machine  # noqa: E402
+from birdspec.runtime import cpu_count  # noqa: E402
 
 BIRDSPEC = str(Path(sys.executable).with_name("birdspec"))
 STEPS = ("prepare", "train", "train-multi", "evaluate", "export", "predict", "score")
@@ -133,7 +133,7 @@ def make_dataset(root: Path, classes: int, per_class: int) -> dict:
     t0 = time.perf_counter()
     if not meta.exists():
         make_many_birdclef(root, num_classes=classes, per_class=per_class, min_duration_s=10.0, max_duration_s=30.0,
-                           seed=0, workers=os.cpu_count() or 1)
+                           seed=0, workers=cpu_count())
     import pandas as pd
 
     df = pd.read_csv(meta)
