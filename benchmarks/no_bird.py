@@ -113,18 +113,26 @@ def quiet_parts(data, fold: int) -> np.ndarray:
     return joined(parts)
 
 
-def count(predictor, sources: list[tuple[str, str, object]]) -> list[dict]:
-    """Detections of ``predictor`` on ``(group, name, audio array or path)`` sources."""
+def predict_sources(predictor, sources: list[tuple[str, str, object]]) -> list[tuple[str, str, object, float]]:
+    """``(group, name, detections table, seconds)`` of ``predictor`` on ``(group, name, audio array or path)`` sources."""
     import soundfile as sf
 
-    rows = []
+    out = []
     for group, name, audio in sources:
         if isinstance(audio, Path):
-            table, seconds = predictor.predict_file(audio), float(sf.info(str(audio)).duration)
-        else:
-            if not len(audio):
-                continue
-            table, seconds = predictor.predict_array(audio, SR, name=name), len(audio) / SR
+            out.append((group, name, predictor.predict_file(audio), float(sf.info(str(audio)).duration)))
+        elif len(audio):
+            out.append((group, name, predictor.predict_array(audio, SR, name=name), len(audio) / SR))
+    return out
+
+
+def count(tables: list[tuple[str, str, object, float]], min_conf: float | None = None) -> list[dict]:
+    """Detections per source, those at ``min_conf`` or above when given (the tables were predicted at a lower
+    one: the top 3 of a window above a higher threshold are among its top 3 above the lower one)."""
+    rows = []
+    for group, name, table, seconds in tables:
+        if min_conf is not None:
+            table = table[table["confidence"] >= min_conf]
         top = table.sort_values("confidence", ascending=False).head(3)
         rows.append({"group": group, "source": name, "seconds": seconds, "detections": int(len(table)),
                      "windows": int(table["window"].nunique()) if len(table) else 0,
@@ -191,14 +199,17 @@ def main(argv: list[str] | None = None) -> int:
             data = PreparedDataset(read_json(ckpt.parent.parent / "config.json")["dataset"]["path"])
             sources = fixed + [("held-out quiet parts", f"fold {k}", quiet_parts(data, k))]
             reference = "--activation" in VARIANTS[variant][3]
-            for conf in (BIRDNET_CONFS if reference else (None,)):
-                cache = out / f"{variant}_fold{k}_{conf or 'stored'}.json"
+            confs = BIRDNET_CONFS if reference else (None,)
+            caches = {conf: out / f"{variant}_fold{k}_{conf or 'stored'}.json" for conf in confs}
+            if any(read_json(c) is None for c in caches.values()):  # one prediction at the lowest threshold serves all
+                with Predictor(ckpt, min_conf=min(BIRDNET_CONFS) if reference else None,
+                               activation="sigmoid" if reference else "auto") as predictor:
+                    tables = predict_sources(predictor, sources)
+                for conf, cache in caches.items():
+                    write_json(cache, {"variant": variant, "fold": k, "threshold": f"{conf:g}" if conf else "stored",
+                                       "rows": count(tables, conf)})
+            for cache in caches.values():
                 done = read_json(cache)
-                if done is None:
-                    with Predictor(ckpt, min_conf=conf, activation="sigmoid" if reference else "auto") as predictor:
-                        done = {"variant": variant, "fold": k, "threshold": f"{conf:g}" if conf else "stored",
-                                "rows": count(predictor, sources)}
-                    write_json(cache, done)
                 results.append(done)
                 corpus = [x for x in done["rows"] if x["group"] in GROUPS]
                 print(f"{variant} fold {k} ({done['threshold']}): {per_hour(corpus):.2f} false detections per hour "
