@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.cli.train_cmd import config_from_args
     from birdspec.experiments.cv import CV_JSON, format_cv, run_cv
     from birdspec.experiments.sweep import parse_list
+    from birdspec.runtime import set_cpu_threads
+
+    set_cpu_threads(args.threads)  # --threads, as in birdspec train
 
     folds = parse_list(args.folds, kind=int, what="folds") if args.folds else None
     result = run_cv(

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
     from birdspec.experiments.learning_curve import CURVE_CSV, CURVE_PNG, parse_per_class, run_learning_curve
     from birdspec.experiments.sweep import parse_list
+    from birdspec.runtime import set_cpu_threads
+
+    set_cpu_threads(args.threads)  # --threads, as in birdspec train
 
     models = [m.strip() for m in (args.model or "").split(",") if m.strip()]
     if not models:

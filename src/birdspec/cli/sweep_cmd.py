@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from birdspec.cli.train_cmd import config_from_args
     from birdspec.experiments.sweep import parse_list, run_sweep
+    from birdspec.runtime import set_cpu_threads
+
+    set_cpu_threads(args.threads)  # --threads, as in birdspec train
 
     config = config_from_args(args)
     result = run_sweep(
