@@ -80,7 +80,7 @@ OUT_KINDS: dict[str, dict[str, Any]] = {
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from birdspec.formats import FORMATS, SCORE_MODES
     from birdspec.prediction.choices import ENGINES
-    from birdspec.prediction.runtime import ACTIVATION_CHOICES, BACKENDS
+    from birdspec.prediction.runtime_types import ACTIVATION_CHOICES, BACKENDS
     from birdspec.runtime import PREDICT_DEVICES
     from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S
 

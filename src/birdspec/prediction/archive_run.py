@@ -45,7 +45,7 @@ def ensure_export(checkpoint: Path) -> None:
     otherwise export it at the same time)."""
     from birdspec.models.checkpoint import peek_checkpoint
     from birdspec.prediction import onnx_runtime as ox
-    from birdspec.prediction.runtime import onnxruntime_available
+    from birdspec.prediction.runtime_types import onnxruntime_available
 
     info = peek_checkpoint(checkpoint)
     if info is None or info.input != "waveform" or not onnxruntime_available() or ox.find_export(checkpoint) is not None:

@@ -1,6 +1,6 @@
 """BirdNET + a trained ``birdnet-*`` head as a prediction runtime (needs the optional extra).
 
-A :class:`~birdspec.prediction.runtime.RecordingRuntime`: the predictor gives it
+A :class:`~birdspec.prediction.runtime_types.RecordingRuntime`: the predictor gives it
 a whole decoded recording and the output windows (from
 :mod:`birdspec.windowing`, as for every model); BirdNET embeds its own 3 s
 windows every second at 48 kHz and the head scores each output window from
@@ -18,7 +18,7 @@ import numpy as np
 from birdspec.birdnet.predict import BirdnetAudioClassifier
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.models.checkpoint import Checkpoint
-from birdspec.prediction.runtime import RecordingRuntime
+from birdspec.prediction.runtime_types import RecordingRuntime
 
 
 class BirdnetHeadRuntime(RecordingRuntime):

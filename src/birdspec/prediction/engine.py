@@ -21,7 +21,7 @@ Non-finite samples (NaN or infinite) are scored as silence (0), and the recordin
 (and the log shows, once per recording) a warning with their count and time range; a recording with
 no finite sample fails like one that does not decode (:class:`~birdspec.prediction.windower.NonFinite`).
 
-:class:`~birdspec.prediction.runtime.RecordingRuntime` runtimes (BirdNET heads)
+:class:`~birdspec.prediction.runtime_types.RecordingRuntime` runtimes (BirdNET heads)
 get each whole recording and its output windows instead (:meth:`Engine.run_recordings`).
 """
 
@@ -39,7 +39,7 @@ import pandas as pd
 
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, BirdspecError
-from birdspec.prediction.runtime import RecordingRuntime, WindowRuntime
+from birdspec.prediction.runtime_types import RecordingRuntime, WindowRuntime
 from birdspec.prediction.sources import FileResult, empty_windows
 from birdspec.prediction.windower import Chunk, Done, End, Failed, NonFinite, Short, Windower
 from birdspec.windowing import WindowGeometry, fit_window, window_bounds
@@ -318,7 +318,7 @@ class Engine:
         return len(st.scores) == st.n_outputs
 
     def run_recordings(self, sources: Sequence[Source], *, strict: bool, progress: Callable[[float, int], None] | None) -> Iterator[FileResult]:
-        """A :class:`~birdspec.prediction.runtime.RecordingRuntime` on each whole recording.
+        """A :class:`~birdspec.prediction.runtime_types.RecordingRuntime` on each whole recording.
 
         The recording is decoded whole, so memory grows with file length (BirdNET heads:
         about 0.2 GB per hour of audio besides BirdNET itself).

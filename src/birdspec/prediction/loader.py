@@ -23,7 +23,7 @@ from typing import Any
 from birdspec.errors import ConfigError, DependencyError
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo, peek_checkpoint, read_checkpoint, resolve_checkpoint_path
 from birdspec.prediction import onnx_runtime as ox
-from birdspec.prediction.runtime import (
+from birdspec.prediction.runtime_types import (
     ACTIVATION_CHOICES,
     BACKENDS,
     RecordingRuntime,

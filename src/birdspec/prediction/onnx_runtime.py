@@ -45,7 +45,7 @@ from birdspec.features.input_norm import NUMPY_NORM_OPS, normalise
 from birdspec.features.numpy_frontend import NumpyFrontend
 from birdspec.fileio import replace_dir, write_json
 from birdspec.models.checkpoint import Checkpoint, CheckpointInfo
-from birdspec.prediction.runtime import WindowRuntime
+from birdspec.prediction.runtime_types import WindowRuntime
 
 log = logging.getLogger(__name__)
 

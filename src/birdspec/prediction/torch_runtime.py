@@ -15,7 +15,7 @@ import numpy as np
 
 from birdspec.errors import CheckpointError
 from birdspec.models.checkpoint import Checkpoint
-from birdspec.prediction.runtime import WindowRuntime
+from birdspec.prediction.runtime_types import WindowRuntime
 
 
 class TorchRuntime(WindowRuntime):
