@@ -61,6 +61,9 @@ def _verify(page, n: int, species: list[str]) -> None:
 
     expect(page.locator(".card.current")).to_have_count(1)
     for i in range(n):
+        # the page moves the card in hand on after a verdict: wait for it (under load it lags), or the next
+        # verdict would replace the last one
+        expect(page.locator(".card.current:not(.v-other)")).to_have_count(1)
         field = page.locator(".card.current input.other-species")
         field.click()
         field.fill(species[i % len(species)])

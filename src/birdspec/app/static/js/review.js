@@ -193,7 +193,10 @@ async function give(i, verdict, species = "") {
     Object.assign(shownNow.c, saved);
     paint(shownNow.node, shownNow.c);
     msg("");
-    if (verdict !== "clear" && cards[i] && cards[i].node === node) focus(i + 1);
+    // the next card comes in hand if the judged one is still in hand (found by key: the cards may have been
+    // drawn again while the verdict was saved, with the judged card kept in hand)
+    const at = cards.findIndex((x) => x.c.key === c.key);
+    if (verdict !== "clear" && at >= 0 && at === current) focus(at + 1);
     summary();
   } catch (err) { msg(err.message); }
 }
