@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic prepared datasets (session-scoped) and the real shared data."""
+"""Shared fixtures: tiny synthetic prepared datasets (session-scoped), the real shared data, and the serve tests'
+fixtures (serve_fixtures.py: the trained run, the app's folders and client)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from birdspec.config import EncodingConfig, FrontendConfig
 from birdspec.runtime import use_fast_cpu_math
 
 from helpers import shared_data_dir, write_prepared
+from serve_fixtures import serve_client, serve_config, serve_run  # noqa: F401 - the serve tests' fixtures
 
 
 @pytest.fixture(autouse=True, scope="session")

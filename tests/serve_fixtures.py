@@ -1,14 +1,18 @@
-"""Fixtures of the `birdspec serve` tests: a checkpoint trained here (once per session), recordings, a server."""
+"""Fixtures of the `birdspec serve` tests: a checkpoint trained here (once per session), recordings, the app's
+folders and client, a server. ``serve_run``, ``serve_config`` and ``serve_client`` reach the tests through conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from birdspec.config import EncodingConfig, FrontendConfig
 
@@ -31,6 +35,50 @@ def trained_run(base: Path) -> Path:
     cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, batch_size=8, device="cpu", workers=0, progress_bar=False)
     train(ds, run, cfg)
     return run
+
+
+@pytest.fixture(scope="session")
+def serve_run(tmp_path_factory) -> Path:
+    """The run :func:`trained_run` trains once per session."""
+    return trained_run(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture()
+def serve_config(tmp_path, serve_run, monkeypatch):
+    """``make(recordings={...}, runs=("synth",), **overrides) -> ServeConfig``: the app's folders in ``tmp_path``.
+
+    Its cache goes to tmp_path/cache; ``runs`` names the copies of ``serve_run`` in tmp_path/runs; ``recordings``
+    are synthetic recordings (path in the folder -> seconds) written to tmp_path/recs, the served folder, where a
+    test writes any other file before calling ``make``; work goes to tmp_path/work. ``overrides`` are ServeConfig's
+    fields (``recording_dirs`` to serve other folders, ``port``, ``species_list``, ...)."""
+    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
+
+    def make(*, recordings: Mapping[str, float] | None = None, runs: Iterable[str] = ("synth",), **overrides):
+        from birdspec.app.paths import ServeConfig
+
+        for name in runs:
+            shutil.copytree(serve_run, tmp_path / "runs" / name)
+        for name, duration_s in (recordings or {}).items():
+            synthetic_recording(tmp_path / "recs" / name, duration_s=duration_s)
+        folders = {"runs_dir": tmp_path / "runs", "recording_dirs": (tmp_path / "recs",), "work_dir": tmp_path / "work"}
+        return ServeConfig(**{**folders, **overrides})
+
+    return make
+
+
+@pytest.fixture()
+def serve_client(serve_config):
+    """``make(...) -> (TestClient, ServeConfig)``: the app on :func:`serve_config`'s ``make(...)``, for its API."""
+
+    def make(**kwargs):
+        from fastapi.testclient import TestClient
+
+        from birdspec.app.server import create_app
+
+        config = serve_config(**kwargs)
+        return TestClient(create_app(config)), config
+
+    return make
 
 
 def synthetic_recording(path: Path, *, duration_s: float = 30.0) -> Path:

@@ -5,7 +5,6 @@ minimum score (a number, or the model's per-class thresholds)."""
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +12,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from serve_fixtures import trained_run, wait_job
+from serve_fixtures import wait_job
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from birdspec.app.paths import ServeConfig  # noqa: E402
-from birdspec.app.server import create_app  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
 
 
 def cut_flac(path: Path, *, duration_s: float = 30.0, keep: float = 0.55) -> Path:
@@ -44,14 +33,9 @@ def cut_flac(path: Path, *, duration_s: float = 30.0, keep: float = 0.55) -> Pat
 
 
 @pytest.fixture()
-def setup(tmp_path, serve_run, monkeypatch):
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / "synth")
-    recs = tmp_path / "recs"
-    cut_flac(recs / "cut.flac")
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work")
-    return TestClient(create_app(config)), config
+def setup(serve_client, tmp_path):
+    cut_flac(tmp_path / "recs" / "cut.flac")
+    return serve_client()
 
 
 CKPT = "runs/synth/checkpoints/best.pt"

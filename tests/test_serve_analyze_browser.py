@@ -7,7 +7,7 @@ import io
 import re
 
 import pandas as pd
-from test_serve_browser import app_url, browser_page, serve_run  # noqa: F401 - the fixtures of the browser tests
+from test_serve_browser import app_url, browser_page  # noqa: F401 - the fixtures of the browser tests
 
 
 def test_downloads_follow_the_minimum_score_in_chromium(app_url):  # noqa: F811
@@ -77,22 +77,12 @@ def test_spectrogram_axis_colour_bar_and_pointer_readout_in_chromium(app_url):  
         assert not errors, errors
 
 
-def test_a_folder_analysed_in_chromium_opens_in_review(tmp_path, serve_run, monkeypatch):  # noqa: F811
-    import shutil
-
+def test_a_folder_analysed_in_chromium_opens_in_review(serve_config, serve_run):
     from playwright.sync_api import expect
 
-    from birdspec.app.paths import ServeConfig
+    from serve_fixtures import free_port, running_server
 
-    from serve_fixtures import free_port, running_server, synthetic_recording
-
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / serve_run.name)
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "night" / "a.flac", duration_s=15.0)
-    synthetic_recording(recs / "night" / "b.flac", duration_s=20.0)
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", port=free_port())
+    config = serve_config(runs=(serve_run.name,), recordings={"night/a.flac": 15.0, "night/b.flac": 20.0}, port=free_port())
     with running_server(config) as url, browser_page() as (page, errors):
         page.goto(url + "/#/analyze")
         page.select_option("#folder", "recs/night")

@@ -4,7 +4,6 @@ manifest that `birdspec prepare` reads as windows."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,46 +11,26 @@ import pandas as pd
 import pytest
 
 from helpers import write_audio
-from serve_fixtures import synthetic_recording, trained_run
+from serve_fixtures import synthetic_recording, wait_job
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from birdspec.app.paths import ServeConfig  # noqa: E402
 from birdspec.app.server import create_app  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
-
-
 @pytest.fixture()
-def setup(tmp_path, serve_run, monkeypatch):
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    (runs / "synth").symlink_to(serve_run, target_is_directory=True)  # a symlink out of --runs: refused
-    import shutil
-
-    shutil.copytree(serve_run, runs / "synth-copy")
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "song.flac", duration_s=20.0)
+def setup(serve_client, serve_run, tmp_path):
+    """The run copied as runs/synth-copy and linked as runs/synth (a symlink out of --runs: refused); a symlink
+    in the recordings folder to a file outside it; uploads up to 0.5 MB."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "synth").symlink_to(serve_run, target_is_directory=True)
+    synthetic_recording(tmp_path / "recs" / "song.flac", duration_s=20.0)
     (tmp_path / "secret.txt").write_text("secret")
-    (recs / "escape.wav").symlink_to(tmp_path / "secret.txt")
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", max_upload_mb=0.5)
-    return TestClient(create_app(config)), config
-
-
-def wait(client: TestClient, job: dict, timeout_s: float = 120) -> dict:
-    deadline = time.time() + timeout_s
-    while job["status"] not in ("done", "failed"):
-        assert time.time() < deadline, job
-        time.sleep(0.1)
-        job = client.get(f"/api/jobs/{job['id']}").json()
-    return job
+    (tmp_path / "recs" / "escape.wav").symlink_to(tmp_path / "secret.txt")
+    return serve_client(runs=("synth-copy",), max_upload_mb=0.5)
 
 
 @pytest.mark.parametrize("ref", ["../secret.txt", "recs/../../secret.txt", "/etc/passwd", "recs/escape.wav",
@@ -97,7 +76,7 @@ def test_unknown_and_damaged_checkpoints(setup):
     assert r.status_code == 404 and "runs folder" in r.json()["error"]
     bad = config.runs_dir / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    job = wait(client, client.post("/api/predict", json={**body, "checkpoint": "runs/bad.pt"}).json())
+    job = wait_job(client, client.post("/api/predict", json={**body, "checkpoint": "runs/bad.pt"}).json())
     assert job["status"] == "failed" and "bad.pt" in job["message"] and "internal error" not in job["message"]
     assert client.get("/api/jobs/nope").status_code == 404
 
@@ -111,7 +90,7 @@ def test_jobs_outlive_a_restart_of_the_server(setup):
 
     client, config = setup
     body = {"recording": "recs/song.flac", "checkpoint": "runs/synth-copy/checkpoints/best.pt"}
-    done = wait(client, client.post("/api/predict", json=body).json())
+    done = wait_job(client, client.post("/api/predict", json=body).json())
     assert done["status"] == "done", done
     journal = json.loads(config.jobs_file.read_text())
     run = str(config.runs_dir / "verified-1")
@@ -126,7 +105,7 @@ def test_jobs_outlive_a_restart_of_the_server(setup):
     lost = again.get("/api/jobs/train-7").json()
     assert lost["status"] == "failed" and lost["message"].startswith(INTERRUPTED)
     assert f"birdspec train --resume {run}" in lost["message"]
-    new = wait(again, again.post("/api/predict", json=body).json())
+    new = wait_job(again, again.post("/api/predict", json=body).json())
     assert new["id"] == "predict-8" and new["status"] == "done"
     assert [j["id"] for j in again.get("/api/jobs").json()["jobs"]] == [done["id"], "train-7", "predict-8"]
 
@@ -137,7 +116,7 @@ def test_jobs_outlive_a_restart_of_the_server(setup):
 def test_predict_review_and_export(setup, tmp_path):
     client, config = setup
     ckpt = "runs/synth-copy/checkpoints/best.pt"
-    job = wait(client, client.post("/api/predict", json={"recording": "recs/song.flac", "checkpoint": ckpt}).json())
+    job = wait_job(client, client.post("/api/predict", json={"recording": "recs/song.flac", "checkpoint": ckpt}).json())
     assert job["status"] == "done", job
     ref = job["result"]["prediction"]
     pred = client.get("/api/prediction", params={"ref": ref}).json()
@@ -228,7 +207,7 @@ def test_runs_pages_and_train_refusal(setup):
     assert r.status_code == 400 and "at least 2 species" in r.json()["error"]
     r = client.post("/api/train", json={"manifest": "exports/none.verified.csv", "epochs": 1})
     assert r.status_code == 404
-    job = wait(client, client.post("/api/compare", json={"runs": ["runs/synth-copy"]}).json(), timeout_s=300)
+    job = wait_job(client, client.post("/api/compare", json={"runs": ["runs/synth-copy"]}).json(), timeout_s=300)
     assert job["status"] == "done", job
     report = client.get("/api/file", params={"ref": job["result"]["report"]})
     assert report.status_code == 200 and "<html" in report.text.lower()

@@ -27,17 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from serve_fixtures import free_port, recordings_folder, running_server, trained_run
+from serve_fixtures import free_port, recordings_folder, running_server
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 REPO = Path(__file__).resolve().parents[1]
 STATIC = REPO / "src" / "birdspec" / "app" / "static"
 MODULE_MAX_LINES = 250
-
-
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
 
 
 def _chromium() -> str:
@@ -75,15 +70,9 @@ def browser_page():
 
 
 @pytest.fixture()
-def app_url(tmp_path, serve_run, monkeypatch):
-    from birdspec.app.paths import ServeConfig
-
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / serve_run.name)
+def app_url(serve_config, serve_run, tmp_path):
     recs, name = recordings_folder(tmp_path)
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", port=free_port())
-    with running_server(config) as url:
+    with running_server(serve_config(runs=(serve_run.name,), recording_dirs=(recs,), port=free_port())) as url:
         yield url, f"recordings/{name}", f"runs/{serve_run.name}/checkpoints/best.pt"
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from test_serve_browser import app_url, browser_page, serve_run  # noqa: F401 - the fixtures of the browser tests
+from test_serve_browser import app_url, browser_page  # noqa: F401 - the fixtures of the browser tests
 
 
 def _shot(page, folder, name: str) -> None:

@@ -5,30 +5,20 @@ enough verdicts and a lower confidence bound at the target."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from serve_fixtures import synthetic_recording, trained_run, wait_job
+from serve_fixtures import wait_job
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
 from birdspec.app import review as rv  # noqa: E402
-from birdspec.app.paths import ServeConfig  # noqa: E402
-from birdspec.app.server import create_app  # noqa: E402
 
 CKPT = "runs/synth/checkpoints/best.pt"
-
-
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
 
 
 def busy_table(path: Path) -> Path:
@@ -41,23 +31,18 @@ def busy_table(path: Path) -> Path:
                      "scientific_name": "", "confidence": round(0.3 + 0.6 * ((i * 37) % 720) / 720, 4), "rank": 1})
         rows.append({"file": "song.flac", "start_s": 5.0 * i, "end_s": 5.0 * i + 5, "label": "aaa1", "common_name": "Alpine Swift",
                      "scientific_name": "", "confidence": 0.12, "rank": 2})
+    path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
 
 @pytest.fixture()
-def setup(tmp_path, serve_run, monkeypatch):
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / "synth")
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "song.flac", duration_s=30.0)
-    busy_table(recs / "busy.csv")
+def setup(serve_client, tmp_path):
+    busy_table(tmp_path / "recs" / "busy.csv")
     species = tmp_path / "species.csv"
     species.write_text("label,scientific_name,common_name\nsedwar1,Acrocephalus schoenobaenus,Sedge Warbler\n"
                        "reewar1,Acrocephalus scirpaceus,Eurasian Reed Warbler\n")
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", species_list=species)
-    return TestClient(create_app(config)), config
+    return serve_client(recordings={"song.flac": 30.0}, species_list=species)
 
 
 def review(client, ref, **params):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_serve_browser import app_url, browser_page, serve_run  # noqa: F401 - the fixtures of the browser tests
+from test_serve_browser import app_url, browser_page  # noqa: F401 - the fixtures of the browser tests
 
 
 def _predict(url: str, recording: str, checkpoint: str) -> str:
@@ -105,27 +105,18 @@ def test_switching_predictions_quickly_keeps_cards_and_verdicts_with_their_predi
 
 
 @pytest.fixture()
-def busy_url(tmp_path, serve_run, monkeypatch):  # noqa: F811
+def busy_url(serve_config, serve_run, tmp_path):
     """A server whose recordings folder holds a busy `birdspec predict` table and a species list."""
-    import shutil
-
     from test_serve_review import busy_table
 
-    from birdspec.app.paths import ServeConfig
+    from serve_fixtures import free_port, running_server
 
-    from serve_fixtures import free_port, running_server, synthetic_recording
-
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / serve_run.name)
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "song.flac", duration_s=30.0)
-    busy_table(recs / "busy.csv")
+    busy_table(tmp_path / "recs" / "busy.csv")
     species = tmp_path / "species.csv"
     species.write_text("label,scientific_name,common_name\nsedwar1,Acrocephalus schoenobaenus,Sedge Warbler\n")
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", port=free_port(), species_list=species)
+    config = serve_config(runs=(serve_run.name,), recordings={"song.flac": 30.0}, port=free_port(), species_list=species)
     with running_server(config) as url:
-        yield url, recs
+        yield url, config.recording_dirs[0]
 
 
 def test_review_pages_orders_and_other_species_in_chromium(busy_url):

@@ -5,7 +5,6 @@ table beside it and trained on as strong labels."""
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,34 +12,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from serve_fixtures import synthetic_recording, trained_run
-
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
 from birdspec.app import boxes as bx  # noqa: E402
-from birdspec.app.paths import ServeConfig  # noqa: E402
-from birdspec.app.server import create_app  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture()
-def setup(tmp_path, serve_run, monkeypatch):
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / "synth")
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "song.flac", duration_s=30.0)  # 48 kHz
+def setup(serve_client, tmp_path):
     species = tmp_path / "species.txt"
     species.write_text("Acrocephalus schoenobaenus_Sedge Warbler\n")  # BirdNET's label format
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work", species_list=species)
-    return TestClient(create_app(config)), config
+    return serve_client(recordings={"song.flac": 30.0}, species_list=species)  # 48 kHz
 
 
 def _png(r) -> np.ndarray:

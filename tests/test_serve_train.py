@@ -5,39 +5,21 @@ does (metrics, confusion matrix). The split itself is checked on known rows."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from serve_fixtures import synthetic_recording, trained_run, verify_windows, wait_job
+from serve_fixtures import verify_windows, wait_job
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
-
 from birdspec.app import verified as vf  # noqa: E402
-from birdspec.app.paths import ServeConfig  # noqa: E402
-from birdspec.app.server import create_app  # noqa: E402
 from birdspec.errors import DataError  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def serve_run(tmp_path_factory) -> Path:
-    return trained_run(tmp_path_factory.getbasetemp())
-
-
 @pytest.fixture()
-def setup(tmp_path, serve_run, monkeypatch):
-    monkeypatch.setenv("BIRDSPEC_CACHE_DIR", str(tmp_path / "cache"))
-    runs = tmp_path / "runs"
-    shutil.copytree(serve_run, runs / "synth")
-    recs = tmp_path / "recs"
-    synthetic_recording(recs / "minute.flac", duration_s=60.0)
-    config = ServeConfig(runs_dir=runs, recording_dirs=(recs,), work_dir=tmp_path / "work")
-    return TestClient(create_app(config)), config
+def setup(serve_client):
+    return serve_client(recordings={"minute.flac": 60.0})
 
 
 def _rows(spec: list[tuple[str, float, str]], window_s: float = 5.0) -> pd.DataFrame:
