@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "birdspec.cli.predict_cmd",
     "birdspec.cli.score_cmd",
     "birdspec.cli.evaluate_detections_cmd",
+    "birdspec.cli.call_density_cmd",
     "birdspec.cli.soundscape_cmd",
     "birdspec.cli.export_cmd",
     "birdspec.cli.spectrogram_cmd",
