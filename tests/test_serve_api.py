@@ -197,7 +197,14 @@ def test_runs_pages_and_train_refusal(setup):
     assert listed["runs/synth-copy"]["metric"]["name"] == "best val acc" and listed["runs/synth-copy"]["date"]
     run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()
     assert run["curves"]["epoch"] == [1] and run["summary"]["model"] == "mobilenetv2-seed"
-    assert "runs/synth-copy/curves.png" in run["figures"]
+    assert run["figures"] == [] and run["level"] == "recording"  # the page draws the curves: not curves.png too
+    folder = config.runs_dir / "synth-copy"
+    (folder / "metrics.csv").rename(folder / "metrics.csv.away")  # nothing to draw: curves.png instead
+    (folder / "verified_split.json").write_text('{"mode": "recordings"}')  # trained in the app, from verified windows
+    run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()
+    assert run["curves"] == {} and run["figures"] == ["runs/synth-copy/curves.png"] and run["level"] == "window"
+    (folder / "metrics.csv.away").rename(folder / "metrics.csv")
+    (folder / "verified_split.json").unlink()
     assert client.get("/api/file", params={"ref": "runs/synth-copy/curves.png"}).content[:4] == b"\x89PNG"
     r = client.get("/api/file", params={"ref": "runs/synth-copy/checkpoints/best.pt"})
     assert r.status_code == 403  # checkpoints and audio are never served as files

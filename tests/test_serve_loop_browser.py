@@ -104,7 +104,7 @@ def test_analyze_verify_train_and_see_the_run_in_chromium(app_url, tmp_path):  #
         _draw_box(page, 60, 60, 160, 150, "synth0")
         _draw_box(page, 260, 40, 330, 200, "synth1")
         expect(page.locator(".sel-box")).to_have_count(2)
-        expect(page.locator("#box-msg")).to_contain_text("saved 2 boxes")
+        expect(page.locator("#box-msg")).to_have_text(f"saved 2 boxes to uploads/{Path(rec_ref).stem}.Table.1.selections.txt")
         table = tmp_path / "work" / "uploads" / (Path(rec_ref).stem + ".Table.1.selections.txt")
         assert pd.read_csv(table, sep="\t")["Species"].tolist() == ["synth0", "synth1"]
         _shot(page, shots, "analyze")
@@ -137,6 +137,10 @@ def test_analyze_verify_train_and_see_the_run_in_chromium(app_url, tmp_path):  #
         expect(page.locator("#train-done")).to_be_visible(timeout=600_000)
         train_s = time.time() - started
         expect(page.locator("#train-done")).to_contain_text("val macro F1")
+        # whose accuracy is whose: the evaluation's, per validation window, and training's own of the curves
+        expect(page.locator("#train-done")).to_contain_text(re.compile(r"birdspec evaluate, per window\) on its \d+ validation windows"))
+        expect(page.locator("#train-done")).to_contain_text("the curves' val_acc is training's own")
+        expect(page.locator("#train-curves-note")).to_contain_text("training's own check on the validation samples")
         _shot(page, shots, "train")
 
         page.locator("#train-done a").click()
@@ -145,6 +149,10 @@ def test_analyze_verify_train_and_see_the_run_in_chromium(app_url, tmp_path):  #
         expect(page.locator("#run-detail img[alt='confusion_matrix.png']")).to_be_visible()
         page.wait_for_function("() => document.querySelector(\"#run-detail img[alt='confusion_matrix.png']\").naturalWidth > 0")
         assert page.locator("#run-detail td", has_text=re.compile(r"^val macro f1$")).count() == 1
+        expect(page.locator("#run-detail th", has_text="birdspec evaluate, per validation window")).to_have_count(1)
+        expect(page.locator("#run-detail .level-note")).to_contain_text("read window level")  # the figures say "recording level"
+        expect(page.locator("#run-detail canvas")).to_have_count(1)  # the curves once: drawn, not curves.png as well
+        expect(page.locator("#run-detail img[alt='curves.png']")).to_have_count(0)
         row = page.locator("#runs-list tr", has_text="loop")
         expect(row).to_contain_text("val macro F1")
         expect(row).to_contain_text("completed")

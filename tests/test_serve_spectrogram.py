@@ -5,7 +5,6 @@ table beside it and trained on as strong labels."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,7 +67,7 @@ def test_boxes_are_a_raven_table_beside_the_recording_and_strong_labels(setup):
     assert r.status_code == 200, r.text
     saved = r.json()
     table = config.recording_dirs[0] / "song.Table.1.selections.txt"
-    assert saved["table"] == "recs/song.Table.1.selections.txt" and Path(saved["path"]) == table
+    assert saved["table"] == "recs/song.Table.1.selections.txt" and table.is_file()
     raven = pd.read_csv(table, sep="\t")
     assert list(raven.columns) == list(bx.BOX_TABLE_COLUMNS) and raven["Selection"].tolist() == [1, 2]
     assert raven["Species"].tolist() == ["Acrocephalus schoenobaenus", "synth1"]  # by start time; labels, not names
@@ -91,3 +90,23 @@ def test_boxes_are_a_raven_table_beside_the_recording_and_strong_labels(setup):
     assert (rows["end_s"] - rows["start_s"]).round(3).eq(5.0).all()
     r = client.post("/api/boxes", json={"recording": "recs/song.flac", "boxes": []})
     assert r.status_code == 200 and not table.exists()  # the last box deleted: no table left
+
+
+def test_box_answers_name_tables_by_reference_never_by_server_path(setup, tmp_path):
+    """Saving, reading and listing boxes, and a damaged table's error, say ``recs/...``: no answer holds the
+    server's absolute path (the box panel said "saved 1 box to /tmp/.../song.Table.1.selections.txt")."""
+    client, config = setup
+    served = str(config.recording_dirs[0].resolve())
+    box = {"start_s": 1.0, "end_s": 2.0, "low_hz": 1000, "high_hz": 4000, "species": "sedge warbler"}
+    answers = [client.post("/api/boxes", json={"recording": "recs/song.flac", "boxes": [box]}),
+               client.get("/api/boxes", params={"recording": "recs/song.flac"}), client.get("/api/train-sources")]
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    assert answers[0].json()["table"] == answers[1].json()["table"] == "recs/song.Table.1.selections.txt"
+    assert set(answers[0].json()) == {"recording", "boxes", "table"}
+    (config.recording_dirs[0] / "song.Table.1.selections.txt").write_text("Selection\tView\n1\tSpectrogram 1\n")
+    damaged = [client.get("/api/boxes", params={"recording": "recs/song.flac"}), client.get("/api/train-sources"),
+               client.post("/api/train", json={"sources": ["recs/song.Table.1.selections.txt"]})]
+    for r in damaged:
+        assert r.status_code == 400 and "recs/song.Table.1.selections.txt: not a selection table" in r.json()["error"], r.text
+    for r in answers + damaged:
+        assert served not in r.text and str(tmp_path) not in r.text, r.text

@@ -110,6 +110,9 @@ def test_train_from_two_predictions_of_one_recording(setup):
     assert details["split"]["sources"] == refs
     assert "accuracy" in details["eval_val"]["recording"]
     assert "runs/from-verified/eval_val/confusion_matrix.png" in details["figures"]
+    assert "runs/from-verified/curves.png" not in details["figures"]  # the page draws metrics.csv's curves, once
+    assert details["level"] == "window"  # each verified window was prepared as its own "recording"
+    assert details["eval_val"]["recording"]["n"] == sum(c["val"] for c in started["per_class"].values())  # n = windows
     listed = {r["ref"]: r for r in client.get("/api/runs").json()["runs"]}
     entry = listed["runs/from-verified"]
     assert entry["split"] == "time-blocks" and entry["status"] == "completed" and entry["model"] == "mobilenetv2-seed"

@@ -1,5 +1,6 @@
 """API of the boxes drawn on a recording's spectrogram (:mod:`birdspec.app.boxes`): read them, save them as the
-Raven selection table beside the recording, and the recordings whose tables training can pool."""
+Raven selection table beside the recording, and the recordings whose tables training can pool. Tables are named
+by their references (``recs/x.Table.1.selections.txt``), in answers and errors alike, never by the server's paths."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def box_tables(roots: Any) -> list[dict[str, Any]]:
             rec = box_recording(table)
             if rec is not None:
                 out.append({"ref": ref, "kind": "boxes", "name": ref.split("/", 1)[1], "recording": roots.ref(rec),
-                            "verified": len(bx.read_boxes(table))})
+                            "verified": len(bx.read_boxes(table, shown_as=ref))})
     return out
 
 
@@ -53,9 +54,9 @@ def router(state: Any):
 
     @api.get("/boxes")
     def boxes(recording: str, prediction: str | None = None) -> dict[str, Any]:
-        path = roots.resolve(recording)
-        table = bx.table_path(path)
-        return {"recording": recording, "boxes": bx.read_boxes(table), "table": roots.ref(table) if table.is_file() else None,
+        table = bx.table_path(roots.resolve(recording))
+        ref = roots.ref(table)
+        return {"recording": recording, "boxes": bx.read_boxes(table, shown_as=ref or table.name), "table": ref if table.is_file() else None,
                 "species": species_choices(state, prediction)}
 
     @api.post("/boxes")
@@ -72,8 +73,7 @@ def router(state: Any):
         names = {c["label"]: c.get("common_name") or "" for c in allowed}
         checked = bx.check_boxes(list(body.get("boxes") or []), duration_s=rec.duration_s, nyquist_hz=rec.sample_rate_hz / 2,
                                  resolve_species=lambda name: sl.resolve_other(name, allowed), names=names)
-        table = bx.write_boxes(bx.table_path(path), checked)
-        return {"recording": recording, "boxes": checked, "table": roots.ref(table) if table else None,
-                "path": str(table) if table else None}
+        table = bx.write_boxes(bx.table_path(path), checked)  # answered as its reference, never the server's path
+        return {"recording": recording, "boxes": checked, "table": roots.ref(table) if table else None}
 
     return api

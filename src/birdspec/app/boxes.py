@@ -35,21 +35,24 @@ def table_path(recording: Path) -> Path:
     return recording.with_name(recording.stem + BOX_TABLE_SUFFIX)
 
 
-def read_boxes(table: Path) -> list[dict[str, Any]]:
+def read_boxes(table: Path, *, shown_as: str | None = None) -> list[dict[str, Any]]:
     """The boxes of a table written here (or any Raven table with these columns); empty when there is none.
+    ``shown_as``: what errors call the table (the app's reference to it, not the server's path).
 
     Raises:
         DataError: a table that cannot be read.
     """
     if not table.is_file():
         return []
+    name = shown_as or str(table)
     try:
         df = pd.read_csv(table, sep="\t", dtype={"Species": str, "Common Name": str})
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{table}: cannot read this selection table ({exc}); move it away to start over") from exc
+        why = str(exc).replace(str(table), name)
+        raise DataError(f"{name}: cannot read this selection table ({why}); move it away to start over") from None
     missing = {"Begin Time (s)", "End Time (s)", "Species"} - set(df.columns)
     if missing:
-        raise DataError(f"{table}: not a selection table with boxes (no {', '.join(sorted(missing))} column)")
+        raise DataError(f"{name}: not a selection table with boxes (no {', '.join(sorted(missing))} column)")
     df = df.drop_duplicates("Selection") if "Selection" in df.columns else df
     out = []
     for r in df.itertuples(index=False):
@@ -103,12 +106,12 @@ def write_boxes(table: Path, boxes: list[dict[str, Any]]) -> Path | None:
 
 def box_rows(table: Path, recording: Path, *, duration_s: float, window_s: float = TRAIN_WINDOW_S,
              source: str = "") -> pd.DataFrame:
-    """The boxes of ``table`` as manifest rows (strong labels): per box the ``window_s`` windows that hold it,
-    inside the recording; a box shorter than a window is centred in one."""
+    """The boxes of ``table`` (``source``: its reference) as manifest rows (strong labels): per box the
+    ``window_s`` windows that hold it, inside the recording; a box shorter than a window is centred in one."""
     from birdspec.app.review import VERIFIED_COLUMNS
 
     rows = []
-    for b in read_boxes(table):
+    for b in read_boxes(table, shown_as=source or None):
         if not b["species"]:
             continue
         span = b["end_s"] - b["start_s"]

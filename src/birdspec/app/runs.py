@@ -77,7 +77,12 @@ def run_list(roots: Any) -> list[dict[str, Any]]:
 
 def run_details(roots: Any, ref: str) -> dict[str, Any]:
     """A run's line (:func:`run_entry`), epoch curves, ``summary``, validation metrics (``eval_val``), its split
-    when the app trained it, and its figures."""
+    when the app trained it, and its figures.
+
+    ``level`` says what ``eval_val``'s "recording" level counts: ``"window"`` for a run the app trained from
+    verified windows (each window is prepared as its own recording, so its metrics and confusion matrix are per
+    window, n = validation windows), else ``"recording"``. ``curves.png`` is among the figures only when there
+    is no ``metrics.csv`` to draw the curves from (the page draws those)."""
     import pandas as pd
 
     from birdspec.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE, PER_CLASS_PLOT, eval_dir_name
@@ -95,7 +100,8 @@ def run_details(roots: Any, ref: str) -> dict[str, Any]:
         data = read_json(path / rel)
         if data is not None:
             out[key] = data
-    for fig in (CURVES_FILE, f"{ev}/{CONFUSION_FILE}", f"{ev}/{PER_CLASS_PLOT}"):
+    out["level"] = "window" if "split" in out else "recording"
+    for fig in ((CURVES_FILE,) if not curves else ()) + (f"{ev}/{CONFUSION_FILE}", f"{ev}/{PER_CLASS_PLOT}"):
         if (path / fig).is_file():
             out["figures"].append(f"{ref}/{fig}")
     return out

@@ -139,7 +139,8 @@ export class Boxes {
       const was = this.items[this.selected];
       this.items = r.boxes; this.dirty = false;
       this.select(was ? this.items.findIndex((b) => Math.abs(b.start_s - was.start_s) < 0.01 && Math.abs(b.end_s - was.end_s) < 0.01) : -1);
-      this.q("#box-msg").textContent = r.path ? `saved ${r.boxes.length} box${r.boxes.length === 1 ? "" : "es"} to ${r.path}` : "no boxes left";
+      this.q("#box-msg").textContent = r.boxes.length
+        ? `saved ${r.boxes.length} box${r.boxes.length === 1 ? "" : "es"} to ${r.table || "the recording's box table"}` : "no boxes left";
     } catch (err) { this.q("#box-msg").textContent = ""; this.onError(err.message); }
   }
 }

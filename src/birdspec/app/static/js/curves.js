@@ -2,6 +2,12 @@
 // epoch, with axis values, a dot per epoch (one epoch is a dot, not a blank chart) and a legend; used by the
 // Train and Runs pages, each on its own canvas.
 
+/** What the curves are, said under each canvas: not the evaluation's figures, which are of the best epoch's
+ * checkpoint, evaluated afterwards (`birdspec evaluate`). */
+export const CURVES_NOTE = "Training's curves, per epoch (metrics.csv): val_acc and val_loss are training's own check on the "
+  + "validation samples after each epoch; the checkpoint kept is the epoch with the best val_acc. The metrics and confusion "
+  + "matrix are birdspec evaluate's, of that checkpoint, afterwards.";
+
 const SERIES = [["train_acc", "#1f6f5c"], ["val_acc", "#2c7be5"], ["train_loss", "#b07d00"], ["val_loss", "#b3261e"]];
 const PAD = { left: 44, right: 50, top: 24, bottom: 30 };
 

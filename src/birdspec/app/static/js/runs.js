@@ -2,7 +2,7 @@
 // (#/runs?run=REF shows one: its curves, metrics, split, confusion matrix and other figures), and comparing the
 // selected runs as a background job whose report opens in a new tab.
 import { apiUrl, get, isAbort, post } from "./api.js";
-import { drawCurves } from "./curves.js";
+import { CURVES_NOTE, drawCurves } from "./curves.js";
 import { $, el, say } from "./dom.js";
 import { pollJob } from "./jobs.js";
 import { href } from "./route.js";
@@ -60,14 +60,25 @@ async function refresh() {
   } catch (err) { if (!isAbort(err)) msg(err.message); }
 }
 
+// What eval_val's "recording" level counts: a run trained from verified windows prepared each window as its own
+// recording, so its figures are per window (GET /api/run's `level`).
+const LEVEL_NOTE = "Trained from verified windows: each window was prepared as its own recording, so where the figures "
+  + "below say “recording level” read window level (n = validation windows).";
+
 function facts(run) {
-  const t = el("table");
+  const t = el("table", { class: "facts" });
   const row = (k, v) => t.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
-  const e = run.entry || {};
+  const head = (text) => t.append(el("tr", {}, el("th", { colspan: "2", text })));
+  const e = run.entry || {}, unit = run.level === "window" ? "window" : "recording";
   row("date", day(e.date)); row("model", e.model || "–"); row("status", e.status || "–");
   const rec = (run.eval_val || {}).recording || {};
-  for (const k of ["accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "n"]) if (k in rec) row("val " + k.replace(/_/g, " "), f3(rec[k]));
-  for (const [k, v] of Object.entries(run.summary || {})) if (typeof v !== "object" && k !== "model" && k !== "status") row(k, typeof v === "number" ? f3(v) : String(v));
+  if (Object.keys(rec).length) head(`birdspec evaluate, per validation ${unit}`);
+  for (const k of ["accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall", "n"]) {
+    if (k in rec) row(k === "n" ? `val ${unit}s (n)` : "val " + k.replace(/_/g, " "), f3(rec[k]));
+  }
+  const summary = Object.entries(run.summary || {}).filter(([k, v]) => typeof v !== "object" && k !== "model" && k !== "status");
+  if (summary.length) head("training (summary.json): best_val_acc is the curves' val_acc at its best epoch");
+  for (const [k, v] of summary) row(k, typeof v === "number" ? f3(v) : String(v));
   return t;
 }
 
@@ -89,10 +100,14 @@ async function show(ref) {
     d.innerHTML = "";
     d.append(el("h3", { text: ref }));
     if (run.split) d.append(splitBox(run.split));
-    const canvas = el("canvas", { width: 720, height: 240 });
-    d.append(canvas, facts(run));
-    drawCurves(canvas, run.curves);
+    if (!run.figures.some((f) => f.endsWith("/curves.png"))) {  // the server lists curves.png only when there is nothing to draw
+      const canvas = el("canvas", { width: 720, height: 240 });
+      d.append(canvas, el("p", { class: "muted curves-note", text: CURVES_NOTE }));
+      drawCurves(canvas, run.curves);
+    }
+    d.append(facts(run));
     if (!run.eval_val) d.append(el("p", { class: "muted", text: `not evaluated yet: birdspec evaluate ${ref.replace(/^runs\//, "RUNS/")} writes its metrics and confusion matrix` }));
+    else if (run.level === "window") d.append(el("p", { class: "muted level-note", text: LEVEL_NOTE }));
     for (const f of run.figures) d.append(el("img", { src: apiUrl("/file", { ref: f }), alt: f.split("/").pop() }));
   } catch (err) {
     if (isAbort(err)) { shown = null; return; }

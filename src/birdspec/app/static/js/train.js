@@ -3,7 +3,7 @@
 // background job whose progress, split and curves are followed while the page is shown, and picked up again
 // when it is shown again.
 import { get, isAbort, post } from "./api.js";
-import { drawCurves } from "./curves.js";
+import { CURVES_NOTE, drawCurves } from "./curves.js";
 import { $, el, fillSelect, say } from "./dom.js";
 import { pollJob } from "./jobs.js";
 import { href } from "./route.js";
@@ -37,12 +37,18 @@ export function unmount() {
   life.abort();
 }
 
+const note = (text) => el("li", { class: "muted", text });
+
 async function refresh() {
   const { signal } = life;
+  const ul = q("#train-sources");
+  if (!ul.querySelector("input")) ul.replaceChildren(note("loading the predictions with verdicts, exported manifests and boxes…"));
+  if (!recipes.length) {  // apart: the choices need the model registry, which may take a while the first time
+    get("/train-options", null, { signal }).then(fillOptions).catch((err) => { if (!isAbort(err)) msg(err.message); });
+  }
   try {
-    const [{ sources }, options] = await Promise.all([get("/train-sources", null, { signal }), recipes.length ? null : get("/train-options", null, { signal })]);
-    if (options) fillOptions(options);
-    const ul = q("#train-sources"), checked = new Set([...ul.querySelectorAll("input:checked")].map((c) => c.value));
+    const { sources } = await get("/train-sources", null, { signal });
+    const checked = new Set([...ul.querySelectorAll("input:checked")].map((c) => c.value));
     ul.innerHTML = "";
     for (const s of sources) {
       const box = el("input", { type: "checkbox", value: s.ref });
@@ -51,8 +57,14 @@ async function refresh() {
         : s.kind === "boxes" ? `boxes drawn on ${s.recording} · ${s.verified}` : "exported manifest";
       ul.append(el("li", {}, el("label", {}, box, ` ${s.name} `, el("span", { class: "muted", text: `(${what})` }))));
     }
-    if (!sources.length) msg("No verified windows yet: verify detections in Review (c correct, o other species), then train here.", "ok");
-  } catch (err) { if (!isAbort(err)) msg(err.message); }
+    if (!sources.length) {
+      ul.append(note("none yet: verify detections in Review (c correct, o other species) or draw and name boxes in Analyze, then train here"));
+    }
+  } catch (err) {
+    if (isAbort(err)) return;
+    if (!ul.querySelector("input")) ul.replaceChildren(note("could not load the sources (see the message below)"));
+    msg(err.message);
+  }
 }
 
 function fillOptions(options) {
@@ -93,11 +105,24 @@ async function start() {
 async function showCurves(run, signal) {
   const details = await get("/run", { ref: run }, { signal });
   q("#train-curves").hidden = false;
+  q("#train-curves-note").hidden = false;
+  q("#train-curves-note").textContent = CURVES_NOTE;
   drawCurves(q("#train-curves"), details.curves);
   return details;
 }
 
 const metricText = (m) => (m ? `${m.name} ${m.value.toFixed(3)}${typeof m.accuracy === "number" ? `, accuracy ${m.accuracy.toFixed(3)}` : ""}` : "no metric");
+
+/** The done line's figures, each saying whose it is: birdspec evaluate's of the kept checkpoint on the validation
+ * windows (per window: each verified window is its own recording), and training's own val_acc of the curves. */
+function doneText(details) {
+  const rec = (details.eval_val || {}).recording || {}, s = details.summary || {};
+  const n = typeof rec.n === "number" ? `${rec.n} ` : "";
+  const evaluated = `evaluated (birdspec evaluate, per window) on its ${n}validation windows: ${metricText(details.entry.metric)}`;
+  const training = typeof s.best_val_acc === "number"
+    ? `; the curves' val_acc is training's own, ${s.best_val_acc.toFixed(3)} at its best epoch (${s.best_epoch}) on the validation samples` : "";
+  return `${evaluated}${training}. `;
+}
 
 async function follow(id) {
   const { signal } = life;
@@ -121,8 +146,8 @@ async function follow(id) {
     const done = q("#train-done");
     done.hidden = false;
     done.innerHTML = "";
-    done.append(`Trained ${job.result.run} (${metricText(details.entry.metric)} on its validation windows): `,
-      el("a", { href: href("runs", { run: job.result.run }), text: "its metrics and confusion matrix" }),
+    done.append(`Trained ${job.result.run}, ${doneText(details)}`,
+      el("a", { href: href("runs", { run: job.result.run }), text: "Its metrics and confusion matrix" }),
       "; it is now in the checkpoint list of Analyze.");
     refresh();
   } catch (err) {
