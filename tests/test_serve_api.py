@@ -198,7 +198,14 @@ def test_runs_pages_and_train_refusal(setup):
     run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()
     assert run["curves"]["epoch"] == [1] and run["summary"]["model"] == "mobilenetv2-seed"
     assert run["figures"] == [] and run["level"] == "recording"  # the page draws the curves: not curves.png too
+    assert run["val_check"]["nobird_samples"] >= 32 and "fixed no-bird samples" in run["val_check"]["text"]
     folder = config.runs_dir / "synth-copy"
+    kept = (folder / "metrics.csv").read_text()
+    curves = pd.read_csv(folder / "metrics.csv").assign(val_acc_nobird=float("nan"))  # a part the run has not: empty
+    curves.to_csv(folder / "metrics.csv", index=False)
+    run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()  # JSON has no NaN: null
+    assert run["curves"]["val_acc_nobird"] == [None] and run["val_check"]["acc_nobird"] is None
+    (folder / "metrics.csv").write_text(kept)
     (folder / "metrics.csv").rename(folder / "metrics.csv.away")  # nothing to draw: curves.png instead
     (folder / "verified_split.json").write_text('{"mode": "recordings"}')  # trained in the app, from verified windows
     run = client.get("/api/run", params={"ref": "runs/synth-copy"}).json()

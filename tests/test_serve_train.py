@@ -64,6 +64,30 @@ def test_enough_recordings_split_by_recording_and_refusals():
         vf.plan_split(_rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp2")]))
 
 
+def test_val_check_says_what_training_val_acc_is():
+    """The colleague's run (4 species, 58 validation windows, 32 no-bird samples): val_acc 0.444 = 40 of 90 samples,
+    birdspec evaluate's accuracy 0.207 = 12 of 58 windows; the page says on what each was measured."""
+    from birdspec.app.runs import val_check
+
+    config = {"num_samples": {"val": 58, "val_nocall": 32}}
+    curves = {"epoch": [1, 2, 3], "val_acc": [0.3, 0.4, 40 / 90], "val_acc_species": [0.0, 0.1, 12 / 58],
+              "val_acc_nobird": [0.9, 0.95, 28 / 32]}
+    check = val_check(config, {"best_epoch": 3, "best_val_acc": 40 / 90}, curves, unit="window")
+    assert check is not None
+    assert (check["samples"], check["species_samples"], check["nobird_samples"]) == (90, 58, 32)
+    assert check["acc_species"] == pytest.approx(12 / 58) and check["acc_nobird"] == pytest.approx(0.875)
+    text = check["text"]
+    assert "0.444 at its best epoch (3), on 90 samples: the 58 validation windows and 32 fixed no-bird samples" in text
+    assert "answers \u201cno bird\u201d to everything scores 0.356" in text
+    assert "On the 58 validation windows alone it is 0.207" in text and "on the no-bird samples 0.875" in text
+    old = val_check(config, {"best_epoch": 3, "best_val_acc": 40 / 90}, {"epoch": [3], "val_acc": [40 / 90]}, unit="window")
+    assert old is not None and old["acc_species"] is None and "alone it is" not in old["text"]  # logged before the parts
+    closed = val_check({"num_samples": {"val": 58, "val_nocall": 0}}, {"best_epoch": 1, "best_val_acc": 0.5},
+                       {"epoch": [1], "val_acc": [0.5], "val_acc_species": [0.5], "val_acc_nobird": [None]}, unit="window")
+    assert closed is not None and "no no-bird samples" in closed["text"]
+    assert val_check(config, None, curves) is None  # still training
+
+
 def test_pooling_merges_repeats_and_leaves_out_disagreements():
     a = _rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp2"), ("/r/a.flac", 10.0, "sp1")])
     b = _rows([("/r/a.flac", 0.0, "sp1"), ("/r/a.flac", 5.0, "sp1"), ("/r/b.flac", 0.0, "sp2")])
@@ -113,6 +137,16 @@ def test_train_from_two_predictions_of_one_recording(setup):
     assert "runs/from-verified/curves.png" not in details["figures"]  # the page draws metrics.csv's curves, once
     assert details["level"] == "window"  # each verified window was prepared as its own "recording"
     assert details["eval_val"]["recording"]["n"] == sum(c["val"] for c in started["per_class"].values())  # n = windows
+    # training's val_acc also counts its fixed no-bird samples; its part on the validation windows is at most the
+    # evaluation's accuracy of the same checkpoint on the same windows, and the page says which number is which
+    check, windows = details["val_check"], details["eval_val"]["recording"]["n"]
+    assert check["species_samples"] == windows and check["nobird_samples"] >= 32
+    assert check["samples"] == windows + check["nobird_samples"]
+    assert check["val_acc"] == pytest.approx(details["summary"]["best_val_acc"], abs=1e-5)
+    assert check["val_acc"] == pytest.approx((windows * check["acc_species"] + check["nobird_samples"] * check["acc_nobird"])
+                                             / check["samples"], abs=1e-5)
+    assert details["eval_val"]["sample"]["accuracy"] >= check["acc_species"] - 1e-6
+    assert f"on {check['samples']} samples: the {windows} validation windows and {check['nobird_samples']} fixed no-bird" in check["text"]
     listed = {r["ref"]: r for r in client.get("/api/runs").json()["runs"]}
     entry = listed["runs/from-verified"]
     assert entry["split"] == "time-blocks" and entry["status"] == "completed" and entry["model"] == "mobilenetv2-seed"

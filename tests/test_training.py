@@ -150,6 +150,49 @@ def test_resume_with_the_default_settings_keeps_the_runs_no_bird_samples(tiny_wi
         train(tiny_window_dataset, run, replace(cfg, epochs=3, nocall_fraction=0.0), resume=True)
 
 
+def test_validation_parts_split_hits_into_species_and_no_bird_samples():
+    from birdspec.training.module import part_accuracies, validation_parts
+
+    hits = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0])
+    parts = validation_parts(hits, torch.tensor([0, 1, 3, 3, 3]), 3)  # K = 3: label id 3 is "no bird"
+    assert parts.tolist() == [1.0, 2.0, 2.0, 3.0]
+    assert part_accuracies(parts) == (0.5, pytest.approx(2 / 3))
+    multi = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.5]])  # multi-label: all-zero targets are no-bird samples
+    assert validation_parts(torch.tensor([0.0, 1.0, 1.0]), multi, 2).tolist() == [1.0, 2.0, 1.0, 1.0]
+    species, nobird = part_accuracies(validation_parts(torch.ones(2), torch.tensor([0, 1]), 2))
+    assert species == 1.0 and nobird != nobird  # NaN: no no-bird samples
+
+
+def test_val_acc_counts_the_no_bird_samples_and_its_species_part_is_at_most_evaluate(tiny_window_dataset, tmp_path):
+    """Training's val_acc of a run with no-bird samples is over its validation windows AND its fixed no-bird samples
+    (at least 32: with few validation windows they weigh most); birdspec evaluate scores the windows alone, arg-max
+    over the K species. metrics.csv gives val_acc's two parts: the windows' part is exactly what the same checkpoint's
+    evaluation scores with "no bird" as an answer (so at most evaluate's accuracy), on the same rows."""
+    import numpy as np
+
+    from birdspec.evaluation.evaluate import evaluate_run
+    from birdspec.training.samples import MIN_NOCALL_VAL
+
+    run = tmp_path / "run"
+    result = train(tiny_window_dataset, run, TrainConfig(model="mobilenetv2-seed", epochs=1, batch_size=8, **FAST))
+    metrics = pd.read_csv(run / "metrics.csv")
+    config = read_run_config(run)
+    n_windows, n_nobird = config["num_samples"]["val"], config["num_samples"]["val_nocall"]
+    assert config["train_config"]["nocall_fraction"] == 0.2 and n_nobird == MIN_NOCALL_VAL > n_windows
+    best = metrics.set_index("epoch").loc[result.best_epoch]
+    assert best["val_acc"] == pytest.approx(
+        (n_windows * best["val_acc_species"] + n_nobird * best["val_acc_nobird"]) / (n_windows + n_nobird), abs=1e-5)
+
+    ev = evaluate_run(run, split="val", plots=False)
+    samples = ev.samples
+    assert ev.metrics["rows_source"] == "run" and len(samples) == n_windows  # the run's own validation windows
+    assert list(dict.fromkeys(samples.ids)) == config["rows"]["val"]  # its windows, recording by recording
+    with_nobird = (samples.y_pred == samples.y_true) & (samples.probs.max(axis=1) > 1.0 - samples.probs.sum(axis=1))
+    assert with_nobird.mean() == pytest.approx(best["val_acc_species"], abs=1e-5)  # training's windows part, per window
+    assert ev.metrics["sample"]["accuracy"] >= best["val_acc_species"] - 1e-6
+    assert np.isfinite(best["val_acc_nobird"])
+
+
 def test_model_learns_easy_task(tiny_window_dataset, tmp_path):
     result = train(tiny_window_dataset, tmp_path / "run", TrainConfig(model="resnet18", epochs=2, **FAST))
     assert result.best_val_acc >= 0.8  # chance is 1/3

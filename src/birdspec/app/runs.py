@@ -75,9 +75,58 @@ def run_list(roots: Any) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: str(e["date"] or ""), reverse=True)
 
 
+def _finite(value: Any) -> float | None:
+    import math
+
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def val_check(config: dict[str, Any], summary: dict[str, Any] | None, curves: dict[str, list[Any]],
+              unit: str = "sample") -> dict[str, Any] | None:
+    """What training's ``val_acc`` of a finished run is, at its best epoch, against ``birdspec evaluate``'s accuracy.
+
+    Training validates on the validation recordings' samples **and**, in runs with no-bird samples, on fixed
+    no-bird samples (at least :data:`~birdspec.training.samples.MIN_NOCALL_VAL`; right answer "no bird"), with
+    "no bird" as an answer; ``birdspec evaluate`` scores the validation samples alone, arg-max over the species.
+    So the two differ, most with few validation windows: a model answering "no bird" to everything has a
+    ``val_acc`` of (no-bird samples) / (all samples). Returns ``{epoch, val_acc, samples, species_samples,
+    nobird_samples, acc_species, acc_nobird, text}`` (``acc_*`` from ``metrics.csv``'s ``val_acc_species`` /
+    ``val_acc_nobird``, None in runs trained before they were logged), or None before the run has ended.
+    ``unit``: what a validation sample is called ('window' for runs trained from verified windows).
+    """
+    if not summary or not isinstance(summary.get("best_epoch"), int):
+        return None
+    epoch = int(summary["best_epoch"])
+    counts = config.get("num_samples") or {}
+    n_species, n_nobird = int(counts.get("val") or summary.get("num_val_samples") or 0), int(counts.get("val_nocall") or 0)
+    row = {k: v[curves["epoch"].index(epoch)] for k, v in curves.items()} if epoch in curves.get("epoch", []) else {}
+    val_acc = _finite(row.get("val_acc", summary.get("best_val_acc")))
+    species, nobird = _finite(row.get("val_acc_species")), _finite(row.get("val_acc_nobird"))
+    what = f"{n_species} validation {unit}s"
+    if n_nobird:
+        text = (f"the curves' val_acc is training's own check, {_f3(val_acc)} at its best epoch ({epoch}), on "
+                f"{n_species + n_nobird} samples: the {what} and {n_nobird} fixed no-bird samples (background audio: quiet "
+                "stretches, synthetic or given backgrounds; their right answer is “no bird”, so a model that answers "
+                f"“no bird” to everything scores {n_nobird / (n_species + n_nobird):.3f}). ")
+        if species is not None and nobird is not None:
+            text += (f"On the {what} alone it is {species:.3f} (a “no bird” answer counts as wrong there), on "
+                     f"the no-bird samples {nobird:.3f}. ")
+        text += (f"birdspec evaluate scores the {what} alone, each given the best of the species (no “no bird” "
+                 f"answer): its accuracy is at least val_acc's part on the {what}, and not comparable with val_acc")
+    else:
+        text = (f"the curves' val_acc is training's own check, {_f3(val_acc)} at its best epoch ({epoch}), on the {what} "
+                "(the run has no no-bird samples), as birdspec evaluate scores them")
+    return {"epoch": epoch, "val_acc": val_acc, "samples": n_species + n_nobird, "species_samples": n_species,
+            "nobird_samples": n_nobird, "acc_species": species, "acc_nobird": nobird, "text": text}
+
+
+def _f3(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def run_details(roots: Any, ref: str) -> dict[str, Any]:
     """A run's line (:func:`run_entry`), epoch curves, ``summary``, validation metrics (``eval_val``), its split
-    when the app trained it, and its figures.
+    when the app trained it, what training's val_acc is (``val_check``: :func:`val_check`), and its figures.
 
     ``level`` says what ``eval_val``'s "recording" level counts: ``"window"`` for a run the app trained from
     verified windows (each window is prepared as its own recording, so its metrics and confusion matrix are per
@@ -87,13 +136,16 @@ def run_details(roots: Any, ref: str) -> dict[str, Any]:
 
     from birdspec.evaluation.evaluate import CONFUSION_FILE, METRICS_FILE, PER_CLASS_PLOT, eval_dir_name
     from birdspec.fileio import read_json
-    from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, SUMMARY_FILE
+    from birdspec.training.rundir import CONFIG_FILE, CURVES_FILE, EPOCH_METRICS_FILE, SUMMARY_FILE
 
     path = roots.resolve(ref)
     if not ref.startswith("runs/") or not path.is_dir():
         raise NotFound(f"{ref}: not a run folder under the runs folder")
     metrics = path / EPOCH_METRICS_FILE
-    curves = pd.read_csv(metrics).to_dict(orient="list") if metrics.is_file() and metrics.stat().st_size else {}
+    curves: dict[str, list[Any]] = {}
+    if metrics.is_file() and metrics.stat().st_size:
+        df = pd.read_csv(metrics)  # empty cells (a part of val_acc a run has not) are null in JSON, not NaN
+        curves = df.astype(object).where(df.notna(), None).to_dict(orient="list")
     out: dict[str, Any] = {"ref": ref, "entry": run_entry(roots, path), "curves": curves, "figures": []}
     ev = eval_dir_name("val")
     for key, rel in (("summary", SUMMARY_FILE), (ev, f"{ev}/{METRICS_FILE}"), ("split", SPLIT_RECORD_FILE)):
@@ -101,6 +153,8 @@ def run_details(roots: Any, ref: str) -> dict[str, Any]:
         if data is not None:
             out[key] = data
     out["level"] = "window" if "split" in out else "recording"
+    out["val_check"] = val_check(read_json(path / CONFIG_FILE) or {}, out.get("summary"), curves,
+                                 unit="window" if out["level"] == "window" else "sample")
     for fig in ((CURVES_FILE,) if not curves else ()) + (f"{ev}/{CONFUSION_FILE}", f"{ev}/{PER_CLASS_PLOT}"):
         if (path / fig).is_file():
             out["figures"].append(f"{ref}/{fig}")

@@ -3,7 +3,11 @@
 :class:`RunRecorder`, at the end of every epoch (after validation):
 
 - appends one row to ``metrics.csv`` (epoch, train_loss, train_acc, val_loss,
-  val_acc, lr, epoch_time_s, elapsed_s; epochs counted from 1);
+  val_acc, val_acc_species, val_acc_nobird, lr, epoch_time_s, elapsed_s; epochs
+  counted from 1). ``val_acc`` is over every validation sample, a run's fixed
+  no-bird samples included; ``val_acc_species`` / ``val_acc_nobird`` are its parts
+  on the validation recordings' samples / on the no-bird samples (empty when the
+  run has none; :class:`~birdspec.training.module.BirdspecLightning`);
 - writes ``checkpoints/last.pt`` and, when validation accuracy improved (ties:
   lower validation loss), ``checkpoints/best.pt`` (birdspec checkpoints);
 - saves Lightning's resume state to ``lightning/last.ckpt``;
@@ -34,7 +38,8 @@ from birdspec.training.rundir import CURVES_FILE, EPOCH_METRICS_FILE, LIGHTNING_
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s", "elapsed_s")
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_acc_species", "val_acc_nobird", "lr",
+                  "epoch_time_s", "elapsed_s")
 
 
 def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -> bool:
@@ -46,6 +51,14 @@ def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -
     if val_acc != best["val_acc"]:
         return val_acc > best["val_acc"]
     return val_loss < best["val_loss"]
+
+
+def acc_parts(row: Mapping[str, Any]) -> str:
+    """`` (species 0.207, no-bird 0.875)``: the parts of an epoch row's ``val_acc`` when it has no-bird samples, else ''."""
+    species, nobird = (row.get(k, float("nan")) for k in ("val_acc_species", "val_acc_nobird"))
+    if not (isinstance(nobird, float) and math.isfinite(nobird)):
+        return ""
+    return f" (species {species:.3f}, no-bird {nobird:.3f})"
 
 
 def write_metrics_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -137,6 +150,8 @@ class RunRecorder(pl.Callback):
             "train_acc": metric("train_acc"),
             "val_loss": metric("val_loss"),
             "val_acc": metric("val_acc"),
+            "val_acc_species": metric("val_acc_species"),
+            "val_acc_nobird": metric("val_acc_nobird"),
             "lr": self._epoch_lr,
             "epoch_time_s": now - self._epoch_t0,
             "elapsed_s": self.elapsed_s(),
@@ -153,8 +168,9 @@ class RunRecorder(pl.Callback):
                 save_checkpoint(ckpt, run_checkpoint(self.run_dir, "best"))
             write_metrics_csv(self.history, self.run_dir / EPOCH_METRICS_FILE)
             log.info(
-                "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s",
-                epoch, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], " (best)" if improved else "",
+                "epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f%s%s",
+                epoch, row["train_loss"], row["train_acc"], row["val_loss"], row["val_acc"], acc_parts(row),
+                " (best)" if improved else "",
             )
         if self.max_minutes is not None and not trainer.should_stop:
             # stop when the next epoch (as long as this one) would not finish within the budget

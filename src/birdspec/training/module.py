@@ -29,6 +29,24 @@ def validation_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
 
 
+def validation_parts(hits: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``[hits, count]`` of the species samples (the validation recordings' own) and of the no-bird samples
+    of a validation batch, as a ``(4,)`` float tensor: ``hits`` per sample (:func:`top1_hits`), ``y`` label
+    ids ``(B,)`` (a no-bird sample's is ``num_classes``, the implicit class K) or multi-label targets
+    ``(B, K)`` (a no-bird sample's are all zero)."""
+    nobird = (y == num_classes) if y.ndim == 1 else ~(y > 0).any(dim=1)
+    species = ~nobird
+    hits = hits.float()
+    return torch.stack([(hits * species).sum(), species.sum().float(), (hits * nobird).sum(), nobird.sum().float()])
+
+
+def part_accuracies(parts: torch.Tensor) -> tuple[float, float]:
+    """``(val_acc_species, val_acc_nobird)`` of summed :func:`validation_parts`: NaN for a part without samples."""
+    hits_species, n_species, hits_nobird, n_nobird = parts.detach().cpu().double().tolist()
+    return (hits_species / n_species if n_species > 0 else float("nan"),
+            hits_nobird / n_nobird if n_nobird > 0 else float("nan"))
+
+
 def fit_logits(logits: torch.Tensor, activation: str) -> torch.Tensor:
     """The logits the loss and the accuracy see: ``(B, K + 1)`` with the implicit no-bird class (logit 0,
     label id K) for ``softmax-background`` runs, else ``logits`` as they are."""
@@ -48,8 +66,14 @@ class BirdspecLightning(pl.LightningModule):
     with multi-label targets (``labels='multi'``) the configured sigmoid loss, plain BCE for
     ``val_loss``, and accuracy = the arg-max class is a true label (:func:`top1_hits`); a
     single-label run with no-bird samples (activation ``softmax-background``) has K + 1 classes in
-    its loss and accuracy, the last one "no bird" (its logit fixed at 0);
-    the progress bar shows the running ``loss``/``acc`` of the current epoch.
+    its loss and accuracy, the last one "no bird" (its logit fixed at 0). ``val_acc`` is over all the
+    validation samples, the fixed no-bird ones included (:mod:`birdspec.training.samples`: at least
+    :data:`~birdspec.training.samples.MIN_NOCALL_VAL` of them, which can outnumber a small validation
+    set's species samples); ``val_acc_species`` and ``val_acc_nobird`` are its two parts: the accuracy
+    on the validation recordings' samples (a "no bird" answer counts as wrong there, so it is at most
+    ``birdspec evaluate``'s accuracy of the same checkpoint, an arg-max over the K species) and on the
+    no-bird samples (NaN when the run has none; :func:`validation_parts`).
+    The progress bar shows the running ``loss``/``acc`` of the current epoch.
 
     Raises:
         TrainingError: when the training loss is not finite.
@@ -64,6 +88,7 @@ class BirdspecLightning(pl.LightningModule):
         self._seen = 0
         self.uses_waveforms = all(hasattr(model, a) for a in ("features", "backbone"))
         self.activation = config.activation
+        self._val_parts: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -151,13 +176,28 @@ class BirdspecLightning(pl.LightningModule):
         return multilabel_loss(logits, y, self.config, smoothing=smoothing)
 
     # ---------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_parts = None
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = fit_logits(self.model(x).float(), self.activation)
+        raw = self.model(x).float()
+        logits = fit_logits(raw, self.activation)
         n = int(y.shape[0])
         self.log("val_loss", self._loss(logits, y), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
-        acc = top1_hits(logits, y).mean()
-        self.log("val_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        hits = top1_hits(logits, y)
+        self.log("val_acc", hits.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        parts = validation_parts(hits, y, int(raw.shape[1]))
+        self._val_parts = parts if self._val_parts is None else self._val_parts + parts
+
+    def on_validation_epoch_end(self) -> None:
+        """``val_acc_species`` and ``val_acc_nobird``: the two parts of ``val_acc`` (summed over DDP processes)."""
+        if self._val_parts is None:
+            return
+        parts = self.trainer.strategy.reduce(self._val_parts, reduce_op="sum")
+        species, nobird = part_accuracies(parts)
+        self.log("val_acc_species", species, on_step=False, on_epoch=True, sync_dist=False)
+        self.log("val_acc_nobird", nobird, on_step=False, on_epoch=True, sync_dist=False)
 
     # ----------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:

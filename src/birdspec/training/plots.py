@@ -24,7 +24,8 @@ def plot_curves(
 
     Args:
         metrics: a ``metrics.csv`` path, its DataFrame, or its rows; columns
-            ``epoch, train_loss, val_loss, train_acc, val_acc``.
+            ``epoch, train_loss, val_loss, train_acc, val_acc`` (and ``val_acc_species``, drawn too when the
+            run has no-bird validation samples: ``val_acc_nobird`` is given).
         out_path: the PNG to write (atomically).
         title: the figure title.
         best_epoch: marked with a dotted line when given.
@@ -47,6 +48,8 @@ def plot_curves(
             if col in df and len(df):
                 label = "training" if split == "train" else "validation"
                 ax.plot(df["epoch"], df[col], style, markersize=3, label=label)
+        if key == "acc" and "val_acc_species" in df and "val_acc_nobird" in df and df["val_acc_nobird"].notna().any():
+            ax.plot(df["epoch"], df["val_acc_species"], "--^", markersize=3, label="validation, no-bird samples left out")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1, label=f"best (epoch {best_epoch})")
         ax.set_title(f"Training and validation {name.lower()}")

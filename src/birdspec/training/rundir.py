@@ -5,8 +5,9 @@ Layout::
     RUN_DIR/
       config.json            everything to rebuild model and data pipeline (TrainConfig, model config,
                              dataset path and settings, encoding, frontend, classes, train/val recording ids)
-      metrics.csv            one row per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr,
-                             epoch_time_s, elapsed_s (epochs counted from 1)
+      metrics.csv            one row per epoch: epoch, train_loss, train_acc, val_loss, val_acc,
+                             val_acc_species, val_acc_nobird, lr, epoch_time_s, elapsed_s (epochs counted
+                             from 1; val_acc counts the fixed no-bird samples too, its two parts follow it)
       curves.png             loss and accuracy, training vs validation
       checkpoints/best.pt    birdspec checkpoint of the epoch with the best validation accuracy
       checkpoints/last.pt    birdspec checkpoint of the last complete epoch

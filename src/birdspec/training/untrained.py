@@ -28,24 +28,28 @@ def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder
     import torch
 
     from birdspec.training.callbacks import write_metrics_csv
-    from birdspec.training.module import fit_logits, validation_loss
+    from birdspec.training.module import fit_logits, part_accuracies, validation_loss, validation_parts
     from birdspec.training.multilabel import top1_hits
 
     started = time.monotonic()
     dev = torch.device(device)
     model.eval().to(dev)
     activation = str(recorder.meta.get("activation") or "softmax")  # softmax-background: no-bird samples are class K
-    loss_sum, hits, seen = 0.0, 0.0, 0
+    loss_sum, hits, seen, parts = 0.0, 0.0, 0, torch.zeros(4)
     with torch.no_grad():
         for x, y in val_loader:
-            logits, y = fit_logits(model(x.to(dev)).float(), activation), y.to(dev)
+            raw, y = model(x.to(dev)).float(), y.to(dev)
+            logits = fit_logits(raw, activation)
             loss_sum += float(validation_loss(logits, y)) * len(y)
-            hits += float(top1_hits(logits, y).sum())
+            batch_hits = top1_hits(logits, y)
+            hits += float(batch_hits.sum())
+            parts += validation_parts(batch_hits, y, int(raw.shape[1])).cpu()
             seen += len(y)
     val_loss = loss_sum / seen if seen else float("nan")
     val_acc = hits / seen if seen else float("nan")
+    species, nobird = part_accuracies(parts)
     row = {"epoch": 0, "train_loss": float("nan"), "train_acc": float("nan"), "val_loss": val_loss, "val_acc": val_acc,
-           "lr": 0.0, "epoch_time_s": time.monotonic() - started, "elapsed_s": 0.0}
+           "val_acc_species": species, "val_acc_nobird": nobird, "lr": 0.0, "epoch_time_s": time.monotonic() - started, "elapsed_s": 0.0}
     recorder.history = [row]
     recorder.best = {"epoch": 0, "val_acc": val_acc, "val_loss": val_loss}
     meta = dict(recorder.meta)

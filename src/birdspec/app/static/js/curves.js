@@ -5,10 +5,13 @@
 /** What the curves are, said under each canvas: not the evaluation's figures, which are of the best epoch's
  * checkpoint, evaluated afterwards (`birdspec evaluate`). */
 export const CURVES_NOTE = "Training's curves, per epoch (metrics.csv): val_acc and val_loss are training's own check on the "
-  + "validation samples after each epoch; the checkpoint kept is the epoch with the best val_acc. The metrics and confusion "
-  + "matrix are birdspec evaluate's, of that checkpoint, afterwards.";
+  + "validation samples after each epoch, which in runs with no-bird samples include fixed no-bird samples (right answer "
+  + "\u201cno bird\u201d); val_acc_species is val_acc on the validation windows (or recordings) alone (a \u201cno bird\u201d answer counts as "
+  + "wrong). The checkpoint kept is the epoch with the best val_acc. The metrics and confusion matrix are birdspec "
+  + "evaluate's, of that checkpoint, afterwards, on the validation windows (or recordings) alone.";
 
-const SERIES = [["train_acc", "#1f6f5c"], ["val_acc", "#2c7be5"], ["train_loss", "#b07d00"], ["val_loss", "#b3261e"]];
+const SERIES = [["train_acc", "#1f6f5c"], ["val_acc", "#2c7be5"], ["val_acc_species", "#7a4fb5"], ["train_loss", "#b07d00"],
+  ["val_loss", "#b3261e"]];
 const PAD = { left: 44, right: 50, top: 24, bottom: 30 };
 
 function niceStep(span, count) {
@@ -46,7 +49,8 @@ export function drawCurves(canvas, curves) {
   ctx.save(); ctx.translate(W - 8, (y0 + y1) / 2); ctx.rotate(Math.PI / 2); ctx.fillText("loss", 0, 0); ctx.restore();
   ctx.strokeStyle = "#999"; ctx.strokeRect(x0, y1, x1 - x0, y0 - y1);
   ctx.textAlign = "left";
-  series.forEach(([k, colour], si) => {
+  let legendX = x0 + 4;
+  series.forEach(([k, colour]) => {
     const y = k.endsWith("loss") ? yLoss : yAcc;
     ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = 1.5;
     ctx.beginPath();
@@ -58,6 +62,8 @@ export function drawCurves(canvas, curves) {
     ctx.stroke();
     curves[k].forEach((v, i) => { if (Number.isFinite(v)) { ctx.beginPath(); ctx.arc(x(epochs[i]), y(v), 2.5, 0, 2 * Math.PI); ctx.fill(); } });
     const lastV = curves[k].filter(Number.isFinite).pop();
-    ctx.fillText(`${k} ${lastV.toFixed(3)}`, x0 + 4 + si * 120, 14);
+    const label = `${k} ${lastV.toFixed(3)}`;
+    ctx.fillText(label, legendX, 14);
+    legendX += ctx.measureText(label).width + 14;
   });
 }

@@ -106,6 +106,7 @@ async function show(ref) {
       drawCurves(canvas, run.curves);
     }
     d.append(facts(run));
+    if (run.val_check) d.append(el("p", { class: "muted val-check", text: `Training's val_acc against the evaluation: ${run.val_check.text}.` }));
     if (!run.eval_val) d.append(el("p", { class: "muted", text: `not evaluated yet: birdspec evaluate ${ref.replace(/^runs\//, "RUNS/")} writes its metrics and confusion matrix` }));
     else if (run.level === "window") d.append(el("p", { class: "muted level-note", text: LEVEL_NOTE }));
     for (const f of run.figures) d.append(el("img", { src: apiUrl("/file", { ref: f }), alt: f.split("/").pop() }));

@@ -114,13 +114,15 @@ async function showCurves(run, signal) {
 const metricText = (m) => (m ? `${m.name} ${m.value.toFixed(3)}${typeof m.accuracy === "number" ? `, accuracy ${m.accuracy.toFixed(3)}` : ""}` : "no metric");
 
 /** The done line's figures, each saying whose it is: birdspec evaluate's of the kept checkpoint on the validation
- * windows (per window: each verified window is its own recording), and training's own val_acc of the curves. */
+ * windows (per window: each verified window is its own recording), and training's own val_acc of the curves, which
+ * also counts the fixed no-bird samples (GET /api/run's val_check says on how many samples, and its parts). */
 function doneText(details) {
   const rec = (details.eval_val || {}).recording || {}, s = details.summary || {};
   const n = typeof rec.n === "number" ? `${rec.n} ` : "";
   const evaluated = `evaluated (birdspec evaluate, per window) on its ${n}validation windows: ${metricText(details.entry.metric)}`;
-  const training = typeof s.best_val_acc === "number"
-    ? `; the curves' val_acc is training's own, ${s.best_val_acc.toFixed(3)} at its best epoch (${s.best_epoch}) on the validation samples` : "";
+  const training = details.val_check ? `; ${details.val_check.text}`
+    : typeof s.best_val_acc === "number"
+      ? `; the curves' val_acc is training's own, ${s.best_val_acc.toFixed(3)} at its best epoch (${s.best_epoch}) on the validation samples` : "";
   return `${evaluated}${training}. `;
 }
 
