@@ -14,7 +14,9 @@ What it does:
    Analyze and times **until the tiles in view are loaded** (the first tiles after prediction; the
    server's tile cache is cold for this recording), then jumps to ``--jumps`` random minutes at two
    zoom levels (10 s per tile: seconds in view; 120 s per tile: the default for an hour) and times each
-   jump until the tiles in view are loaded. Times are measured in the page (``performance.now()``).
+   jump until the tiles in view are loaded. Times are measured in the page (``performance.now()``);
+5. after the server stops, draws 10 random cold tiles one at a time at every zoom level with the app's
+   ``TileCache`` in this process (``cold_tile_s``: the cost of one tile, which a jump's time is not).
 
 The issue's goals: first tiles in under 2 s after prediction, any minute in under 1 s.
 """
@@ -134,6 +136,29 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    out["cold_tile_s"] = cold_tiles(rec, minutes=args.minutes)
+    return out
+
+
+def cold_tiles(rec: Path, *, minutes: float, count: int = 10) -> dict[str, list[float]]:
+    """Seconds to draw ``count`` random cold tiles of ``rec`` one at a time at every zoom level, in this process with
+    the app's :class:`~birdspec.app.tiles.TileCache` (after its colour scale), by seconds per tile."""
+    import numpy as np
+
+    from birdspec.app.tiles import LEVELS_S, TileCache
+
+    cache = TileCache()
+    cache.scale(str(rec))
+    rng = np.random.default_rng(0)
+    out = {}
+    for level, level_s in enumerate(LEVELS_S):
+        n = int(np.ceil(minutes * 60 / level_s))
+        times = []
+        for index in rng.choice(n, size=min(count, n), replace=False):
+            t = time.perf_counter()
+            cache.tile(rec, level=level, index=int(index))
+            times.append(round(time.perf_counter() - t, 3))
+        out[f"{level_s:g}"] = times
     return out
 
 
@@ -160,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         xs = sorted(result[key])
         result[key.replace("_s", "_median_s")] = xs[len(xs) // 2]
         result[key.replace("_s", "_max_s")] = xs[-1]
+    result["cold_tile_median_max_s"] = {k: [sorted(v)[len(v) // 2], max(v)] for k, v in result["cold_tile_s"].items()}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -110,3 +110,20 @@ def test_box_answers_name_tables_by_reference_never_by_server_path(setup, tmp_pa
         assert r.status_code == 400 and "recs/song.Table.1.selections.txt: not a selection table" in r.json()["error"], r.text
     for r in answers + damaged:
         assert served not in r.text and str(tmp_path) not in r.text, r.text
+
+
+def test_background_warm_draws_the_opening_zoom_then_the_widest(tmp_path, monkeypatch):
+    """While a long recording is analysed, the tiles of the zoom the page opens at are drawn first, then those of
+    the widest zoom (the costliest cold tiles); nothing else."""
+    from birdspec.app import tiles
+
+    drawn: list[tuple[float, float]] = []
+    cache = tiles.TileCache()
+    monkeypatch.setattr(cache, "get", lambda key: drawn.append((key.duration_s, key.start_s)) or b"png")
+    duration_s = 700.0  # > 600 s: opens at 120 s per tile
+    thread = cache.warm(tmp_path / "long.flac", duration_s=duration_s, background=True)
+    assert thread is not None
+    thread.join(timeout=10)
+    opening = tiles.LEVELS_S[tiles.initial_level(duration_s)]
+    widest = tiles.LEVELS_S[-1]
+    assert drawn == [(opening, i * opening) for i in range(6)] + [(widest, i * widest) for i in range(3)]

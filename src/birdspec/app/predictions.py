@@ -152,12 +152,13 @@ def _score(job: Job, rec: Path, ckpt: Path, partial: Path, *, total_s: float, ti
 
 
 def open_predictor(ckpt: Path) -> Any:
-    """The app's predictor of ``ckpt``: every top-3 score from :data:`MIN_CONF`, all cores but one."""
+    """The app's predictor of ``ckpt``: every top-3 score from :data:`MIN_CONF`, on every core (as ``birdspec
+    predict``: the page waits for the analysis; the tiles drawn meanwhile run at low priority and the page's
+    requests are short)."""
     from birdspec.prediction.predictor import Predictor
     from birdspec.runtime import cpu_count
 
-    threads = max(1, cpu_count() - 1)  # one core stays for the page's requests
-    return Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=threads)
+    return Predictor(ckpt, min_conf=MIN_CONF, top_k=TOP_K, scores="topk", threads=cpu_count())
 
 
 def write_result(predictor: Any, result: Any, folder: Path) -> dict[str, Any]:

@@ -269,27 +269,34 @@ class TileCache:
                 self._bytes -= len(old)
         return png
 
-    def warm(self, path: str | Path, *, duration_s: float, first: int = 4, background: bool = True) -> None:
+    def warm(self, path: str | Path, *, duration_s: float, first: int = 4, background: bool = True) -> threading.Thread | None:
         """Draw the tiles of the level the page opens ``path`` at (:func:`initial_level`): with ``background``,
         all of them on a thread at low priority (``nice`` +10; started when a prediction starts, it uses the
-        core the prediction leaves free), else the ``first`` ones now (when the prediction is done)."""
+        cores beside the prediction), then those of the widest zoom (a cold one decodes 300 s of audio: ~0.3 s
+        of a core at 48 kHz, more than the rest), and returns the thread; else the ``first`` ones of the
+        opening level now (when the prediction is done)."""
         level = initial_level(duration_s)
         count = int(np.ceil(duration_s / LEVELS_S[level]))
         if background:
-            threading.Thread(target=self._warm_rest, args=(str(path), level, range(count)),
-                             name="birdspec-tiles", daemon=True).start()
-            return
+            widest = len(LEVELS_S) - 1
+            keys = [(level, i) for i in range(count)]
+            if widest != level:
+                keys += [(widest, i) for i in range(int(np.ceil(duration_s / LEVELS_S[widest])))]
+            thread = threading.Thread(target=self._warm_rest, args=(str(path), keys), name="birdspec-tiles", daemon=True)
+            thread.start()
+            return thread
         for index in range(min(first, count)):
             self.tile(path, level=level, index=index)
+        return None
 
-    def _warm_rest(self, path: str, level: int, indices: range) -> None:
+    def _warm_rest(self, path: str, keys: list[tuple[int, int]]) -> None:
         import os
 
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only (Linux)
         except (AttributeError, OSError):
             pass
-        for index in indices:
+        for level, index in keys:
             key = TileKey(path, start_s=index * LEVELS_S[level], duration_s=LEVELS_S[level])
             if self._bytes > self.max_bytes // 2:
                 return  # the cache is for the tiles the page asks for
