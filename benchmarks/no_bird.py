@@ -229,16 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         folds = args.birdnet_folds if args.birdnet_folds is not None and VARIANTS[variant][1].startswith("birdnet") else args.folds
         for k in [int(f) for f in folds.split(",") if f]:
             ckpt = runs / "runs" / variant / f"fold_{k}" / "checkpoints" / "last.pt"
-            if not ckpt.is_file():
-                print(f"{variant} fold {k}: no {ckpt} (run benchmarks/soundscapes.py --variants {variant} first); skipped")
-                continue
-            data = PreparedDataset(read_json(ckpt.parent.parent / "config.json")["dataset"]["path"])
-            quiet, spans = quiet_parts(data, k)
-            sources = fixed + [("held-out quiet parts", f"fold {k}", quiet)]
             reference = "--activation" in VARIANTS[variant][3]
             confs = BIRDNET_CONFS if reference else (None,)
             caches = {conf: out / f"{variant}_fold{k}_{conf or 'stored'}.json" for conf in confs}
             if any(read_json(c) is None for c in caches.values()):  # one prediction at the lowest threshold serves all
+                if not ckpt.is_file():
+                    print(f"{variant} fold {k}: no {ckpt} (run benchmarks/soundscapes.py --variants {variant} first); skipped")
+                    continue
+                data = PreparedDataset(read_json(ckpt.parent.parent / "config.json")["dataset"]["path"])
+                quiet, spans = quiet_parts(data, k)
+                sources = fixed + [("held-out quiet parts", f"fold {k}", quiet)]
                 with Predictor(ckpt, min_conf=min(BIRDNET_CONFS) if reference else None,
                                activation="sigmoid" if reference else "auto") as predictor:
                     tables = predict_sources(predictor, sources)
