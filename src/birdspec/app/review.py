@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
+from birdspec.formats import REVIEW_VERDICTS
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("correct", "wrong", "other")
+VERDICTS = REVIEW_VERDICTS
 DETECTION_KEYS = ("file", "start_s", "end_s", "label", "confidence")
 """What names a detection: the columns of a ``birdspec predict`` table (long format) that Review needs."""
 VERDICT_COLUMNS = (*DETECTION_KEYS, "verdict", "species", "updated")

@@ -31,14 +31,14 @@ import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation import call_density as cd
-from birdspec.formats import SINGLE_FILE_NAMES
+from birdspec.formats import REVIEW_VERDICTS, SINGLE_FILE_NAMES
 
 log = logging.getLogger(__name__)
 
 SAMPLE_COLUMNS = ("file", "start_s", "end_s", "label", "confidence", "bin", "verdict")
 """The windows to verify: ``confidence`` is the species' score, ``label`` the species (Review's detection columns)."""
-YES = frozenset({"yes", "y", "1", "true", "call", "present", "correct", "positive"})
-NO = frozenset({"no", "n", "0", "false", "absent", "wrong", "other", "negative"})
+YES = frozenset({"yes", "y", "1", "true", "call", "present", "positive", REVIEW_VERDICTS[0]})
+NO = frozenset({"no", "n", "0", "false", "absent", "negative", *REVIEW_VERDICTS[1:]})
 UNSURE = frozenset({"unsure", "u", "?", "maybe", "unknown", "uncertain"})
 GROUPINGS = ("none", "deployment", "day")
 DATETIME_COLUMN = "datetime"
