@@ -35,18 +35,16 @@ def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder
     dev = torch.device(device)
     model.eval().to(dev)
     activation = str(recorder.meta.get("activation") or "softmax")  # softmax-background: no-bird samples are class K
-    loss_sum, hits, seen, parts = 0.0, 0.0, 0, torch.zeros(4)
+    loss_sum, seen, parts = 0.0, 0, torch.zeros(4)
     with torch.no_grad():
         for x, y in val_loader:
             raw, y = model(x.to(dev)).float(), y.to(dev)
             logits = fit_logits(raw, activation)
             loss_sum += float(validation_loss(logits, y)) * len(y)
-            batch_hits = top1_hits(logits, y)
-            hits += float(batch_hits.sum())
-            parts += validation_parts(batch_hits, y, int(raw.shape[1])).cpu()
+            parts += validation_parts(top1_hits(logits, y), y, int(raw.shape[1])).cpu()
             seen += len(y)
     val_loss = loss_sum / seen if seen else float("nan")
-    val_acc = hits / seen if seen else float("nan")
+    val_acc = float(parts[0] + parts[2]) / seen if seen else float("nan")  # both parts' hits
     species, nobird = part_accuracies(parts)
     row = {"epoch": 0, "train_loss": float("nan"), "train_acc": float("nan"), "val_loss": val_loss, "val_acc": val_acc,
            "val_acc_species": species, "val_acc_nobird": nobird, "lr": 0.0, "epoch_time_s": time.monotonic() - started, "elapsed_s": 0.0}
