@@ -2,7 +2,7 @@
 
     python benchmarks/annotations.py [BIRDCLEF_DIR] [--out bench-out/annotations] [--folds 0,1,2,3,4]
         [--variants focal,annotated,birdnet] [--epochs N] [--count 6] [--duration-s 60] [--device auto]
-        [--birdnet-checkpoint PATH]
+        [--birdnet-checkpoint PATH] [--annotated-epochs equal|N] [--soundscapes-out bench-out/soundscapes]
 
 Protocol (the reed warblers; data, folds and soundscapes exactly as benchmarks/soundscapes.py makes them):
 - data and folds: the window-encoding dataset of benchmarks/accuracy.py (``prepare --folds 5 --seed 0``);
@@ -26,6 +26,13 @@ Protocol (the reed warblers; data, folds and soundscapes exactly as benchmarks/s
   thresholds against fold k's Raven tables (window precision/recall/F1, event recall, false detections per hour)
   and of all its scores (mean AP); ``birdspec score-soundscapes`` row-wise micro F1 at the stored thresholds
   and at one threshold tuned on the training folds' soundscapes (as soundscapes.py).
+
+Budget: the ``small-data`` recipe draws 8 crops per manifest row and epoch, and each annotated soundscape window
+is a row, so 20 epochs on focal + annotated rows is about 4x the training steps of focal only. By default the
+annotated run gets the focal run's number of training samples (``--annotated-epochs equal``: the recipe's epochs
+x focal rows / all training rows, at least 1), so the comparison is at equal training time; ``--annotated-epochs
+20`` gives it the recipe's full budget. ``--soundscapes-out`` (a benchmarks/soundscapes.py output folder) reuses
+its soundscapes and its ``default`` fold models as the focal-only models: same data, folds, recipe and seed.
 
 The question's answer is the paired per-fold difference annotated - focal of the window F1 and the row-wise F1
 against its spread over the folds (:func:`verdict`). Writes OUT/annotations.json and OUT/annotations.md;
@@ -88,14 +95,14 @@ def write_tables(ds: Path, scapes: dict[int, Path], out: Path) -> dict[int, Path
     return dirs
 
 
-def prepare_annotated(out: Path, tables: dict[int, Path]) -> tuple[Path, dict]:
+def prepare_annotated(out: Path, recordings: Path, tables: dict[int, Path]) -> tuple[Path, dict]:
     """``prepare --annotations --complete`` of every fold's soundscapes; (dataset, its speed)."""
     from birdspec.fileio import read_json, write_json
 
     ds, note = out / "data-annotated", out / "data-annotated.speed.json"
     fresh = not (ds / "dataset.json").is_file()
     t0 = time.perf_counter()
-    birdspec("prepare", str(out / "soundscapes"), "--annotations", *map(str, tables.values()), "--out", str(ds),
+    birdspec("prepare", str(recordings), "--annotations", *map(str, tables.values()), "--out", str(ds),
              "--complete", *OVERLAP, "--workers", "2", "--no-progress")
     seconds = time.perf_counter() - t0
     speed = read_json(note) or {}
@@ -167,6 +174,33 @@ def train_run(ds: Path, run: Path, variant: str, k: int, *, device: str, seed: i
         else:  # fixed epoch budget: the held-out fold is only monitored
             train(ds, run, cfg, rows_train=np.flatnonzero(keep & (m["fold"] != k).to_numpy()),
                   rows_val=np.flatnonzero(keep & (m["fold"] == k).to_numpy()))
+    return run / "checkpoints" / "last.pt"
+
+
+def annotated_epochs(ds: Path, k: int, choice: str, epochs: int | None) -> int:
+    """Epochs of an annotated run: ``choice`` N, or 'equal': as many training samples as the focal run's
+    (the recipe draws the same crops per row, so epochs x focal rows / all rows of the training folds)."""
+    from birdspec.training.recipes import get_recipe
+
+    budget = epochs or int(get_recipe("small-data").settings["epochs"])
+    if choice != "equal":
+        return int(choice)
+    m = pd.read_csv(ds / "manifest.csv", usecols=["origin", "fold"])
+    train = m[m["fold"] != k]
+    return max(1, round(budget * int((train["origin"] == "focal").sum()) / len(train)))
+
+
+def reused_focal(run: Path, *, seed: int, epochs: int | None) -> Path:
+    """The last.pt of a finished soundscapes.py ``default`` run, after checking it is the focal-only protocol."""
+    from birdspec.training.recipes import get_recipe
+    from birdspec.training.rundir import is_finished
+
+    cfg = json.loads((run / "config.json").read_text())["train_config"]
+    want = {"model": MODEL, "recipe": "small-data", "seed": seed, "thresholds_on": "train", "background_dir": None,
+            "synthetic_calls": False, "epochs": epochs or int(get_recipe("small-data").settings["epochs"])}
+    differs = {key: (cfg.get(key), value) for key, value in want.items() if cfg.get(key) != value}
+    if differs or not is_finished(run):
+        raise SystemExit(f"{run} is not a finished focal-only run of this protocol (differs: {differs})")
     return run / "checkpoints" / "last.pt"
 
 
@@ -269,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--birdnet-checkpoint", help="a birdnet-closed checkpoint of the four species to reuse")
+    p.add_argument("--annotated-epochs", default="equal",
+                   help="epochs of the annotated runs: 'equal' (as many training samples as the focal run) or N")
+    p.add_argument("--soundscapes-out", help="a benchmarks/soundscapes.py output: reuse its soundscapes and its "
+                   "'default' fold models as the focal-only models")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -279,28 +317,36 @@ def main(argv: list[str] | None = None) -> int:
 
     focal = prepare_encoding(root, out, "window")
     scape_bg, _ = split_backgrounds(out)
-    scapes = make_all_soundscapes(focal, out, list(range(5)), count=args.count, duration_s=args.duration_s, bg=scape_bg)
+    source = Path(args.soundscapes_out) if args.soundscapes_out else out
+    scapes = make_all_soundscapes(focal, source, list(range(5)), count=args.count, duration_s=args.duration_s,
+                                  bg=scape_bg)
+    reused = source / "runs" / "default" if args.soundscapes_out else None
     tables = write_tables(focal, scapes, out)
-    annotated, speed = prepare_annotated(out, tables)
+    annotated, speed = prepare_annotated(out, source / "soundscapes", tables)
     combined = prepare_combined(focal, annotated, out)
     if speed:
         print(f"prepare --annotations: {speed['annotated_s'] / 60:.0f} min of soundscapes in {speed['wall_s']} s "
               f"({speed['x_real_time']}x real time, whole command)", flush=True)
     rows = []
-    for variant in variants:
-        for k in [int(f) for f in args.folds.split(",") if f]:
+    for k in [int(f) for f in args.folds.split(",") if f]:  # fold by fold: paired rows arrive together
+        for variant in variants:
             run = out / "runs" / variant / f"fold_{k}"
             result = read_json(run / RESULT)
             if result is None:
                 birdnet = VARIANTS[variant][1] == "birdnet-closed"
+                epochs = args.epochs
                 if birdnet:
                     ckpt = Path(args.birdnet_checkpoint) if args.birdnet_checkpoint else _birdnet(focal, out, args.seed)
+                elif variant == "focal" and reused is not None and (reused / f"fold_{k}").is_dir():
+                    ckpt = reused_focal(reused / f"fold_{k}", seed=args.seed, epochs=args.epochs)
                 else:
                     bg = nobird_folder(annotated, out, k) if variant == "annotated" else None
-                    ckpt = train_run(combined, run, variant, k, device=device, seed=args.seed, epochs=args.epochs,
+                    if variant != "focal":
+                        epochs = annotated_epochs(combined, k, args.annotated_epochs, args.epochs)
+                    ckpt = train_run(combined, run, variant, k, device=device, seed=args.seed, epochs=epochs,
                                      background=bg)
                 run.mkdir(parents=True, exist_ok=True)
-                result = {"variant": variant, "epochs": args.epochs,
+                result = {"variant": variant, "epochs": epochs, "model": str(ckpt),
                           **score_fold(ckpt, run, k, scapes, tables, device, birdnet, run.parent if birdnet else run)}
                 write_json(run / RESULT, result)
             rows.append(result)

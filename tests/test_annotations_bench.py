@@ -58,3 +58,14 @@ def test_table_and_verdict(bench):
     assert "window F1 at the stored thresholds by +0.210" in verdict[0] and "more than the fold spread" in verdict[0]
     assert "not more than the fold spread" in verdict[1]
     assert "one fold" in bench.verdict(rows[:1] + rows[3:4])
+
+
+def test_annotated_runs_get_the_focal_runs_training_samples(bench, tmp_path):
+    """'equal': the recipe's 20 epochs x focal rows / all rows of the training folds (the held-out fold left out)."""
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    rows = [("focal", k % 5) for k in range(50)] + [("soundscape", k % 5) for k in range(150)]
+    pd.DataFrame(rows, columns=["origin", "fold"]).to_csv(ds / "manifest.csv", index=False)
+    assert bench.annotated_epochs(ds, 0, "equal", None) == 5  # 40 focal of 160 training rows
+    assert bench.annotated_epochs(ds, 0, "equal", 2) == 1  # never 0
+    assert bench.annotated_epochs(ds, 0, "12", None) == 12
