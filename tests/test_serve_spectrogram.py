@@ -127,3 +127,31 @@ def test_background_warm_draws_the_opening_zoom_then_the_widest(tmp_path, monkey
     opening = tiles.LEVELS_S[tiles.initial_level(duration_s)]
     widest = tiles.LEVELS_S[-1]
     assert drawn == [(opening, i * opening) for i in range(6)] + [(widest, i * widest) for i in range(3)]
+
+
+def test_a_tile_drawn_in_parts_on_threads_matches_one_drawn_whole(tmp_path, monkeypatch):
+    """The widest zooms decode minutes of audio per tile: they are drawn as stretches of whole columns on several
+    threads. The parts join into the tile drawn in one piece (same columns, a call in the same place, the end of a
+    recording blank in both)."""
+    import soundfile as sf
+
+    from birdspec.app import tiles
+
+    rate = 48_000
+    t = np.arange(25 * rate) / rate
+    wave = 0.01 * np.random.default_rng(0).standard_normal(t.size)
+    call = (t >= 17.0) & (t < 18.0)
+    wave[call] += 0.5 * np.sin(2 * np.pi * 6000 * t[call])
+    path = tmp_path / "rec.wav"
+    sf.write(path, wave.astype(np.float32), rate)
+    key = tiles.TileKey(str(path), start_s=10.0, duration_s=20.0)  # 15 s of audio, then past the end
+    cache = tiles.TileCache()
+    whole = cache._db(key, rate=rate, left_s=15.0)
+    monkeypatch.setattr(tiles, "tile_parts", lambda samples, *, width_px: 4)  # 4 stretches of 128 columns
+    parts = cache._db(key, rate=rate, left_s=15.0)
+    assert parts.shape == whole.shape == (128, 512)
+    assert np.array_equal(np.isnan(parts), np.isnan(whole))  # columns past the end: blank in both
+    both = ~np.isnan(whole)
+    assert np.median(np.abs(parts[both] - whole[both])) < 1.5  # each part's frames start on its own grid: noise shifts
+    loud = lambda db: np.flatnonzero(np.nanmax(db[:, :384], axis=0) > np.nanmax(db) - 6)  # noqa: E731
+    assert np.array_equal(loud(parts), loud(whole)) and loud(whole).min() >= 179 and loud(whole).max() <= 205  # 7-8 s in

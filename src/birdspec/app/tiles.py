@@ -46,6 +46,28 @@ SCALE_PROBES = 5
 RANGE_DB = (5.0, 99.9)
 """Percentiles of the probes' dB mapped to the bottom and top of the colour map."""
 MIN_SPAN_DB = 40.0
+SPLIT_SAMPLES = 1 << 22
+"""A tile that decodes at least this many samples (87 s at 48 kHz) is drawn in parts on several threads."""
+MAX_TILE_PARTS = 4
+
+
+def tile_parts(samples: float, *, width_px: int, cores: int | None = None) -> int:
+    """How many stretches of whole columns a tile of ``samples`` decoded samples is drawn in: 1 below
+    :data:`SPLIT_SAMPLES`, else the cores (at most :data:`MAX_TILE_PARTS`) rounded down to a divisor of ``width_px``.
+
+    >>> tile_parts(48_000 * 60, width_px=512, cores=2), tile_parts(48_000 * 300, width_px=512, cores=2)
+    (1, 2)
+    >>> tile_parts(48_000 * 300, width_px=512, cores=16), tile_parts(48_000 * 300, width_px=511, cores=2)
+    (4, 1)
+    """
+    import os
+
+    if samples < SPLIT_SAMPLES:
+        return 1
+    n = min(MAX_TILE_PARTS, cores or os.cpu_count() or 1)
+    while n > 1 and width_px % n:
+        n -= 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,7 @@ class TileCache:
         self._lock = threading.Lock()
         self._frontends = _Frontends()
         self._lut: np.ndarray | None = None
+        self._pool: Any = None  # ThreadPoolExecutor of the tiles drawn in parts (made on the first one)
 
     def scale(self, path: str, axis: str = "mel") -> tuple[float, float]:
         """``(floor_db, ceiling_db)`` of a recording on ``axis``, from :data:`SCALE_PROBES` short stretches of what decodes."""
@@ -240,7 +263,6 @@ class TileCache:
         Raises:
             AudioError: the recording cannot be decoded.
         """
-        from birdspec import audio
         from birdspec.app.recordings import probe
 
         with self._lock:
@@ -253,10 +275,7 @@ class TileCache:
         ceiling_db = ceiling_db if key.ceiling_db is None else key.ceiling_db
         rate = self._scale[key.path, key.axis][2]
         left_s = min(key.duration_s, probe(key.path).duration_s - key.start_s)  # a cut-off file: what decodes
-        wave = (audio.load(key.path, offset_s=key.start_s, duration_s=left_s, sample_rate_hz=rate) if left_s > 0
-                else np.zeros(0, dtype=np.float32))
-        db = tile_db(wave, duration_s=key.duration_s, width_px=key.width_px, frontends=self._frontends,
-                            sample_rate_hz=rate, axis=key.axis)
+        db = self._db(key, rate=rate, left_s=left_s)
         if self._lut is None:
             self._lut = magma_lut()
         png = to_png(db, floor_db=floor_db, ceiling_db=ceiling_db, lut=self._lut)
@@ -268,6 +287,31 @@ class TileCache:
                 _k, old = self._png.popitem(last=False)
                 self._bytes -= len(old)
         return png
+
+    def _db(self, key: TileKey, *, rate: int, left_s: float) -> np.ndarray:
+        """``(rows, width_px)`` dB of ``key``: a tile that decodes much audio (the widest zooms) is cut into
+        :func:`tile_parts` stretches of whole columns, decoded and analysed on as many threads (decoding and the
+        FFTs release the GIL), so one cold tile uses every core."""
+        from birdspec import audio
+
+        parts = tile_parts(left_s * rate, width_px=key.width_px)
+        part_s, part_px = key.duration_s / parts, key.width_px // parts
+
+        def one(i: int) -> np.ndarray:
+            left = min(part_s, left_s - i * part_s)
+            wave = (audio.load(key.path, offset_s=key.start_s + i * part_s, duration_s=left, sample_rate_hz=rate)
+                    if left > 0 else np.zeros(0, dtype=np.float32))
+            return tile_db(wave, duration_s=part_s, width_px=part_px, frontends=self._frontends, sample_rate_hz=rate,
+                           axis=key.axis)
+
+        if parts == 1:
+            return one(0)
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=MAX_TILE_PARTS, thread_name_prefix="birdspec-tile")
+        return np.concatenate(list(self._pool.map(one, range(parts))), axis=1)
 
     def warm(self, path: str | Path, *, duration_s: float, first: int = 4, background: bool = True) -> threading.Thread | None:
         """Draw the tiles of the level the page opens ``path`` at (:func:`initial_level`): with ``background``,
