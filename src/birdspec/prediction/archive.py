@@ -97,10 +97,13 @@ def merged_path(out: Path, fmt: str) -> Path:
 # --------------------------------------------------------------------------- the run folder
 
 
-def open_run(out: Path, settings: Mapping[str, Any], *, overwrite: bool) -> Path:
+def open_run(out: Path, settings: Mapping[str, Any], *, overwrite: bool, run_format: str = ARCHIVE_RUN_FORMAT,
+             what: str = "predictions") -> Path:
     """Create or reopen the run folder ``out`` (the caller holds its lock); its parts folder.
 
-    Temporary files of killed workers are removed; finished parts are kept.
+    Temporary files of killed workers are removed; finished parts are kept. ``run_format`` names the kind
+    of run in RUN_FILE (another command's runs, e.g. ``birdspec index``, use this ledger with their own);
+    ``what`` is what its parts hold, for the messages.
 
     Raises:
         ConfigError: ``out`` holds a run with other score settings (another checkpoint, hop,
@@ -108,11 +111,11 @@ def open_run(out: Path, settings: Mapping[str, Any], *, overwrite: bool) -> Path
     """
     parts = out / PARTS_DIR
     stored = read_json(out / RUN_FILE)
-    wanted = {"format": ARCHIVE_RUN_FORMAT, **settings}
+    wanted = {"format": run_format, **settings}
     if stored is not None and stored != wanted:
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         if not overwrite:
-            raise ConfigError(f"{out} holds predictions made with other settings ({', '.join(changed)}); "
+            raise ConfigError(f"{out} holds {what} made with other settings ({', '.join(changed)}); "
                               "choose another --out, or pass --overwrite to discard them")
         log.warning("%s: discarding the parts made with other settings (%s)", out, ", ".join(changed))
         shutil.rmtree(parts, ignore_errors=True)
@@ -149,14 +152,14 @@ def _reads_back(item: Item, parts: Path, entry: Mapping[str, Any]) -> bool:
     return bool(entry.get("error")) or len(result.windows) == int(entry.get("windows", -1))
 
 
-def write_part(result: FileResult, item: Item, parts: Path) -> dict[str, Any]:
-    """Store one recording's result: its ``.npz`` (windows, scores), then its ledger entry; the entry."""
+def write_part(result: FileResult, item: Item, parts: Path, *, dtype: Any = np.float32) -> dict[str, Any]:
+    """Store one recording's result: its ``.npz`` (windows, scores as ``dtype``), then its ledger entry; the entry."""
     if result.ok:
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 # Any: NumPy's savez stub would take an array named allow_pickle for its bool argument
                 columns: dict[str, Any] = {f"w_{c}": result.windows[c].to_numpy() for c in result.windows.columns}
-                np.savez(f, scores=np.asarray(result.scores, dtype=np.float32), **columns)
+                np.savez(f, scores=np.asarray(result.scores, dtype=dtype), **columns)
 
         write_with(parts / f"{item.key}.npz", save, durable=this_boot() is None)
     entry = {**asdict(item), "decoded_s": float(result.duration_s), "windows": int(len(result.windows)),

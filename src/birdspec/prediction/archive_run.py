@@ -69,6 +69,15 @@ def run_local(items: Sequence[Item], parts: Path, *, checkpoint: Path, options: 
                 it = by_path[result.path]
                 write_part(dataclasses.replace(result, name=it.name), it, parts)
         return
+    run_pool(items, parts, initializer=init_worker, initargs=(str(checkpoint), dict(options)), task=score_item, jobs=jobs,
+             progress=progress)
+
+
+def run_pool(items: Sequence[Item], parts: Path, *, initializer: Callable[..., None], initargs: tuple[Any, ...],
+             task: Callable[[Item, str], Mapping[str, Any]], jobs: int, progress: Callable[[float, int], None] | None) -> None:
+    """Run ``task(item, parts)`` (it writes the item's part and returns its ledger entry) for ``items`` on ``jobs``
+    spawned processes set up by ``initializer(*initargs)``, longest first; a crashed pool goes on with what the
+    ledger still lacks (:func:`~birdspec.prediction.archive.pending`), three crashes stop it."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
@@ -76,9 +85,9 @@ def run_local(items: Sequence[Item], parts: Path, *, checkpoint: Path, options: 
     todo, breaks = list(items), 0
     while todo:
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, initargs=(str(checkpoint), dict(options)))
+                                   initializer=initializer, initargs=initargs)
         try:
-            futures = [pool.submit(score_item, it, str(parts)) for it in sorted(todo, key=lambda i: -i.duration_s)]
+            futures = [pool.submit(task, it, str(parts)) for it in sorted(todo, key=lambda i: -i.duration_s)]
             for fut in as_completed(futures):
                 entry = fut.result()
                 if progress is not None:

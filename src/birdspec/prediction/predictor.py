@@ -241,6 +241,37 @@ class Predictor:
         (result,) = list(self.engine.run([(name, name, blocks)], strict=True, progress=None))
         return self.table(result)
 
+    def penultimate(self, waves: np.ndarray) -> np.ndarray:
+        """The model's features of windows: ``(n, W)`` float32 windows at 32 kHz (``W`` the checkpoint's
+        window, cut by :attr:`geometry`) -> ``(n, D)`` float32, the input of the final classifier layer (the
+        last ``Linear`` of the network; ``D`` = 1280 for mobilenetv2-seed, 512 for resnet18).
+
+        The same frontend and normalisation as :meth:`predict_paths`; needs the PyTorch runtime
+        (``backend='torch'``: an ONNX export has no features output) and a window model.
+
+        Raises:
+            ConfigError: another runtime, a stack10 model, or a network without a ``Linear`` layer.
+        """
+        from birdspec.prediction.torch_runtime import TorchRuntime
+
+        rt = self.runtime
+        if not isinstance(rt, TorchRuntime) or self.stacked:
+            raise ConfigError("window features need a window model on the PyTorch runtime (backend='torch'); "
+                              f"this is a {self.encoding.name} model on {self.backend}")
+        import torch
+
+        last = [m for m in rt.model.backbone.modules() if isinstance(m, torch.nn.Linear)]
+        if not last:
+            raise ConfigError(f"model {rt.info.name!r} has no final Linear layer to take features before")
+        seen: list[Any] = []
+        hook = last[-1].register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].detach()))
+        try:
+            feats = rt.features(np.asarray(waves, dtype=np.float32).reshape(-1, self.geometry.window_samples))
+            rt.head(feats[:, None])
+        finally:
+            hook.remove()
+        return np.ascontiguousarray(seen[-1].float().cpu().numpy(), dtype=np.float32).reshape(len(feats), -1)
+
     def predict_paths(
         self,
         paths: Iterable[str | Path],
