@@ -77,7 +77,7 @@ LAYERS = (
     ("training", ("birdspec.training",)),
     ("evaluation", ("birdspec.evaluation",)),
     ("prediction", ("birdspec.prediction",)),
-    ("top", ("birdspec.experiments", "birdspec.demo", "birdspec.app")),
+    ("top", ("birdspec.experiments", "birdspec.demo", "birdspec.app", "birdspec.similarity")),
     ("cli", ("birdspec.cli", "birdspec.__main__")),
 )
 """The layers, lowest first: a module imports only modules of its own layer or lower ones. BirdNET's backbone

@@ -43,6 +43,8 @@ COMMAND_MODULES = (
     "birdspec.cli.export_cmd",
     "birdspec.cli.spectrogram_cmd",
     "birdspec.cli.embed_cmd",
+    "birdspec.cli.index_cmd",
+    "birdspec.cli.search_cmd",
     "birdspec.cli.serve_cmd",
 )
 

@@ -1,0 +1,188 @@
+"""Embedding indexes of archives and search by example (issue 31 items 1-2): known answers, resume, extension,
+exact vs approximate search, a run's penultimate features, BirdNET (skipped without it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from birdspec.config import EncodingConfig
+from birdspec.errors import DataError, DependencyError
+from birdspec.similarity.build import build_index
+from birdspec.similarity.index_store import SimilarityIndex, deployment_of
+from birdspec.similarity.query import exact_search, search, search_vector
+
+from conftest import FAST_FRONTEND
+from helpers import class_signal, make_run, write_audio, write_prepared
+
+SR = 32000
+RECORDINGS = {"siteA/r0.wav": (0, 6.0), "siteA/deep/r1.wav": (1, 5.0), "siteB/r2.wav": (2, 7.0), "loose.wav": (1, 3.2)}
+
+
+@pytest.fixture(scope="module")
+def window_run(tmp_path_factory):
+    """An untrained mobilenetv2-seed window model on 1 s windows (a small log-mel): a fast RUN backbone."""
+    root = tmp_path_factory.mktemp("simrun")
+    data = write_prepared(root / "ds", duration_s=2.0, frontend=FAST_FRONTEND,
+                          encoding=EncodingConfig(name="window", window_s=1.0, short_policy="pad"))
+    return make_run(root / "run", data)
+
+
+def make_archive(root, recordings=RECORDINGS):
+    for k, (name, (cls, seconds)) in enumerate(recordings.items()):
+        write_audio(root / name, class_signal(cls, duration_s=seconds, sample_rate_hz=SR, seed=10 + k), SR)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, window_run):
+    """An archive and its index (run backbone, 1 s windows every 0.5 s)."""
+    root = tmp_path_factory.mktemp("sim")
+    archive = make_archive(root / "archive")
+    summary = build_index(archive, root / "index", backbone=str(window_run), hop_s=0.5, jobs=1)
+    return archive, root / "index", summary
+
+
+def test_the_index_holds_every_window_with_its_recording_and_deployment(built):
+    archive, index_dir, summary = built
+    assert summary["num_recordings"] == 4 and summary["failed"] == 0 and summary["embedded_now"] == 4
+    idx = SimilarityIndex(index_dir)
+    w = idx.windows
+    assert set(w["recording"]) == set(RECORDINGS)
+    assert dict(zip(w["recording"], w["deployment"], strict=True)) == {n: deployment_of(n) for n in RECORDINGS}
+    assert deployment_of("loose.wav") == "" and deployment_of("siteA/deep/r1.wav") == "siteA"
+    r0 = w[w["recording"] == "siteA/r0.wav"]
+    assert r0["start_s"].tolist() == [i * 0.5 for i in range(11)] and r0["end_s"].max() == 6.0
+    loose = w[w["recording"] == "loose.wav"]  # 3.2 s: full windows to 2.0-3.0, then no partial (its audio is covered)
+    assert loose["end_s"].max() == pytest.approx(3.0)
+    assert idx.info.dim == 1280 and idx.info.dtype == "float16" and idx.info.window_s == 1.0 and idx.info.hop_s == 0.5
+    assert idx.info.checkpoint_sha256 and len(idx.info.checkpoint_sha256) == 64
+    norms = np.linalg.norm(idx.vectors.astype(np.float32), axis=1)
+    assert np.allclose(norms, 1.0, atol=2e-3)
+
+
+def test_a_query_cut_from_a_recording_finds_that_window_first(built):
+    archive, index_dir, _ = built
+    res = search(index_dir, archive / "siteB" / "r2.wav", start_s=3.0, end_s=4.0, top=5, mode="exact")
+    first = res.table.iloc[0]
+    assert (first["recording"], first["deployment"], first["start_s"], first["end_s"]) == ("siteB/r2.wav", "siteB", 3.0, 4.0)
+    assert first["similarity"] == pytest.approx(1.0, abs=2e-3)
+    assert res.table["similarity"].is_monotonic_decreasing and res.mode == "exact"
+    assert list(res.table.columns[:6]) == ["rank", "recording", "deployment", "start_s", "end_s", "similarity"]
+
+
+def test_penultimate_features_are_the_input_of_the_final_layer(window_run):
+    """features @ W.T + b of the last Linear are the logits: softmax of them equals predict's scores."""
+    import torch
+
+    from birdspec.prediction.predictor import Predictor
+
+    wave = class_signal(0, duration_s=3.0, sample_rate_hz=SR, seed=3)
+    with Predictor(window_run, backend="torch", scores="all", top_k=0) as p:
+        windows = wave.reshape(3, SR)
+        feats = p.penultimate(windows)
+        last = [m for m in p.runtime.model.backbone.modules() if isinstance(m, torch.nn.Linear)][-1]
+        logits = feats @ last.weight.detach().numpy().T + last.bias.detach().numpy()
+        table = p.predict_array(wave, SR)
+    scores = table[[c for c in table.columns if c.startswith("synth")]].to_numpy()
+    assert feats.shape == (3, 1280)
+    np.testing.assert_allclose(p.runtime.info.scores(logits), scores, atol=1e-4)
+
+
+def test_resume_after_a_killed_run_redoes_only_the_missing_parts(tmp_path, built, window_run):
+    archive, reference, _ = built
+    out = tmp_path / "index"
+    shutil.copytree(reference, out)
+    parts = sorted((out / "parts").glob("*.json"))
+    for p in parts[1:]:  # a run killed after its first recording: one part present
+        p.unlink()
+        p.with_suffix(".npz").unlink()
+    (out / "index.json").unlink()
+    with pytest.raises(DataError, match="unfinished"):
+        SimilarityIndex(out)
+    summary = build_index(archive, out, backbone=str(window_run), hop_s=0.5, jobs=1)
+    assert summary["embedded_now"] == 3 and summary["rewritten"]
+    assert (out / "windows.csv").read_bytes() == (reference / "windows.csv").read_bytes()
+    np.testing.assert_array_equal(np.load(out / "vectors.npy"), np.load(reference / "vectors.npy"))
+    again = build_index(archive, out, backbone=str(window_run), hop_s=0.5, jobs=1)
+    assert again["embedded_now"] == 0 and not again["rewritten"]
+
+
+def test_a_changed_recording_is_redone_and_an_added_one_extends_the_index(tmp_path, window_run):
+    archive = make_archive(tmp_path / "archive", {"siteA/a.wav": (0, 3.0), "siteB/b.wav": (2, 3.0)})
+    out = tmp_path / "index"
+    assert build_index(archive, out, backbone=str(window_run), jobs=1)["num_vectors"] == 6
+    write_audio(archive / "siteB" / "b.wav", class_signal(1, duration_s=4.0, sample_rate_hz=SR, seed=99), SR)
+    os.utime(archive / "siteB" / "b.wav", ns=(time.time_ns(), time.time_ns() + 10**9))
+    changed = build_index(archive, out, backbone=str(window_run), jobs=1)
+    assert changed["embedded_now"] == 1 and changed["num_vectors"] == 7
+    make_archive(archive, {"siteC/new.wav": (2, 2.0)})
+    added = build_index(archive, out, backbone=str(window_run), jobs=1)
+    assert added["embedded_now"] == 1 and added["num_recordings"] == 3 and added["num_vectors"] == 9
+    idx = SimilarityIndex(out)
+    assert idx.windows["deployment"].tolist() == ["siteA"] * 3 + ["siteB"] * 4 + ["siteC"] * 2
+    res = search(out, archive / "siteC" / "new.wav", start_s=1.0, end_s=2.0, top=1)
+    assert res.table.iloc[0]["recording"] == "siteC/new.wav" and res.table.iloc[0]["start_s"] == 1.0
+
+
+def test_exact_and_approximate_search_agree_on_a_small_index(built):
+    pytest.importorskip("usearch")
+    _, index_dir, summary = built
+    assert summary["approximate"]
+    idx = SimilarityIndex(index_dir)
+    assert idx.info.ann is not None and idx.info.ann["library"] == "usearch"
+    for row in (0, 7, len(idx) - 1):
+        q = idx.unit_rows([row])[0]
+        exact, mode_e = search_vector(idx, q, top=10, mode="exact")
+        approx, mode_a = search_vector(idx, q, top=10, mode="approximate")
+        assert (mode_e, mode_a) == ("exact", "approximate")
+        assert exact["row"].tolist() == approx["row"].tolist()
+        np.testing.assert_allclose(exact["similarity"], approx["similarity"])
+        assert exact.iloc[0]["row"] == row
+
+
+def test_int8_vectors_keep_the_known_answer(tmp_path, window_run):
+    archive = make_archive(tmp_path / "archive", {"s/a.wav": (0, 3.0), "s/b.wav": (1, 3.0), "t/c.wav": (2, 3.0)})
+    build_index(archive, tmp_path / "index", backbone=str(window_run), dtype="int8", approximate="never", jobs=1)
+    idx = SimilarityIndex(tmp_path / "index")
+    assert idx.vectors.dtype == np.int8 and idx.info.dtype == "int8" and idx.ann_path is None
+    rows, sims = exact_search(idx, idx.unit_rows([4])[0], 3)
+    assert rows[0] == 4 and sims[0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_approximate_search_without_usearch_says_what_to_install(built, monkeypatch):
+    from birdspec.similarity import ann
+
+    _, index_dir, _ = built
+    monkeypatch.setattr(ann, "usearch_available", lambda: False)
+    idx = SimilarityIndex(index_dir)
+    with pytest.raises(DependencyError, match=r"pip install 'birdspec\[index\]'"):
+        search_vector(idx, idx.unit_rows([0])[0], top=3, mode="approximate")
+    table, mode = search_vector(idx, idx.unit_rows([0])[0], top=3, mode="auto")  # small: exact, no library needed
+    assert mode == "exact" and table.iloc[0]["row"] == 0
+
+
+def test_a_birdnet_index_finds_the_query_window(tmp_path):
+    from birdspec.birdnet import birdnet_available
+
+    if not birdnet_available():
+        pytest.skip("BirdNET not installed (pip install 'birdspec[birdnet]')")
+    archive = make_archive(tmp_path / "archive", {"x/a.wav": (0, 3.0), "y/b.wav": (2, 3.0)})
+    summary = build_index(archive, tmp_path / "index", backbone="birdnet", jobs=1)
+    assert summary["num_vectors"] == 2
+    idx = SimilarityIndex(tmp_path / "index")
+    assert idx.info.dim == 1024 and idx.info.window_s == 3.0 and idx.info.backbone == "birdnet"
+    res = search(tmp_path / "index", archive / "y" / "b.wav", top=2)
+    assert res.table.iloc[0]["recording"] == "y/b.wav" and res.table.iloc[0]["similarity"] == pytest.approx(1.0, abs=2e-3)
+
+
+def test_two_worker_processes_give_the_same_index(tmp_path, built, window_run):
+    archive, reference, _ = built
+    summary = build_index(archive, tmp_path / "index", backbone=str(window_run), hop_s=0.5, jobs=2, approximate="never")
+    assert summary["workers"] == 2 and summary["embedded_now"] == 4
+    assert (tmp_path / "index" / "windows.csv").read_bytes() == (reference / "windows.csv").read_bytes()
+    np.testing.assert_array_equal(np.load(tmp_path / "index" / "vectors.npy"), np.load(reference / "vectors.npy"))
