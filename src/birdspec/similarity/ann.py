@@ -99,11 +99,9 @@ class AnnIndex:
         return len(self.index)
 
     def search(self, query: np.ndarray, k: int, *, expansion_search: int | None = None, threads: int = 1) -> np.ndarray:
-        """Rows of (about) the ``k`` nearest stored vectors to a unit vector ``query`` ``(D,)``, best first."""
-        from birdspec.similarity.index_store import quantise
-
+        """Rows of (about) the ``k`` nearest stored vectors to ``query`` ``(D,)``, a unit vector in the stored
+        form (:func:`~birdspec.similarity.index_store.quantise`), best first."""
         if expansion_search is not None:
             self.index.expansion_search = int(expansion_search)
-        q = quantise(np.asarray(query, dtype=np.float32)[None], self.dtype)[0]
-        matches = self.index.search(q, int(k), threads=threads)
+        matches = self.index.search(np.ascontiguousarray(query), int(k), threads=threads)
         return np.asarray(matches.keys, dtype=np.int64)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from birdspec.errors import ConfigError, DataError, DependencyError
-from birdspec.similarity.index_store import SimilarityIndex, as_unit_float32
+from birdspec.similarity.index_store import SimilarityIndex, as_unit_float32, quantise
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def approximate_search(index: SimilarityIndex, query: np.ndarray, k: int, *,
 
     if not usearch_available():
         raise DependencyError(f"{index.folder}: {ANN_INSTALL_HINT}")
-    rows = index.ann().search(query, k, expansion_search=expansion_search)
+    stored = quantise(np.asarray(query, dtype=np.float32)[None], index.info.dtype)[0]
+    rows = index.ann().search(stored, k, expansion_search=expansion_search)
     rows = rows[(rows >= 0) & (rows < len(index))]
     sims = index.unit_rows(rows) @ np.asarray(query, dtype=np.float32)
     order = np.lexsort((rows, -sims))
