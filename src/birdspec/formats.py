@@ -17,6 +17,8 @@ SINGLE_FILE_NAMES = {"csv": "predictions.csv", "parquet": "predictions.parquet",
 ``predict``'s output when ``--out`` is not given, and the merged output inside an archive run folder."""
 FAILED_FILE = "failed.csv"
 """The recordings ``predict`` could not score, with the error (in the output folder, or ``OUT.failed.csv``)."""
+SCORES_FILE = "scores.csv"
+"""Every window's score per class, a column each: the app's analysis of a recording, a `birdspec agile` round."""
 REVIEW_VERDICTS = ("correct", "wrong", "other")
 """A verified detection's verdict in the review app's ``<prediction>.verdicts.csv`` (the right species, not it, another
 species); :mod:`birdspec.evaluation.call_density` reads them as yes / no / no."""

@@ -35,12 +35,12 @@ from birdspec.app.jobs import Job
 from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig
 from birdspec.app.review import DETECTION_KEYS, VERDICTS_SUFFIX
 from birdspec.fileio import safe_name
+from birdspec.formats import SCORES_FILE
 
 log = logging.getLogger(__name__)
 
 META_FILE = "prediction.json"
 DETECTIONS_FILE = "detections.csv"
-SCORES_FILE = "scores.csv"
 RAVEN_DIR = "raven"
 MIN_CONF = 0.1
 TOP_K = 3

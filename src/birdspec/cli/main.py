@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "birdspec.cli.embed_cmd",
     "birdspec.cli.index_cmd",
     "birdspec.cli.search_cmd",
+    "birdspec.cli.agile_cmd",
     "birdspec.cli.serve_cmd",
 )
 

@@ -11,7 +11,8 @@
 - :func:`sample_table`: the windows to verify (:data:`SAMPLE_COLUMNS`): a detection table, so the Review app
   (``birdspec serve``) opens it too and keeps its verdicts in ``<name>.verdicts.csv``;
 - :func:`read_density_verdicts`: verdicts from the filled-in sample (``verdict``: yes / no / unsure, empty when not
-  verified) or from Review's verdict store (``correct`` is yes; ``wrong`` and ``other`` species are no);
+  verified), from Review's verdict store (``correct`` is yes; ``wrong`` and ``other`` species are no) or from a
+  ``birdspec search`` table with a ``verdict`` column added (its ``recording`` is the file);
 - :func:`estimate_call_density`: both together (:mod:`birdspec.evaluation.call_density`); the report:
   :mod:`birdspec.evaluation.call_density_report`.
 """
@@ -254,9 +255,11 @@ def read_density_verdicts(paths: Sequence[str | Path], species: str) -> tuple[pd
     frames = []
     for path in paths:
         try:
-            df = pd.read_csv(path, dtype={"file": str, "label": str, "verdict": str})
+            df = pd.read_csv(path, dtype={"file": str, "recording": str, "label": str, "verdict": str})
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             raise DataError(f"{path}: cannot read the verdicts ({exc})") from exc
+        if "file" not in df.columns and "recording" in df.columns:  # a `birdspec search` table with verdicts added
+            df = df.rename(columns={"recording": "file"})
         if not {"file", "start_s", "verdict"} <= set(df.columns):
             raise DataError(f"{path}: a verdicts table needs file, start_s and verdict columns (the CSV "
                             "`birdspec call-density sample` wrote, filled in, or the Review app's .verdicts.csv)")

@@ -77,6 +77,13 @@ def pool_windows(x: torch.Tensor, mask: torch.Tensor, pooling: str = "meanmax") 
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
+class UnitNorm(nn.Module):
+    """``(B, D)`` -> the rows scaled to unit length (all-zero rows stay zero)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(x, dim=-1)
+
+
 class EmbeddingHead(nn.Module):
     """Window embeddings to class logits: ``(B, W, D)`` (+ mask ``(B, W)``) -> ``(B, K)``.
 
@@ -87,6 +94,8 @@ class EmbeddingHead(nn.Module):
         dropout: dropout before the last linear layer.
         pooling: 'meanmax' (default, 2D features), 'mean' or 'max'.
         layer_norm: normalise the pooled vector (LayerNorm with affine terms) first.
+        unit_norm: scale the pooled vector to unit length first (the agile classifiers of ``birdspec agile``,
+            fitted on an index's unit vectors; instead of ``layer_norm``).
 
     Attributes:
         config: what :func:`build_head` needs to rebuild this head
@@ -102,10 +111,13 @@ class EmbeddingHead(nn.Module):
         dropout: float = 0.0,
         pooling: str = "meanmax",
         layer_norm: bool = True,
+        unit_norm: bool = False,
     ) -> None:
         super().__init__()
-        if in_channels < 1 or num_classes < 2:
-            raise ConfigError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+        if in_channels < 1 or num_classes < 1:
+            raise ConfigError(f"need in_channels >= 1 and num_classes >= 1, got {in_channels} and {num_classes}")
+        if unit_norm and layer_norm:
+            raise ConfigError("a head normalises its pooled vector one way: layer_norm or unit_norm, not both")
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         if not 0.0 <= dropout < 1.0:
@@ -116,7 +128,7 @@ class EmbeddingHead(nn.Module):
         self.num_classes = int(num_classes)
         self.pooling = pooling
         pooled = in_channels * (2 if pooling == "meanmax" else 1)
-        self.norm = nn.LayerNorm(pooled) if layer_norm else nn.Identity()
+        self.norm: nn.Module = nn.LayerNorm(pooled) if layer_norm else UnitNorm() if unit_norm else nn.Identity()
         if hidden_dim:
             self.classifier = nn.Sequential(
                 nn.Linear(pooled, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, num_classes)

@@ -242,8 +242,9 @@ class CheckpointInfo:
         if not isinstance(model, Mapping) or not model.get("name"):
             raise CheckpointError(f"{src}: the checkpoint has no model description (model.name); it cannot be rebuilt")
         classes = raw.get("classes")
-        if not isinstance(classes, (list, tuple)) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes):
-            raise CheckpointError(f"{src}: the class list must hold at least 2 non-empty labels, got {classes!r:.80}")
+        fewest = 1 if str(raw.get("activation") or _activation(raw)) == "sigmoid" else 2  # one detector needs no rival
+        if not isinstance(classes, (list, tuple)) or len(classes) < fewest or not all(isinstance(c, str) and c for c in classes):
+            raise CheckpointError(f"{src}: the class list must hold at least {fewest} non-empty labels, got {classes!r:.80}")
         if len(set(classes)) != len(classes):
             raise CheckpointError(f"{src}: the class list repeats labels")
         num_classes = model.get("num_classes")
