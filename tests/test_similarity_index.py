@@ -112,7 +112,7 @@ def test_resume_after_a_killed_run_redoes_only_the_missing_parts(tmp_path, built
     assert again["embedded_now"] == 0 and not again["rewritten"]
 
 
-def test_a_changed_recording_is_redone_and_an_added_one_extends_the_index(tmp_path, window_run):
+def test_a_changed_recording_is_redone_an_added_one_extends_the_index_a_deleted_one_leaves(tmp_path, window_run):
     archive = make_archive(tmp_path / "archive", {"siteA/a.wav": (0, 3.0), "siteB/b.wav": (2, 3.0)})
     out = tmp_path / "index"
     assert build_index(archive, out, backbone=str(window_run), jobs=1)["num_vectors"] == 6
@@ -127,6 +127,9 @@ def test_a_changed_recording_is_redone_and_an_added_one_extends_the_index(tmp_pa
     assert idx.windows["deployment"].tolist() == ["siteA"] * 3 + ["siteB"] * 4 + ["siteC"] * 2
     res = search(out, archive / "siteC" / "new.wav", start_s=1.0, end_s=2.0, top=1)
     assert res.table.iloc[0]["recording"] == "siteC/new.wav" and res.table.iloc[0]["start_s"] == 1.0
+    (archive / "siteA" / "a.wav").unlink()  # a deleted recording drops out
+    deleted = build_index(archive, out, backbone=str(window_run), jobs=1)
+    assert deleted["embedded_now"] == 0 and deleted["num_recordings"] == 2 and deleted["num_vectors"] == 6
 
 
 def test_exact_and_approximate_search_agree_on_a_small_index(built):
