@@ -155,3 +155,24 @@ def verify_windows(client, ref: str, truth, *, limit: int | None = None) -> int:
         assert r.status_code == 200, r.text
         given += 1
     return given
+
+
+def run_index(base: Path, run: Path) -> tuple[Path, Path]:
+    """``(archive, index)``: 3 synthetic recordings of 20 s (in two deployment folders) and their embedding index by
+    ``run``'s checkpoint (5 s windows every 2.5 s), built once per session under ``base`` (find similar's tests)."""
+    from birdspec.similarity.build import build_index
+    from birdspec.similarity.index_store import SIMILARITY_INDEX_FILE
+
+    archive, index = base / "serve-index-archive", base / "serve-index"
+    if (index / SIMILARITY_INDEX_FILE).is_file():
+        return archive, index
+    for k in range(3):
+        synthetic_recording(archive / f"site{k % 2}" / f"r{k}.flac", duration_s=20.0)
+    build_index(archive, index, backbone=str(run), hop_s=2.5, jobs=1)
+    return archive, index
+
+
+@pytest.fixture(scope="session")
+def serve_index(tmp_path_factory, serve_run) -> tuple[Path, Path]:
+    """:func:`run_index` of the session's :func:`serve_run`."""
+    return run_index(tmp_path_factory.getbasetemp(), serve_run)

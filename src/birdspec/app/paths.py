@@ -53,6 +53,8 @@ class ServeConfig:
         tile_cache_mb: memory for rendered spectrogram tiles.
         species_list: a file of species an "other species" verdict may name besides the model's classes
             (:mod:`birdspec.app.species_list`); None: the model's classes only.
+        index_dirs: embedding indexes (``birdspec index``) "find similar" searches, or folders of them
+            (:mod:`birdspec.app.similar`); their archives are served to read, not listed.
     """
 
     runs_dir: Path
@@ -63,6 +65,7 @@ class ServeConfig:
     max_upload_mb: float = 512.0
     tile_cache_mb: float = 256.0
     species_list: Path | None = None
+    index_dirs: tuple[Path, ...] = ()
 
     @property
     def uploads_dir(self) -> Path:
@@ -111,6 +114,18 @@ class Roots:
             key = _key(Path(d).resolve().name, taken)
             self.folders[key] = Path(d).resolve()
             self.recording_keys.append(key)
+        self._taken = taken
+
+    def add_folder(self, folder: Path, name: str) -> str:
+        """Serve ``folder`` (to read, not listed: an index's archive) under a new key made from ``name``; its key.
+        A folder served already keeps its key."""
+        real = Path(folder).resolve()
+        for key, root in self.folders.items():
+            if root == real:
+                return key
+        key = _key(name, self._taken)
+        self.folders[key] = real
+        return key
 
     def resolve(self, ref: str, *, must_exist: bool = True) -> Path:
         """The file ``ref`` names.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from birdspec.app.jobs import Jobs
 from birdspec.app.paths import NotFound, PathRefused, Roots, ServeConfig, UploadTooLarge
@@ -37,6 +38,8 @@ class AppState:
     tiles: TileCache = field(default_factory=TileCache)
     species: list[dict[str, str]] = field(default_factory=list)
     """The species list (``--species-list``): what "other species" may name besides the model's classes."""
+    indexes: Any = None
+    """The embedding indexes "find similar" searches (``--index``; :class:`~birdspec.app.similar.Indexes`)."""
 
 
 def status_of(exc: BaseException) -> int:
@@ -55,15 +58,18 @@ def create_app(config: ServeConfig):
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from birdspec.app import api_analyze, api_boxes, api_review
+    from birdspec.app import api_analyze, api_boxes, api_review, api_similar
+    from birdspec.app.similar import Indexes
 
     for d in (config.work_dir, config.uploads_dir, config.predictions_dir, config.exports_dir, config.runs_dir):
         d.mkdir(parents=True, exist_ok=True)
     from birdspec.app.species_list import read_species_list
 
-    state = AppState(config=config, roots=Roots(config), jobs=Jobs(journal=config.jobs_file),
+    roots = Roots(config)
+    state = AppState(config=config, roots=roots, jobs=Jobs(journal=config.jobs_file),
                      tiles=TileCache(max_bytes=int(config.tile_cache_mb * (1 << 20))),
-                     species=read_species_list(config.species_list) if config.species_list else [])
+                     species=read_species_list(config.species_list) if config.species_list else [],
+                     indexes=Indexes(config.index_dirs, roots))
     app = FastAPI(title="birdspec", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(BirdspecError)
@@ -79,6 +85,7 @@ def create_app(config: ServeConfig):
     app.include_router(api_analyze.router(state), prefix="/api")
     app.include_router(api_review.router(state), prefix="/api")
     app.include_router(api_boxes.router(state), prefix="/api")
+    app.include_router(api_similar.router(state), prefix="/api")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/")

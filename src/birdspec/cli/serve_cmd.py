@@ -27,6 +27,12 @@ Start a local web app and print its URL. Pages:
   Train     pool the verified windows of any predictions and manifests; prepare, train (recipe,
             model, epochs, device) and evaluate them in the background, with live curves; a
             species with too few recordings is validated on time blocks (said so).
+  Similar   with --index: "find similar" on a box drawn in Analyze or a card in Review (f) searches an
+            embedding index (`birdspec index`) for the windows most like it, for a species you name; the
+            hits open in Review as cards with the same verdict keys. An agile round (r, on a search or
+            round table) trains a linear classifier from every verdict on that index's tables, scores
+            the whole index and opens the next windows to verify in Review (`birdspec agile`'s round);
+            a BirdNET index's classifier is saved under --runs, a checkpoint Analyze can use.
   Runs      run folders with date, model, status, key metric; curves, metrics, confusion
             matrices; compare selected runs.
 
@@ -44,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs", metavar="DIR", help="run folders: checkpoints to predict with, where training writes (default runs)")
     p.add_argument("--recordings", nargs="+", default=[], metavar="DIR", help="folders of recordings the pages may open (searched recursively)")
+    p.add_argument("--index", nargs="+", default=[], metavar="DIR", help="embedding indexes (`birdspec index`) find similar "
+                   "searches, or folders of them; their archives are served to read")
     p.add_argument("--work", default="birdspec-serve", metavar="DIR", help="where the app writes uploads, predictions (with their verdicts) "
         "and exports (default birdspec-serve)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -90,11 +98,16 @@ def run(args: argparse.Namespace) -> int:
     _check_port(args.host, args.port)
     if args.max_upload_mb <= 0:
         raise ConfigError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.index:
+        from birdspec.app.similar import discover
+
+        discover([Path(d) for d in args.index])  # a folder with no index is refused now
     if args.species_list and not Path(args.species_list).is_file():
         raise ConfigError(f"--species-list {args.species_list}: no such file")
     config = ServeConfig(runs_dir=Path(args.runs), recording_dirs=tuple(Path(d) for d in args.recordings),
                          work_dir=Path(args.work), host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-                         species_list=Path(args.species_list) if args.species_list else None)
+                         species_list=Path(args.species_list) if args.species_list else None,
+                         index_dirs=tuple(Path(d) for d in args.index))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: other machines can reach this app (it has no login)", args.host)
     serve(config, ready=lambda url: print(f"birdspec serve: open {url} (Ctrl+C stops)", flush=True))
