@@ -5,6 +5,7 @@
 import { apiUrl, get, isAbort, post, request } from "./api.js";
 import { $, el, fillSelect, fmtTime, say } from "./dom.js";
 import { pollJob } from "./jobs.js";
+import { fillIndexes, findSimilar } from "./similar.js";
 import { href, replaceParams } from "./route.js";
 import { getSettings, hasSettings, setLastPrediction } from "./state.js";
 import { Timeline } from "./timeline.js";
@@ -19,7 +20,8 @@ const q = (sel) => $(sel, root);
 const msg = (text, kind) => say(q("#analyze-msg"), text, kind);
 
 export const keyHelp = [["space", "play or pause"], ["+ or =", "zoom in"], ["-", "zoom out"],
-  ["p", "play the box picked (drag on the spectrogram to draw one)"], ["Delete", "delete the box picked"]];
+  ["p", "play the box picked (drag on the spectrogram to draw one)"], ["Delete", "delete the box picked"],
+  ["f", "find similar windows to the box picked in the index (--index), for its species"]];
 
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
@@ -29,6 +31,7 @@ export const keys = {
   "-": () => (timeline && timeline.hasPrediction ? timeline.zoomBy(1) : false),
   p: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.play() : false),
   Delete: () => (timeline && timeline.boxes.selected >= 0 ? timeline.boxes.remove() : false),
+  f: () => (timeline && timeline.boxes.selected >= 0 && !q("#box-similar-wrap").hidden ? similarToBox() : false),
 };
 
 export function mount(section, params = {}) {
@@ -43,8 +46,10 @@ export function mount(section, params = {}) {
   q("#predict-folder").addEventListener("click", () => predict(true), { signal });
   q("#upload").addEventListener("change", (e) => upload(e.target.files[0]), { signal });
   q("#open-prediction").addEventListener("change", (e) => e.target.value && open(e.target.value), { signal });
+  q("#box-similar").addEventListener("click", () => similarToBox(), { signal });
   q("#predict").disabled = q("#predict-folder").disabled = false;
   refreshLists();
+  fillIndexes(q("#box-index"), q("#box-similar-wrap")).catch((err) => msg(err.message));
   if (pendingJob) follow(pendingJob);
   update(params);
 }
@@ -79,6 +84,14 @@ async function refreshLists() {
     if (!ckpts.checkpoints.length) msg(`No checkpoints under ${settings.folders.runs}: train one (birdspec train) or start birdspec serve with --runs DIR.`);
     fillSelect(q("#open-prediction"), [["", "an earlier prediction…"], ...preds.predictions.filter((p) => p.recording).map((p) => [p.ref, p.name])], "");
   } catch (err) { if (!isAbort(err)) msg(err.message); }
+}
+
+/** Find the windows of the index most like the box picked, for the species named in its field. */
+function similarToBox() {
+  const boxes = timeline.boxes, b = boxes.items[boxes.selected];
+  findSimilar({ index: q("#box-index").value, recording: boxes.recording, start_s: +b.start_s.toFixed(3),
+    end_s: +b.end_s.toFixed(3), species: q("#box-species").value.trim() || b.species },
+  { signal: life.signal, say: msg });
 }
 
 async function upload(file) {

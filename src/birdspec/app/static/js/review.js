@@ -8,6 +8,7 @@ import { $, el, fillSelect, say } from "./dom.js";
 import { cardAxis, cardNode, groupHeading, minimumNote, paint } from "./review_cards.js";
 import { renderSummary } from "./review_summary.js";
 import { replaceParams } from "./route.js";
+import * as similar from "./similar.js";
 import { getLastPrediction } from "./state.js";
 
 let root = null;
@@ -27,7 +28,9 @@ const msg = (text, kind) => say(q("#review-msg"), text, kind);
 const withCard = (fn) => () => (current < 0 ? false : fn(current));
 
 export const keyHelp = [["j / k", "next / previous card (or the arrow keys)"], ["space", "play the card"],
-  ["c", "correct"], ["x", "wrong"], ["o", "other species: type, pick from the list, Enter"], ["u", "clear the verdict"]];
+  ["c", "correct"], ["x", "wrong"], ["o", "other species: type, pick from the list, Enter"], ["u", "clear the verdict"],
+  ["f", "find similar windows to the card in the index (--index)"], ["r", "agile round on this search or round table"]];
+const job = () => ({ signal: life.signal, say: msg });
 
 /** Keys of this page (keys.js calls them only while it is shown). */
 export const keys = {
@@ -35,6 +38,8 @@ export const keys = {
   k: withCard((i) => focus(i - 1)), ArrowUp: withCard((i) => focus(i - 1)), ArrowLeft: withCard((i) => focus(i - 1)),
   " ": withCard((i) => play(i)), c: withCard((i) => give(i, "correct")), x: withCard((i) => give(i, "wrong")),
   u: withCard((i) => give(i, "clear")), o: withCard((i) => $(".other-species", cards[i].node).focus()),
+  f: withCard((i) => (q("#review-similar").hidden ? false : similar.fromCard(cards[i].c, q("#review-index"), job()))),
+  r: () => similar.round(job()),
 };
 
 export function mount(section, params = {}) {
@@ -47,6 +52,8 @@ export function mount(section, params = {}) {
   on("#review-filter", "change", () => render());
   on("#target", "change", () => summary());
   on("#export", "click", () => exportManifest());
+  on("#review-find", "click", () => current >= 0 && similar.fromCard(cards[current].c, q("#review-index"), job()));
+  on("#review-agile", "click", () => similar.round(job()));
   refreshList(params.prediction);
 }
 
@@ -97,6 +104,7 @@ async function load({ keepCard = false } = {}) {
     q("#review-min-note").textContent = minimumNote(data, q("#review-choices").value);
     render(keep);
     summary();
+    similar.showTable(root, ref, job());
   } catch (err) { if (!isAbort(err) && mine === seq) msg(err.message); }
 }
 
