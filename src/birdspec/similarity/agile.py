@@ -114,13 +114,14 @@ def fit_linear(x: np.ndarray, y: np.ndarray, weight: np.ndarray, *, l2: float, s
 
 
 def training_set(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray, config: AgileConfig,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, y, weight)``: the verified windows (positives and negatives half the weight each, or all of it when
-    one side is missing) and ``random_negatives`` unverified windows at ``random_negative_weight``."""
+                 rng: np.random.Generator, *, verified: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, weight)``: the verified windows ``rows`` (positives and negatives half the weight each, or all of
+    it when one side is missing) and ``random_negatives`` windows at ``random_negative_weight``, drawn from those
+    not in ``verified`` (default ``rows``: a held-out verified window is never drawn as a negative)."""
     n_pos, n_neg = int(called.sum()), int((~called).sum())
     side = 0.5 if n_pos and n_neg else 1.0
     weight = np.where(called, side / max(n_pos, 1), side / max(n_neg, 1))
-    free = np.setdiff1d(np.arange(len(index)), rows)
+    free = np.setdiff1d(np.arange(len(index)), rows if verified is None else verified)
     k = min(config.random_negatives, free.size)
     extra = np.sort(rng.choice(free, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
     all_rows = np.concatenate([rows, extra])
@@ -146,7 +147,7 @@ def cross_validated(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray
     scores = np.zeros(len(rows), dtype=np.float64)
     for k in np.unique(fold):
         train = fold != k
-        x, y, weight = training_set(index, rows[train], called[train], config, rng)
+        x, y, weight = training_set(index, rows[train], called[train], config, rng, verified=rows)
         w, b = fit_linear(x, y, weight, l2=config.l2, steps=config.steps, seed=config.seed)
         scores[~train] = 1.0 / (1.0 + np.exp(-(x_all[~train] @ w + b)))
     hit = scores >= config.threshold
