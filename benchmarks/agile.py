@@ -103,10 +103,13 @@ def relative(file: str, archive: Path) -> str:
     return Path(file).resolve().relative_to(archive.resolve()).as_posix()
 
 
-def row_keys(index) -> dict[tuple[str, float], int]:
-    """The index row of every ``(recording, start_s)`` (start rounded to the millisecond)."""
-    w = index.windows
-    return {(r, round(float(s), 3)): i for i, (r, s) in enumerate(zip(w["recording"], w["start_s"], strict=True))}
+def index_rows(index, table: pd.DataFrame, archive: Path) -> np.ndarray:
+    """The index row of every window (``file`` a full path, ``start_s``) of a table: the key ``birdspec agile`` uses."""
+    from birdspec.evaluation.call_density_io import window_keys
+    from birdspec.similarity.agile import index_keys
+
+    files = pd.Series([relative(f, archive) for f in table["file"]], index=table.index)
+    return index_keys(index).loc[window_keys(files, table["start_s"])].to_numpy()
 
 
 def birdnet_speed(seconds: float = 600.0) -> float:
@@ -205,15 +208,13 @@ def call_density(scores: Path, index, truth: np.ndarray, classes: list[str], arc
     from birdspec.evaluation.call_density import geometric_quantiles
     from birdspec.evaluation.call_density_io import estimate_call_density, read_scores, sample_table, window_groups
 
-    key = row_keys(index)
     site = index.windows["deployment"].to_numpy()
     rows = []
     for k, c in enumerate(classes):
         windows, _ = read_scores(scores, c)
         sample = sample_table(windows, c, quantiles=geometric_quantiles(), per_bin=per_bin, seed=0,
                               groups=window_groups(windows, "deployment"))
-        idx = [key[(relative(f, archive), round(float(s), 3))]
-               for f, s in zip(sample["file"], sample["start_s"], strict=True)]
+        idx = index_rows(index, sample, archive)
         sample["verdict"] = np.where(truth[idx, k], "yes", "no")
         path = out / "call_density" / f"{c}_sample.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
         verdicts.append(verdict_rows(index, rows, truth, k, c))
     result["precision_at_first_search"] = first
     rounds = []
-    key = row_keys(index)
     truth_5s = soundscape_truth(archive)
     for r in range(1, args.rounds + 1):
         vfile = out / "rounds" / f"verdicts_{r - 1}.csv"
@@ -301,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         nxt = pd.read_csv(res_a.next_windows)
         for k, c in enumerate(classes):
             g = nxt[nxt["label"] == c]
-            rows = np.array([key[(relative(f, archive), round(float(s), 3))]
-                             for f, s in zip(g["file"], g["start_s"], strict=True)], dtype=np.int64)
+            rows = index_rows(index, g, archive)
             verdicts.append(verdict_rows(index, rows, truth, k, c))
         print(f"round {r}: {rounds[-1]}", flush=True)
     result["rounds"] = rounds

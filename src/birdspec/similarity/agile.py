@@ -34,12 +34,9 @@ from birdspec.errors import ConfigError, DataError
 from birdspec.fileio import write_json
 from birdspec.formats import SCORES_FILE
 from birdspec.similarity.agile_config import AGILE_MODEL_FILE, AGILE_NEXT_FILE, AGILE_SUMMARY_FILE, AgileConfig
-from birdspec.similarity.index_store import SimilarityIndex, as_unit_float32
+from birdspec.similarity.index_store import SimilarityIndex
 
 log = logging.getLogger(__name__)
-
-_ROWS = 65_536
-
 
 def index_keys(index: SimilarityIndex) -> pd.Series:
     """Row of every window by ``recording|start`` (start to the millisecond, the call-density key)."""
@@ -127,7 +124,7 @@ def training_set(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray, c
     all_rows = np.concatenate([rows, extra])
     y = np.concatenate([called.astype(np.float32), np.zeros(k, dtype=np.float32)])
     weight = np.concatenate([weight, np.full(k, config.random_negative_weight / max(k, 1))])
-    return as_unit_float32(index.vectors[np.sort(all_rows)])[np.argsort(np.argsort(all_rows))], y, weight
+    return index.unit_rows(all_rows), y, weight
 
 
 def cross_validated(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray, config: AgileConfig, *,
@@ -143,13 +140,13 @@ def cross_validated(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray
     for side in (called, ~called):
         idx = rng.permutation(np.flatnonzero(side))
         fold[idx] = np.arange(idx.size) % min(folds, n_pos, n_neg)
-    x_all = as_unit_float32(index.vectors[np.sort(rows)])[np.argsort(np.argsort(rows))]
+    x_all = index.unit_rows(rows)
     scores = np.zeros(len(rows), dtype=np.float64)
     for k in np.unique(fold):
         train = fold != k
         x, y, weight = training_set(index, rows[train], called[train], config, rng, verified=rows)
         w, b = fit_linear(x, y, weight, l2=config.l2, steps=config.steps, seed=config.seed)
-        scores[~train] = 1.0 / (1.0 + np.exp(-(x_all[~train] @ w + b)))
+        scores[~train] = sigmoid_scores(x_all[~train], w, b)
     hit = scores >= config.threshold
     tp = int((hit & called).sum())
     return {"cv_precision": round(tp / int(hit.sum()), 4) if hit.any() else None, "cv_recall": round(tp / n_pos, 4),
@@ -159,10 +156,14 @@ def cross_validated(index: SimilarityIndex, rows: np.ndarray, called: np.ndarray
 def score_index(index: SimilarityIndex, w: np.ndarray, b: float) -> np.ndarray:
     """``(N,)`` sigmoid scores of every window of the index, a block of rows at a time."""
     out = np.empty(len(index), dtype=np.float32)
-    for start in range(0, len(index), _ROWS):
-        block = as_unit_float32(index.vectors[start : start + _ROWS])
-        out[start : start + len(block)] = 1.0 / (1.0 + np.exp(-(block @ w + b)))
+    for start, block in index.unit_blocks():
+        out[start : start + len(block)] = sigmoid_scores(block, w, b)
     return out
+
+
+def sigmoid_scores(x: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    """``sigmoid(x @ w + b)``: the classifier's score of unit vectors ``x`` ``(n, D)``."""
+    return 1.0 / (1.0 + np.exp(-(x @ w + b)))
 
 
 def next_windows(scores: np.ndarray, verified: np.ndarray, *, strategy: str, count: int, threshold: float,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -237,12 +237,18 @@ class SimilarityIndex:
         """Float32 unit vectors ``(len(rows), D)`` of some rows."""
         return as_unit_float32(self.vectors[np.asarray(rows, dtype=np.int64)])
 
+    def unit_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, float32 unit vectors (n, D))`` of every block of at most 65,536 rows, in order: the whole
+        index streamed with flat memory."""
+        for a in range(0, len(self), _ROWS):
+            yield a, as_unit_float32(self.vectors[a : a + _ROWS])
+
     def unit_matrix(self) -> np.ndarray:
         """All vectors as float32 unit rows ``(N, D)``, computed once and kept (small indexes)."""
         if self._unit is None:
             out = np.empty((len(self), self.info.dim), np.float32)
-            for a in range(0, len(self), _ROWS):
-                out[a : a + _ROWS] = as_unit_float32(self.vectors[a : a + _ROWS])
+            for a, block in self.unit_blocks():
+                out[a : a + len(block)] = block
             self._unit = out
         return self._unit
 

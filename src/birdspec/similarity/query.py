@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from birdspec.errors import ConfigError, DataError, DependencyError
-from birdspec.similarity.index_store import SimilarityIndex, as_unit_float32, quantise
+from birdspec.similarity.index_store import SimilarityIndex, quantise
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ EXACT_MAX_VECTORS = 100_000
 took 0.38 s a query (mean of the first three; the first one converts them to float32 once and keeps them) on 2 busy
 cores; of 1,000,000 (streamed), 9 s (benchmarks/README.md, search_speed.py)."""
 RESULT_COLUMNS = ("rank", "recording", "deployment", "start_s", "end_s", "similarity")
-_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ def exact_search(index: SimilarityIndex, query: np.ndarray, k: int) -> tuple[np.
     if len(index) <= EXACT_MAX_VECTORS:
         return _top(index.unit_matrix() @ q, k)
     rows, sims = np.zeros(0, np.int64), np.zeros(0, np.float32)
-    for a in range(0, len(index), _ROWS):
-        r, s = _top(as_unit_float32(index.vectors[a : a + _ROWS]) @ q, k, offset=a)
+    for a, block in index.unit_blocks():
+        r, s = _top(block @ q, k, offset=a)
         merged_s, merged_r = np.concatenate([sims, s]), np.concatenate([rows, r])
         keep, _ = _top(merged_s, k)
         rows, sims = merged_r[keep], merged_s[keep]
