@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdspec.errors import DataError
+from birdspec.errors import ConfigError, DataError
 from birdspec.similarity.agile import next_windows, run_agile
 from birdspec.similarity.agile_config import AgileConfig
 from birdspec.similarity.index_store import IndexInfo, SimilarityIndex, quantise
@@ -116,6 +116,19 @@ def test_verdicts_must_be_windows_of_the_index_and_name_a_call(index, tmp_path):
     only_no = verdicts(tmp_path / "no.csv", folder, np.arange(3), np.zeros(3, dtype=bool))
     with pytest.raises(DataError, match="at least one"):
         run_agile(folder, [only_no], species=["x"], out=tmp_path / "o")
+
+
+def test_a_round_never_overwrites_the_verdicts_it_reads_nor_writes_into_the_index(index, tmp_path):
+    """--verdicts R/next.csv --out R would replace the filled-in next.csv with the new one: refused, file intact."""
+    folder, is_call = index
+    (tmp_path / "r").mkdir()
+    filled = verdicts(tmp_path / "r" / "next.csv", folder, np.r_[np.flatnonzero(is_call)[:3], 1], np.r_[[True] * 3, False])
+    before = filled.read_bytes()
+    with pytest.raises(ConfigError, match="never overwrites"):
+        run_agile(folder, [filled], species=["x"], out=tmp_path / "r")
+    assert filled.read_bytes() == before
+    with pytest.raises(ConfigError, match="inside the input"):
+        run_agile(folder, [filled], species=["x"], out=folder / "round1")
 
 
 def test_a_run_index_gets_scores_and_next_windows_but_no_checkpoint(tmp_path):

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from birdspec.errors import ConfigError, DataError
-from birdspec.fileio import write_json
+from birdspec.fileio import refuse_output_over_inputs, write_json
 from birdspec.formats import SCORES_FILE
 from birdspec.similarity.agile_config import AGILE_MODEL_FILE, AGILE_NEXT_FILE, AGILE_SUMMARY_FILE, AgileConfig
 from birdspec.similarity.index_store import SimilarityIndex
@@ -207,12 +207,15 @@ def run_agile(index_dir: str | Path, verdict_files: Sequence[str | Path], *, spe
 
     Raises:
         DataError: no index, unreadable verdicts, verdicts on windows outside the index, or a species without a
-            positive verdict. ConfigError: bad settings.
+            positive verdict. ConfigError: bad settings, or an ``out`` whose files would overwrite a verdict table
+            or land in the index folder.
     """
     index = SimilarityIndex(index_dir)
     if not species:
         raise ConfigError("name at least one --species")
     out = Path(out)
+    for name in (SCORES_FILE, AGILE_NEXT_FILE, AGILE_MODEL_FILE, AGILE_SUMMARY_FILE):  # e.g. --verdicts R/next.csv --out R
+        refuse_output_over_inputs(out / name, [index_dir, *verdict_files])
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     weights, per_species, next_tables = [], [], []
