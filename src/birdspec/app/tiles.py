@@ -60,11 +60,11 @@ def tile_parts(samples: float, *, width_px: int, cores: int | None = None) -> in
     >>> tile_parts(48_000 * 300, width_px=512, cores=16), tile_parts(48_000 * 300, width_px=511, cores=2)
     (4, 1)
     """
-    import os
+    from birdspec.runtime import cpu_count
 
     if samples < SPLIT_SAMPLES:
         return 1
-    n = min(MAX_TILE_PARTS, cores or os.cpu_count() or 1)
+    n = min(MAX_TILE_PARTS, cores or cpu_count())
     while n > 1 and width_px % n:
         n -= 1
     return n
