@@ -193,9 +193,9 @@ def annotated_epochs(ds: Path, k: int, choice: str, epochs: int | None) -> int:
 def reused_focal(run: Path, *, seed: int, epochs: int | None) -> Path:
     """The last.pt of a finished soundscapes.py ``default`` run, after checking it is the focal-only protocol."""
     from birdspec.training.recipes import get_recipe
-    from birdspec.training.rundir import is_finished
+    from birdspec.training.rundir import is_finished, read_run_config
 
-    cfg = json.loads((run / "config.json").read_text())["train_config"]
+    cfg = read_run_config(run)["train_config"]
     want = {"model": MODEL, "recipe": "small-data", "seed": seed, "thresholds_on": "train", "background_dir": None,
             "synthetic_calls": False, "epochs": epochs or int(get_recipe("small-data").settings["epochs"])}
     differs = {key: (cfg.get(key), value) for key, value in want.items() if cfg.get(key) != value}
