@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,6 @@ def run_batch(job: Any, config: Any, roots: Any, *, folder: str, checkpoint_ref:
             failed.append({"recording": ref, "error": str(exc)})
     total_s = max(sum(sizes.values()), 1e-6)
     run = preds.safe_id(Path(folder.replace("/", "_")), checkpoint_ref, job.id)
-    final = config.predictions_dir / run
-    partial = final.with_name(final.name + ".partial")
     members: list[dict[str, Any]] = []
     done = [0.0]
 
@@ -76,38 +73,36 @@ def run_batch(job: Any, config: Any, roots: Any, *, folder: str, checkpoint_ref:
         job.update(progress=min(done[0] / total_s, 0.999))
 
     job.update(message=f"loading {ckpt.name}")
-    try:
-        with preds.open_predictor(ckpt) as predictor:
-            for k, result in enumerate(predictor.predict_paths(list(sizes), strict=False, progress=progress), start=1):
-                ref = paths[str(result.path)]
-                job.update(message=f"{k} of {len(sizes)} recordings: {Path(ref).name}")
-                if not result.ok:
-                    failed.append({"recording": ref, "error": str(result.error)})
-                    continue
-                pid = preds.safe_id(Path(ref), checkpoint_ref, f"{job.id}-{k}")
-                member = config.predictions_dir / pid
-                meta = preds.write_result(predictor, result, member.with_name(pid + ".partial"))
-                write_json(member.with_name(pid + ".partial") / preds.META_FILE,
-                           {"id": pid, "recording": ref, "recording_path": str(result.path), "checkpoint": checkpoint_ref,
-                            "checkpoint_path": str(ckpt), "batch": run, **meta})
-                os.replace(member.with_name(pid + ".partial"), member)
-                members.append({"recording": ref, "prediction": roots.ref(member / preds.DETECTIONS_FILE),
-                                "duration_s": meta["duration_s"], "warning": meta["warning"]})
-            model = preds.model_meta(predictor)
-        if not members:
-            raise ConfigError(f"{folder}: none of its {len(refs)} recordings could be scored "
-                              f"({failed[0]['error'] if failed else 'no audio'})")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        tables = [pd.read_csv(roots.resolve(m["prediction"])) for m in members]
+    with preds.open_predictor(ckpt) as predictor:
+        for k, result in enumerate(predictor.predict_paths(list(sizes), strict=False, progress=progress), start=1):
+            ref = paths[str(result.path)]
+            job.update(message=f"{k} of {len(sizes)} recordings: {Path(ref).name}")
+            if not result.ok:
+                failed.append({"recording": ref, "error": str(result.error)})
+                continue
+            pid = preds.safe_id(Path(ref), checkpoint_ref, f"{job.id}-{k}")
+            member = config.predictions_dir / pid
+            meta = preds.write_result(predictor, result, member.with_name(pid + ".partial"))
+            write_json(member.with_name(pid + ".partial") / preds.META_FILE,
+                       {"id": pid, "recording": ref, "recording_path": str(result.path), "checkpoint": checkpoint_ref,
+                        "checkpoint_path": str(ckpt), "batch": run, **meta})
+            os.replace(member.with_name(pid + ".partial"), member)
+            members.append({"recording": ref, "prediction": roots.ref(member / preds.DETECTIONS_FILE),
+                            "duration_s": meta["duration_s"], "warning": meta["warning"]})
+        model = preds.model_meta(predictor)
+    if not members:
+        raise ConfigError(f"{folder}: none of its {len(refs)} recordings could be scored "
+                          f"({failed[0]['error'] if failed else 'no audio'})")
+    tables = [pd.read_csv(roots.resolve(m["prediction"])) for m in members]
+
+    def fill(partial: Path) -> None:
         write_csv(partial / preds.DETECTIONS_FILE, pd.concat(tables, ignore_index=True), float_format=None)
         write_json(partial / preds.META_FILE, {"id": run, "folder": folder, "recording": None, "checkpoint": checkpoint_ref,
                                                "checkpoint_path": str(ckpt), "members": members, "failed": failed,
                                                "duration_s": sum(m["duration_s"] for m in members), **model})
-        os.replace(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return {"prediction": roots.ref(final / preds.DETECTIONS_FILE), "id": run, "members": members, "failed": failed}
+
+    csv = preds.publish_folder(config, run, fill)
+    return {"prediction": roots.ref(csv), "id": run, "members": members, "failed": failed}
 
 
 def folder_choices(roots: Any) -> list[str]:

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,21 @@ def safe_id(recording: Path, checkpoint_ref: str, job_id: str) -> str:
     run = checkpoint_ref.split("/")[-3] if checkpoint_ref.count("/") >= 3 else Path(checkpoint_ref).stem
     base = safe_name(f"{recording.stem}--{run}")[:80]
     return f"{base}--{time.strftime('%Y%m%d-%H%M%S')}-{job_id}"
+
+
+def publish_folder(config: ServeConfig, pid: str, fill: Callable[[Path], None]) -> Path:
+    """Write the table folder ``pid`` whole: ``fill(folder)`` writes into ``<pid>.partial``, renamed when it returns
+    (a failure leaves nothing behind); its detections.csv."""
+    final = config.predictions_dir / pid
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        fill(partial)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return final / DETECTIONS_FILE
 
 
 def run_prediction(job: Job, config: ServeConfig, roots: Roots, *, recording_ref: str, checkpoint_ref: str,

@@ -159,20 +159,6 @@ def query_vector(index: Any, path: Path, start_s: float, end_s: float) -> tuple[
         return embed_clip(embedder, wave), f"embedded by the index's backbone ({index.info.backbone})"
 
 
-def _publish(config: ServeConfig, pid: str, fill: Any) -> Path:
-    """Write a table folder as ``<pid>.partial`` with ``fill(folder)`` and rename it when whole; its detections.csv."""
-    final = config.predictions_dir / pid
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        fill(partial)
-        os.replace(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return final / preds.DETECTIONS_FILE
-
-
 def _meta(pid: str, species: str, similar: dict[str, Any]) -> dict[str, Any]:
     """``prediction.json`` of a table: no recording or checkpoint (Analyze does not open it), the one species."""
     return {"id": pid, "recording": None, "checkpoint": None, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -208,7 +194,7 @@ def find_similar(job: Any, state: Any, *, index_key: str, recording: str, start_
         write_csv(folder / preds.DETECTIONS_FILE, rows, float_format=None)
         write_json(folder / preds.META_FILE, _meta(pid, species, similar))
 
-    csv = _publish(config, pid, fill)
+    csv = preds.publish_folder(config, pid, fill)
     return {"prediction": roots.ref(csv), "windows": int(len(rows)), "query_vector": how}
 
 
@@ -299,6 +285,6 @@ def run_round(job: Any, state: Any, index_key: str, species: str, settings: Any)
                    "verdict_tables": [roots.ref(f) for f in files], "strategy": settings.strategy}
         write_json(folder / preds.META_FILE, _meta(pid, species, similar))
 
-    csv = _publish(config, pid, fill)
+    csv = preds.publish_folder(config, pid, fill)
     summary = (read_json(csv.parent / AGILE_SUMMARY_FILE) or {}).get("species", [{}])[0]
     return {"prediction": roots.ref(csv), "round": number, "summary": summary, "model": model_ref[0]}
