@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from birdspec.errors import ConfigError, DataError
+from birdspec.errors import CheckpointError, ConfigError, DataError
 from birdspec.similarity.agile import next_windows, run_agile
 from birdspec.similarity.agile_config import AgileConfig
 from birdspec.similarity.index_store import IndexInfo, SimilarityIndex, quantise
@@ -131,11 +131,39 @@ def test_a_round_never_overwrites_the_verdicts_it_reads_nor_writes_into_the_inde
         run_agile(folder, [filled], species=["x"], out=folder / "round1")
 
 
-def test_a_run_index_gets_scores_and_next_windows_but_no_checkpoint(tmp_path):
-    folder, is_call = fake_index(tmp_path / "idx", backbone="run")
-    v = verdicts(tmp_path / "v.csv", folder, np.r_[np.flatnonzero(is_call)[:3], 1, 2], np.r_[[True] * 3, False, False])
-    res = run_agile(folder, [v], species=["a"], out=tmp_path / "r")
-    assert res.model is None and "not built yet" in res.summary["model_note"] and res.scores.is_file()
+def test_a_run_index_round_gives_the_runs_network_with_the_classifier_as_its_last_layer(tmp_path):
+    """An index of a birdspec run's features: the round's model.pt is that run's network whose final Linear is the
+    classifier (on unit-length features); predict scores the index's windows as the round scored them."""
+    from test_similarity_index import make_archive
+
+    from birdspec.cli.main import main
+    from birdspec.config import EncodingConfig
+    from birdspec.models.checkpoint import read_checkpoint
+    from birdspec.similarity.build import build_index
+
+    from conftest import FAST_FRONTEND
+    from helpers import make_run, write_prepared
+
+    data = write_prepared(tmp_path / "ds", duration_s=2.0, frontend=FAST_FRONTEND,
+                          encoding=EncodingConfig(name="window", window_s=1.0, short_policy="pad"))
+    run = make_run(tmp_path / "run", data)
+    archive = make_archive(tmp_path / "archive", {"x/a.wav": (0, 4.0), "y/b.wav": (2, 4.0)})
+    build_index(archive, tmp_path / "index", backbone=str(run), jobs=1, approximate="never")
+    v = verdicts(tmp_path / "v.csv", tmp_path / "index", np.array([0, 1, 5, 6]), np.array([True, True, False, False]))
+    res = run_agile(tmp_path / "index", [v], species=["tone"], out=tmp_path / "r", config=AgileConfig(random_negatives=0))
+    ckpt = read_checkpoint(res.model)
+    assert ckpt.classes == ("tone",) and ckpt.activation == "sigmoid" and ckpt.model["feature_norm"] == "unit"
+    assert ckpt.encoding.window_s == 1.0 and ckpt.detection is not None
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(res.model), str(archive / "x" / "a.wav"), "--scores", "all", "--out", str(out)]) == 0
+    pred = pd.read_csv(out)
+    ours = pd.read_csv(res.scores)
+    ours = ours[ours["file"].str.endswith("x/a.wav")]
+    assert pred["start_s"].tolist() == ours["start_s"].tolist()
+    assert np.allclose(pred["tone"].to_numpy(), ours["tone"].to_numpy(), atol=2e-3)  # the index keeps float16 vectors
+    (tmp_path / "run").joinpath("checkpoints", "best.pt").write_bytes(b"changed")
+    with pytest.raises(CheckpointError, match="changed since"):
+        run_agile(tmp_path / "index", [v], species=["tone"], out=tmp_path / "r2")
 
 
 def test_next_windows_by_score_bins_cover_the_range():

@@ -83,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{s['species']}: {s['positives']} yes, {s['negatives']} no ({s['unsure']} unsure left out); "
               f"{s['windows_above_threshold']} of {res.summary['windows']} windows score >= {config.threshold:g}{cv}")
     print(f"scores -> {res.scores}; next {config.next_count} per species ({config.strategy}) -> {res.next_windows}")
-    print(f"model -> {res.model}" if res.model else f"no model.pt: {res.summary['model_note']}")
+    print(f"model -> {res.model}")
     return 0

@@ -239,8 +239,8 @@ def build_model(
             the settings a checkpoint stored (which win: an old model keeps exactly the norm it was trained with).
     """
     spec = get_spec(name)
-    if in_channels < 1 or num_classes < 2:
-        raise ConfigError(f"need in_channels >= 1 and num_classes >= 2, got {in_channels} and {num_classes}")
+    if in_channels < 1 or num_classes < 1:  # training asks for 2 (loop.py); one sigmoid detector is a model too
+        raise ConfigError(f"need in_channels >= 1 and num_classes >= 1, got {in_channels} and {num_classes}")
     if input_norm not in INPUT_NORMS:
         raise ConfigError(f"unknown input_norm {input_norm!r}; use one of {', '.join(INPUT_NORMS)}")
     if spec.input == "waveform":
@@ -314,8 +314,47 @@ def model_from_config(config: Mapping[str, Any], frontend: FrontendConfig) -> nn
             input_norm_settings=config.get("input_norm_settings"),
             options=config.get("options") or {},
         )
+    if config.get("feature_norm") is not None:
+        set_feature_norm(model, str(config["feature_norm"]))
     model.config = dict(config)  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
     return model
+
+
+FEATURE_NORMS = ("unit",)
+"""What a model may do to the features its final Linear layer reads (a model config's ``feature_norm``):
+``unit`` scales each to unit length (the agile classifiers of ``birdspec agile`` on a run's index learned on
+unit vectors)."""
+
+
+def final_linear(model: nn.Module) -> nn.Linear:
+    """The classifier layer of a waveform model: the last ``Linear`` of its backbone (its input is what
+    ``birdspec index --backbone RUN`` stores per window).
+
+    Raises:
+        ConfigError: a network without a ``Linear`` layer.
+    """
+    root = getattr(model, "backbone", model)
+    last = [m for m in root.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise ConfigError(f"model {getattr(model, 'config', {}).get('name', type(model).__name__)!r} has no final Linear "
+                          "layer")
+    return last[-1]
+
+
+def _unit_features(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (torch.nn.functional.normalize(inputs[0], dim=-1), *inputs[1:])
+
+
+def set_feature_norm(model: nn.Module, kind: str) -> None:
+    """Make :func:`final_linear` of ``model`` read its features normalised by ``kind`` (:data:`FEATURE_NORMS`;
+    a forward pre-hook: the weights' names do not change, so the state dict of the model without it loads).
+
+    Raises:
+        ConfigError: an unknown kind, or no final Linear layer.
+    """
+    if kind not in FEATURE_NORMS:
+        raise ConfigError(f"unknown feature_norm {kind!r}; use one of {', '.join(FEATURE_NORMS)}")
+    final_linear(model).register_forward_pre_hook(_unit_features)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -258,13 +258,10 @@ class Predictor:
         if not isinstance(rt, TorchRuntime) or self.stacked:
             raise ConfigError("window features need a window model on the PyTorch runtime (backend='torch'); "
                               f"this is a {self.encoding.name} model on {self.backend}")
-        import torch
+        from birdspec.models.registry import final_linear
 
-        last = [m for m in rt.model.backbone.modules() if isinstance(m, torch.nn.Linear)]
-        if not last:
-            raise ConfigError(f"model {rt.info.name!r} has no final Linear layer to take features before")
         seen: list[Any] = []
-        hook = last[-1].register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].detach()))
+        hook = final_linear(rt.model).register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].detach()))
         try:
             feats = rt.features(np.asarray(waves, dtype=np.float32).reshape(-1, self.geometry.window_samples))
             rt.head(feats[:, None])

@@ -11,11 +11,11 @@ the threshold, the highest unverified, or a stratified draw over score bins). Re
 The round writes, in its folder: ``scores.csv`` (one row per window and a column per species: what
 ``birdspec call-density sample/estimate`` read), ``next.csv`` (the windows to verify, a detection table the
 Review app opens; its ``verdict`` column can be filled in by hand) and ``agile.json`` (counts, the
-verdicts' own cross-validated precision and recall, the windows above the threshold). For an index built
-with BirdNET it also writes ``model.pt``: a normal birdspec checkpoint (a ``birdnet-linear`` head with unit
+verdicts' own cross-validated precision and recall, the windows above the threshold) and ``model.pt``: for an
+index built with BirdNET, a normal birdspec checkpoint (a ``birdnet-linear`` head with unit
 normalisation on 3 s windows, sigmoid scores, the threshold stored) that ``birdspec predict`` runs on new
-audio. An index of a birdspec run's features has no such checkpoint yet (the classifier would have to be
-spliced into the run's network); its scores and next windows work the same.
+audio; for an index of a birdspec run's features, that run's network with the classifiers as
+its final layer (:mod:`~birdspec.similarity.agile_checkpoint`).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ class AgileResult:
     summary: dict[str, Any]
     scores: Path
     next_windows: Path
-    model: Path | None
+    model: Path
 
 
 def run_agile(index_dir: str | Path, verdict_files: Sequence[str | Path], *, species: Sequence[str], out: str | Path,
@@ -247,15 +247,11 @@ def run_agile(index_dir: str | Path, verdict_files: Sequence[str | Path], *, spe
     scores_path, next_path = out / SCORES_FILE, out / AGILE_NEXT_FILE
     write_with(scores_path, lambda tmp: table[["file", "start_s", "end_s", "deployment", *species]].to_csv(tmp, index=False))
     write_with(next_path, lambda tmp: pd.concat(next_tables, ignore_index=True).to_csv(tmp, index=False))
-    model = None
-    if index.info.backbone == "birdnet":
-        from birdspec.similarity.agile_checkpoint import save_agile_checkpoint
+    from birdspec.similarity.agile_checkpoint import save_agile_checkpoint
 
-        model = save_agile_checkpoint(out / AGILE_MODEL_FILE, weights, species=list(species), index=index,
-                                      threshold=config.threshold, summary=per_species)
+    model = save_agile_checkpoint(out / AGILE_MODEL_FILE, weights, species=list(species), index=index,
+                                  threshold=config.threshold, summary=per_species)
     summary = {"index": str(Path(index_dir)), "windows": len(index), "verdict_files": [str(p) for p in verdict_files],
-               "config": asdict(config), "species": per_species, "model": str(model) if model else None,
-               "model_note": None if model else "an index of a birdspec run's features gives scores and next windows; "
-                                                 "a checkpoint for it is not built yet (index with --backbone birdnet)"}
+               "config": asdict(config), "species": per_species, "model": str(model)}
     write_json(out / AGILE_SUMMARY_FILE, summary)
     return AgileResult(summary, scores_path, next_path, model)
