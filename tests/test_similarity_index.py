@@ -189,3 +189,27 @@ def test_two_worker_processes_give_the_same_index(tmp_path, built, window_run):
     assert summary["workers"] == 2 and summary["embedded_now"] == 4
     assert (tmp_path / "index" / "windows.csv").read_bytes() == (reference / "windows.csv").read_bytes()
     np.testing.assert_array_equal(np.load(tmp_path / "index" / "vectors.npy"), np.load(reference / "vectors.npy"))
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_gives_the_same_index_and_resumes_on_its_ledger(tmp_path, built, window_run, capsys):
+    """`birdspec index --engine dask`: predict's Dask runner with the run checkpoint shipped to 2 LocalCluster workers."""
+    pytest.importorskip("distributed")
+    from birdspec.cli.main import main
+
+    archive, reference, _ = built
+    out = (tmp_path / "index").resolve()
+    argv = ["index", str(archive.resolve()), "--backbone", str(window_run), "--hop-s", "0.5", "--out", str(out),
+            "--engine", "dask", "--jobs", "2", "--approximate", "never", "--no-progress"]
+    assert main(argv) == 0
+    assert "4 embedded now" in capsys.readouterr().out
+    assert (out / "windows.csv").read_text() == (reference / "windows.csv").read_text()
+    np.testing.assert_array_equal(np.load(out / "vectors.npy"), np.load(reference / "vectors.npy"))
+    first = sorted((out / "parts").glob("*.json"))[0]
+    first.unlink()  # a recording the cluster did not finish: the rerun embeds only it
+    again = build_index(archive.resolve(), out, backbone=str(window_run), hop_s=0.5, jobs=1, engine="dask", approximate="never")
+    assert again["embedded_now"] == 1 and again["engine"] == "dask"
+    np.testing.assert_array_equal(np.load(out / "vectors.npy"), np.load(reference / "vectors.npy"))
+    local = [a for a in argv if a not in ("--engine", "dask")]
+    assert main([*local, "--scheduler", "tcp://localhost:1"]) == 2
+    assert "--scheduler is for --engine dask" in capsys.readouterr().err

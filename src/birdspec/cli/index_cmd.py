@@ -23,7 +23,8 @@ The run is resumable like `birdspec predict --out FOLDER`: each recording is
 kept in INDEX/parts/ as soon as it is embedded, so running the command again
 after a crash embeds only what is left; later runs embed only recordings that
 were added or changed (another size or modification time), then rewrite the
-index. --jobs N embeds on N processes.
+index. --jobs N embeds on N processes; --engine dask on a Dask cluster (--scheduler
+ADDRESS, or a local one), with ARCHIVE and INDEX on storage every worker sees.
 
 INDEX holds index.json (backbone, checkpoint SHA-256, window, hop, dimension,
 dtype), windows.csv (recording, deployment, start_s, end_s), vectors.npy
@@ -37,11 +38,13 @@ _EPILOG = """\
 examples:
   birdspec index /data/archive/ --backbone birdnet --out /data/archive-index/
   birdspec index /data/archive/ --backbone runs/mobilenet/ --hop-s 2.5 --out idx/ --jobs 2
+  birdspec index /shared/archive/ --backbone birdnet --out /shared/index/ --engine dask --scheduler tcp://head:8786
   birdspec search /data/archive-index/ call.wav --start-s 12 --end-s 15 --top 100
 """
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from birdspec.prediction.choices import ENGINE_HELP, ENGINES, SCHEDULER_HELP
     from birdspec.similarity.build import APPROXIMATE_CHOICES
     from birdspec.similarity.index_store import VECTOR_DTYPES
 
@@ -62,6 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--approximate", choices=APPROXIMATE_CHOICES, default="auto",
                    help="build the approximate vector index: auto (when usearch is installed), always, never")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: one per core)")
+    p.add_argument("--engine", choices=ENGINES, default="local", help=ENGINE_HELP)
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
     p.add_argument("--threads", type=int, default=None, metavar="N", help="backbone threads per worker (default: cores / jobs)")
     p.add_argument("--overwrite", action="store_true", help="discard an index made with other settings (backbone, checkpoint, hop)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -78,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     refuse_output_over_inputs(args.out, [args.archive])
     s = build_index(args.archive, args.out, backbone=args.backbone, hop_s=args.hop_s, dtype=args.dtype, jobs=args.jobs,
-                    threads=args.threads, approximate=args.approximate, overwrite=args.overwrite,
-                    progress=not args.no_progress)
+                    threads=args.threads, engine=args.engine, scheduler=args.scheduler, approximate=args.approximate,
+                    overwrite=args.overwrite, progress=not args.no_progress)
     failed = f", {s['failed']} failed (see {args.out}/failed.csv)" if s["failed"] else ""
     state = "rewritten" if s["rewritten"] else "up to date"
     search = "exact and approximate search" if s["approximate"] else "exact search only (pip install 'birdspec[index]' for approximate)"

@@ -79,7 +79,7 @@ OUT_KINDS: dict[str, dict[str, Any]] = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from birdspec.formats import FORMATS, SCORE_MODES
-    from birdspec.prediction.choices import ENGINES
+    from birdspec.prediction.choices import ENGINE_HELP, ENGINES, SCHEDULER_HELP
     from birdspec.prediction.runtime_types import ACTIVATION_CHOICES, BACKENDS
     from birdspec.runtime import PREDICT_DEVICES
     from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S
@@ -107,10 +107,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default=None, help="output file, '-' for stdout (csv, birdclef), or a resumable run folder (see Archives; "
         "always for raven, audacity); default predictions.csv / predictions.parquet / submission.csv / predictions/")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="folder --out: worker processes (default: one per core, one thread each)")
-    p.add_argument("--engine", choices=ENGINES, default="local", help="folder --out: local processes (default) or a Dask cluster (needs "
-        "birdspec[distributed])")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="--engine dask: the scheduler, e.g. tcp://head:8786 (default: start "
-        "a local cluster of --jobs workers)")
+    p.add_argument("--engine", choices=ENGINES, default="local", help=f"folder --out: {ENGINE_HELP}")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
     p.add_argument("--batch-size", type=int, default=None, help="windows per network call (default 4 on CPU, 64 on CUDA)")
     p.add_argument("--device", choices=PREDICT_DEVICES, default="auto", help="where the network runs (default auto: CUDA when present)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime on CPU (from the run folder's export, else "
@@ -133,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from birdspec.models.checkpoint import resolve_checkpoint_path
     from birdspec.models.checkpoint_info import describe_thresholds
     from birdspec.prediction.archive import is_out_folder
+    from birdspec.prediction.choices import check_engine
     from birdspec.prediction.outputs import PredictionWriter, default_out
     from birdspec.prediction.predictor import Predictor, collect_audio_paths
     from birdspec.prediction.write import predict_into
@@ -149,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if not folder and (args.jobs is not None or args.engine != "local" or args.scheduler):
         raise ConfigError(f"--jobs, --engine and --scheduler need a folder --out (a resumable run), not {out}; "
                           "e.g. --out predictions/")
-    if args.scheduler and args.engine != "dask":
-        raise ConfigError("--scheduler is for --engine dask")
+    check_engine(args.engine, args.scheduler)
     collect_audio_paths(args.paths)  # missing paths are usage errors, before anything is loaded or written
     if folder:
         return _run_folder(args, out)

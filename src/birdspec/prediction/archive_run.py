@@ -31,7 +31,7 @@ from birdspec.prediction.archive import (
     score_item,
     write_part,
 )
-from birdspec.prediction.choices import ENGINES
+from birdspec.prediction.choices import check_engine
 from birdspec.runtime import cpu_count
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     from birdspec.prediction.onnx_runtime import file_sha256
     from birdspec.prediction.selection import class_thresholds
 
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    check_engine(engine, scheduler)
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     out = Path(out)
@@ -173,10 +172,11 @@ def _score(todo: Sequence[Item], parts: Path, *, ckpt: Path, options: dict[str, 
                        if progress else (None, None))  # durations already read by plan_items
     try:
         if engine == "dask":
-            from birdspec.prediction.dask_engine import run_dask
+            from birdspec.prediction.dask_engine import model_payload, run_dask, score_on_worker
 
             ensure_export(ckpt)
-            run_dask(todo, parts, checkpoint=ckpt, options=options, scheduler=scheduler, workers=jobs, progress=callback)
+            run_dask(todo, parts, task=score_on_worker, payload=model_payload(ckpt), options=options, scheduler=scheduler,
+                     workers=jobs, progress=callback)
         else:
             if jobs > 1:
                 ensure_export(ckpt)

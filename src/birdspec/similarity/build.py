@@ -5,7 +5,9 @@ planned once (:func:`plan_items`), each one is embedded into its own part (windo
 written atomically, then its ledger entry with the file's size and mtime), and a rerun embeds only what has
 no matching entry: a recording added to the archive, a changed one (another size or mtime), or one a killed run
 did not finish. ``--jobs N`` runs N worker processes (:func:`~birdspec.prediction.archive_run.run_pool`, each
-with ``cores / N`` threads), longest recordings first. Then the parts are consolidated, one recording in memory
+with ``cores / N`` threads), longest recordings first; ``--engine dask`` runs the same task on a Dask cluster
+(predict's runner, :func:`~birdspec.prediction.dask_engine.run_dask`: a run's checkpoint is shipped to every worker
+once, BirdNET is each worker's installed ``birdspec[birdnet]``). Then the parts are consolidated, one recording in memory
 at a time (:func:`~birdspec.similarity.index_store.consolidate`), and the approximate index is built over the
 stored vectors (:mod:`birdspec.similarity.ann`) when usearch is installed. When nothing changed since the last
 consolidation, nothing is rewritten.
@@ -34,13 +36,31 @@ APPROXIMATE_CHOICES = ("auto", "always", "never")
 _WORKER: dict[str, Any] = {}
 
 
-def init_embed_worker(backbone: str, hop_s: float | None, threads: int | None) -> None:
-    """Load this worker process's backbone once (:func:`~birdspec.similarity.embedders.open_embedder`)."""
+def worker_embedder(backbone: str, hop_s: float | None, threads: int | None) -> Any:
+    """A worker's backbone (:func:`~birdspec.similarity.embedders.open_embedder`), malloc arenas capped first."""
     from birdspec.runtime import limit_malloc_arenas
     from birdspec.similarity.embedders import open_embedder
 
     limit_malloc_arenas()
-    _WORKER["embedder"] = open_embedder(backbone, hop_s=hop_s, threads=threads)
+    return open_embedder(backbone, hop_s=hop_s, threads=threads)
+
+
+def init_embed_worker(backbone: str, hop_s: float | None, threads: int | None) -> None:
+    """Load this worker process's backbone once (``--jobs N``)."""
+    _WORKER["embedder"] = worker_embedder(backbone, hop_s, threads)
+
+
+def embed_on_worker(item: Item, parts: str, payload: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Dask task of ``birdspec index``: one recording -> its part files, with this worker thread's backbone
+    (BirdNET when ``payload`` is None, else the shipped checkpoint: :func:`~birdspec.prediction.dask_engine.model_payload`)."""
+    from birdspec.prediction.dask_engine import cached_on_worker, materialise
+    from birdspec.similarity.embedders import BIRDNET
+
+    def build() -> Any:
+        return worker_embedder(BIRDNET if payload is None else str(materialise(payload)), options["hop_s"], options["threads"])
+
+    key = ("embed", None if payload is None else payload["sha256"], repr(sorted(options.items())))
+    return embed_item(item, parts, cached_on_worker(key, build))
 
 
 def embed_item(item: Item, parts: str, embedder: Any = None) -> dict[str, Any]:
@@ -75,15 +95,23 @@ def _contents_key(items: Sequence[Item], settings: Mapping[str, Any]) -> str:
 
 
 def _embed(todo: Sequence[Item], parts: Path, embedder: Any, *, backbone: str, hop_s: float | None, jobs: int,
-           threads: int | None, progress: bool) -> None:
-    """Embed ``todo`` here (``jobs == 1``, with ``embedder``) or on ``jobs`` worker processes."""
+           threads: int | None, engine: str, scheduler: str | None, progress: bool) -> None:
+    """Embed ``todo`` here (``jobs == 1``, with ``embedder``), on ``jobs`` worker processes, or on Dask."""
     from birdspec.prediction.archive_run import run_pool
     from birdspec.prediction.sources import tqdm_progress
 
     callback, close = (tqdm_progress([(Path(it.path), it.name) for it in todo], total_s=sum(it.duration_s for it in todo))
                        if progress else (None, None))
     try:
-        if jobs <= 1:
+        if engine == "dask":
+            from birdspec.models.checkpoint import resolve_checkpoint_path
+            from birdspec.prediction.dask_engine import model_payload, run_dask
+            from birdspec.similarity.embedders import BIRDNET
+
+            payload = None if backbone == BIRDNET else model_payload(resolve_checkpoint_path(backbone), export=False)
+            run_dask(todo, parts, task=embed_on_worker, payload=payload, options={"hop_s": hop_s, "threads": threads},
+                     scheduler=scheduler, workers=jobs, progress=callback, label="embed")
+        elif jobs <= 1:
             for it in todo:
                 entry = embed_item(it, str(parts), embedder)
                 if callback is not None:
@@ -97,8 +125,9 @@ def _embed(todo: Sequence[Item], parts: Path, embedder: Any, *, backbone: str, h
 
 
 def build_index(archive: str | Path, out: str | Path, *, backbone: str = "birdnet", hop_s: float | None = None,
-                dtype: str | None = None, jobs: int | None = None, threads: int | None = None,
-                approximate: str = "auto", overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+                dtype: str | None = None, jobs: int | None = None, threads: int | None = None, engine: str = "local",
+                scheduler: str | None = None, approximate: str = "auto", overwrite: bool = False,
+                progress: bool = False) -> dict[str, Any]:
     """Embed every window of every recording under the folder ``archive`` into the index folder ``out``
     (creating, resuming or extending it; see the module doc); the summary.
 
@@ -108,16 +137,20 @@ def build_index(archive: str | Path, out: str | Path, *, backbone: str = "birdne
         dtype: 'float16' or 'int8' vectors (None: the index's, else float16).
         jobs: worker processes (None: one per core, at most one per recording to embed).
         threads: backbone threads per worker (None: cores / jobs).
+        engine: 'local' (this process or ``jobs`` processes) or 'dask' (``scheduler``'s cluster, or a LocalCluster of
+            ``jobs`` workers; the archive and ``out`` on storage every worker sees).
         approximate: build the approximate index 'auto' (when usearch is installed), 'always', 'never'.
 
     Raises:
         DataError: ``archive`` is not a folder of recordings. ConfigError: bad options, or ``out`` holds an
         index made with other settings (another backbone, checkpoint or hop) and ``overwrite`` is false.
-        DependencyError: BirdNET, or usearch with ``approximate='always'``, is not installed.
+        DependencyError: BirdNET, usearch with ``approximate='always'``, or dask.distributed with ``engine='dask'``, is
+        not installed.
     """
     from birdspec.locks import output_lock
     from birdspec.prediction.archive import open_run, pending, plan_items
     from birdspec.prediction.archive_run import default_jobs
+    from birdspec.prediction.choices import check_engine
     from birdspec.runtime import cpu_count
     from birdspec.similarity.embedders import open_embedder
     from birdspec.similarity.index_store import DEFAULT_DTYPE, INDEX_RUN_FORMAT, VECTOR_DTYPES
@@ -131,6 +164,7 @@ def build_index(archive: str | Path, out: str | Path, *, backbone: str = "birdne
         raise ConfigError(f"unknown --approximate {approximate!r}; use one of {', '.join(APPROXIMATE_CHOICES)}")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    check_engine(engine, scheduler)
     t0 = time.perf_counter()
     items = plan_items([root])
     with output_lock(out):
@@ -140,15 +174,15 @@ def build_index(archive: str | Path, out: str | Path, *, backbone: str = "birdne
             parts = open_run(out, settings, overwrite=overwrite, run_format=INDEX_RUN_FORMAT, what="embeddings")
             todo = pending(items, parts)
             n_jobs = jobs or default_jobs(len(todo))
-            log.info("%d recording(s), %d embedded earlier, %d to embed (%s, %d-d, %g s windows every %g s; %d worker(s))",
-                     len(items), len(items) - len(todo), len(todo), embedder.settings["backbone"], embedder.dim,
-                     embedder.window_s, embedder.hop_s, n_jobs)
-            if n_jobs > 1:
+            log.info("%d recording(s), %d embedded earlier, %d to embed (%s, %d-d, %g s windows every %g s; %s engine, "
+                     "%d worker(s))", len(items), len(items) - len(todo), len(todo), embedder.settings["backbone"],
+                     embedder.dim, embedder.window_s, embedder.hop_s, engine, n_jobs)
+            if n_jobs > 1 or engine == "dask":
                 embedder.close()  # each worker loads its own
             worker_threads = threads or max(1, cpu_count() // n_jobs)
             if todo:
                 _embed(todo, parts, embedder, backbone=backbone, hop_s=hop_s, jobs=n_jobs, threads=worker_threads,
-                       progress=progress)
+                       engine=engine, scheduler=scheduler, progress=progress)
         finally:
             embedder.close()
         left = pending(items, parts)
@@ -158,7 +192,7 @@ def build_index(archive: str | Path, out: str | Path, *, backbone: str = "birdne
         dtype = dtype or (previous.dtype if previous is not None else DEFAULT_DTYPE)
         summary = _publish(items, parts, out, settings=settings, dtype=dtype, approximate=approximate, previous=previous,
                            root=root, backbone=backbone, progress=progress)
-    summary.update({"embedded_now": len(todo), "workers": n_jobs, "wall_s": round(time.perf_counter() - t0, 3)})
+    summary.update({"embedded_now": len(todo), "engine": engine, "workers": n_jobs, "wall_s": round(time.perf_counter() - t0, 3)})
     return summary
 
 
