@@ -87,6 +87,32 @@ def _two_sites(sep: float = 2.5) -> tuple[np.ndarray, np.ndarray, np.ndarray, di
     return called, scores, groups, {"all": float(called.mean()), "east": float(c1.mean()), "west": float(c2.mean())}
 
 
+def test_all_windows_from_few_own_verdicts_per_site_cover_a_rare_call():
+    """4 sites at 1 % density, 4 verdicts per site and bin (benchmarks/agile.py's sample): all windows come from the
+    sites' rates weighted by their windows, one Beta per bin; adding up the sites' own posteriors (4 priors per bin)
+    put the interval above the truth in a quarter of the samples."""
+    parts = [cd.simulate_archive(n_windows=3000, density=0.01, separation=3.0, seed=20 + g) for g in range(4)]
+    called, scores = np.concatenate([c for c, _ in parts]), np.concatenate([s for _, s in parts])
+    groups = np.repeat([f"site{g}" for g in range(4)], 3000)
+    bins = cd.assign_bins(scores, cd.bin_edges(scores, quantiles=cd.geometric_quantiles()))
+    covered = 0
+    for k in range(100):
+        idx = cd.stratified_sample(bins, n_bins=4, per_bin=4, seed=300 + k, groups=groups)
+        est = cd.estimate_groups(bins, groups, bins[idx], groups[idx], called[idx], n_bins=4, own_min=4, draws=2000, seed=k)
+        assert est[0].verdicts == cd.VERDICTS_GROUPS
+        covered += est[0].covers(float(called.mean()))
+    assert covered >= 90, covered
+
+
+def test_weighted_counts_are_the_pooled_ones_for_equal_sites_and_fewer_for_unequal():
+    equal = [(np.array([100, 50]), np.array([1, 2]), np.array([3, 2])), (np.array([100, 50]), np.array([0, 4]), np.array([4, 0]))]
+    yes, no = cd._weighted_counts(equal)
+    assert np.allclose(yes, [1, 6]) and np.allclose(no, [7, 2])
+    unequal = [(np.array([900]), np.array([0]), np.array([4])), (np.array([100]), np.array([4]), np.array([0]))]
+    yes, no = cd._weighted_counts(unequal)  # rate 0.9 * 0 + 0.1 * 1; 1 / (0.81 / 4 + 0.01 / 4) = 4.88 verdicts
+    assert np.isclose(yes / (yes + no), 0.1).all() and np.isclose(yes + no, 4 / 0.82).all()
+
+
 def test_groups_own_verdicts_cover_each_site_and_pooled_ones_pull_sites_together():
     called, scores, groups, truth = _two_sites()
     bins = cd.assign_bins(scores, cd.bin_edges(scores, quantiles=cd.geometric_quantiles()))
