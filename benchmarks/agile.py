@@ -1,7 +1,7 @@
 """Find a call in a whole archive: index speed, search by example, the agile loop, call density (issue 31).
 
     python benchmarks/agile.py [BIRDCLEF_DIR] [--out bench-out/agile] [--hours 20] [--fold 0] [--sites 4]
-        [--rounds 3] [--per-round 20] [--prior-checkpoint PATH] [--jobs 2]
+        [--rounds 3] [--per-round 20] [--prior-checkpoint PATH] [--jobs 2] [--draws 100] [--hoplite-python PY]
 
 Needs ``pip install -e ".[birdnet,index]"`` (BirdNET embeds the archive; usearch builds the graph).
 
@@ -25,8 +25,12 @@ Protocol (the reed warblers, folds as every benchmark: ``prepare --folds 5 --see
   soundscapes.py's fold run), ``birdspec predict --format birdclef`` on the archive (its 5 s windows, its
   stored thresholds), scored the same way;
 - call density: for each species, ``call-density`` estimates per site from a stratified sample (score bins,
-  4 per bin and site) of the last round's scores, verdicts from the truth, against the true fraction.
-Writes OUT/agile.json, OUT/agile.md and OUT/agile_rounds.png; every stage is kept and reused by a rerun.
+  4 per bin and site) of the last round's scores, verdicts from the truth, against the true fraction; and the
+  interval's coverage over ``--draws`` such samples (each its own seed), per site and for all windows;
+- side by side (``--hoplite-python``): perch-hoplite's own loop (``benchmarks/hoplite_agile.py`` in its environment:
+  its embedding of the archive with the same BirdNET model, its search, classifier and margin sampling) on the same
+  archive, queries and truth, its rounds' scores scored here by the same functions.
+Writes OUT/agile.json, OUT/agile.md, OUT/agile_rounds.png (F1 by round) and OUT/agile_density.png; every stage is kept and reused by a rerun.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ import pandas as pd
 
 if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
     sys.path[0] = str(Path(__file__).resolve().parents[1])
-from benchmarks.common import DEFAULT_DATA, prepare_encoding, start_run  # noqa: E402
+from benchmarks.agile_report import density_coverage, plot_density, plot_rounds  # noqa: E402
+from benchmarks.agile_truth import window_scores, window_truth  # noqa: E402
+from benchmarks.common import DEFAULT_DATA, prepare_encoding, run_command, start_run  # noqa: E402
 from benchmarks.soundscapes import birdspec, split_backgrounds  # noqa: E402
 
 SOUNDSCAPE_S = 600.0
-MIN_OVERLAP_S = 0.5
 
 
 def make_archive(focal: Path, out: Path, *, hours: float, fold: int, sites: int, bg: Path) -> Path:
@@ -77,25 +82,10 @@ def make_archive(focal: Path, out: Path, *, hours: float, fold: int, sites: int,
     return archive
 
 
-def window_truth(index, archive: Path, classes: list[str]) -> np.ndarray:
-    """``(N, K)`` bool: window i holds a call of class k (overlap >= 0.5 s)."""
+def index_truth(index, archive: Path, classes: list[str]) -> np.ndarray:
+    """``(N, K)`` bool: index window i holds a call of class k (:func:`benchmarks.agile_truth.window_truth`)."""
     w = index.windows
-    truth = np.zeros((len(w), len(classes)), dtype=bool)
-    by_rec: dict[str, list[int]] = {}
-    for i, r in enumerate(w["recording"]):
-        by_rec.setdefault(r, []).append(i)
-    for site in sorted(archive.glob("site*")):
-        calls = pd.read_csv(site / "calls.csv")
-        for rec, g in calls.groupby("audio_id"):
-            rows = by_rec.get(f"{site.name}/audio/{rec}.flac", [])
-            if not rows:
-                continue
-            starts = w["start_s"].to_numpy()[rows]
-            ends = w["end_s"].to_numpy()[rows]
-            for label, a, b in zip(g["label"], g["start_s"], g["end_s"], strict=True):
-                overlap = np.minimum(ends, b) - np.maximum(starts, a)
-                truth[np.asarray(rows)[overlap >= MIN_OVERLAP_S], classes.index(label)] = True
-    return truth
+    return window_truth(w["recording"].tolist(), w["start_s"].to_numpy(), w["end_s"].to_numpy(), archive, classes)
 
 
 def relative(file: str, archive: Path) -> str:
@@ -154,23 +144,10 @@ def verdict_rows(index, rows: np.ndarray, truth: np.ndarray, k: int, label: str)
                          "verdict": np.where(truth[rows, k], "yes", "no")})
 
 
-def window_scores(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> dict:
-    """Micro precision/recall/F1 at ``thresholds`` (per class) and the mean AP over classes, all windows."""
-    from sklearn.metrics import average_precision_score
-
-    hit = scores >= thresholds[None, :]
-    tp = int((hit & truth).sum())
-    p = tp / max(int(hit.sum()), 1)
-    r = tp / max(int(truth.sum()), 1)
-    ap = [average_precision_score(truth[:, k], scores[:, k]) for k in range(truth.shape[1]) if truth[:, k].any()]
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / max(p + r, 1e-12), 4),
-            "mean_ap": round(float(np.mean(ap)), 4)}
-
-
-def rows_5s(scores: np.ndarray, index, classes: list[str]) -> pd.DataFrame:
-    """The index's 3 s window scores ``(N, K)`` on the soundscapes' 5 s rows: per row the highest score of the 3 s
-    windows overlapping it by >= 1.5 s (half a window), as a wide table ``score-soundscapes`` reads."""
-    w = index.windows
+def rows_5s(scores: np.ndarray, w: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """3 s window scores ``(N, K)`` (windows ``w``: recording, start_s, end_s) on the soundscapes' 5 s rows: per row
+    the highest score of the 3 s windows overlapping it by >= 1.5 s (half a window), as a wide table
+    ``score-soundscapes`` reads."""
     out = []
     for rec, g in w.groupby("recording", sort=False):
         starts, ends = g["start_s"].to_numpy(), g["end_s"].to_numpy()
@@ -180,6 +157,44 @@ def rows_5s(scores: np.ndarray, index, classes: list[str]) -> pd.DataFrame:
             out.append({"file": rec, "start_s": a, "end_s": a + 5.0,
                         **dict(zip(classes, sc[over].max(axis=0) if over.any() else np.zeros(len(classes)), strict=True))})
     return pd.DataFrame(out)
+
+
+def round_metrics(scores: np.ndarray, windows: pd.DataFrame, truth: np.ndarray, classes: list[str],
+                  truth_5s: dict) -> dict:
+    """A round's scores ``(N, K)`` of 3 s ``windows`` at 0.5: row-wise micro F1 and species F1 on the soundscapes'
+    5 s rows, micro precision/recall/F1 and mean AP on the windows themselves (``truth`` ``(N, K)``)."""
+    from birdspec.evaluation.scoring import read_predictions, score_soundscapes, sets_at
+
+    table = rows_5s(scores, windows, classes)
+    return {"row_f1": round(score_soundscapes(table, truth_5s, thresholds=[0.5]).f1, 4),
+            **species_f1(sets_at(read_predictions(table), 0.5), truth_5s),
+            **window_scores(scores, truth)}
+
+
+def hoplite_side(python: str, archive: Path, out: Path, classes: list[str], truth_5s: dict, *, rounds: int,
+                 per_round: int) -> dict:
+    """perch-hoplite's own loop on the same archive and queries (benchmarks/hoplite_agile.py in hoplite's
+    environment, ``python``), its rounds' scores scored here exactly as birdspec's (:func:`round_metrics`)."""
+    from birdspec.birdnet.backend import birdnet_files
+    from birdspec.runtime import cpu_count
+
+    folder = out / "hoplite"
+    if not (folder / "hoplite.json").is_file():
+        ran = run_command([python, str(Path(__file__).with_name("hoplite_agile.py")), "--archive", str(archive),
+                           "--queries", str(out / "queries"), "--model", str(birdnet_files().model_path),
+                           "--classes", ",".join(classes), "--out", str(folder), "--rounds", str(rounds),
+                           "--per-round", str(per_round), "--threads", str(cpu_count())], interval_s=None)
+        if ran["rc"] != 0:
+            raise RuntimeError(f"hoplite_agile.py failed ({ran['rc']}):\n{ran['output'][-3000:]}")
+    res = json.loads((folder / "hoplite.json").read_text())
+    scored = []
+    for r in res["rounds"]:
+        df = pd.read_csv(folder / f"round{r['round']}_scores.csv")
+        truth = window_truth(df["recording"].tolist(), df["start_s"].to_numpy(), df["end_s"].to_numpy(), archive, classes)
+        scored.append({"round": r["round"], "verdicts": r["verdicts"],
+                       **round_metrics(df[classes].to_numpy(), df, truth, classes, truth_5s)})
+    res["rounds_scored"] = scored
+    return res
 
 
 def species_f1(predicted: dict, truth: dict) -> dict:
@@ -229,6 +244,20 @@ def call_density(scores: Path, index, truth: np.ndarray, classes: list[str], arc
     return rows
 
 
+def coverage(scores: Path, index, truth: np.ndarray, classes: list[str], archive: Path, *, draws: int) -> dict:
+    """The call-density interval's coverage over ``draws`` verification samples per species (per site and all
+    windows; :func:`benchmarks.agile_report.density_coverage`), and all of them pooled."""
+    from birdspec.evaluation.call_density_io import read_scores
+
+    rows = []
+    for k, c in enumerate(classes):
+        windows, _ = read_scores(scores, c)
+        rows += density_coverage(windows, truth[index_rows(index, windows, archive), k], draws=draws, species=c)
+    covered, total = sum(r["covered"] for r in rows), sum(r["draws"] for r in rows)
+    return {"draws": draws, "covered": covered, "total": total, "fraction": round(covered / max(total, 1), 4),
+            "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(DEFAULT_DATA))
@@ -239,11 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--per-round", type=int, default=20)
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--draws", type=int, default=100, help="verification samples for the call-density coverage")
+    p.add_argument("--hoplite-python", help="perch-hoplite's Python (a venv with perch-hoplite and tensorflow-cpu): "
+                   "its own loop side by side (benchmarks/hoplite_agile.py)")
     p.add_argument("--prior-checkpoint", help="a birdnet-prior checkpoint trained on the folds != --fold")
     args = p.parse_args(argv)
     root, out, _device, machine = start_run(args.data, args.out, "cpu")
     from birdspec.data.prepared import PreparedDataset
-    from birdspec.evaluation.scoring import read_predictions, score_soundscapes, sets_at
+    from birdspec.evaluation.scoring import read_predictions, score_soundscapes
     from birdspec.fileio import read_json, write_json
     from birdspec.similarity.agile import run_agile
     from birdspec.similarity.agile_config import AgileConfig
@@ -271,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                            "birdnet_alone_x_real_time": round(birdnet_speed(), 1)}
         write_json(out / "agile.json", result)
     index = SimilarityIndex(index_dir)
-    truth = window_truth(index, archive, classes)
+    truth = index_truth(index, archive, classes)
     result["windows_with_calls"] = {c: int(truth[:, k].sum()) for k, c in enumerate(classes)}
     verdicts = []
     first = {}
@@ -292,12 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                           config=AgileConfig(next_count=args.per_round))
         seconds = time.perf_counter() - t0
         scores = pd.read_csv(res_a.scores)[classes].to_numpy()
-        table = rows_5s(scores, index, classes)
-        wide = read_predictions(table)
-        row_f1 = score_soundscapes(table, truth_5s, thresholds=[0.5]).f1
         rounds.append({"round": r, "verdicts": int(sum(len(v) for v in verdicts)), "seconds": round(seconds, 1),
-                       "row_f1": round(row_f1, 4), **species_f1(sets_at(wide, 0.5), truth_5s),
-                       **window_scores(scores, truth, np.full(len(classes), 0.5))})
+                       **round_metrics(scores, index.windows, truth, classes, truth_5s)})
         nxt = pd.read_csv(res_a.next_windows)
         for k, c in enumerate(classes):
             g = nxt[nxt["label"] == c]
@@ -305,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append(verdict_rows(index, rows, truth, k, c))
         print(f"round {r}: {rounds[-1]}", flush=True)
     result["rounds"] = rounds
-    result["call_density"] = call_density(out / "rounds" / f"round{args.rounds}" / "scores.csv", index, truth, classes,
-                                          archive, out)
+    last = out / "rounds" / f"round{args.rounds}" / "scores.csv"
+    result["call_density"] = call_density(last, index, truth, classes, archive, out)
+    result["call_density_coverage"] = coverage(last, index, truth, classes, archive, draws=args.draws)
     if args.prior_checkpoint:
         sub = out / "prior_submission.csv"
         if not sub.is_file():  # its own 5 s windows, its stored thresholds
@@ -317,7 +346,13 @@ def main(argv: list[str] | None = None) -> int:
         result["birdnet_prior"] = {"checkpoint": args.prior_checkpoint,
                                    "row_f1": round(score_soundscapes(sub, truth_5s).f1, 4),
                                    **species_f1(read_predictions(sub), truth_5s)}
+    if args.hoplite_python:
+        result["hoplite"] = hoplite_side(args.hoplite_python, archive, out, classes, truth_5s, rounds=args.rounds,
+                                         per_round=args.per_round)
+    result["per_round"] = args.per_round
     write_json(out / "agile.json", result)
+    plot_rounds(result, out / "agile_rounds.png")
+    plot_density(result["call_density"], out / "agile_density.png")
     (out / "agile.md").write_text(f"Machine: {machine}\n\n```\n{json.dumps(result, indent=1)}\n```\n")
     print(json.dumps(result, indent=1))
     return 0

@@ -260,3 +260,19 @@ def test_own_peak_is_this_process():
     block = bytearray(64 * 2**20)
     assert common.own_peak_mb() >= before and common.own_peak_mb() > 64
     del block
+
+
+def test_agile_window_truth_known_answer(tmp_path):
+    """agile.py and hoplite_agile.py's one truth rule: a window holds a call overlapping it by >= 0.5 s."""
+    import pandas as pd
+
+    truth_mod = _benchmark("agile_truth")
+    site = tmp_path / "site0"
+    site.mkdir()
+    pd.DataFrame({"audio_id": ["site0-a", "site0-a"], "label": ["b", "a"], "start_s": [2.5, 7.6],
+                  "end_s": [4.0, 9.0]}).to_csv(site / "calls.csv", index=False)
+    rec = ["site0/audio/site0-a.flac"] * 4
+    truth = truth_mod.window_truth(rec, [0.0, 3.0, 6.0, 9.0], [3.0, 6.0, 9.0, 12.0], tmp_path, ["a", "b"])
+    assert truth.tolist() == [[False, True], [False, True], [True, False], [False, False]]
+    scores = truth.astype(float) * 0.9
+    assert truth_mod.window_scores(scores, truth) == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mean_ap": 1.0}
