@@ -28,10 +28,14 @@ ADDRESS, or a local one), with ARCHIVE and INDEX on storage every worker sees.
 
 INDEX holds index.json (backbone, checkpoint SHA-256, window, hop, dimension,
 dtype), windows.csv (recording, deployment, start_s, end_s), vectors.npy
-(unit vectors, float16 by default) and vectors.usearch (an HNSW graph for fast
+(unit vectors, float16 by default), recordings.csv (each recording's windows
+and their keys in the graph) and vectors.usearch (an HNSW graph for fast
 approximate search; built when usearch is installed: pip install
 'birdspec[index]'). Without it, search compares every vector (exact; fine up
-to about 100,000 windows).
+to about 100,000 windows). A rerun updates the graph in place (the windows of
+added recordings inserted, those of changed or removed ones removed); it is
+built whole the first time, for other settings, or once most of its vectors
+are gone.
 """
 
 _EPILOG = """\
@@ -77,6 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from birdspec.errors import ConfigError
     from birdspec.fileio import refuse_output_over_inputs
+    from birdspec.similarity.ann_update import BUILD, UPDATE
     from birdspec.similarity.build import build_index
 
     if args.threads is not None and args.threads < 1:
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                     threads=args.threads, engine=args.engine, scheduler=args.scheduler, approximate=args.approximate,
                     overwrite=args.overwrite, progress=not args.no_progress)
     failed = f", {s['failed']} failed (see {args.out}/failed.csv)" if s["failed"] else ""
-    state = "rewritten" if s["rewritten"] else "up to date"
+    graph = {BUILD: " (graph built whole)", UPDATE: " (graph updated in place)"}.get(s.get("ann_update") or "", "")
+    state = f"rewritten{graph}" if s["rewritten"] else "up to date"
     search = "exact and approximate search" if s["approximate"] else "exact search only (pip install 'birdspec[index]' for approximate)"
     print(f"{s['num_recordings']} recording(s){failed}, {s['audio_hours']:.2f} h of audio, {s['num_vectors']} windows "
           f"({s['dtype']}); {s['embedded_now']} embedded now in {s['wall_s']:.1f} s; index {state}: {s['index']} ({search})")

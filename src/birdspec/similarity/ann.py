@@ -4,13 +4,16 @@ Why usearch (measured on 2 busy cores, benchmarks/README.md "agile.py (index and
 100,000 float16 vectors faiss-cpu's HNSW (HNSWSQ fp16, same M and efConstruction) built in 101 s against 141 s and
 answered top-100 queries in 1.5 ms against 2.4 ms at the same recall (0.985 / 0.983): both are far inside the
 goal (50 ms at recall 0.95). usearch was kept for what faiss's HNSW lacks or makes harder: removing and
-re-adding vectors by key (the next step: redo a changed recording without rebuilding the graph), opening a
-saved index memory-mapped (``view=True``: instant, pages read on demand), float16 and int8 cosine natively;
-and it installs 13 MB of wheels (usearch + its numkong kernels) against faiss-cpu's 19 MB. Apache-2.0 (faiss: MIT).
+re-adding vectors by key (a rerun of ``birdspec index`` updates the graph in place:
+:mod:`birdspec.similarity.ann_update`), opening a saved index memory-mapped (``view=True``: instant, pages read
+on demand), float16 and int8 cosine natively; and it installs 13 MB of wheels (usearch + its numkong kernels)
+against faiss-cpu's 19 MB. Apache-2.0 (faiss: MIT).
 
-The graph's keys are row numbers of ``vectors.npy``; its vectors are the stored ones (float16 or int8), metric
-cosine. Search returns candidate rows; :mod:`birdspec.similarity.query` rescores them exactly from the stored
-vectors, so both search modes report the same similarity for the same window.
+The graph's keys are the windows' stable keys (``recordings.csv``, :mod:`birdspec.similarity.ann_update`; for a
+graph built whole they are the row numbers of ``vectors.npy``); its vectors are the stored ones (float16 or int8),
+metric cosine. Search returns candidate keys, which the index maps to rows
+(:meth:`~birdspec.similarity.index_store.SimilarityIndex.rows_of_keys`); :mod:`birdspec.similarity.query` rescores
+them exactly from the stored vectors, so both search modes report the same similarity for the same window.
 """
 
 from __future__ import annotations
@@ -60,10 +63,21 @@ def _usearch() -> Any:
     return ui
 
 
+def _add(index: Any, keys: np.ndarray, vectors: np.ndarray, rows: np.ndarray | None, *, threads: int,
+         progress: Callable[[int], None] | None) -> None:
+    """Insert ``vectors[rows]`` (all rows when None) under ``keys``, ``ADD_ROWS`` at a time."""
+    n = len(keys)
+    for a in range(0, n, ADD_ROWS):
+        block = vectors[a : a + ADD_ROWS] if rows is None else vectors[rows[a : a + ADD_ROWS]]
+        index.add(np.asarray(keys[a : a + ADD_ROWS], dtype=np.uint64), np.ascontiguousarray(block), threads=threads)
+        if progress is not None:
+            progress(len(block))
+
+
 def build_ann(vectors: np.ndarray, path: Path, *, dtype: str, threads: int = 0, expansion_search: int = EXPANSION_SEARCH,
-              progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Build the HNSW graph of stored vectors ``(N, D)`` (float16 or int8; keys = row numbers) into ``path``
-    (atomically), ``ADD_ROWS`` rows at a time; its settings for ``index.json``.
+              keys: np.ndarray | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build the HNSW graph of stored vectors ``(N, D)`` (float16 or int8) under ``keys`` (default: the row numbers)
+    into ``path`` (atomically), ``ADD_ROWS`` rows at a time; its settings for ``index.json``.
 
     Raises:
         DependencyError: usearch is not installed.
@@ -74,15 +88,41 @@ def build_ann(vectors: np.ndarray, path: Path, *, dtype: str, threads: int = 0, 
     n, dim = vectors.shape
     index = ui.Index(ndim=dim, metric="cos", dtype=_USEARCH_DTYPES[dtype], connectivity=CONNECTIVITY,
                      expansion_add=EXPANSION_ADD, expansion_search=expansion_search)
-    for a in range(0, n, ADD_ROWS):
-        block = np.ascontiguousarray(vectors[a : a + ADD_ROWS])
-        index.add(np.arange(a, a + len(block), dtype=np.uint64), block, threads=threads)
-        if progress is not None:
-            progress(len(block))
+    _add(index, np.arange(n, dtype=np.uint64) if keys is None else keys, vectors, None, threads=threads, progress=progress)
     write_with(path, lambda tmp: index.save(str(tmp)))
     return {"library": "usearch", "version": usearch.__version__, "kind": "hnsw", "metric": "cos",
             "dtype": dtype, "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD,
             "expansion_search": int(expansion_search)}
+
+
+def same_graph_settings(settings: dict[str, Any] | None, *, dtype: str) -> bool:
+    """Whether a graph with ``settings`` (``index.json``'s ``ann``) is what :func:`build_ann` would build now."""
+    wanted = {"library": "usearch", "kind": "hnsw", "metric": "cos", "dtype": dtype, "connectivity": CONNECTIVITY,
+              "expansion_add": EXPANSION_ADD}
+    return settings is not None and all(settings.get(k) == v for k, v in wanted.items())
+
+
+def update_ann(path: Path, *, remove: np.ndarray, add_keys: np.ndarray, vectors: np.ndarray, add_rows: np.ndarray,
+               threads: int = 0, progress: Callable[[int], None] | None = None) -> bool:
+    """Change the saved graph ``path`` in place: drop the vectors of keys ``remove``, insert ``vectors[add_rows]``
+    under ``add_keys``, save it (atomically). False, with nothing changed, when the file does not open as a graph.
+
+    Raises:
+        DependencyError: usearch is not installed.
+    """
+    ui = _usearch()
+    try:
+        index = ui.Index.restore(str(path))  # in memory: a memory-mapped view cannot change
+    except (RuntimeError, ValueError, OSError) as exc:
+        log.warning("%s: the graph does not open (%s); building it anew", path, exc)
+        return False
+    if index is None:
+        return False
+    if len(remove):
+        index.remove(np.asarray(remove, dtype=np.uint64), threads=threads)
+    _add(index, add_keys, vectors, np.asarray(add_rows, dtype=np.int64), threads=threads, progress=progress)
+    write_with(path, lambda tmp: index.save(str(tmp)))
+    return True
 
 
 class AnnIndex:
@@ -102,7 +142,7 @@ class AnnIndex:
         return len(self.index)
 
     def search(self, query: np.ndarray, k: int, *, expansion_search: int | None = None, threads: int = 1) -> np.ndarray:
-        """Rows of (about) the ``k`` nearest stored vectors to ``query`` ``(D,)``, a unit vector in the stored
+        """Keys of (about) the ``k`` nearest stored vectors to ``query`` ``(D,)``, a unit vector in the stored
         form (:func:`~birdspec.similarity.index_store.quantise`), best first."""
         if expansion_search is not None:
             self.index.expansion_search = int(expansion_search)

@@ -8,9 +8,11 @@ did not finish. ``--jobs N`` runs N worker processes (:func:`~birdspec.predictio
 with ``cores / N`` threads), longest recordings first; ``--engine dask`` runs the same task on a Dask cluster
 (predict's runner, :func:`~birdspec.prediction.dask_engine.run_dask`: a run's checkpoint is shipped to every worker
 once, BirdNET is each worker's installed ``birdspec[birdnet]``). Then the parts are consolidated, one recording in memory
-at a time (:func:`~birdspec.similarity.index_store.consolidate`), and the approximate index is built over the
-stored vectors (:mod:`birdspec.similarity.ann`) when usearch is installed. When nothing changed since the last
-consolidation, nothing is rewritten.
+at a time (:func:`~birdspec.similarity.index_store.consolidate`), and the approximate index over the stored vectors
+(:mod:`birdspec.similarity.ann`, when usearch is installed) is updated in place: the windows of added recordings
+inserted, those of changed or removed ones removed; it is built whole only on the first run or when most of its
+vectors are gone (:mod:`birdspec.similarity.ann_update`). When nothing changed since the last consolidation,
+nothing is rewritten.
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ def _publish(items: Sequence[Item], parts: Path, out: Path, *, settings: Mapping
     from birdspec.fileio import read_json, write_csv
     from birdspec.formats import FAILED_FILE
     from birdspec.similarity.ann import ANN_INSTALL_HINT, usearch_available
-    from birdspec.similarity.index_store import ANN_FILE, SIMILARITY_INDEX_FILE, IndexInfo, consolidate, now_utc
+    from birdspec.similarity.ann_update import publish_graph
+    from birdspec.similarity.index_store import SIMILARITY_INDEX_FILE, IndexInfo, consolidate, now_utc, read_recordings
 
     want_ann = approximate == "always" or (approximate == "auto" and usearch_available())
     if approximate == "always" and not usearch_available():
@@ -224,18 +227,16 @@ def _publish(items: Sequence[Item], parts: Path, out: Path, *, settings: Mapping
     if previous is not None and previous.extra.get("contents") == key:
         log.info("%s: up to date (%d vectors); nothing rewritten", out, previous.num_vectors)
         return {**{k: getattr(previous, k) for k in ("num_vectors", "num_recordings", "audio_hours", "dtype")},
-                "failed": int(previous.extra.get("failed", 0)), "approximate": previous.ann is not None, "rewritten": False,
-                "index": str(out)}
+                "failed": int(previous.extra.get("failed", 0)), "approximate": previous.ann is not None, "ann_update": None,
+                "rewritten": False, "index": str(out)}
     (out / SIMILARITY_INDEX_FILE).unlink(missing_ok=True)  # readers see no index until the new one is whole
-    counts = consolidate(items, parts, out, dtype=dtype, dim=int(settings["dim"]))
+    counts, recordings = consolidate(items, parts, out, dtype=dtype, dim=int(settings["dim"]))
     entries = [read_json(parts / f"{it.key}.json") or {} for it in items]
     failed = [{"path": it.path, "error": e["error"]} for it, e in zip(items, entries, strict=True) if e.get("error")]
     write_csv(out / FAILED_FILE, pd.DataFrame(failed, columns=["path", "error"]), float_format=None)
-    ann = None
-    (out / ANN_FILE).unlink(missing_ok=True)
-    if want_ann:
-        ann = _build_ann(out, dtype=dtype, progress=progress)
-    elif counts["num_vectors"] > _exact_max():
+    ann, how = publish_graph(out, recordings, dtype=dtype, want=want_ann, previous_ann=None if previous is None else previous.ann,
+                             old=None if previous is None else read_recordings(out), progress=progress)
+    if not want_ann and counts["num_vectors"] > _exact_max():
         log.warning("%s: %d vectors and no approximate index: searches compare every vector (slow); %s",
                     out, counts["num_vectors"], ANN_INSTALL_HINT)
     info = IndexInfo(
@@ -249,35 +250,10 @@ def _publish(items: Sequence[Item], parts: Path, out: Path, *, settings: Mapping
         extra={"contents": key, "failed": int(counts["failed"])},
     )
     info.write(out)
-    return {**counts, "dtype": dtype, "approximate": ann is not None, "rewritten": True, "index": str(out)}
+    return {**counts, "dtype": dtype, "approximate": ann is not None, "ann_update": how, "rewritten": True, "index": str(out)}
 
 
 def _exact_max() -> int:
     from birdspec.similarity.query import EXACT_MAX_VECTORS
 
     return EXACT_MAX_VECTORS
-
-
-def _build_ann(out: Path, *, dtype: str, progress: bool) -> dict[str, Any]:
-    from birdspec.runtime import cpu_count
-    from birdspec.similarity.ann import build_ann
-    from birdspec.similarity.index_store import ANN_FILE, VECTORS_FILE
-
-    vectors = np.load(out / VECTORS_FILE, mmap_mode="r")
-    t0 = time.perf_counter()
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(vectors), unit="vec", desc="vector index", file=sys.stderr, dynamic_ncols=True)
-    try:
-        settings = build_ann(vectors, out / ANN_FILE, dtype=dtype, threads=cpu_count(),
-                             progress=bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    settings["build_s"] = round(time.perf_counter() - t0, 3)
-    log.info("approximate index of %d vectors built in %.1f s", len(vectors), settings["build_s"])
-    return settings

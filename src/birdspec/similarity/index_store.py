@@ -8,7 +8,10 @@ An index folder::
                             deployment (the top folder under ARCHIVE; '' for a file directly in it), start_s, end_s
     INDEX/vectors.npy       (N, D) L2-normalised vectors, float16 (default) or int8 (each row scaled by
                             127 / its largest magnitude: cosine is scale-free), NumPy format (memory-mapped)
-    INDEX/vectors.usearch   the approximate (HNSW) vector index over those rows, keys = row numbers
+    INDEX/recordings.csv    one row per recording, in row order: recording, windows, digest (of its stored
+                            vectors), first_key (its windows' keys in the graph are first_key, first_key + 1, ...:
+                            stable while the recording is unchanged, :mod:`birdspec.similarity.ann_update`)
+    INDEX/vectors.usearch   the approximate (HNSW) vector index over those rows, under their keys
                             (absent when usearch is not installed: exact search only)
     INDEX/run.json, parts/  the resumable ledger of :mod:`birdspec.prediction.archive`: one part per recording
                             (its windows and float16 vectors) and its ledger entry (size, mtime), kept so a
@@ -22,6 +25,7 @@ written last: a reader checks its counts against the other files (:func:`open_in
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -41,6 +45,8 @@ SIMILARITY_INDEX_FILE = "index.json"
 WINDOWS_FILE = "windows.csv"
 VECTORS_FILE = "vectors.npy"
 ANN_FILE = "vectors.usearch"
+RECORDINGS_FILE = "recordings.csv"
+RECORDING_COLUMNS = ("recording", "windows", "digest", "first_key")
 INDEX_FORMAT = "birdspec-similarity-index"
 INDEX_RUN_FORMAT = "birdspec-index-run"
 """The ``format`` of the index's ledger (run.json), beside predict's."""
@@ -136,18 +142,23 @@ def as_unit_float32(stored: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def consolidate(items: Sequence[Any], parts: Path, out: Path, *, dtype: str, dim: int) -> dict[str, int | float]:
+def consolidate(items: Sequence[Any], parts: Path, out: Path, *, dtype: str, dim: int) -> tuple[dict[str, int | float], Any]:
     """Write ``windows.csv`` and ``vectors.npy`` from the finished parts of ``items`` (in their order), one
-    recording in memory at a time; the counts (``num_vectors``, ``num_recordings``, ``failed``, ``audio_hours``).
+    recording in memory at a time; the counts (``num_vectors``, ``num_recordings``, ``failed``, ``audio_hours``) and
+    the recordings (DataFrame ``recording, windows, digest`` in row order: digest = SHA-1 of its stored vectors).
 
     ``items`` are :class:`~birdspec.prediction.archive.Item` s whose ``name`` is relative to the archive.
     """
+    import pandas as pd
+
     from birdspec.prediction.archive import read_part
 
     entries = [read_json(parts / f"{it.key}.json") or {} for it in items]
     ok = [(it, e) for it, e in zip(items, entries, strict=True) if not e.get("error")]
     total = sum(int(e.get("windows", 0)) for _it, e in ok)
     hours = sum(float(e.get("decoded_s") or 0.0) for _it, e in ok) / 3600.0
+    digests: list[str] = []
+    counts: list[int] = []
 
     def write_vectors(tmp: Path) -> None:
         store = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(total, dim))
@@ -156,7 +167,10 @@ def consolidate(items: Sequence[Any], parts: Path, out: Path, *, dtype: str, dim
             v = np.asarray(read_part(it, parts).scores)
             if v.shape[1:] != (dim,):
                 raise DataError(f"{it.path}: its part holds {v.shape[1:]} vectors, the index {dim}-d; rerun with --overwrite")
-            store[row : row + len(v)] = quantise(v, dtype)
+            stored = np.ascontiguousarray(quantise(v, dtype))
+            store[row : row + len(v)] = stored
+            digests.append(hashlib.sha1(stored.tobytes()).hexdigest()[:20])
+            counts.append(len(v))
             row += len(v)
         store.flush()
         del store
@@ -172,7 +186,31 @@ def consolidate(items: Sequence[Any], parts: Path, out: Path, *, dtype: str, dim
 
     write_with(out / WINDOWS_FILE, write_windows)
     write_with(out / VECTORS_FILE, write_vectors)
-    return {"num_vectors": total, "num_recordings": len(ok), "failed": len(items) - len(ok), "audio_hours": round(hours, 4)}
+    recordings = pd.DataFrame({"recording": [Path(it.name).as_posix() for it, _e in ok], "windows": counts, "digest": digests})
+    return ({"num_vectors": total, "num_recordings": len(ok), "failed": len(items) - len(ok), "audio_hours": round(hours, 4)},
+            recordings)
+
+
+def read_recordings(folder: Path) -> Any:
+    """The recordings table of an index (``recording, windows, digest, first_key``), or None for an index made
+    before it existed (its graph's keys are row numbers)."""
+    import pandas as pd
+
+    path = folder / RECORDINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"recording": str, "digest": str, "windows": np.int64, "first_key": np.uint64},
+                            keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); run `birdspec index` again") from exc
+    return table
+
+
+def write_recordings(folder: Path, table: Any) -> None:
+    from birdspec.fileio import write_csv
+
+    write_csv(folder / RECORDINGS_FILE, table[list(RECORDING_COLUMNS)], float_format=None)
 
 
 def now_utc() -> str:
@@ -207,6 +245,7 @@ class SimilarityIndex:
                             f"{VECTORS_FILE} {self.vectors.shape[0]}: the index is being rebuilt or damaged; run `birdspec index` again")
         self._unit: np.ndarray | None = None
         self._ann: Any = None
+        self._key_map: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return self.info.num_vectors
@@ -232,6 +271,29 @@ class SimilarityIndex:
                                 "run `birdspec index` again to add it, or search with --mode exact")
             self._ann = AnnIndex(path, self.info.ann)
         return self._ann
+
+    def rows_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """The rows of the windows with graph keys ``keys`` (``recordings.csv``; keys no window has are dropped)."""
+        keys = np.asarray(keys, dtype=np.uint64)
+        if self._key_map is None:
+            table = read_recordings(self.folder)
+            if table is None:  # an index made before stable keys: the graph's keys are row numbers
+                self._key_map = (np.zeros(1, np.uint64), np.zeros(1, np.int64), np.array([len(self)], np.int64))
+            else:
+                n = table["windows"].to_numpy(np.int64)
+                if int(n.sum()) != len(self):
+                    raise DataError(f"{self.folder}: {RECORDINGS_FILE} counts {int(n.sum())} windows, the index {len(self)}; "
+                                    "run `birdspec index` again")
+                first = table["first_key"].to_numpy(np.uint64)
+                order = np.argsort(first, kind="stable")
+                starts = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+                self._key_map = (first[order], starts[order], n[order])
+        first, starts, n = self._key_map
+        j = np.searchsorted(first, keys, side="right") - 1
+        jj = np.maximum(j, 0)
+        offset = keys.astype(np.int64) - first[jj].astype(np.int64)
+        ok = (j >= 0) & (offset >= 0) & (offset < n[jj])
+        return (starts[jj] + offset)[ok]
 
     def unit_rows(self, rows: np.ndarray) -> np.ndarray:
         """Float32 unit vectors ``(len(rows), D)`` of some rows."""

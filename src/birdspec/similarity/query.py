@@ -91,8 +91,7 @@ def approximate_search(index: SimilarityIndex, query: np.ndarray, k: int, *,
     if not usearch_available():
         raise DependencyError(f"{index.folder}: {ANN_INSTALL_HINT}")
     stored = quantise(np.asarray(query, dtype=np.float32)[None], index.info.dtype)[0]
-    rows = index.ann().search(stored, k, expansion_search=expansion_search)
-    rows = rows[(rows >= 0) & (rows < len(index))]
+    rows = index.rows_of_keys(index.ann().search(stored, k, expansion_search=expansion_search))
     sims = index.unit_rows(rows) @ np.asarray(query, dtype=np.float32)
     order = np.lexsort((rows, -sims))
     return rows[order], sims[order].astype(np.float32)
