@@ -84,9 +84,13 @@ def plot_density(rows: Sequence[Mapping], path: Path) -> Path:
 
     df = pd.DataFrame(list(rows))
     species = list(dict.fromkeys(df["species"]))
-    fig = Figure(figsize=(4.2 * len(species), 3.2), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(species), sharey=True))
-    for ax, sp in zip(axes, species, strict=True):
+    cols = min(2, len(species))
+    rows_n = -(-len(species) // cols)
+    fig = Figure(figsize=(5.0 * cols, 0.4 + 2.4 * rows_n), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows_n, cols)).ravel()
+    for ax in axes[len(species):]:
+        ax.set_visible(False)
+    for ax, sp in zip(axes, species, strict=False):
         g = df[df["species"] == sp].reset_index(drop=True)
         y = np.arange(len(g))[::-1]
         for yi, r in zip(y, g.itertuples(), strict=True):
@@ -100,6 +104,6 @@ def plot_density(rows: Sequence[Mapping], path: Path) -> Path:
         ax.set_xlim(left=0)
         ax.set_xlabel("windows with a call (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Call density from a stratified sample of verified windows: estimate, 95 % interval (red: misses "
-                 "the truth) and the true density (x)", fontsize=10)
+    fig.suptitle("Call density from 4 verified windows per score bin and site: estimate and 95 % interval\n"
+                 "(red: misses the truth), true density (x)", fontsize=10)
     return save_figure(fig, path, dpi=DPI)
