@@ -161,6 +161,12 @@ def test_a_run_index_round_gives_the_runs_network_with_the_classifier_as_its_las
     ours = ours[ours["file"].str.endswith("x/a.wav")]
     assert pred["start_s"].tolist() == ours["start_s"].tolist()
     assert np.allclose(pred["tone"].to_numpy(), ours["tone"].to_numpy(), atol=2e-3)  # the index keeps float16 vectors
+    assert set(ckpt.detection.per_class[0]) >= {"precision", "recall", "f1"}  # what `birdspec info` shows
+    onnx = tmp_path / "r" / "model.onnx"  # the unit-length features survive the export
+    assert main(["export", str(res.model), "--out", str(onnx)]) == 0
+    assert main(["predict", str(res.model), str(archive / "x" / "a.wav"), "--scores", "all", "--backend", "onnx",
+                 "--out", str(tmp_path / "onnx.csv")]) == 0
+    assert np.allclose(pd.read_csv(tmp_path / "onnx.csv")["tone"], pred["tone"], atol=1e-4)
     (tmp_path / "run").joinpath("checkpoints", "best.pt").write_bytes(b"changed")
     with pytest.raises(CheckpointError, match="changed since"):
         run_agile(tmp_path / "index", [v], species=["tone"], out=tmp_path / "r2")

@@ -108,8 +108,8 @@ def _model(path: Path, *, as_json: bool) -> int:
     for c in d["classes"]:
         name = c.get("common_name") or c.get("scientific_name") or ""
         at = c.get("at_threshold") or {}
-        stats = (f"  (there: precision {at.get('precision')}, recall {at.get('recall')}, F1 {at.get('f1')}; "
-                 f"{at.get('fp_nocall', 0)} no-bird samples above it)" if at else "")
+        nocall = f"; {at['fp_nocall']} no-bird samples above it" if "fp_nocall" in at else ""
+        stats = f"  (there: precision {at.get('precision')}, recall {at.get('recall')}, F1 {at.get('f1')}{nocall})" if at else ""
         thr = f"{c['threshold']:.3f}" if c["threshold"] is not None else "-"
         print(f"  {c['label']:<{width}}  {thr}  {name}{stats}")
     return 0

@@ -34,7 +34,7 @@ def save_agile_checkpoint(path: Path, weights: Sequence[tuple[np.ndarray, float]
     detection = Detection(thresholds=tuple(float(threshold) for _ in species),
                           chosen_on="the agile round's setting (birdspec agile --threshold)",
                           rule="a window is a call when its sigmoid score reaches the threshold",
-                          per_class=tuple(dict(s) for s in summary))
+                          per_class=tuple(_at_threshold(s) for s in summary))
     agile = {"index": str(index.folder), "backbone": index.info.backbone, "backbone_version": index.info.backbone_version}
     if index.info.backbone == "birdnet":
         head, model_config, frontend, encoding, train_config = _birdnet_head(weights, species=species, index=index)
@@ -45,6 +45,15 @@ def save_agile_checkpoint(path: Path, weights: Sequence[tuple[np.ndarray, float]
                            train_config={**train_config, "agile": True, "index": str(index.folder)},
                            activation="sigmoid", detection=detection, extra={"agile": agile})
     return save_checkpoint(ckpt, path)
+
+
+def _at_threshold(species: Mapping[str, Any]) -> dict[str, Any]:
+    """A species' round summary as a checkpoint's per-class figures (``birdspec info``): the verdicts'
+    cross-validated precision and recall at the threshold, their F1, and the counts."""
+    p, r = species.get("cv_precision"), species.get("cv_recall")
+    f1 = round(2 * p * r / (p + r), 4) if p is not None and r is not None and p + r > 0 else None
+    return {"precision": p, "recall": r, "f1": f1, "on": "the round's verdicts, cross-validated",
+            **{k: species[k] for k in ("positives", "negatives", "random_negatives") if k in species}}
 
 
 def _stack(weights: Sequence[tuple[np.ndarray, float]]) -> tuple[Any, Any]:
