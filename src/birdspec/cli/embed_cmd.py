@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from birdspec.birdnet.backend import DEFAULT_BATCH
+
 DESCRIPTION = """\
 Run a frozen backbone over every recording of the prepared dataset DIR and
 cache its per-window embeddings in DIR/embeddings/BACKBONE/ (embeddings.f16,
@@ -47,7 +49,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="birdnet", choices=BACKBONES, help="embedding backbone (default birdnet)")
     p.add_argument("--hop-s", type=float, default=3.0, metavar="S", help="seconds between window starts (default 3: no overlap)")
     p.add_argument("--threads", type=int, metavar="N", help="backbone threads (default: all cores)")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="windows per backbone call (default 8)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, metavar="N",
+                   help=f"windows per backbone call (default {DEFAULT_BATCH}; BirdNET's memory grows ~220 MB a window)")
     p.add_argument("--background", metavar="DIR", help="recordings without the classes' birds: embed no-bird clips of them too")
     p.add_argument("--synthetic-clips", type=int, metavar="N", help="synthetic no-bird clips (default: as many as the cache has, else 320)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache computed with other settings")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from birdspec.birdnet.backend import DEFAULT_BATCH
 from birdspec.config import BACKBONES
 from birdspec.data.embeddings import (
     EMBED_SETTINGS_FILE,
@@ -103,7 +104,7 @@ def embed_dataset(
     backbone: str = "birdnet",
     hop_s: float = 3.0,
     num_threads: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH,
     chunk_windows: int = 256,
     overwrite: bool = False,
     progress: bool = True,
