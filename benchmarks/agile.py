@@ -2,6 +2,7 @@
 
     python benchmarks/agile.py [BIRDCLEF_DIR] [--out bench-out/agile] [--hours 20] [--fold 0] [--sites 4]
         [--rounds 3] [--per-round 20] [--prior-checkpoint PATH] [--jobs 2] [--draws 100] [--hoplite-python PY]
+        [--memory-hours 1,5]
 
 Needs ``pip install -e ".[birdnet,index]"`` (BirdNET embeds the archive; usearch builds the graph).
 
@@ -27,6 +28,8 @@ Protocol (the reed warblers, folds as every benchmark: ``prepare --folds 5 --see
 - call density: for each species, ``call-density`` estimates per site from a stratified sample (score bins,
   4 per bin and site) of the last round's scores, verdicts from the truth, against the true fraction; and the
   interval's coverage over ``--draws`` such samples (each its own seed), per site and for all windows;
+- memory (``--memory-hours``): peak memory of the ``birdspec index`` command (process tree) on the first hours of
+  the archive, each a fresh index: flat in archive length;
 - side by side (``--hoplite-python``): perch-hoplite's own loop (``benchmarks/hoplite_agile.py`` in its environment:
   its embedding of the archive with the same BirdNET model, its search, classifier and margin sampling) on the same
   archive, queries and truth, its rounds' scores scored here by the same functions.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -244,6 +248,28 @@ def call_density(scores: Path, index, truth: np.ndarray, classes: list[str], arc
     return rows
 
 
+def index_memory(archive: Path, out: Path, hours: list[float], *, jobs: int) -> list[dict]:
+    """Peak memory of ``birdspec index --backbone birdnet`` (the whole process tree, sampled) on the first ``hours``
+    of the archive's 10 min soundscapes (links in OUT/memory/<h>h/), each into a fresh index: flat in length?"""
+    files = sorted(archive.glob("site*/audio/*.flac"), key=lambda f: (f.name.split("-", 1)[1], f.name))
+    rows = []
+    for h in hours:
+        sub = out / "memory" / f"{h:g}h"
+        for f in files[: int(round(h * 3600 / SOUNDSCAPE_S))]:
+            link = sub / "archive" / f.parent.parent.name / f.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(f.resolve())
+        shutil.rmtree(sub / "index", ignore_errors=True)
+        ran = run_command([sys.executable, "-m", "birdspec", "-q", "index", str(sub / "archive"), "--backbone", "birdnet",
+                           "--out", str(sub / "index"), "--jobs", str(jobs), "--no-progress"])
+        if ran["rc"] != 0:
+            raise RuntimeError(f"birdspec index failed ({ran['rc']}):\n{ran['output'][-2000:]}")
+        rows.append({"audio_hours": h, "peak_mb_tree": round(ran["peak_mb_tree"], 1), "wall_s": round(ran["wall_s"], 1)})
+        print(f"index memory: {rows[-1]}", flush=True)
+    return rows
+
+
 def coverage(scores: Path, index, truth: np.ndarray, classes: list[str], archive: Path, *, draws: int) -> dict:
     """The call-density interval's coverage over ``draws`` verification samples per species (per site and all
     windows; :func:`benchmarks.agile_report.density_coverage`), and all of them pooled."""
@@ -269,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-round", type=int, default=20)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--draws", type=int, default=100, help="verification samples for the call-density coverage")
+    p.add_argument("--memory-hours", help="e.g. 1,5: peak memory of `birdspec index` on that many hours of the archive")
     p.add_argument("--hoplite-python", help="perch-hoplite's Python (a venv with perch-hoplite and tensorflow-cpu): "
                    "its own loop side by side (benchmarks/hoplite_agile.py)")
     p.add_argument("--prior-checkpoint", help="a birdnet-prior checkpoint trained on the folds != --fold")
@@ -346,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         result["birdnet_prior"] = {"checkpoint": args.prior_checkpoint,
                                    "row_f1": round(score_soundscapes(sub, truth_5s).f1, 4),
                                    **species_f1(read_predictions(sub), truth_5s)}
+    if args.memory_hours:
+        result["index_memory"] = index_memory(archive, out, [float(h) for h in args.memory_hours.split(",")],
+                                              jobs=args.jobs)
     if args.hoplite_python:
         result["hoplite"] = hoplite_side(args.hoplite_python, archive, out, classes, truth_5s, rounds=args.rounds,
                                          per_round=args.per_round)
