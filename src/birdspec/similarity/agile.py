@@ -38,6 +38,7 @@ from birdspec.similarity.index_store import SimilarityIndex
 
 log = logging.getLogger(__name__)
 
+
 def index_keys(index: SimilarityIndex) -> pd.Series:
     """Row of every window by ``recording|start`` (start to the millisecond, the call-density key)."""
     from birdspec.evaluation.call_density_io import window_keys as keys
