@@ -12,7 +12,7 @@ classes per window; BirdNET as it is at its default confidence 0.1 and at 0.25):
 - **synthetic** (:mod:`birdspec.data.backgrounds`, seed :data:`SEED`, never a training or validation draw):
   digital silence and dithered silence, and white, pink, brown noise, wind rumble, rain and mains hum at
   -80, -60, -40 and -20 dBFS, ``--minutes`` each (the kinds the models' no-bird samples come from, at other
-  seeds: the in-distribution part);
+  seeds: the in-distribution part; the synthetic frog/insect chorus is left out, the real toad chorus tests it);
 - **toad and forest**: the shared toad chorus (whole) and the stretches of the neotropical forest
   recording that its Audacity labels leave free of the labelled spinetail and CRER calls (:func:`forest_gaps`);
 - **held-out quiet parts**: the quiet stretches (the no-bird rule of training,

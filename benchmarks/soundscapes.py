@@ -67,6 +67,7 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
                       {"synthetic_calls": True}, ()),
     "default-band": ("no-bird samples, band input (not level-aware)", MODEL, {"input_norm": "band"}, ()),
     "closed": ("closed-world: band input, no no-bird samples (before)", MODEL, {"input_norm": "band", "nocall_fraction": 0.0}, ()),
+    "default-chorus": ("defaults + a synthetic frog/insect chorus among the synthetic backgrounds", MODEL, {}, ()),
     "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),
     "birdnet-linear": ("birdspec's defaults (no-bird samples)", "birdnet-linear", {}, ()),
     "birdnet-prior": ("birdspec's defaults (no-bird samples)", "birdnet-prior", {}, ()),

@@ -115,6 +115,22 @@ def test_rain_is_impulsive():
             assert np.max(np.abs(x)) / np.sqrt(np.mean(x ** 2)) > 5.0
 
 
+def test_chorus_is_a_steady_pulse_train():
+    """A frog or insect chorus: its envelope is modulated at a pulse rate of 4-80 Hz, far above the
+    envelope's faster fluctuations (white noise's envelope has no such peak)."""
+    def peak_ratio(x: np.ndarray) -> tuple[float, float]:
+        env = np.sqrt(np.convolve(x.astype(np.float64) ** 2, np.ones(64) / 64, mode="same"))[::32]  # 1 kHz
+        power = np.abs(np.fft.rfft(env - env.mean())) ** 2
+        f = np.fft.rfftfreq(env.size, 1 / 1000)
+        pulses, fast = (f >= 3.5) & (f <= 85), (f > 85) & (f < 400)
+        return float(f[pulses][power[pulses].argmax()]), float(power[pulses].max() / np.median(power[fast]))
+
+    for seed in range(6):
+        rate, ratio = peak_ratio(_make("chorus", seed=seed))
+        assert 3.5 <= rate <= 85 and ratio > 1000, (seed, rate, ratio)
+    assert peak_ratio(_make("white"))[1] < 100
+
+
 def test_random_background_covers_every_kind_within_the_range():
     rng = np.random.default_rng(11)
     seen, levels = set(), []

@@ -187,7 +187,8 @@ def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
                    help="share of no-bird training samples (default 0.2 for per-window runs, 0 for stack10 and "
                         "--recipe study; 0: a closed-world model that names a species in every window): quiet "
                         "stretches of the training recordings (an energy rule), built-in synthetic backgrounds "
-                        "(silence, noise, wind, rain, hum at -90 to -20 dBFS) and --background recordings")
+                        "(silence, noise, wind, rain, hum, frog/insect chorus at -90 to -20 dBFS) and --background "
+                        "recordings")
     g.add_argument("--synthetic-nocall", action=argparse.BooleanOptionalAction, default=None,
                    help="draw no-bird samples from the built-in synthetic backgrounds too (default on)")
     g.add_argument("--synthetic-calls", action=argparse.BooleanOptionalAction, default=None,

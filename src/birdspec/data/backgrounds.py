@@ -20,6 +20,12 @@ models a sound real recordings are full of:
 - ``hum``: mains hum from a recorder's power: 50 or 60 Hz (drawn) and its harmonics up to 1 kHz,
   amplitudes decaying with harmonic number with slight random amplitude and phase per harmonic,
   over noise about 45 dB below it.
+- ``chorus``: a frog or insect chorus: 1-6 callers, each a **sustained** pulsed trill in bouts of 2-30 s
+  or without a pause, at levels up to 20 dB apart, over pink noise 30 dB below. A caller's pulses
+  (4-80 a second) carry a tone of 0.4-8 kHz with up to 2 harmonics and a slight pitch wander (duty
+  cycle 0.2-0.7), a band of noise 0.2-1 octave wide around such a frequency (0.2-0.7), or a broadband
+  click (1-3 octaves, duty 0.05-0.25) as a toad's rough trill. What sets it apart from a bird's song
+  is that it does not change: the same pulse at the same pitch for seconds on end.
 
 Every kind but silence is scaled so that its RMS equals ``level_dbfs`` (dB re full scale, a full-scale
 sine is -3 dBFS); peaks are clipped to [-1, 1] only when needed (and the level restored), which at
@@ -29,6 +35,7 @@ The same generator state gives the same array.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -40,7 +47,7 @@ from birdspec.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-BACKGROUND_KINDS = ("silence", "white", "pink", "brown", "wind", "rain", "hum")
+BACKGROUND_KINDS = ("silence", "white", "pink", "brown", "wind", "rain", "hum", "chorus")
 """The synthetic no-bird background kinds, in the order :func:`random_background` lists them."""
 
 LEVEL_RANGE_DBFS = (-90.0, -20.0)
@@ -190,6 +197,60 @@ def _hum(rng: np.random.Generator, n: int, sample_rate_hz: int) -> np.ndarray:
     return hum + noise
 
 
+def _bouts(rng: np.random.Generator, n: int, sample_rate_hz: int) -> np.ndarray:
+    """A caller's on/off gate ``(n,)`` float32: continuous (a third of the callers) or bouts of 2-30 s with
+    pauses of 0.2-5 s, 50 ms ramps at the bout edges."""
+    if rng.uniform() < 1 / 3:
+        return np.ones(n, dtype=np.float32)
+    gate = np.zeros(n, dtype=np.float32)
+    ramp = max(1, int(0.05 * sample_rate_hz))
+    t = -int(rng.uniform(0.0, 30.0) * sample_rate_hz)  # the first bout may have begun before the clip
+    while t < n:
+        length = int(math.exp(rng.uniform(math.log(2.0), math.log(30.0))) * sample_rate_hz)
+        a, b = max(t, 0), min(t + length, n)
+        if b > a:
+            edge = np.minimum(np.arange(a - t, b - t) + 1, length - np.arange(a - t, b - t)) / ramp
+            gate[a:b] = np.minimum(edge, 1.0)
+        t += length + int(rng.uniform(0.2, 5.0) * sample_rate_hz)
+    return gate
+
+
+def _log_band(freqs_hz: np.ndarray, *, centre: float, width: float) -> np.ndarray:
+    """Amplitude gains of a band ``width`` octaves wide (Gaussian in log frequency) around ``2**centre`` Hz."""
+    return np.exp(-0.5 * ((np.log2(freqs_hz + 1.0) - centre) / (width / 2)) ** 2).astype(np.float32)
+
+
+def _chorus(rng: np.random.Generator, n: int, sample_rate_hz: int) -> np.ndarray:
+    t = np.arange(n, dtype=np.float64) / sample_rate_hz
+    out = np.zeros(n, dtype=np.float64)
+    nyquist = 0.45 * sample_rate_hz
+    for _ in range(int(rng.integers(1, 7))):
+        f0 = math.exp(rng.uniform(math.log(400.0), math.log(min(8000.0, nyquist))))
+        carrier = rng.choice(["tone", "band", "click"], p=[0.4, 0.3, 0.3])
+        duty = rng.uniform(0.05, 0.25) if carrier == "click" else rng.uniform(0.2, 0.7)
+        if carrier == "tone":
+            wander = 1.0 + rng.uniform(0.0, 0.03) * _smooth_random(rng, n, sample_rate_hz, low_hz=0.05, high_hz=1.0)
+            phase = 2 * np.pi * np.cumsum(f0 * wander) / sample_rate_hz + rng.uniform(0, 2 * np.pi)
+            tone = np.sin(phase)
+            for h, amp in ((2, rng.uniform(0.1, 0.6)), (3, rng.uniform(0.0, 0.3))):
+                if rng.uniform() < 0.6 and h * f0 < nyquist:
+                    tone += amp * np.sin(h * phase)
+        else:  # a Gaussian bump in log frequency around f0, `width` octaves wide
+            width = float(rng.uniform(0.2, 1.0) if carrier == "band" else rng.uniform(1.0, 3.0))
+            centre = math.log2(f0)
+            tone = _shaped_noise(rng, n, sample_rate_hz, functools.partial(_log_band, centre=centre, width=width))
+            tone = tone.astype(np.float64)
+            tone /= _rms(tone) or 1.0
+        rate_hz = math.exp(rng.uniform(math.log(4.0), math.log(80.0)))
+        cycle = (rate_hz * t + rng.uniform()) % 1.0
+        pulses = np.where(cycle < duty, np.sin(np.pi * np.minimum(cycle / duty, 1.0)) ** 2, 0.0)
+        gain = 10.0 ** (rng.uniform(-20.0, 0.0) / 20.0)
+        out += gain * tone * pulses * _bouts(rng, n, sample_rate_hz)
+    bed = _colored(rng, n, sample_rate_hz, 1.0).astype(np.float64)
+    out += bed * ((_rms(out) or 1.0) * 10.0 ** (-30.0 / 20.0) / (_rms(bed) or 1.0))
+    return out.astype(np.float32)
+
+
 _MAKERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
     "white": lambda rng, n, sr: _colored(rng, n, sr, 0.0),
     "pink": lambda rng, n, sr: _colored(rng, n, sr, 1.0),
@@ -197,6 +258,7 @@ _MAKERS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
     "wind": _wind,
     "rain": _rain,
     "hum": _hum,
+    "chorus": _chorus,
 }
 
 

@@ -42,7 +42,7 @@ predict`` embeds an output window (:mod:`birdspec.birdnet.geometry`: 3 s windows
 ``kind`` is one of :data:`NOCALL_KINDS`:
 
 - ``synthetic``: the built-in synthetic backgrounds (:func:`~birdspec.data.backgrounds.random_background`:
-  silence, noise, wind, rain, hum at -90 to -20 dBFS), a fixed seeded set; ``source`` names the kind
+  silence, noise, wind, rain, hum, chorus at -90 to -20 dBFS), a fixed seeded set; ``source`` names the kind
   and level; ``part`` is ``train`` or ``val`` (every :data:`NOCALL_VAL_EVERY`-th clip: disjoint).
 - ``stretch``: cut from the quiet stretches of a recording (:func:`~birdspec.data.nocall.quiet_stretches`);
   ``row`` / ``id`` are its manifest row and recording id (training uses its training rows' clips,

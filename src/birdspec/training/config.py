@@ -103,7 +103,7 @@ class TrainConfig:
             fixed no-bird windows. None (default): :data:`DEFAULT_NOCALL_FRACTION` for per-window samples,
             0 for stack10 (the study's recording classifier); 0: a closed-world model.
         synthetic_nocall: draw no-bird samples from the built-in synthetic backgrounds too
-            (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain, hum at -90 to -20 dBFS).
+            (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain, hum, a frog/insect chorus at -90 to -20 dBFS).
         synthetic_calls: draw no-bird samples from synthetic call-like sounds too (trills, whistles,
             harmonic stacks, buzzes at other pitches: :func:`~birdspec.data.synthetic.other_calls`), so that
             a call that is none of the classes is "no bird" (off by default; not for the demo's classes).
