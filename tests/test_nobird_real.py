@@ -74,8 +74,8 @@ def test_no_detection_on_silence_noise_and_wind(predictor, kind, levels):
 
 
 @pytest.mark.xfail(strict=True, reason="known gap (issue 27, open): the defaults' reed warbler model names Great Reed "
-                   "Warbler in 7 of the toad recording's 9 windows (0.69-0.89); its no-bird samples hold no other animals, "
-                   "--background recordings of the site are what teaches that")
+                   "Warbler in 7 of the toad recording's 9 windows (0.69-0.89; the 5-fold models: 1-9 windows); a synthetic "
+                   "frog/insect chorus among its no-bird samples did not teach it the real one")
 def test_no_detection_on_the_toad(predictor, shared_data):
     path = shared_data / TOAD
     if not path.is_file():
