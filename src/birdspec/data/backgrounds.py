@@ -29,7 +29,8 @@ models a sound real recordings are full of:
 
 Every kind but silence is scaled so that its RMS equals ``level_dbfs`` (dB re full scale, a full-scale
 sine is -3 dBFS); peaks are clipped to [-1, 1] only when needed (and the level restored), which at
--20 dBFS happens to rain's loudest drops only. Pure NumPy (no PyTorch): 5 s at 32 kHz takes a few ms.
+-20 dBFS happens to rain's loudest drops only. Pure NumPy (no PyTorch): 5 s at 32 kHz takes
+10-20 ms (the chorus, with its several callers, up to about 0.1 s).
 The same generator state gives the same array.
 """
 
