@@ -73,9 +73,9 @@ def test_no_detection_on_silence_noise_and_wind(predictor, kind, levels):
         assert _found(predictor, wave) == [], f"{kind} at {level} dBFS"
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 27, open): the defaults' reed warbler model names Great Reed "
-                   "Warbler in 7 of the toad recording's 9 windows (0.69-0.89; the 5-fold models: 1-9 windows); a synthetic "
-                   "frog/insect chorus among its no-bird samples did not teach it the real one")
+@pytest.mark.xfail(strict=True, reason="known gap (issue 27, open): the defaults' reed warbler model named Great Reed "
+                   "Warbler in 7 of the toad recording's 9 windows (0.69-0.89); with a synthetic frog/insect chorus among "
+                   "its no-bird samples it still names it (the 5-fold models: 1-9 windows)")
 def test_no_detection_on_the_toad(predictor, shared_data):
     path = shared_data / TOAD
     if not path.is_file():
