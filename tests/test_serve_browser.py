@@ -54,8 +54,11 @@ def _chromium() -> str:
 @contextmanager
 def browser_page():
     """A Chromium page and the list its page errors and console errors are collected in."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # tests check what the page shows, not how fast: a loaded 2-core runner may take seconds to re-render hundreds
+    # of cards, so expect() waits as long as page actions do (its own default is 5 s)
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium(), args=["--autoplay-policy=no-user-gesture-required", "--mute-audio"])
         try:
