@@ -69,3 +69,15 @@ def test_annotated_runs_get_the_focal_runs_training_samples(bench, tmp_path):
     assert bench.annotated_epochs(ds, 0, "equal", None) == 5  # 40 focal of 160 training rows
     assert bench.annotated_epochs(ds, 0, "equal", 2) == 1  # never 0
     assert bench.annotated_epochs(ds, 0, "12", None) == 12
+
+
+def test_teacher_labels_table_and_missing_teacher(tmp_path):
+    """benchmarks/teacher_labels.py: its row, and a missing teacher model says how to make it."""
+    from test_benchmarks import _benchmark
+
+    teacher = _benchmark("teacher_labels")
+    rows = [{**_row("teacher", k, 0.5 + 0.1 * k, 0.6), "teacher_row_f1": 0.8} for k in range(2)]
+    text = teacher.markdown(rows)
+    assert "| birdnet-prior's detections (teacher labels) | 2 | 0.800 ± 0.000 | 0.550 ± 0.071 | 10.000 ± 0.000 |" in text
+    with pytest.raises(SystemExit, match="--variants birdnet-prior --folds 3"):
+        teacher.teacher_checkpoint(tmp_path, 3)
