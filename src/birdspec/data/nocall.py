@@ -47,14 +47,9 @@ class QuietRule:
     A frame (``frame_s`` long) is quiet when its RMS level is within ``margin_db`` of the
     recording's noise floor (the ``floor_percentile`` percentile of the frame levels) **and**
     at least ``min_snr_db`` below its loud level (the 95th percentile): a recording without
-    that contrast (a call everywhere, or noise only) gives no quiet frame. With ``band_margin_db``
-    (the default), a frame is also not quiet when one of its third-octave bands from ``band_low_hz``
-    to ``band_high_hz`` is more than ``band_margin_db`` above that band's own floor (its
-    ``floor_percentile`` percentile): faint song that barely moves the broadband level, which
-    low-frequency noise dominates (on the reed warblers the energy rule alone calls 11.6 % of the
-    audio quiet, with faint song in most of the stretches looked at; with the band check 2.8 %). ``None``: the
-    energy rule alone. Runs of quiet frames of at least ``min_duration_s`` (after trimming
-    ``guard_s`` at both ends, for call onsets and tails) are the stretches.
+    that contrast (a call everywhere, or noise only) gives no quiet frame. Runs of quiet frames
+    of at least ``min_duration_s`` (after trimming ``guard_s`` at both ends, for call onsets and
+    tails) are the stretches.
     """
 
     frame_s: float = 0.1
@@ -63,19 +58,11 @@ class QuietRule:
     min_snr_db: float = 15.0
     min_duration_s: float = 1.0
     guard_s: float = 0.1
-    band_margin_db: float | None = 8.0
-    band_low_hz: float = 1000.0
-    band_high_hz: float = 12000.0
 
     def __post_init__(self) -> None:
         if not (self.frame_s > 0 and self.margin_db >= 0 and 0 <= self.floor_percentile < 95
-                and self.min_snr_db >= 0 and self.min_duration_s > 0 and self.guard_s >= 0
-                and (self.band_margin_db is None or self.band_margin_db >= 0) and 0 < self.band_low_hz < self.band_high_hz):
+                and self.min_snr_db >= 0 and self.min_duration_s > 0 and self.guard_s >= 0):
             raise ConfigError(f"invalid quiet-stretch rule {self}")
-
-
-BAND_FRAMES_PER_BLOCK = 2048
-"""Frames transformed at a time by :func:`band_levels_db` (bounds its memory on long recordings)."""
 
 
 def frame_levels_db(wave: np.ndarray, frame_samples: int) -> np.ndarray:
@@ -85,41 +72,15 @@ def frame_levels_db(wave: np.ndarray, frame_samples: int) -> np.ndarray:
     return 10.0 * np.log10(np.mean(frames * frames, axis=1) + 1e-12)
 
 
-def band_levels_db(wave: np.ndarray, frame_samples: int, *, sample_rate_hz: int, low_hz: float, high_hz: float) -> np.ndarray:
-    """Level in dB of the third-octave bands from ``low_hz`` up to ``high_hz`` (or 0.95 x Nyquist) in
-    consecutive ``frame_samples`` frames (Hann-windowed; a last partial frame is dropped): ``(frames, bands)``."""
-    n_frames = wave.size // frame_samples
-    freqs = np.fft.rfftfreq(frame_samples, 1.0 / sample_rate_hz)
-    top = min(high_hz, 0.95 * sample_rate_hz / 2)
-    edges = low_hz * 2.0 ** (np.arange(0, 64) / 3.0)
-    edges = edges[edges <= top]
-    bins = [np.flatnonzero((freqs >= lo) & (freqs < hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-    bins = [b for b in bins if b.size]
-    out = np.zeros((n_frames, len(bins)))
-    hann = np.hanning(frame_samples)
-    for a in range(0, n_frames, BAND_FRAMES_PER_BLOCK):
-        b = min(n_frames, a + BAND_FRAMES_PER_BLOCK)
-        frames = np.asarray(wave[a * frame_samples:b * frame_samples], dtype=np.float64).reshape(b - a, frame_samples)
-        power = np.abs(np.fft.rfft(frames * hann, axis=1)) ** 2
-        out[a:b] = 10.0 * np.log10(np.stack([power[:, idx].sum(axis=1) for idx in bins], axis=1) + 1e-20)
-    return out
-
-
 def quiet_stretches(wave: np.ndarray, sample_rate_hz: int, rule: QuietRule = QuietRule()) -> list[tuple[int, int]]:
     """``(start, end)`` sample ranges of ``wave`` that hold no call under ``rule`` (see :class:`QuietRule`)."""
     frame = max(1, int(round(rule.frame_s * sample_rate_hz)))
-    wave = np.asarray(wave).reshape(-1)
-    levels = frame_levels_db(wave, frame)
+    levels = frame_levels_db(np.asarray(wave).reshape(-1), frame)
     if levels.size == 0:
         return []
     floor = np.percentile(levels, rule.floor_percentile)
     loud = np.percentile(levels, 95)
     quiet = (levels <= floor + rule.margin_db) & (levels <= loud - rule.min_snr_db)
-    if rule.band_margin_db is not None and quiet.any():
-        bands = band_levels_db(wave, frame, sample_rate_hz=sample_rate_hz, low_hz=rule.band_low_hz, high_hz=rule.band_high_hz)
-        if bands.shape[1]:
-            active = (bands > np.percentile(bands, rule.floor_percentile, axis=0) + rule.band_margin_db).any(axis=1)
-            quiet &= ~active
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
     guard = int(round(rule.guard_s * sample_rate_hz))
     min_len = int(round(rule.min_duration_s * sample_rate_hz))

@@ -130,8 +130,7 @@ def background_bed(backgrounds: Sequence[np.ndarray], n: int, rng: np.random.Gen
     """``n`` samples of background at ``rms_dbfs``: pieces of quiet stretches (or whole recordings) cross-faded."""
     pieces: list[np.ndarray] = []
     for wave in backgrounds:
-        # the energy rule alone, as when the benchmarks' soundscapes were first made (the same beds since)
-        quiet = quiet_stretches(wave, sample_rate_hz, QuietRule(min_duration_s=2.0, band_margin_db=None))
+        quiet = quiet_stretches(wave, sample_rate_hz, QuietRule(min_duration_s=2.0))
         pieces.extend(wave[a:b] for a, b in quiet)
     if sum(p.size for p in pieces) < 10 * sample_rate_hz:  # too little quiet audio: the recordings as they are
         pieces = [w for w in backgrounds if w.size > sample_rate_hz]
