@@ -24,6 +24,7 @@ trained or scored again).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -72,7 +73,10 @@ def teacher_dataset(teacher: Path, scapes: dict[int, Path], k: int, out: Path) -
             if not link.exists():
                 link.symlink_to(f.resolve())
     if not tables.is_dir():  # the teacher's detections at its stored thresholds: what a user would train on
-        birdspec("predict", str(teacher), str(root), "--format", "raven", "--device", "cpu", "--out", str(tables))
+        partial = out / "tables.partial"  # renamed when whole: a rerun after a failure predicts again
+        shutil.rmtree(partial, ignore_errors=True)
+        birdspec("predict", str(teacher), str(root), "--format", "raven", "--device", "cpu", "--out", str(partial))
+        partial.rename(tables)
     submission = out / "teacher_submission.csv"
     if not submission.is_file():
         birdspec("predict", str(teacher), str(root), "--format", "birdclef", "--top-k", "0", "--device", "cpu",
