@@ -28,7 +28,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 if __name__ == "__main__" and not __package__:  # run as a file: import the benchmarks package, as python -m does
@@ -36,6 +35,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: import the benc
 from benchmarks.annotations import (  # noqa: E402
     OVERLAP,
     RESULT,
+    _pm,
     annotated_epochs,
     nobird_folder,
     prepare_combined,
@@ -88,11 +88,6 @@ def teacher_dataset(teacher: Path, scapes: dict[int, Path], k: int, out: Path) -
     return ds, float(score_soundscapes(submission, truth).f1)
 
 
-def _pm(values) -> str:
-    vals = [float(v) for v in values]
-    return f"{np.mean(vals):.3f}" + (f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else "") if vals else "-"
-
-
 def markdown(rows: list[dict]) -> str:
     s = [r["stored"] for r in rows]
     return "\n".join([
@@ -134,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         result = read_json(run / RESULT)
         if result is None:
             work = out / "teacher" / f"fold_{k}"
-            ds, teacher_f1 = teacher_dataset(teacher_checkpoint(source, k), scapes, k, work)
+            teacher = teacher_checkpoint(source, k)
+            ds, teacher_f1 = teacher_dataset(teacher, scapes, k, work)
             combined = prepare_combined(focal, ds, work)
             epochs = annotated_epochs(combined, k, args.annotated_epochs, args.epochs)
             ckpt = train_run(combined, run, "annotated", k, device=device, seed=args.seed, epochs=epochs,
                              background=nobird_folder(ds, work, k))
             labelled = pd.read_csv(ds / "manifest.csv", usecols=["label"])
-            result = {"variant": "teacher", "teacher": str(teacher_checkpoint(source, k)), "epochs": epochs,
+            result = {"variant": "teacher", "teacher": str(teacher), "epochs": epochs,
                       "teacher_row_f1": teacher_f1, "teacher_windows": int(len(labelled)),
                       **score_fold(ckpt, run, k, scapes, true_tables, device, False, run)}
             write_json(run / RESULT, result)
