@@ -51,6 +51,10 @@ def _chromium() -> str:
     return str(found)
 
 
+PAGE_TIMEOUT_MS = 30_000
+"""How long page actions and expect() wait (a loaded 2-core runner is slow; the tests check content, not speed)."""
+
+
 @contextmanager
 def browser_page():
     """A Chromium page and the list its page errors and console errors are collected in."""
@@ -58,7 +62,7 @@ def browser_page():
 
     # tests check what the page shows, not how fast: a loaded 2-core runner may take seconds to re-render hundreds
     # of cards, so expect() waits as long as page actions do (its own default is 5 s)
-    expect.set_options(timeout=30_000)
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=_chromium(), args=["--autoplay-policy=no-user-gesture-required", "--mute-audio"])
         try:
@@ -66,7 +70,7 @@ def browser_page():
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text} at {m.location}") if m.type == "error" else None)
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
             yield page, errors
         finally:
             browser.close()
