@@ -72,6 +72,8 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
     "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),
     "birdnet-linear": ("birdspec's defaults (no-bird samples)", "birdnet-linear", {}, ()),
     "birdnet-prior": ("birdspec's defaults (no-bird samples)", "birdnet-prior", {}, ()),
+    "birdnet-prior-multi": ("multi-label (--labels multi: sigmoid, primary + secondary labels; no-bird samples all zeros)",
+                            "birdnet-prior", {"labels": "multi"}, ()),
     "birdnet": ("BirdNET as it is (reference; its sigmoid confidence, default 0.1)", "birdnet-closed", {"nocall_fraction": 0.0},
                 ("--activation", "sigmoid")),
 }

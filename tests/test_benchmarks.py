@@ -276,3 +276,28 @@ def test_agile_window_truth_known_answer(tmp_path):
     assert truth.tolist() == [[False, True], [False, True], [True, False], [False, False]]
     scores = truth.astype(float) * 0.9
     assert truth_mod.window_scores(scores, truth) == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mean_ap": 1.0}
+
+
+def test_no_bird_tables_known_answer():
+    """no_bird.py: per-hour counts of the energy-rule corpus and of the band-checked one, own species apart."""
+    nb = _benchmark("no_bird")
+
+    def row(group, seconds, detections, own=None):
+        r = {"group": group, "source": group, "seconds": seconds, "detections": detections, "windows": detections, "top": []}
+        return r if own is None else {**r, "own_species": own}
+
+    folds = [{"variant": "birdnet-prior", "fold": k, "threshold": "stored",
+              "rows": [row("synthetic", 3600.0, 0), row("toad and forest", 1800.0, 0),
+                       row("held-out quiet parts", 1800.0, 6 + k, own=4), row(nb.BAND_CHECKED, 360.0, k, own=k),
+                       row("other birds", 600.0, 9)]} for k in (0, 1)]
+    # energy rule: (6 + k) in 2 h -> 3.0 / 3.5 per hour, without own species (2 + k) / 2 h
+    assert nb.per_hour(folds[0]["rows"][:3]) == pytest.approx(3.0)
+    assert nb.per_hour(folds[1]["rows"][:3], own=False) == pytest.approx(1.5)
+    first = nb.markdown(folds).splitlines()[2]
+    assert "| **3.25 ± 0.35** | 1.25 ± 0.35 |" in first and "| 13.00 ± 1.41 | 8.00 ± 0.00 | 54.00 ± 0.00 |" in first
+    # band-checked: k detections in 1.6 h (all own species), 6 of the 60 minutes of quiet parts kept
+    second = nb.markdown_band_checked(folds).splitlines()
+    assert second[2].startswith("| birdnet-prior: ") and "| stored | 2 | 6.0 (30.0) | **0.31 ± 0.44** | 0.00 ± 0.00 |" in second[2]
+    assert second[2].endswith("| 5.00 ± 7.07 | 5.00 ± 7.07 |")
+    old = [{**folds[0], "rows": folds[0]["rows"][:3]}]  # counts from before the band check: not in the second table
+    assert len(nb.markdown_band_checked(old).splitlines()) == 2

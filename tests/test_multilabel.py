@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from birdspec.config import EncodingConfig
 from birdspec.data.multilabel import label_targets
-from birdspec.data.nocall import QuietRule, mix_at_snr, quiet_stretches
+from birdspec.data.nocall import BandCheck, QuietRule, mix_at_snr, quiet_stretches
 from birdspec.errors import ConfigError
 from birdspec.evaluation.multilabel import choose_threshold, multilabel_metrics
 from birdspec.models.checkpoint_info import _activation
@@ -117,6 +117,31 @@ def test_quiet_stretches_on_synthetic_audio_with_known_silences():
     assert (4 * SR, int(4.5 * SR)) not in short and len(short) == 2  # the 0.5 s gap is too short
     assert quiet_stretches(_bursts(12.0, []), SR) == []  # noise only: no contrast, nothing trusted as quiet
     assert quiet_stretches(_bursts(12.0, [(0.0, 12.0)]), SR) == []  # a call everywhere
+
+
+def test_faint_song_under_low_rumble_passes_the_energy_rule_not_the_band_check():
+    """Known answer: a 3 kHz song 25 dB under a 100 Hz rumble hardly moves the broadband level (the energy rule
+    calls it quiet); its third-octave band stands far above that band's floor, so the band check does not."""
+    rng = np.random.default_rng(3)
+    t = np.arange(20 * SR) / SR
+    x = 0.05 * np.sin(2 * np.pi * 100 * t) + 0.0002 * rng.standard_normal(t.size)
+    loud, faint = (t >= 2) & (t < 4), (t >= 10) & (t < 13)
+    x[loud] += 0.6 * np.sin(2 * np.pi * 3000 * t[loud])
+    x[faint] += 0.05 * 10 ** (-25 / 20) * np.sin(2 * np.pi * 3000 * t[faint])
+    x = x.astype(np.float32)
+
+    def covered(stretches, a_s, b_s):
+        return sum(max(0, min(b, b_s * SR) - max(a, a_s * SR)) for a, b in stretches) / ((b_s - a_s) * SR)
+
+    rule = QuietRule(guard_s=0.0)
+    energy = quiet_stretches(x, SR, rule)
+    strict = quiet_stretches(x, SR, rule, band_check=BandCheck())
+    assert covered(energy, 2, 4) == 0 and covered(strict, 2, 4) == 0  # the loud song: never quiet
+    assert covered(energy, 10, 13) == 1.0  # the faint song, by energy alone: "quiet"
+    assert covered(strict, 10, 13) == 0  # with the band check: not quiet
+    assert covered(strict, 5, 9) == 1.0 and covered(strict, 14, 19) == 1.0  # the rumble alone stays quiet
+    with pytest.raises(ConfigError):
+        BandCheck(low_hz=5000.0, high_hz=1000.0)
 
 
 def test_mix_at_snr_sets_the_power_ratio():
