@@ -67,6 +67,7 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
     "default": ("birdspec's defaults: level input, no-bird samples", MODEL, {}, ()),
     "default-calls": ("defaults + synthetic other calls as no-bird samples (--synthetic-calls)", MODEL,
                       {"synthetic_calls": True}, ()),
+    "default-crops-calls": ("defaults + crops where the calls are (--crop-rule calls)", MODEL, {"crop_rule": "calls"}, ()),
     "default-band": ("no-bird samples, band input (not level-aware)", MODEL, {"input_norm": "band"}, ()),
     "closed": ("closed-world: band input, no no-bird samples (before)", MODEL, {"input_norm": "band", "nocall_fraction": 0.0}, ()),
     "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),

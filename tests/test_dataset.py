@@ -11,6 +11,7 @@ from birdspec.data.dataset import RecordingDataset
 from birdspec.data.prepared import PreparedDataset
 from birdspec.data.store import WaveformStore
 from birdspec.errors import ConfigError, DataError
+from birdspec.training.config import TrainConfig
 from birdspec.windowing import fit_window
 
 from helpers import StoreWriter
@@ -79,6 +80,32 @@ def test_short_training_crops(tiny_window_dataset):
     assert RecordingDataset(tiny_window_dataset, crop_samples=16000).sample_shape == (1, 128, 33)
 
 
+def test_crops_avoid_quiet_stretches(tiny_window_dataset):
+    """Known answer: 3 s recordings, 0.5 s crops; row 0 quiet over its first 2 s -> its crops start at 1.75 s or
+    later (at most half of a crop quiet); a recording without stretches keeps crops anywhere."""
+    data = PreparedDataset(tiny_window_dataset)
+    ds = RecordingDataset(data, features="waveform", random_crop=True, crops_per_recording=4, crop_samples=16000)
+    m = data.manifest
+    off0, n0 = int(m["offset"].iloc[0]), int(m["num_samples"].iloc[0])
+    ds.avoid_quiet([(off0, n0, 0, 2 * 32000)])
+
+    def starts(index, draws=40):
+        whole = data.waveform(int(ds.sample_rows[index]))
+        found = set()
+        for _ in range(draws):
+            x = ds.waveform(index).ravel()
+            found.add(int(np.flatnonzero(np.isclose(whole, x[0]) & np.isclose(np.roll(whole, -1), x[1]))[0]))
+        return found
+
+    torch.manual_seed(0)
+    first = starts(0)
+    assert min(first) >= int(1.75 * 32000) and max(first) <= n0 - 16000 and len(first) > 3
+    other = int(np.flatnonzero(ds.sample_rows != 0)[0])
+    assert min(starts(other)) < int(1.75 * 32000)  # no stretches given: anywhere
+    ds.avoid_quiet([(off0, n0, 0, n0)])  # quiet everywhere: no crop qualifies, so anywhere again
+    assert min(starts(0)) < int(1.75 * 32000)
+
+
 def test_crop_options_are_checked(tiny_window_dataset, tiny_stack_dataset):
     with pytest.raises(ConfigError, match="random_crop"):
         RecordingDataset(tiny_window_dataset, crops_per_recording=2)
@@ -86,6 +113,10 @@ def test_crop_options_are_checked(tiny_window_dataset, tiny_stack_dataset):
         RecordingDataset(tiny_stack_dataset, random_crop=True, crop_samples=16000)
     with pytest.raises(ConfigError, match="crop length"):
         RecordingDataset(tiny_window_dataset, random_crop=True, crop_samples=64000)
+    with pytest.raises(ConfigError, match="--crop-rule applies to random crops"):
+        TrainConfig(crop_rule="calls")
+    with pytest.raises(ConfigError, match="crop rule"):
+        TrainConfig(crop_rule="loud", crop_s=1.0)
     stacks = RecordingDataset(tiny_stack_dataset, split="train", features="waveform", random_crop=True, crops_per_recording=2)
     assert len(stacks) == 2 * 18 and stacks[0][0].shape == (2, 32000)
 

@@ -309,7 +309,7 @@ def test_rows_encoding_override_and_options(tiny_stack_dataset, tmp_path, monkey
         model="mobilenetv2-seed", epochs=3, encoding_override="window", gain_db=6, time_mask_frames=8,
         freq_mask_bins=8, num_masks=2, mixup_alpha=0.4, label_smoothing=0.1, schedule="onecycle", grad_clip_norm=1.0,
         early_stopping_patience=2, early_stopping_metric="val_acc", max_minutes=1e-4, optimizer="sgd", lr=0.05,
-        crops_per_recording=2, crop_s=0.5, input_norm="band", **FAST,
+        crops_per_recording=2, crop_s=0.5, crop_rule="calls", input_norm="band", **FAST,
     )
     run = tmp_path / "run"
     result = train(tiny_stack_dataset, run, cfg, rows_train=rows_train, rows_val=rows_val)

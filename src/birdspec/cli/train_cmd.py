@@ -48,6 +48,7 @@ FIELDS = {
     "random_crop": "random_crop",
     "crops_per_recording": "crops_per_recording",
     "crop_s": "crop_s",
+    "crop_rule": "crop_rule",
     "gain_db": "gain_db",
     "time_mask": "time_mask_frames",
     "freq_mask": "freq_mask_bins",
@@ -88,6 +89,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
     from birdspec.config import ENCODINGS, FRONTENDS, INPUT_NORMS
     from birdspec.runtime import DEVICES
     from birdspec.training.config import (
+        CROP_RULES,
         EARLY_STOPPING_METRICS,
         FIRST_CONV_MODES,
         OPTIMIZERS,
@@ -138,6 +140,9 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
                         "instead of every window once (default 0: every window)")
     a.add_argument("--crop-s", type=float, metavar="S",
                    help="train on random S-second crops (window encoding; evaluation still scores full windows)")
+    a.add_argument("--crop-rule", choices=CROP_RULES,
+                   help="where random crops may start: anywhere (default) or calls (at most half the crop in the "
+                        "recording's quiet stretches)")
     a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
     a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
     a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 FEATURES = ("logmel", "waveform")
 """What a :class:`RecordingDataset` yields: log-mel spectrograms or raw audio."""
+CROP_GRID_S = 0.1
+"""Grid of the crop starts :meth:`RecordingDataset.avoid_quiet` checks (a crop starts within a step of one)."""
 
 
 class RecordingDataset(Dataset):
@@ -121,6 +123,7 @@ class RecordingDataset(Dataset):
             self.sample_windows = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
         self.labels = self._label_ids[self.sample_rows]
         self._frontend: Frontend | None = None
+        self._crop_starts: dict[int, np.ndarray] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -173,14 +176,42 @@ class RecordingDataset(Dataset):
             wave = fit_window(store.read(offset, n), length=w, fill=self.policy, start=tile_start)
         return wave.reshape(1, w)
 
+    def avoid_quiet(self, stretches: Sequence[tuple[int, int, int, int]], *, max_quiet_share: float = 0.5) -> None:
+        """Random crops of a recording start only where at most ``max_quiet_share`` of the crop lies in its
+        quiet ``stretches`` (``(offset, num_samples, start, end)``, as
+        :func:`~birdspec.data.nocall.find_stretches` gives them); starts on a :data:`CROP_GRID_S` grid plus a
+        random shift within it. A recording where no crop qualifies keeps crops anywhere."""
+        length = self.crop_samples or self.window_samples
+        step = max(1, int(round(CROP_GRID_S * self.data.sample_rate_hz)))
+        spans: dict[int, list[tuple[int, int, int]]] = {}
+        for offset, n, a, b in stretches:
+            spans.setdefault(int(offset), []).append((int(n), int(a), int(b)))
+        self._crop_starts = {}
+        for offset, parts in spans.items():
+            n = parts[0][0]
+            if n <= length:
+                continue
+            starts = np.arange(0, n - length + 1, step, dtype=np.int64)
+            lo, hi = np.array([p[1] for p in parts]), np.array([p[2] for p in parts])
+            quiet = np.clip(np.minimum(hi[None, :], starts[:, None] + length) - np.maximum(lo[None, :], starts[:, None]), 0, None)
+            ok = starts[quiet.sum(axis=1) <= max_quiet_share * length]
+            if ok.size:
+                self._crop_starts[offset] = ok
+
     def _crop(self, offset: int, n: int) -> np.ndarray:
-        """One training crop ``(1, crop length)`` at a random position (anywhere when ``crops_per_recording``)."""
+        """One training crop ``(1, crop length)`` at a random position (anywhere when ``crops_per_recording``,
+        or where :meth:`avoid_quiet` allows)."""
         length = self.crop_samples or self.window_samples
         store = self.data.store
         if n < length:
             start = self._rand(n) if self.policy == "tile" else 0
             return fit_window(store.read(offset, n), length=length, fill=self.policy, start=start).reshape(1, length)
-        start = self._rand(n - length + 1) if self.random_crop else 0
+        allowed = self._crop_starts.get(offset) if self.random_crop else None
+        if allowed is not None:
+            step = max(1, int(round(CROP_GRID_S * self.data.sample_rate_hz)))
+            start = min(int(allowed[self._rand(allowed.size)]) + self._rand(step), n - length)
+        else:
+            start = self._rand(n - length + 1) if self.random_crop else 0
         return store.read(offset, n, start=start, length=length).reshape(1, length)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -23,6 +23,9 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
 THRESHOLD_SPLITS = ("val", "train")
+CROP_RULES = ("anywhere", "calls")
+"""Where random training crops may start: anywhere, or where at most half the crop is a quiet stretch
+(:meth:`birdspec.data.dataset.RecordingDataset.avoid_quiet`)."""
 """Where the detection thresholds are chosen after training: the validation rows (default) or the training
 rows (in-sample; for a fixed budget whose validation rows are a test fold: ``cv --fixed-epochs``)."""
 DEFAULT_NOCALL_FRACTION = 0.2
@@ -73,6 +76,10 @@ class TrainConfig:
             every training recording (recordings weigh equally; needs random_crop).
         crop_s: training crop length in seconds for the window encoding (None =
             the full window); validation and evaluation still score full windows.
+        crop_rule: 'anywhere' (default) or 'calls': random crops (``crops_per_recording`` or
+            ``crop_s``) start where at most half the crop lies in the recording's quiet stretches
+            (the no-bird samples' rule), so a crop labelled with the recording's species holds more
+            than background.
         gain_db: random gain, uniform in [-gain_db, +gain_db] dB per sample (0 = off).
         time_mask_frames / freq_mask_bins: SpecAugment mask widths (up to N frames /
             N mel bins, ``num_masks`` masks per axis and channel; 0 = off).
@@ -138,6 +145,7 @@ class TrainConfig:
     random_crop: bool = True
     crops_per_recording: int = 0
     crop_s: float | None = None
+    crop_rule: str = "anywhere"
     gain_db: float = 0.0
     time_mask_frames: int = 0
     freq_mask_bins: int = 0
@@ -207,6 +215,9 @@ class TrainConfig:
             raise ConfigError("--crops-per-recording draws random crops; drop --no-random-crop")
         if self.crop_s is not None and not self.crop_s > 0:
             raise ConfigError(f"--crop-s must be positive, got {self.crop_s}")
+        choice("crop rule", self.crop_rule, CROP_RULES)
+        if self.crop_rule != "anywhere" and not (self.crops_per_recording or self.crop_s):
+            raise ConfigError("--crop-rule applies to random crops: give --crops-per-recording or --crop-s too")
         if self.num_masks < 1:
             raise ConfigError(f"num_masks must be >= 1, got {self.num_masks}")
         if self.devices < 1:

@@ -133,6 +133,10 @@ def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any]
     def wrap(train_set: Any, val_set: Any) -> SampleSets:
         from birdspec.data.nocall import BackgroundMixer, WithNoCall
 
+        if cfg.crop_rule == "calls":
+            from birdspec.data.nocall import find_stretches
+
+            train_set.avoid_quiet(find_stretches(data, sorted({int(r) for r in train_set.sample_rows})))
         train, val = targets(train_set), targets(val_set)
         mixer = None
         if cfg.background_mix_dir:
