@@ -88,12 +88,15 @@ class _Backgrounds:
         return self._loaded[key]
 
 
-def nocall_source(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, backgrounds: Callable[[str | None], list]) -> Any:
-    """The no-bird audio of manifest ``rows``: their quiet stretches, ``--background`` recordings,
-    (``synthetic_nocall``) the synthetic backgrounds and (``synthetic_calls``) synthetic other calls."""
+def nocall_source(cfg: Any, data: Any, rows: Sequence[int] | np.ndarray, backgrounds: Callable[[str | None], list],
+                  stretches: list[tuple[int, int, int, int]] | None = None) -> Any:
+    """The no-bird audio of manifest ``rows``: their quiet stretches (``stretches`` when already found),
+    ``--background`` recordings, (``synthetic_nocall``) the synthetic backgrounds and (``synthetic_calls``)
+    synthetic other calls."""
     from birdspec.data.nocall import NoCallSource, find_stretches
 
-    stretches = find_stretches(data, sorted({int(r) for r in rows}))
+    if stretches is None:
+        stretches = find_stretches(data, sorted({int(r) for r in rows}))
     return NoCallSource(data.store, stretches, backgrounds(cfg.background_dir), synthetic=cfg.synthetic_nocall,
                         calls=cfg.synthetic_calls, sample_rate_hz=data.sample_rate_hz)
 
@@ -133,10 +136,12 @@ def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any]
     def wrap(train_set: Any, val_set: Any) -> SampleSets:
         from birdspec.data.nocall import BackgroundMixer, WithNoCall
 
-        if cfg.crop_rule == "calls":
+        quiet = None
+        if cfg.crop_rule == "calls":  # crops labelled with a species start where the quiet stretches are not
             from birdspec.data.nocall import find_stretches
 
-            train_set.avoid_quiet(find_stretches(data, sorted({int(r) for r in train_set.sample_rows})))
+            quiet = find_stretches(data, sorted({int(r) for r in train_set.sample_rows}))
+            train_set.avoid_quiet(quiet)
         train, val = targets(train_set), targets(val_set)
         mixer = None
         if cfg.background_mix_dir:
@@ -147,7 +152,7 @@ def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any]
         target = nocall_target(cfg, len(data.classes))
         n_train = nocall_count(len(train), fraction)
         n_val = nocall_count(len(val), fraction, minimum=MIN_NOCALL_VAL)
-        train_src = nocall_source(cfg, data, train_set.sample_rows, backgrounds)
+        train_src = nocall_source(cfg, data, train_set.sample_rows, backgrounds, quiet)
         val_src = nocall_source(cfg, data, val_set.sample_rows, backgrounds)
         log.info("no-bird samples: %d in training (%.0f %%; %s), %d fixed ones in validation", n_train, 100 * fraction,
                  ", ".join(train_src.kinds), n_val)
