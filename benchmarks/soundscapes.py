@@ -25,10 +25,12 @@ Protocol (fixed, so the numbers compare across machines):
 - variants (:data:`VARIANTS`, default :data:`DEFAULT_VARIANTS`): birdspec's defaults (the level-aware input,
   no-bird samples: quiet stretches and built-in synthetic backgrounds), the same with the band input (which
   part the input contributes), the closed-world model of before (band input, no no-bird samples), optionally
-  the defaults plus the training backgrounds; with ``pip install 'birdspec[birdnet]'`` also the
+  the defaults plus the training backgrounds (``default-bg``) or with crops where the calls are
+  (``default-crops-calls``: ``--crop-rule calls``); with ``pip install 'birdspec[birdnet]'`` also the
   ``birdnet-linear`` and ``birdnet-prior`` heads with their defaults (no-bird samples from ``embed``) for 30
-  epochs as benchmarks/few_shot.py, and BirdNET itself as the reference (``birdnet-closed``: its own
-  classifier over the four species, scored with its own sigmoid confidence).
+  epochs as benchmarks/few_shot.py (optionally ``birdnet-prior-multi``: ``--labels multi``), and BirdNET itself
+  as the reference (``birdnet-closed``: its own classifier over the four species, scored with its own sigmoid
+  confidence).
 
 For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
 with 397 candidate species; these synthetic 4-species soundscapes are a different task.
