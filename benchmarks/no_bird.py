@@ -196,8 +196,6 @@ def _pm(values: list[float]) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    pm = _pm
-
     lines = ["| model | threshold | folds | no-bird hours per fold | **false detections per hour** | without the held-out "
              "recordings' own species | " + " | ".join(GROUPS) + " | held-out quiet parts: own species | other birds (apart) |",
              "|---|---|---|---|---|---|" + "---|" * (len(GROUPS) + 2)]
@@ -207,10 +205,10 @@ def markdown(results: list[dict]) -> str:
         hours = np.mean([sum(x["seconds"] for x in c) / 3600 for c in corpus])
         quiet = [[x for x in r["rows"] if x["group"] == "held-out quiet parts"] for r in rs]
         own = [per_hour(q) - per_hour(q, own=False) for q in quiet]
-        cells = [pm([per_hour(r["rows"], g) for r in rs]) for g in GROUPS] + [pm(own), pm([per_hour(r["rows"], "other birds") for r in rs])]
+        cells = [_pm([per_hour(r["rows"], g) for r in rs]) for g in GROUPS] + [_pm(own), _pm([per_hour(r["rows"], "other birds") for r in rs])]
         desc, model = VARIANTS[key[0]][0], VARIANTS[key[0]][1]
-        lines.append(f"| {model}: {desc} | {key[1]} | {len(rs)} | {hours:.2f} | **{pm([per_hour(c) for c in corpus])}** | "
-                     f"{pm([per_hour(c, own=False) for c in corpus])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model}: {desc} | {key[1]} | {len(rs)} | {hours:.2f} | **{_pm([per_hour(c) for c in corpus])}** | "
+                     f"{_pm([per_hour(c, own=False) for c in corpus])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -269,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             confs = BIRDNET_CONFS if reference else (None,)
             caches = {conf: out / f"{variant}_fold{k}_{conf or 'stored'}.json" for conf in confs}
             kept = {conf: read_json(c) for conf, c in caches.items()}
-            whole = any(d is None for d in kept.values())  # counts kept from before the band check: score just that
+            # no counts kept: score every source; counts from before the band check: score only its part
+            whole = any(d is None for d in kept.values())
             if whole or any(not any(x["group"] == BAND_CHECKED for x in d["rows"]) for d in kept.values()):
                 if not ckpt.is_file():
                     print(f"{variant} fold {k}: no {ckpt} (run benchmarks/soundscapes.py --variants {variant} first); skipped")
