@@ -23,11 +23,11 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 EARLY_STOPPING_METRICS = ("val_loss", "val_acc")
 THRESHOLD_SPLITS = ("val", "train")
+"""Where the detection thresholds are chosen after training: the validation rows (default) or the training
+rows (in-sample; for a fixed budget whose validation rows are a test fold: ``cv --fixed-epochs``)."""
 CROP_RULES = ("anywhere", "calls")
 """Where random training crops may start: anywhere, or where at most half the crop is a quiet stretch
 (:meth:`birdspec.data.dataset.RecordingDataset.avoid_quiet`)."""
-"""Where the detection thresholds are chosen after training: the validation rows (default) or the training
-rows (in-sample; for a fixed budget whose validation rows are a test fold: ``cv --fixed-epochs``)."""
 DEFAULT_NOCALL_FRACTION = 0.2
 """No-bird share of the training samples of new per-window runs (``nocall_fraction`` None; 0 for stack10)."""
 
