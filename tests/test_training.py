@@ -430,3 +430,9 @@ def test_ddp_two_cpu_processes(tiny_stack_dataset, tmp_path):
     assert out["device"] == "2 x cpu (ddp)" and out["epochs_run"] == 1
     assert len(pd.read_csv(run / "metrics.csv")) == 1
     assert (run / "checkpoints" / "best.pt").is_file() and (run / "predictions_val.csv").is_file()
+
+
+def test_crop_rule_calls_needs_the_window_encoding(tiny_stack_dataset, tmp_path):
+    cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, crops_per_recording=2, crop_rule="calls", **FAST)
+    with pytest.raises(ConfigError, match="window encoding, not stack10"):
+        train(tiny_stack_dataset, tmp_path / "run", cfg)
