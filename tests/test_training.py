@@ -434,5 +434,7 @@ def test_ddp_two_cpu_processes(tiny_stack_dataset, tmp_path):
 
 def test_crop_rule_calls_needs_the_window_encoding(tiny_stack_dataset, tmp_path):
     cfg = TrainConfig(model="mobilenetv2-seed", epochs=1, crops_per_recording=2, crop_rule="calls", **FAST)
-    with pytest.raises(ConfigError, match="window encoding, not stack10"):
+    with pytest.raises(ConfigError, match="window encoding of a waveform model, not stack10 samples"):
         train(tiny_stack_dataset, tmp_path / "run", cfg)
+    with pytest.raises(ConfigError, match="not window samples of a model that reads embeddings"):
+        cfg.for_samples("window", model_input="embedding")

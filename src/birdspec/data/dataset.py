@@ -181,8 +181,7 @@ class RecordingDataset(Dataset):
         quiet ``stretches`` (``(offset, num_samples, start, end)``, as
         :func:`~birdspec.data.nocall.find_stretches` gives them); starts on a :data:`CROP_GRID_S` grid plus a
         random shift within it. A recording where no crop qualifies keeps crops anywhere."""
-        length = self.crop_samples or self.window_samples
-        step = max(1, int(round(CROP_GRID_S * self.data.sample_rate_hz)))
+        length, step = self.crop_samples or self.window_samples, self._crop_step()
         spans: dict[int, list[tuple[int, int, int]]] = {}
         for offset, n, a, b in stretches:
             spans.setdefault(int(offset), []).append((int(n), int(a), int(b)))
@@ -198,6 +197,10 @@ class RecordingDataset(Dataset):
             if ok.size:
                 self._crop_starts[offset] = ok
 
+    def _crop_step(self) -> int:
+        """Samples between the crop starts :meth:`avoid_quiet` checks (:data:`CROP_GRID_S`)."""
+        return max(1, int(round(CROP_GRID_S * self.data.sample_rate_hz)))
+
     def _crop(self, offset: int, n: int) -> np.ndarray:
         """One training crop ``(1, crop length)`` at a random position (anywhere when ``crops_per_recording``,
         or where :meth:`avoid_quiet` allows)."""
@@ -208,8 +211,7 @@ class RecordingDataset(Dataset):
             return fit_window(store.read(offset, n), length=length, fill=self.policy, start=start).reshape(1, length)
         allowed = self._crop_starts.get(offset) if self.random_crop else None
         if allowed is not None:
-            step = max(1, int(round(CROP_GRID_S * self.data.sample_rate_hz)))
-            start = min(int(allowed[self._rand(allowed.size)]) + self._rand(step), n - length)
+            start = min(int(allowed[self._rand(allowed.size)]) + self._rand(self._crop_step()), n - length)
         else:
             start = self._rand(n - length + 1) if self.random_crop else 0
         return store.read(offset, n, start=start, length=length).reshape(1, length)

@@ -293,8 +293,12 @@ class TrainConfig:
 
         Raises:
             ConfigError: no-bird samples asked for stack10 samples of a waveform model (a 50 s recording is
-                not a window).
+                not a window); ``crop_rule`` 'calls' for anything but window samples of a waveform model
+                (the only samples it places).
         """
+        if self.crop_rule != "anywhere" and (encoding != "window" or model_input != "waveform"):
+            raise ConfigError(f"--crop-rule {self.crop_rule} applies to the window encoding of a waveform model, "
+                              f"not {encoding} samples of a model that reads {model_input}s")
         if self.nocall_fraction is None:
             on = model_input == "embedding" or (encoding == "window" and model_input == "waveform")
             return replace(self, nocall_fraction=DEFAULT_NOCALL_FRACTION if on else 0.0)

@@ -140,9 +140,6 @@ def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any]
         if cfg.crop_rule == "calls":  # crops labelled with a species start where the quiet stretches are not
             from birdspec.data.nocall import find_stretches
 
-            if train_set.encoding.name != "window":
-                raise ConfigError(f"--crop-rule calls applies to the window encoding, not {train_set.encoding.name}")
-
             quiet = find_stretches(data, sorted({int(r) for r in train_set.sample_rows}))
             train_set.avoid_quiet(quiet)
         train, val = targets(train_set), targets(val_set)
