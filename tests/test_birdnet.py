@@ -343,9 +343,29 @@ def test_output_windows_and_assignment():
     np.testing.assert_allclose(output_windows(10.6, window_s=5, hop_s=5), [[0, 5], [5, 10]])
     np.testing.assert_allclose(output_windows(2.0), [[0, 2.0]])
     starts = np.arange(10.0)  # 3 s windows every 1 s over 12.3 s
+    # the default rule: the windows centred in the output window; every window belongs to one output window
     groups = assign_windows(starts, output_windows(12.3), duration_s=12.3)
+    assert [g.tolist() for g in groups] == [[0, 1, 2, 3], [4, 5, 6, 7, 8], [9]]
+    # heads saved before the rule was recorded: those fully inside it (windows 3, 4 and 8 belong to none)
+    groups = assign_windows(starts, output_windows(12.3), duration_s=12.3, rule="inside")
     assert [g.tolist() for g in groups] == [[0, 1, 2], [5, 6, 7], [9]]
-    assert [g.tolist() for g in assign_windows(np.zeros(1), np.array([[0.0, 2.0]]), duration_s=2.0)] == [[0]]
+    for rule in ("centre", "inside"):
+        assert [g.tolist() for g in assign_windows(np.zeros(1), np.array([[0.0, 2.0]]), duration_s=2.0, rule=rule)] == [[0]]
+
+
+def test_window_rule_travels_with_the_head_and_old_heads_keep_theirs():
+    from birdspec.birdnet.geometry import clip_windows, nocall_clip_s, window_rule
+    from birdspec.models.birdnet_head import build_head
+
+    assert window_rule(build_head("birdnet-linear", num_classes=3).config) == "centre"
+    old = {k: v for k, v in build_head("birdnet-linear", num_classes=3).config.items() if k != "window_rule"}
+    assert window_rule(old) == "inside"
+    with pytest.raises(ConfigError, match="window rule"):
+        window_rule({"window_rule": "edges"})
+    # a no-bird clip is what an output window's BirdNET windows cover: 7 s (5 windows) under centre, 5 s (3) inside
+    assert nocall_clip_s(5.0) == 7.0 and nocall_clip_s(5.0, rule="inside") == 5.0 and nocall_clip_s(1.0, rule="inside") == 3.0
+    assert clip_windows(np.zeros(7 * 32000, np.float32)).shape == (5, 144000)
+    assert clip_windows(np.zeros(5 * 32000, np.float32), rule="inside").shape == (3, 144000)
 
 
 def test_missing_birdnet_says_how_to_install(monkeypatch, window_ds):

@@ -40,14 +40,14 @@ SYNTH = 20  # synthetic clips in these caches: 16 training + 4 validation ones (
 
 
 def quiet_dataset(out: Path) -> Path:
-    """3 classes x 4 recordings of 12 s, 5 s windows; every recording is quiet (-60 dB noise) from 2 s to 9 s."""
+    """3 classes x 4 recordings of 12 s, 5 s windows; every recording is quiet (-60 dB noise) from 2 s to 10 s."""
     ds = write_prepared(out, num_classes=3, per_class=4, duration_s=12.0, folds=2,
                         encoding=EncodingConfig(name="window", window_s=5.0, short_policy="pad"))
     data = PreparedDataset(ds)
     store = np.memmap(ds / STORE_FILE, dtype="<f2", mode="r+")
     rng = np.random.default_rng(0)
     for off in data.manifest["offset"].astype(int):
-        store[off + 2 * SR : off + 9 * SR] = (1e-3 * rng.standard_normal(7 * SR)).astype("<f2")
+        store[off + 2 * SR : off + 10 * SR] = (1e-3 * rng.standard_normal(8 * SR)).astype("<f2")
     store.flush()
     return ds
 
@@ -87,12 +87,13 @@ def test_embed_writes_the_nocall_part(quiet_ds):
     d = embedding_dir(quiet_ds)
     meta = json.loads((d / EMBEDDINGS_META_FILE).read_text())
     idx = read_nocall_index(d / NOCALL_INDEX_FILE)
-    # 20 synthetic clips, one quiet-stretch clip per recording (7 s of quiet hold one 5 s clip), 3 windows each
+    # 20 synthetic clips, one quiet-stretch clip per recording (8 s of quiet hold one 7 s clip: a 5 s output
+    # window and the 1 s each side its BirdNET windows cover), 5 windows each
     assert meta["format_version"] == 2 and meta["nocall"]["num_clips"] == 20 + 12 == len(idx) == report.nocall_clips
     assert meta["nocall"]["clips"] == {"synthetic_train": 16, "synthetic_val": 4, "stretch": 12}
-    assert (idx["num_windows"] == 3).all() and meta["nocall"]["total_windows"] == 96 == report.computed_nocall_windows
-    assert (d / NOCALL_EMBEDDINGS_FILE).stat().st_size == 96 * 1024 * 2
-    assert fake.windows == 12 * 4 + 96  # recordings: 4 windows of 3 s in 12 s (hop 3 s)
+    assert (idx["num_windows"] == 5).all() and meta["nocall"]["total_windows"] == 160 == report.computed_nocall_windows
+    assert (d / NOCALL_EMBEDDINGS_FILE).stat().st_size == 160 * 1024 * 2
+    assert fake.windows == 12 * 4 + 160  # recordings: 4 windows of 3 s in 12 s (hop 3 s)
     synth = idx[idx["kind"] == "synthetic"]
     assert synth["part"].tolist() == ["val" if i % 5 == 4 else "train" for i in range(SYNTH)]
     assert synth["source"].str.contains("dBFS").all() and (synth["row"] == -1).all()
@@ -100,9 +101,11 @@ def test_embed_writes_the_nocall_part(quiet_ds):
     m = PreparedDataset(quiet_ds).manifest
     assert stretch["row"].tolist() == list(range(12)) and stretch["id"].tolist() == m["id"].tolist()
     assert np.allclose(stretch["start_s"], 2.1, atol=0.05) and (stretch["part"] == "").all()
-    assert meta["nocall"]["settings"]["clip_s"] == 5.0 and meta["nocall"]["settings"]["embed_hop_s"] == 1.0
+    settings = meta["nocall"]["settings"]
+    assert settings["clip_s"] == 7.0 and settings["embed_hop_s"] == 1.0 and settings["window_rule"] == "centre"
+    assert EmbeddingCache(quiet_ds).window_rule == "centre"
 
-    # a clip is embedded as prediction embeds a 5 s output window: BirdNET windows at 0, 1, 2 s of it
+    # a clip is embedded as prediction embeds a 5 s output window: the BirdNET windows centred in it, at 0-4 s of the clip
     from birdspec.birdnet.predict import BirdnetAudioClassifier
     from birdspec.models.birdnet_head import build_head
 
@@ -111,8 +114,8 @@ def test_embed_writes_the_nocall_part(quiet_ds):
     row = 5
     a = int(round(float(stretch["start_s"].iloc[row]) * SR))
     wave = PreparedDataset(quiet_ds).store.read(int(m["offset"].iloc[row]), int(m["num_samples"].iloc[row]))
-    emb, starts = clf.embed(wave[a : a + 5 * SR])
-    assert starts.tolist() == [0.0, 1.0, 2.0]
+    emb, starts = clf.embed(wave[a : a + 7 * SR])
+    assert starts.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     np.testing.assert_allclose(cache.nocall_clip(SYNTH + row), emb, rtol=2e-3, atol=1e-3)
 
     # the same settings again: nothing to do; a fresh cache of a copy: the same bytes
@@ -126,21 +129,21 @@ def test_embed_writes_the_nocall_part(quiet_ds):
     # more synthetic clips: only the new ones are embedded, the others are kept
     more = FakeEmbedder()
     report = embed_dataset(quiet_ds, model=more, progress=False, synthetic_clips=SYNTH + 5)
-    assert report.computed_nocall_clips == 5 and more.windows == 15 and report.nocall_clips == 37
+    assert report.computed_nocall_clips == 5 and more.windows == 25 and report.nocall_clips == 37
 
 
 def test_embed_background_clips_are_added_and_kept(embedded, tmp_path):
     rng = np.random.default_rng(1)
     bg = tmp_path / "bg"
-    write_audio(bg / "a_long.wav", (0.01 * rng.standard_normal(30 * SR)).astype(np.float32), SR)  # 6 clips
+    write_audio(bg / "a_long.wav", (0.01 * rng.standard_normal(42 * SR)).astype(np.float32), SR)  # 6 clips of 7 s
     write_audio(bg / "b_short.wav", (0.01 * rng.standard_normal(2 * SR)).astype(np.float32), SR)  # 1 clip, repeated
     fake = FakeEmbedder()
     report = embed_dataset(embedded, model=fake, progress=False, synthetic_clips=SYNTH, background_dir=bg)
-    assert report.computed_recordings == 0 and report.computed_nocall_clips == 7 and fake.windows == 7 * 3
+    assert report.computed_recordings == 0 and report.computed_nocall_clips == 7 and fake.windows == 7 * 5
     idx = read_nocall_index(embedding_dir(embedded) / NOCALL_INDEX_FILE)
     b = idx[idx["kind"] == "background"]
     assert b["source"].tolist() == ["a_long.wav"] * 6 + ["b_short.wav"]
-    assert b["start_s"].tolist() == [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 0.0]
+    assert b["start_s"].tolist() == [0.0, 7.0, 14.0, 21.0, 28.0, 35.0, 0.0]
     assert b["part"].tolist() == ["train"] * 4 + ["val", "train", "train"]
     meta = json.loads((embedding_dir(embedded) / EMBEDDINGS_META_FILE).read_text())
     assert meta["nocall"]["settings"]["background"]["dir"] == str(bg.resolve())
@@ -159,7 +162,7 @@ def test_embed_background_clips_are_added_and_kept(embedded, tmp_path):
 
 
 def test_embed_resumes_the_nocall_part(quiet_ds):
-    # recordings: 48 windows in 6 calls (2 recordings of 4 windows each); then 2 clips (6 windows) per call: 3 calls
+    # recordings: 48 windows in 6 calls (2 recordings of 4 windows each); then 2 clips (10 windows) per chunk: 3 calls
     with pytest.raises(KeyboardInterrupt):
         embed_dataset(quiet_ds, model=FakeEmbedder(fail_after_calls=9), progress=False, chunk_windows=6, synthetic_clips=SYNTH)
     partial = nocall_partial_dir(quiet_ds)
@@ -169,7 +172,7 @@ def test_embed_resumes_the_nocall_part(quiet_ds):
         f.write(b"\0" * 1024 * 2 * 2)
     resumed = FakeEmbedder()
     report = embed_dataset(quiet_ds, model=resumed, progress=False, chunk_windows=6, synthetic_clips=SYNTH)
-    assert report.computed_recordings == 0 and report.computed_nocall_clips == 32 - 6 and resumed.windows == 26 * 3
+    assert report.computed_recordings == 0 and report.computed_nocall_clips == 32 - 6 and resumed.windows == 26 * 5
     assert not partial.exists()
     fresh = Path(shutil.copytree(quiet_ds, quiet_ds.with_name("fresh")))
     shutil.rmtree(embedding_dir(fresh))
@@ -206,7 +209,7 @@ def test_an_old_cache_says_to_embed_again_and_embed_adds_the_part(embedded, tmp_
     assert closed_world.config.activation == "softmax"
     fake = FakeEmbedder()
     report = embed_dataset(embedded, model=fake, progress=False, synthetic_clips=SYNTH)
-    assert report.computed_recordings == 0 and report.computed_nocall_clips == 32 and fake.windows == 96
+    assert report.computed_recordings == 0 and report.computed_nocall_clips == 32 and fake.windows == 160
     assert _nocall_bytes(embedded) == before
     assert (embedding_dir(embedded) / EMBEDDINGS_FILE).read_bytes() == recordings
 
@@ -233,7 +236,7 @@ def test_sample_sets_draw_each_sides_clips(embedded):
         assert set(idx.loc[pools["stretch"], "row"]) == set(rows.tolist())
         assert set(idx.loc[pools["synthetic"], "part"]) == {part}
     x, y = sets.val_fit[34]
-    assert x.shape == (3, 1024) and y == 3  # the implicit no-bird class K
+    assert x.shape == (5, 1024) and y == 3  # the implicit no-bird class K
     torch.testing.assert_close(sets.val_fit[34][0], x)  # fixed validation samples
     torch.manual_seed(0)
     draws = {tuple(sets.train[10][0][0, :4].tolist()) for _ in range(8)}
@@ -243,9 +246,10 @@ def test_sample_sets_draw_each_sides_clips(embedded):
 
     head = build_head("birdnet-linear", num_classes=3).eval()
     xb, yb = collate_embeddings([sets.val_fit[0], sets.val_fit[34]])
-    assert xb.shape == (2, 4, 1024) and (xb[1, 3] == 0).all() and yb.tolist() == [int(sets.val.labels[0]), 3]
+    assert xb.shape == (2, 5, 1024) and (xb[0, 4] == 0).all() and yb.tolist() == [int(sets.val.labels[0]), 3]
     with torch.no_grad():
         torch.testing.assert_close(head(xb)[1], head(x[None])[0])
+        torch.testing.assert_close(head(xb)[0], head(xb[:1, :4])[0])
     thresholds = embedding_threshold_sets(cfg, data, train_rows)
     assert thresholds.num_nocall == 32 and thresholds.seed != sets.val_fit.seed
     multi = TrainConfig(model="birdnet-linear", labels="multi").for_samples("window", model_input="embedding")
@@ -284,6 +288,21 @@ def test_training_a_head_learns_no_bird_and_stores_thresholds(embedded, tmp_path
     out = capsys.readouterr().out
     assert "softmax-background" in out and "chosen on validation" in out and "no-bird samples" in out
     assert len([line for line in out.splitlines() if line.strip().startswith("synth")]) == 3
+    # the head predicts under the window rule its no-bird clips were embedded with; a cache that records
+    # none (embedded before the rule was recorded: 3 windows inside a 5 s window) gives heads that keep it
+    from birdspec.birdnet.predict import BirdnetAudioClassifier
+
+    assert ckpt.model["window_rule"] == "centre"
+    assert BirdnetAudioClassifier.from_checkpoint(ckpt, backbone=FakeEmbedder()).rule == "centre"
+    meta_path = embedding_dir(embedded) / EMBEDDINGS_META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["nocall"]["settings"].pop("window_rule")
+    meta_path.write_text(json.dumps(meta))
+    old = train(embedded, tmp_path / "old", TrainConfig(model="birdnet-linear", epochs=1, device="cpu", workers=0,
+                                                         progress_bar=False))
+    old_ckpt = read_checkpoint(old.best_checkpoint)
+    assert old_ckpt.model["window_rule"] == "inside"
+    assert BirdnetAudioClassifier.from_checkpoint(old_ckpt, backbone=FakeEmbedder()).rule == "inside"
 
 
 def test_birdnet_closed_and_prior_with_no_bird_samples(embedded, tmp_path, monkeypatch):

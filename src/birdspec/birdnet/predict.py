@@ -3,7 +3,8 @@
 How BirdNET's 3 s windows (every :data:`~birdspec.birdnet.geometry.EMBED_HOP_S` = 1 s) map onto the
 requested output windows (``window_s`` / ``hop_s``, e.g. 5 s / 5 s as the CNN models) is owned by
 :mod:`birdspec.birdnet.geometry` (:func:`output_windows`, :func:`assign_windows`): an output window is
-scored from the BirdNET windows fully inside it (3 for 5 s windows), pooled like in training.
+scored from the BirdNET windows its head's window rule gives it (those centred in it: 5 for 5 s windows;
+heads saved before the rule was recorded: those fully inside it, 3), pooled like in training.
 
 Scores are the checkpoint's activation at its temperature (:mod:`birdspec.models.activation`: softmax, or
 softmax with the implicit no-bird class for heads trained with no-bird samples). Cost: BirdNET runs
@@ -28,7 +29,15 @@ import torch
 from torch import nn
 
 from birdspec.birdnet.backend import BIRDNET_SAMPLE_RATE_HZ, WINDOW_SAMPLES, BirdnetBackbone, to_birdnet_rate
-from birdspec.birdnet.geometry import EMBED_HOP_S, assign_windows, embed_window_starts, output_windows
+from birdspec.birdnet.geometry import (
+    EMBED_HOP_S,
+    WINDOW_RULE,
+    assign_windows,
+    check_window_rule,
+    embed_window_starts,
+    output_windows,
+    window_rule,
+)
 from birdspec.config import SAMPLE_RATE_HZ as STORE_RATE_HZ
 from birdspec.errors import CheckpointError, ConfigError
 
@@ -72,6 +81,8 @@ class BirdnetAudioClassifier:
         embed_hop_s: hop of the BirdNET windows (default :data:`EMBED_HOP_S`, 1 s).
         activation / temperature: how logits become scores (:mod:`birdspec.models.activation`; a
             checkpoint's own with :meth:`from_checkpoint`).
+        rule: which BirdNET windows an output window pools (:mod:`birdspec.birdnet.geometry`; a
+            checkpoint's own with :meth:`from_checkpoint`).
     """
 
     def __init__(
@@ -83,6 +94,7 @@ class BirdnetAudioClassifier:
         embed_hop_s: float = EMBED_HOP_S,
         activation: str = "softmax",
         temperature: float = 1.0,
+        rule: str = WINDOW_RULE,
     ) -> None:
         from birdspec.models.activation import check_activation
 
@@ -95,6 +107,7 @@ class BirdnetAudioClassifier:
         self.embed_hop_s = float(embed_hop_s)
         self.activation = check_activation(activation)
         self.temperature = float(temperature)
+        self.rule = check_window_rule(rule)
 
     @classmethod
     def from_checkpoint(
@@ -113,7 +126,7 @@ class BirdnetAudioClassifier:
             raise CheckpointError(f"{ckpt.source}: model {ckpt.name!r} is not a BirdNET head")
         backbone = backbone or BirdnetBackbone(num_threads=num_threads)
         return cls(ckpt.build_model(), backbone, classes=ckpt.classes, embed_hop_s=embed_hop_s,
-                   activation=ckpt.info.activation, temperature=ckpt.info.temperature)
+                   activation=ckpt.info.activation, temperature=ckpt.info.temperature, rule=window_rule(ckpt.model))
 
     def embed(self, wave: np.ndarray, *, sample_rate_hz: int = STORE_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
         """BirdNET embeddings of a recording: ``((N, 1024) float32, starts_s (N,))``.
@@ -135,7 +148,7 @@ class BirdnetAudioClassifier:
     @torch.no_grad()
     def logits_embeddings(self, embeddings: np.ndarray, starts_s: np.ndarray, bounds_s: np.ndarray, *, duration_s: float) -> np.ndarray:
         """Head logits ``(M, K)`` for output windows ``bounds_s`` ``(M, 2)`` from window embeddings."""
-        groups = assign_windows(starts_s, bounds_s, duration_s=duration_s)
+        groups = assign_windows(starts_s, bounds_s, duration_s=duration_s, rule=self.rule)
         if not groups:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
         w = max(len(g) for g in groups)

@@ -20,8 +20,9 @@ zero-padded window. Needs the optional extra: pip install 'birdspec[birdnet]'.
 The BirdNET model is licensed CC BY-NC-SA 4.0 (non-commercial use only).
 
 No-bird clips: then it embeds clips without a bird, each one output window
-(the dataset's window, at least 3 s) embedded as `birdspec predict` embeds a
-window (3 s BirdNET windows every 1 s inside it), into the same folder
+and the second on each side its BirdNET windows reach into (7 s for 5 s
+windows), embedded as `birdspec predict` embeds a window (3 s BirdNET windows
+every 1 s, those centred in the window), into the same folder
 (nocall.f16, nocall.csv): 320 synthetic backgrounds (silence, noise, wind,
 rain, hum; a training and a disjoint validation part), up to 4 clips from
 the quiet stretches of every recording, and with --background DIR up to 12

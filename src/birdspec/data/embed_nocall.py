@@ -65,7 +65,7 @@ MAX_STRETCH_CLIPS = 4
 """At most this many quiet-stretch clips per recording."""
 MAX_BACKGROUND_CLIPS = 12
 """At most this many clips per ``--background`` recording."""
-BASE_KEYS = ("backbone", "sample_rate_hz", "dim", "dataset", "clip_s", "embed_hop_s", "store_rate_hz")
+BASE_KEYS = ("backbone", "sample_rate_hz", "dim", "dataset", "clip_s", "embed_hop_s", "window_rule", "store_rate_hz")
 """Settings under which a clip's key names the same embedding (clips may be reused across runs)."""
 
 
@@ -123,7 +123,7 @@ def nocall_settings(ds: Any, geometry: Any, fingerprint: dict[str, Any], *, fina
                     background_dir: str | Path | None) -> dict[str, Any]:
     """The settings that define a cache's no-bird part (compared with ``embeddings.json``'s to decide the work);
     ``synthetic_clips`` / ``background_dir`` None: those the cache has (default :data:`SYNTHETIC_CLIPS` / none)."""
-    from birdspec.birdnet.geometry import EMBED_HOP_S, nocall_clip_s
+    from birdspec.birdnet.geometry import EMBED_HOP_S, WINDOW_RULE, nocall_clip_s
     from birdspec.data.nocall import QuietRule
 
     recorded = (_read_meta(final).get("nocall") or {}).get("settings") or {}
@@ -131,7 +131,8 @@ def nocall_settings(ds: Any, geometry: Any, fingerprint: dict[str, Any], *, fina
         synthetic_clips = int(recorded.get("synthetic_clips", SYNTHETIC_CLIPS))
     return {
         "backbone": geometry.name, "sample_rate_hz": int(geometry.sample_rate_hz), "dim": int(geometry.embedding_dim),
-        "dataset": fingerprint["sha1"], "clip_s": nocall_clip_s(ds.encoding.window_s), "embed_hop_s": EMBED_HOP_S,
+        "dataset": fingerprint["sha1"], "clip_s": nocall_clip_s(ds.encoding.window_s, rule=WINDOW_RULE, embed_hop_s=EMBED_HOP_S),
+        "embed_hop_s": EMBED_HOP_S, "window_rule": WINDOW_RULE,
         "store_rate_hz": int(ds.sample_rate_hz), "synthetic_clips": int(synthetic_clips), "seed": NOCALL_SEED,
         "val_every": NOCALL_VAL_EVERY, "quiet_rule": dataclasses.asdict(QuietRule()), "max_stretch_clips": MAX_STRETCH_CLIPS,
         "background": _background_settings(background_dir, recorded.get("background")),
@@ -297,7 +298,8 @@ def _embed_clips(ds: Any, model: Any, partial: Path, todo: list[Clip], settings:
     try:
         for clip in todo:
             audio, source = clip_audio(clip, ds, settings)
-            pending.append((clip, source, clip_windows(audio, sample_rate_hz=ds.sample_rate_hz, embed_hop_s=settings["embed_hop_s"])))
+            pending.append((clip, source, clip_windows(audio, sample_rate_hz=ds.sample_rate_hz, embed_hop_s=settings["embed_hop_s"],
+                                                               rule=settings["window_rule"])))
             if sum(w.shape[0] for _, _, w in pending) >= chunk_windows:
                 flush()
         flush()

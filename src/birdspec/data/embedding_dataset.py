@@ -151,6 +151,16 @@ class EmbeddingCache:
         first, n = (int(v) for v in self.nocall_index[["first_window", "num_windows"]].iloc[int(clip)])
         return np.asarray(self._nocall_map[first : first + n], dtype=np.float32)
 
+    @property
+    def window_rule(self) -> str:
+        """The BirdNET window rule its no-bird clips were embedded under (:mod:`birdspec.birdnet.geometry`):
+        a head trained on them predicts under it. A cache without clips: the rule of new clips."""
+        from birdspec.birdnet.geometry import LEGACY_WINDOW_RULE, WINDOW_RULE, check_window_rule
+
+        if self.nocall_meta is None:
+            return WINDOW_RULE
+        return check_window_rule(str((self.nocall_meta.get("settings") or {}).get("window_rule", LEGACY_WINDOW_RULE)))
+
     def starts_s(self, row: int) -> np.ndarray:
         """Start times (seconds) of the windows of manifest row ``row``."""
         text = str(self.index.loc[int(row), "window_starts_s"]).strip()

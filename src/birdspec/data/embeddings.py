@@ -35,10 +35,11 @@ gives one zero-padded window. Recording ``row``'s embeddings are
 
 No-bird clips (format version 2; a cache without ``"nocall"`` in ``embeddings.json`` (version 1, or
 one whose no-bird part was interrupted) has none: running ``birdspec embed`` again adds them without
-recomputing the recordings'). A clip is one prediction output window without a bird
-(``settings.clip_s``: the dataset's ``window_s``, at least 3 s), embedded exactly as ``birdspec
-predict`` embeds an output window (:mod:`birdspec.birdnet.geometry`: 3 s windows every 1 s inside it,
-3 windows for 5 s); clip ``i``'s windows are ``nocall[first_window : first_window + num_windows]``.
+recomputing the recordings'). A clip is one prediction output window without a bird and the context
+its BirdNET windows cover (``settings.clip_s``: 7 s for the dataset's 5 s ``window_s``), embedded exactly
+as ``birdspec predict`` embeds an output window (:mod:`birdspec.birdnet.geometry`, ``settings.window_rule``:
+3 s windows every 1 s centred in the window, 5 for 5 s; caches that record no rule: those inside it, 3);
+clip ``i``'s windows are ``nocall[first_window : first_window + num_windows]``.
 ``kind`` is one of :data:`NOCALL_KINDS`:
 
 - ``synthetic``: the built-in synthetic backgrounds (:func:`~birdspec.data.backgrounds.random_background`:

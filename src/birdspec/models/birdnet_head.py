@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from birdspec.birdnet.backend import EMBEDDING_DIM
+from birdspec.birdnet.geometry import WINDOW_RULE
 from birdspec.errors import ConfigError
 
 POOLINGS = ("meanmax", "mean", "max")
@@ -192,6 +193,7 @@ def build_head(
         "options": opts,
         "input": "embedding",
         "backbone": "birdnet",
+        "window_rule": WINDOW_RULE,
     }
     return head
 

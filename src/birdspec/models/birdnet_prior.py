@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from birdspec.birdnet.backend import EMBEDDING_DIM
+from birdspec.birdnet.geometry import WINDOW_RULE
 from birdspec.errors import ConfigError
 from birdspec.models.birdnet_head import LICENCE_NOTE, pool_windows, valid_mask
 
@@ -198,7 +199,8 @@ def build_prior_head(name: str, *, num_classes: int, class_info: Sequence[Mappin
     head = BirdnetPriorHead(in_channels=in_channels, num_classes=num_classes, **arch).set_prior(w, b)
     head.config = {
         "name": name, "in_channels": int(in_channels), "num_classes": int(num_classes), "options": opts,
-        "input": "embedding", "backbone": "birdnet", "birdnet": {**origin, "species": mapping.to_json()},
+        "input": "embedding", "backbone": "birdnet", "window_rule": WINDOW_RULE,
+        "birdnet": {**origin, "species": mapping.to_json()},
     }
     return head
 

@@ -4,7 +4,7 @@ A :class:`~birdspec.prediction.runtime_types.RecordingRuntime`: the predictor gi
 a whole decoded recording and the output windows (from
 :mod:`birdspec.windowing`, as for every model); BirdNET embeds its own 3 s
 windows every second at 48 kHz and the head scores each output window from
-the BirdNET windows inside it (:mod:`birdspec.birdnet.predict`). Memory grows
+the BirdNET windows its window rule gives it (:mod:`birdspec.birdnet.geometry`). Memory grows
 with the length of a recording (about 0.2 GB per hour of audio besides
 BirdNET itself), as BirdNET's windows are embedded over the whole recording.
 """

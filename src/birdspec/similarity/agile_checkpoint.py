@@ -3,7 +3,8 @@
 The classifier was fitted on the index's unit vectors, one window each; the checkpoint does the same on new
 audio, with sigmoid scores per species and the round's threshold stored:
 
-- a BirdNET index: a ``birdnet-linear`` head: BirdNET embeddings of the windows inside an output window, their
+- a BirdNET index: a ``birdnet-linear`` head: BirdNET embeddings of the windows inside an output window (its
+  window rule ``inside``), their
   mean scaled to unit length (:class:`~birdspec.models.birdnet_head.UnitNorm`), one linear layer. Its output
   windows are the index's (3 s, so each is scored from exactly the one BirdNET window an index row holds);
 - an index of a birdspec run's features: that run's network (frontend, input norm, every layer and weight) with
@@ -66,11 +67,13 @@ def _stack(weights: Sequence[tuple[np.ndarray, float]]) -> tuple[Any, Any]:
 def _birdnet_head(weights: Sequence[tuple[np.ndarray, float]], *, species: list[str], index: Any) -> tuple[Any, ...]:
     import torch
 
+    from birdspec.birdnet.geometry import INSIDE_RULE
     from birdspec.config import EncodingConfig, FrontendConfig
     from birdspec.models.birdnet_head import build_head
 
     head = build_head("birdnet-linear", num_classes=len(species), in_channels=int(index.info.dim),
                       options={"pooling": "mean", "layer_norm": False, "unit_norm": True, "dropout": 0.0})
+    head.config["window_rule"] = INSIDE_RULE  # an output window of the index's is exactly one BirdNET window
     linear = head.classifier[-1]
     if not isinstance(linear, torch.nn.Linear):  # build_head's linear family ends in one
         raise TypeError(f"a birdnet-linear head ends in a Linear layer, not {type(linear).__name__}")

@@ -309,6 +309,10 @@ def _setup(*, data: PreparedDataset, out: Path, cfg: TrainConfig, encoding: Any,
         pretrained=None if saved else cfg.pretrained,  # resumed weights come from the checkpoint
         first_conv=cfg.first_conv, options=cfg.model_options, class_info=data.class_info,
     )
+    if spec.input == "embedding" and not saved:  # the head predicts as its no-bird clips were embedded
+        from birdspec.data.embedding_dataset import load_embedding_cache
+
+        model.config["window_rule"] = load_embedding_cache(data).window_rule
     return _Setup(
         data=data, out=out, cfg=cfg, encoding=encoding, frontend=frontend, dm=dm, model=model,
         model_config=dict(saved["model"]) if saved else dict(model.config), num_parameters=count_parameters(model),
