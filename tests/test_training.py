@@ -74,9 +74,12 @@ def test_recipes_give_settings_that_explicit_options_override(tiny_stack_dataset
     cfg = config_from_args(args)
     assert cfg.mixup_alpha == 0.0 and cfg.crop_s is None and cfg.schedule == "onecycle"  # a stack10 dataset
     args = parser.parse_args(["cv", str(tiny_window_dataset), "--recipe", "small-data", "--out", "cv"])
-    assert config_from_args(args).crop_s == 3.0 and config_from_args(args).crop_rule == "anywhere"
-    args = parser.parse_args(["train", str(tiny_window_dataset), "--recipe", "small-data", "--crop-rule", "calls", "--out", "r"])
-    assert config_from_args(args).crop_rule == "calls"
+    assert config_from_args(args).crop_s == 3.0 and config_from_args(args).crop_rule == "calls"
+    args = parser.parse_args(["train", str(tiny_window_dataset), "--recipe", "small-data", "--crop-rule", "anywhere", "--out", "r"])
+    assert config_from_args(args).crop_rule == "anywhere"
+    # the crop rule places crops of audio: not for stack10 samples, nor for heads on embeddings
+    assert TrainConfig.from_recipe("small-data", encoding="stack10").crop_rule == "anywhere"
+    assert TrainConfig.from_recipe("small-data", model="birdnet-prior").crop_rule == "anywhere"
     args = parser.parse_args(["train", "--resume", "r", "--recipe", "small-data"])
     with pytest.raises(ConfigError, match="resumed"):
         config_from_args(args, TrainConfig())

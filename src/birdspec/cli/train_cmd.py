@@ -142,7 +142,7 @@ def add_train_options(p: argparse.ArgumentParser, *, optimizer: bool = True, wit
                    help="train on random S-second crops (window encoding; evaluation still scores full windows)")
     a.add_argument("--crop-rule", choices=CROP_RULES,
                    help="where random crops may start: anywhere (default) or calls (at most half the crop in the "
-                        "recording's quiet stretches)")
+                        "recording's quiet stretches; the small-data recipe's)")
     a.add_argument("--gain-db", type=float, metavar="X", help="random gain in [-X, X] dB per sample")
     a.add_argument("--time-mask", type=int, metavar="N", help="SpecAugment time masks up to N frames")
     a.add_argument("--freq-mask", type=int, metavar="N", help="SpecAugment frequency masks up to N mel bins")
