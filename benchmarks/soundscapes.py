@@ -23,10 +23,10 @@ Protocol (fixed, so the numbers compare across machines):
   against the truth (:mod:`birdspec.evaluation.multilabel`, over the classes with a positive); and the same
   checkpoint's recording accuracy on the held-out fold's recordings (the reed warbler CV's score);
 - variants (:data:`VARIANTS`, default :data:`DEFAULT_VARIANTS`): birdspec's defaults (the level-aware input,
-  no-bird samples: quiet stretches and built-in synthetic backgrounds), the same with the band input (which
-  part the input contributes), the closed-world model of before (band input, no no-bird samples), optionally
-  the defaults plus the training backgrounds (``default-bg``) or with crops where the calls are
-  (``default-crops-calls``: ``--crop-rule calls``); with ``pip install 'birdspec[birdnet]'`` also the
+  no-bird samples: quiet stretches and built-in synthetic backgrounds; crops where the calls are), the same
+  with the band input (which part the input contributes), the closed-world model of before (band input, no
+  no-bird samples), optionally the defaults plus the training backgrounds (``default-bg``) or with crops
+  anywhere (``default-crops-anywhere``: ``--crop-rule anywhere``, the defaults before 2026-12-07); with ``pip install 'birdspec[birdnet]'`` also the
   ``birdnet-linear`` and ``birdnet-prior`` heads with their defaults (no-bird samples from ``embed``) for 30
   epochs as benchmarks/few_shot.py (optionally ``birdnet-prior-multi``: ``--labels multi``), and BirdNET itself
   as the reference (``birdnet-closed``: its own classifier over the four species, scored with its own sigmoid
@@ -65,11 +65,13 @@ MODEL = "mobilenetv2-seed"
 HEAD_EPOCHS = 30
 VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arguments)
     # the defaults of the installed birdspec; benchmarks/results keeps earlier defaults' folds apart
-    # (runs/default-before-chorus: before the synthetic chorus kind joined the no-bird backgrounds)
-    "default": ("birdspec's defaults: level input, no-bird samples", MODEL, {}, ()),
+    # (runs/default-before-chorus: before the synthetic chorus kind joined the no-bird backgrounds;
+    # runs/default-crops-anywhere: before the small-data recipe's crops went where the calls are)
+    "default": ("birdspec's defaults: level input, no-bird samples, crops where the calls are", MODEL, {}, ()),
     "default-calls": ("defaults + synthetic other calls as no-bird samples (--synthetic-calls)", MODEL,
                       {"synthetic_calls": True}, ()),
-    "default-crops-calls": ("defaults + crops where the calls are (--crop-rule calls)", MODEL, {"crop_rule": "calls"}, ()),
+    "default-crops-anywhere": ("defaults with crops anywhere (--crop-rule anywhere: the defaults before 2026-12-07)", MODEL,
+                               {"crop_rule": "anywhere"}, ()),
     "default-band": ("no-bird samples, band input (not level-aware)", MODEL, {"input_norm": "band"}, ()),
     "closed": ("closed-world: band input, no no-bird samples (before)", MODEL, {"input_norm": "band", "nocall_fraction": 0.0}, ()),
     "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),
