@@ -19,9 +19,9 @@ Prediction (:mod:`birdspec.birdnet.predict`, what ``birdspec predict`` runs for 
        the BirdNET windows **fully inside** it: 3 windows, ``[t, t+3), [t+1, t+4), [t+2, t+5)``;
        the windows starting at ``t+3`` and ``t+4`` belong to no output window.
 
-   Measured on the reed warblers' synthetic soundscapes (benchmarks/README.md, soundscapes.py):
-   BirdNET as it is scores row-wise micro F1 0.703 at its default confidence with ``centre``, 0.639
-   with ``inside``.
+   Measured on the reed warblers' synthetic soundscapes (benchmarks/README.md, soundscapes.py, five
+   folds): BirdNET as it is scores row-wise micro F1 0.692 at its default confidence with ``centre``,
+   0.637 with ``inside``.
 3. An output window to which the rule gives no BirdNET window (shorter than 3 s: a trailing
    partial window, or ``window_s`` under the hop) uses the one BirdNET window that overlaps it most.
 
@@ -81,6 +81,7 @@ def window_rule(model_config: dict[str, Any] | Any) -> str:
 
 
 def check_window_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`WINDOW_RULES` (else ConfigError)."""
     if rule not in WINDOW_RULES:
         raise ConfigError(f"unknown BirdNET window rule {rule!r}; one of {', '.join(WINDOW_RULES)} (a newer birdspec's?)")
     return rule
