@@ -26,11 +26,11 @@ Protocol (fixed, so the numbers compare across machines):
   no-bird samples: quiet stretches and built-in synthetic backgrounds; crops where the calls are), the same
   with the band input (which part the input contributes), the closed-world model of before (band input, no
   no-bird samples), optionally the defaults plus the training backgrounds (``default-bg``) or with crops
-  anywhere (``default-crops-anywhere``: ``--crop-rule anywhere``, the defaults before 2026-12-07); with ``pip install 'birdspec[birdnet]'`` also the
-  ``birdnet-linear`` and ``birdnet-prior`` heads with their defaults (no-bird samples from ``embed``) for 30
-  epochs as benchmarks/few_shot.py (optionally ``birdnet-prior-multi``: ``--labels multi``), and BirdNET itself
-  as the reference (``birdnet-closed``: its own classifier over the four species, scored with its own sigmoid
-  confidence).
+  anywhere (``default-crops-anywhere``: ``--crop-rule anywhere``, the defaults before 2026-12-07); with
+  ``pip install 'birdspec[birdnet]'`` also the ``birdnet-linear`` and ``birdnet-prior`` heads with their
+  defaults (no-bird samples from ``embed``) for 30 epochs as benchmarks/few_shot.py (optionally
+  ``birdnet-prior-multi``: ``--labels multi``), and BirdNET itself as the reference (``birdnet-closed``: its
+  own classifier over the four species, scored with its own sigmoid confidence).
 
 For context only: the BirdCLEF 2021 winning private score was 0.69 row-wise micro F1, on real soundscapes
 with 397 candidate species; these synthetic 4-species soundscapes are a different task.

@@ -139,7 +139,7 @@ def clip_windows(clip: np.ndarray, *, sample_rate_hz: int = STORE_RATE_HZ, embed
     x = to_birdnet_rate(np.asarray(clip, dtype=np.float32).reshape(-1), sample_rate_hz=sample_rate_hz)
     starts = embed_window_starts(x.shape[0], embed_hop_s=embed_hop_s)
     duration_s = clip.shape[0] / sample_rate_hz
-    margin = min(_context_s(rule, embed_hop_s), max(0.0, (duration_s - embed_hop_s) / 2))
+    margin = _context_s(rule, embed_hop_s)
     keep = assign_windows(starts / BIRDNET_SAMPLE_RATE_HZ, np.array([[margin, duration_s - margin]]), duration_s=duration_s,
                           rule=rule)[0]
     return np.stack([fit_window(x, length=WINDOW_SAMPLES, fill="pad", start=int(starts[i])) for i in keep])
