@@ -278,3 +278,19 @@ def test_added_changed_and_removed_recordings_update_the_graph_in_place(tmp_path
     most = build(out)  # 7 + 5 + 21 removed since the build, 12 kept
     assert most["ann_update"] == "build" and most["num_vectors"] == 12
     assert read_recordings(out)["first_key"].tolist() == [0, 7] and SimilarityIndex(out).info.ann["removed_since_build"] == 0
+
+
+def test_a_small_graph_finds_every_vector_as_its_own_query_whatever_the_threads(tmp_path):
+    """usearch's concurrent insertion can strand a node no search reaches (usearch #735; 8 threads on 300 clustered
+    vectors left several): a small graph is built by one thread, so every window is found by its own vector."""
+    pytest.importorskip("usearch")
+    from birdspec.similarity.ann import AnnIndex, build_ann
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 256)).astype(np.float32)
+    vectors = centres[rng.integers(0, 4, 300)] + 0.3 * rng.standard_normal((300, 256)).astype(np.float32)
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    settings = build_ann(vectors, tmp_path / "graph.usearch", dtype="float16", threads=8)
+    graph = AnnIndex(tmp_path / "graph.usearch", settings)
+    found = [graph.search(v, 1, expansion_search=512)[0] for v in vectors]
+    assert found == list(range(len(vectors)))

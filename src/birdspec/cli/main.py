@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from birdspec import __version__
 from birdspec.errors import BirdspecError
@@ -50,9 +51,23 @@ COMMAND_MODULES = (
 )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to ``sys.stderr`` as it is when the record is emitted, so a later replaced (captured,
+    redirected) stderr gets it and a closed earlier one is never written to (``main`` called more than once in
+    one process: tests, notebooks)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
     root = logging.getLogger("birdspec")
     root.handlers[:] = [handler]

@@ -39,6 +39,13 @@ EXPANSION_SEARCH = 256
 """Candidates kept while searching: recall@100 0.9998 at 6.7 ms (median) per top-100 query on the synthetic
 million-vector index (benchmarks/README.md; 64: 0.998 at 7.6 ms, the same cost there)."""
 ADD_ROWS = 16_384
+SERIAL_ADD_ROWS = 4_096
+"""Fewer vectors than this are inserted by one thread. usearch's concurrent insertion can leave a node that no search
+reaches (usearch issue #735, open in 2.26): measured on 300 clustered 1280-d vectors, 8 threads left 8 of them
+unfindable even as their own query, 4 threads 6, one thread none; on 38 vectors 4 threads did so in 9 builds of 200.
+One thread makes a small graph whole and the same on every machine, in under a few seconds; larger inserts keep
+the threads (20,000 random vectors on 2 cores: one thread 66 s with 1 unfindable, 2 threads 26 s with 2, 4 threads
+31 s with 36)."""
 _USEARCH_DTYPES = {"float16": "f16", "int8": "i8"}
 
 
@@ -65,8 +72,11 @@ def _usearch() -> Any:
 
 def _add(index: Any, keys: np.ndarray, vectors: np.ndarray, rows: np.ndarray | None, *, threads: int,
          progress: Callable[[int], None] | None) -> None:
-    """Insert ``vectors[rows]`` (all rows when None) under ``keys``, ``ADD_ROWS`` at a time."""
+    """Insert ``vectors[rows]`` (all rows when None) under ``keys``, ``ADD_ROWS`` at a time (one thread below
+    ``SERIAL_ADD_ROWS``)."""
     n = len(keys)
+    if n < SERIAL_ADD_ROWS:
+        threads = 1
     for a in range(0, n, ADD_ROWS):
         block = vectors[a : a + ADD_ROWS] if rows is None else vectors[rows[a : a + ADD_ROWS]]
         index.add(np.asarray(keys[a : a + ADD_ROWS], dtype=np.uint64), np.ascontiguousarray(block), threads=threads)
