@@ -8,6 +8,7 @@ import pytest
 from birdspec.errors import ConfigError
 from birdspec.prediction.windower import Chunk, End, Short, Windower
 from birdspec.windowing import (
+    PARTIAL_SOURCES,
     WindowGeometry,
     clip_times,
     context_starts,
@@ -15,6 +16,7 @@ from birdspec.windowing import (
     frame,
     full_window_starts,
     num_sample_windows,
+    partial_audio_start,
     sample_window_starts,
     window_bounds,
 )
@@ -138,11 +140,12 @@ def _stream(num_samples: int, block: int, g: WindowGeometry, hold: int = 0):
     return wave, items
 
 
+@pytest.mark.parametrize("source", PARTIAL_SOURCES)
 @pytest.mark.parametrize("hop", [5, 3, 7])
 @pytest.mark.parametrize("num_samples", [0, 4, 5, 12, 13, 33, 50, 51])
 @pytest.mark.parametrize("block", [1, 4, 6, 100])
-def test_streaming_windower_matches_window_bounds(hop, num_samples, block):
-    g = WindowGeometry(window_samples=5, hop_samples=hop, min_partial_samples=2, fill="pad")
+def test_streaming_windower_matches_window_bounds(hop, num_samples, block, source):
+    g = WindowGeometry(window_samples=5, hop_samples=hop, min_partial_samples=2, fill="pad", partial_source=source)
     wave, items = _stream(num_samples, block, g)
     chunks = [i for i in items if isinstance(i, Chunk)]
     assert isinstance(items[-1], End) and items[-1].num_samples == num_samples
@@ -153,7 +156,24 @@ def test_streaming_windower_matches_window_bounds(hop, num_samples, block):
     assert ends.tolist() == expected[:, 1].tolist()
     waves = np.concatenate([c.waves for c in chunks]) if chunks else np.zeros((0, 5))
     for (a, b), row in zip(expected, waves, strict=True):
+        if b - a < 5:  # the partial window
+            a = partial_audio_start(num_samples=num_samples, tail_start=int(a), geometry=g)
         assert np.array_equal(row, fit_window(wave[a:b], length=5, fill="pad"))
+
+
+def test_a_partial_window_is_scored_on_the_recordings_last_window_length_of_audio():
+    """12 samples, windows of 5: [0, 5), [5, 10), then [10, 12) scored on the audio [7, 12) (``end``, the default),
+    or on its own 2 samples and 3 zeros (``own``); a recording shorter than a window is always its own, padded."""
+    wave = np.arange(1, 13, dtype=np.float32)
+    for source, last in (("end", [8, 9, 10, 11, 12]), ("own", [11, 12, 0, 0, 0])):
+        g = WindowGeometry(window_samples=5, hop_samples=5, min_partial_samples=2, partial_source=source)
+        w = Windower(0, g)
+        chunks = [i for i in [*w.push(wave[:7]), *w.push(wave[7:]), *w.finish()] if isinstance(i, Chunk)]
+        assert (chunks[-1].starts.tolist(), chunks[-1].ends.tolist()) == ([10], [12])  # reported with its true times
+        assert chunks[-1].waves[0].tolist() == last
+    assert partial_audio_start(num_samples=3, tail_start=0, geometry=WindowGeometry(5, 5, 2)) == 0
+    with pytest.raises(ConfigError, match="partial_source"):
+        WindowGeometry(5, 5, 2, partial_source="shift")
 
 
 def test_streaming_windower_holds_short_stack_files():

@@ -19,17 +19,27 @@ streaming windower of the predictor, which must agree): the full windows,
 then **the last partial window**: after the last full window, the next window
 (one hop later) runs past the end of the recording. It is kept when it holds
 at least ``min_partial`` of audio *and* reaches audio no full window
-covered; it is then filled to the window length (zero-padded, or tiled for
-checkpoints trained with ``short_policy='tile'``) and reported with its
-*true* end time (the end of the recording). Later windows, which would only
-hold a subset of its audio, are never made. A partial window shorter than
-``min_partial`` (default 1 s) is dropped. A recording shorter than one
-window gives that one partial window (when at least ``min_partial`` long) or
-no window at all.
+covered, and is reported with its *true* times (it ends at the end of the
+recording). Its audio (:data:`PARTIAL_SOURCES`, :func:`partial_audio_start`):
+by default (``end``) the last full window's length of the recording, the
+window shifted back to end where the recording ends, so the model scores real
+audio only, as in training (whose windows are all full: a window ending in
+zeros is one it never saw; the reed warbler model named a toad chorus in its
+padded last window at 0.61 and in the same tail as real audio at 0.42, under
+its 0.54 threshold); in a recording shorter than one window, and with ``own``
+(a stack10 context's last channel, which must not overlap the one before it,
+as in training; similarity indexes, whose vectors predate the rule), its own
+audio filled to the window length (zero-padded, or tiled for checkpoints
+trained with ``short_policy='tile'``). Later windows, which would only hold a
+subset of its audio, are never made. A partial window shorter than
+``min_partial`` (default 1 s) is dropped. A recording shorter than one window
+gives that one partial window (when at least ``min_partial`` long) or no
+window at all.
 
 Example (window 5 s, hop 5 s, 12.3 s of audio): ``[0, 5)``, ``[5, 10)``,
-``[10, 12.3)`` (2.3 s of audio + 2.7 s of padding). With 10.6 s: only two
-windows (the 0.6 s tail is dropped). For training, 12.3 s gives two windows.
+``[10, 12.3)``, the last scored on the audio ``[7.3, 12.3)`` (``own``: its 2.3 s
++ 2.7 s of padding). With 10.6 s: only two windows (the 0.6 s tail is dropped).
+For training, 12.3 s gives two windows.
 
 **Context of stack models** (``stack10``: ``num_windows`` consecutive
 windows as channels, 50 s): output window ``i`` is scored from the
@@ -61,6 +71,9 @@ DEFAULT_MIN_PARTIAL_S = 1.0
 """A trailing partial window needs at least this much audio to be scored."""
 
 CONTEXT_POSITIONS = ("centre", "trailing")
+PARTIAL_SOURCES = ("end", "own")
+"""Where the audio of a trailing partial prediction window comes from (see the module doc): ``end``, the
+recording's last window length (the default since 2026-12-07), or ``own``, its own audio filled by ``fill``."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +85,14 @@ class WindowGeometry:
         hop_samples: distance between consecutive window starts.
         min_partial_samples: the least audio a trailing partial window must hold.
         fill: how a partial window is filled to ``window_samples``: 'pad' (zeros) or 'tile'.
+        partial_source: where a trailing partial window's audio comes from (:data:`PARTIAL_SOURCES`).
     """
 
     window_samples: int
     hop_samples: int
     min_partial_samples: int
     fill: str = "pad"
+    partial_source: str = "end"
 
     def __post_init__(self) -> None:
         if self.window_samples <= 0 or self.hop_samples <= 0:
@@ -86,6 +101,8 @@ class WindowGeometry:
             raise ConfigError(f"min_partial_samples must be >= 1, got {self.min_partial_samples}")
         if self.fill not in ("pad", "tile"):
             raise ConfigError(f"fill must be 'pad' or 'tile', got {self.fill!r}")
+        if self.partial_source not in PARTIAL_SOURCES:
+            raise ConfigError(f"partial_source must be one of {', '.join(PARTIAL_SOURCES)}, got {self.partial_source!r}")
 
     @classmethod
     def from_seconds(
@@ -96,6 +113,7 @@ class WindowGeometry:
         min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
         fill: str = "pad",
+        partial_source: str = "end",
     ) -> WindowGeometry:
         """Geometry from seconds (``hop_s=None``: hop = window)."""
         if window_s is None or not window_s > 0:
@@ -108,7 +126,7 @@ class WindowGeometry:
         w = int(round(window_s * sample_rate_hz))
         h = int(round(hop_s * sample_rate_hz))
         m = max(1, int(math.ceil(min_partial_s * sample_rate_hz - 1e-9)))
-        return cls(window_samples=w, hop_samples=h, min_partial_samples=m, fill=fill)
+        return cls(window_samples=w, hop_samples=h, min_partial_samples=m, fill=fill, partial_source=partial_source)
 
 
 def num_full_windows(*, num_samples: int, window_samples: int, hop_samples: int) -> int:
@@ -181,6 +199,15 @@ def partial_window(*, num_samples: int, geometry: WindowGeometry) -> tuple[int, 
     return start, num_samples
 
 
+def partial_audio_start(*, num_samples: int, tail_start: int, geometry: WindowGeometry) -> int:
+    """First sample of the audio the kept trailing partial window ``[tail_start, num_samples)`` is scored on
+    (see the module rules): ``num_samples - window_samples`` under ``end`` when the recording holds a full
+    window, else ``tail_start`` (the window's own audio, to be filled)."""
+    if geometry.partial_source == "end" and num_samples >= geometry.window_samples:
+        return num_samples - geometry.window_samples
+    return tail_start
+
+
 def window_bounds(*, num_samples: int, geometry: WindowGeometry) -> np.ndarray:
     """``(n, 2)`` int64 ``[start, end)`` sample bounds of every window; ``end`` is the true end.
 
@@ -209,7 +236,7 @@ def clip_times(
 
     Returns:
         DataFrame with one row per window: ``start_s``, ``end_s`` (true end,
-        clipped to the recording) and ``partial`` (True for a padded last window).
+        clipped to the recording) and ``partial`` (True for the last partial window).
     """
     import pandas as pd
 

@@ -2,9 +2,11 @@
 
 The windows (:mod:`birdspec.windowing`): the checkpoint's ``window_s`` every
 ``hop_s``; **the last partial window** is kept when it holds at least
-``min_partial_s`` (default 1 s) of audio: it is zero-padded (tiled for
-``short_policy='tile'`` checkpoints) to a full window and reported with its
-true end time. **stack10** checkpoints score each window from a *centred*
+``min_partial_s`` (default 1 s) of audio, reported with its true times and
+scored on the recording's last ``window_s`` of audio (the window shifted back:
+real audio only, as in training); in a recording shorter than one window, and
+as the last channel of a stack10 context, it is zero-padded (tiled for
+``short_policy='tile'`` checkpoints) to a full window. **stack10** checkpoints score each window from a *centred*
 context of 10 windows (``context='trailing'``: the window and the 9 before it),
 shifted to stay inside the recording; ``context_start_s`` / ``context_end_s``
 say which audio each score comes from. How recordings are streamed and
@@ -120,10 +122,11 @@ class Predictor:
                 f"the model sees (leave --window-s out, or pass {enc.window_s:g})"
             )
         policy = enc.short_policy if enc.short_policy != "drop" else "pad"
-        self.geometry = WindowGeometry.from_seconds(
-            window_s=enc.window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=SAMPLE_RATE_HZ, fill=policy
-        )
         stacked = enc.name == "stack10"
+        self.geometry = WindowGeometry.from_seconds(  # stack10: the partial window is a context's last channel, as trained
+            window_s=enc.window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=SAMPLE_RATE_HZ, fill=policy,
+            partial_source="own" if stacked else "end",
+        )
         context_windows, stride, offset = 1, 1, 0
         g = self.geometry
         if stacked:

@@ -2,7 +2,8 @@
 
 :class:`Windower` turns blocks of one recording into items for the engine
 (:mod:`birdspec.prediction.engine`): :class:`Chunk` (full windows, and the
-filled last partial window), :class:`Short` (a stack10 recording shorter than
+last partial window: the recording's last window length of audio, or its own
+audio filled, :func:`~birdspec.windowing.partial_audio_start`), :class:`Short` (a stack10 recording shorter than
 its context, scored as one), :class:`End`, and from the decoding thread
 :class:`Failed` and :class:`Done`.
 
@@ -20,7 +21,14 @@ import numpy as np
 
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError
-from birdspec.windowing import WindowGeometry, fit_window, num_full_windows, partial_window, window_bounds
+from birdspec.windowing import (
+    WindowGeometry,
+    fit_window,
+    num_full_windows,
+    partial_audio_start,
+    partial_window,
+    window_bounds,
+)
 
 
 @dataclass
@@ -140,7 +148,8 @@ class Windower:
                 waves = view[rel]
             items.append(Chunk(self.file_id, int(ks[0]), starts, starts + g.window_samples, waves))
             self.next_k += n_ready
-        drop = min(self.next_k * g.hop_samples - self.buf_off, self.buf.size)
+        keep = g.window_samples if g.partial_source == "end" else 0  # the audio a trailing partial window may need
+        drop = min(self.next_k * g.hop_samples - self.buf_off, self.buf.size - keep)
         if drop > 0:
             self.buf = self.buf[drop:]
             self.buf_off += drop
@@ -160,7 +169,7 @@ class Windower:
         items = self._emit_full()
         tail = partial_window(num_samples=self.total, geometry=g)
         if tail is not None:
-            a = tail[0] - self.buf_off
+            a = partial_audio_start(num_samples=self.total, tail_start=tail[0], geometry=g) - self.buf_off
             wave = fit_window(self.buf[a:], length=g.window_samples, fill=g.fill)[None]
             items.append(Chunk(self.file_id, self.next_k, np.asarray([tail[0]]), np.asarray([tail[1]]), wave))
             self.next_k += 1

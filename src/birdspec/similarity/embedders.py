@@ -2,7 +2,9 @@
 
 Both cut a recording with prediction's windower (:class:`~birdspec.prediction.windower.Windower`: the
 windows of ``birdspec predict``, :mod:`birdspec.windowing`): full windows every ``hop_s``, then the last
-partial window when it holds at least 1 s (zero-padded to a full window, reported with its true end).
+partial window when it holds at least 1 s (zero-padded to a full window, reported with its true end: the
+``own`` partial source; prediction scores it on the recording's last window length of audio since 2026-12-07,
+an index keeps the padded window so that the vectors of indexes built before stay comparable).
 
 - ``birdnet``: 3 s windows; each window (32 kHz) is resampled to 48 kHz on its own and embedded by
   :class:`~birdspec.birdnet.backend.BirdnetBackbone` (1024-d). Needs ``birdspec[birdnet]``.
@@ -17,6 +19,7 @@ Recordings are decoded in blocks: memory stays flat for long files.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,6 +38,8 @@ BIRDNET = "birdnet"
 """The ``--backbone`` name of BirdNET (anything else is a run folder or a checkpoint file)."""
 EMBED_BATCH = 16
 """Windows per backbone call."""
+INDEX_PARTIAL_SOURCE = "own"
+"""An index's trailing partial window is its own audio zero-padded (:data:`birdspec.windowing.PARTIAL_SOURCES`)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ class BirdnetEmbedder(ArchiveEmbedder):
         from birdspec.birdnet.backend import EMBEDDING_DIM, WINDOW_S, BirdnetBackbone
 
         self.backbone = BirdnetBackbone(num_threads=threads)
-        self.geometry = WindowGeometry.from_seconds(window_s=WINDOW_S, hop_s=hop_s, min_partial_s=DEFAULT_MIN_PARTIAL_S)
+        self.geometry = WindowGeometry.from_seconds(window_s=WINDOW_S, hop_s=hop_s, min_partial_s=DEFAULT_MIN_PARTIAL_S,
+                                                    partial_source=INDEX_PARTIAL_SOURCE)
         self.dim = EMBEDDING_DIM
         self.settings = {"backbone": BIRDNET, "backbone_version": self.backbone.version, "checkpoint_sha256": None,
                          "window_s": self.window_s, "hop_s": self.hop_s, "min_partial_s": DEFAULT_MIN_PARTIAL_S}
@@ -149,7 +155,7 @@ class RunEmbedder(ArchiveEmbedder):
         if self.predictor.stacked:
             self.predictor.close()
             raise ConfigError(f"{path}: an index needs a window model; this one scores stack10 contexts")
-        self.geometry = self.predictor.geometry
+        self.geometry = dataclasses.replace(self.predictor.geometry, partial_source=INDEX_PARTIAL_SOURCE)
         self.dim = int(self.predictor.penultimate(np.zeros((1, self.geometry.window_samples), np.float32)).shape[1])
         self.settings = {"backbone": "run", "backbone_version": self.predictor.runtime.info.name,
                          "checkpoint_sha256": file_sha256(path), "window_s": self.window_s, "hop_s": self.hop_s,
@@ -241,6 +247,6 @@ def embed_clip(embedder: ArchiveEmbedder, wave: np.ndarray) -> np.ndarray:
         AudioError: an empty clip or one without a finite sample.
     """
     g = embedder.geometry
-    geometry = WindowGeometry(window_samples=g.window_samples, hop_samples=g.hop_samples, min_partial_samples=1, fill=g.fill)
+    geometry = dataclasses.replace(g, min_partial_samples=1)
     rec = embed_blocks(embedder, [np.asarray(wave, dtype=np.float32).reshape(-1)], geometry=geometry, name="query")
     return unit_vectors(rec.vectors.mean(axis=0, keepdims=True))[0]
