@@ -1,12 +1,11 @@
 """Models that know when nothing is there, on real recordings: a reed warbler model trained with the defaults.
 
 ``birdspec train --model mobilenetv2-seed --recipe small-data`` (the level input and no-bird samples are the
-defaults) on the 98 xeno-canto reed warbler recordings of ../shared/data (skipped when absent; several
-minutes of CPU, once per session). Known answers at the model's stored thresholds: no detection on digital
-silence, white and pink noise from -80 to -20 dBFS, wind rumble, and the shared Great Plains toad
-recording (a real animal that is not a bird); a window of warbler song scaled by 0.01 scores lower than at
-full level. (The demo model's tests,
-tests/test_nobird.py, check the same on synthetic calls in every CI run.)
+defaults) on the 98 xeno-canto reed warbler recordings of ../shared/data (skipped when absent; several minutes
+of CPU, once per session). Known answers at the model's stored thresholds: no detection on digital silence,
+white and pink noise from -80 to -20 dBFS, wind rumble, and the shared Great Plains toad recording (a real
+animal that is not a bird); a window of warbler song scaled by 0.01 scores lower than at full level. (The demo
+model's tests, tests/test_nobird.py, check the same on synthetic calls in every CI run.)
 """
 
 from __future__ import annotations

@@ -16,10 +16,11 @@ Audio is decoded in blocks (memory stays flat for multi-hour files) and cut
 into the checkpoint's windows (5 s) every --hop-s seconds. The last partial
 window is scored when it holds at least --min-partial-s seconds of audio
 (default 1 s): it is reported with its true start and end and scored on the
-recording's last window length (5 s; the window shifted back to end with the recording, so
-the model hears real audio only); a shorter tail is dropped. A recording
-shorter than one window is zero-padded to it (tiled for checkpoints trained
-with short_policy 'tile'), as is the partial window in a stack10 context.
+recording's last window length (5 s; the window shifted back to end with the
+recording, so the model hears real audio only); a shorter tail is dropped. A
+recording shorter than one window is zero-padded to it (tiled for checkpoints
+trained with short_policy 'tile'), as is the partial window in a stack10
+context.
 
 stack10 checkpoints see 50 s (10 windows) at a time: each 5 s window is
 scored from the 10 consecutive windows centred on it (4 before, 5 after;

@@ -6,10 +6,11 @@ The windows (:mod:`birdspec.windowing`): the checkpoint's ``window_s`` every
 scored on the recording's last ``window_s`` of audio (the window shifted back:
 real audio only, as in training); in a recording shorter than one window, and
 as the last channel of a stack10 context, it is zero-padded (tiled for
-``short_policy='tile'`` checkpoints) to a full window. **stack10** checkpoints score each window from a *centred*
-context of 10 windows (``context='trailing'``: the window and the 9 before it),
-shifted to stay inside the recording; ``context_start_s`` / ``context_end_s``
-say which audio each score comes from. How recordings are streamed and
+``short_policy='tile'`` checkpoints) to a full window. **stack10** checkpoints
+score each window from a *centred* context of 10 windows
+(``context='trailing'``: the window and the 9 before it), shifted to stay
+inside the recording; ``context_start_s`` / ``context_end_s`` say which audio
+each score comes from. How recordings are streamed and
 batched: :mod:`birdspec.prediction.engine`. Scores are **softmax
 probabilities** for single-label models (a window's scores sum to 1), sigmoid
 for multi-label ones. The runtime (ONNX Runtime on the CPU, PyTorch on CUDA,

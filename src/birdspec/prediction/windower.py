@@ -3,9 +3,9 @@
 :class:`Windower` turns blocks of one recording into items for the engine
 (:mod:`birdspec.prediction.engine`): :class:`Chunk` (full windows, and the
 last partial window: the recording's last window length of audio, or its own
-audio filled, :func:`~birdspec.windowing.partial_audio_start`), :class:`Short` (a stack10 recording shorter than
-its context, scored as one), :class:`End`, and from the decoding thread
-:class:`Failed` and :class:`Done`.
+audio filled, :func:`~birdspec.windowing.partial_audio_start`), :class:`Short`
+(a stack10 recording shorter than its context, scored as one), :class:`End`,
+and from the decoding thread :class:`Failed` and :class:`Done`.
 
 Non-finite samples (NaN, infinite: a damaged float file) are never scored as they are (they would
 give empty scores): :class:`NonFinite` sets them to 0 (silence) and the recording's :class:`End`
