@@ -24,17 +24,16 @@ recording). Its audio (:data:`PARTIAL_SOURCES`, :func:`partial_audio_start`):
 by default (``end``) the last full window's length of the recording, the
 window shifted back to end where the recording ends, so the model scores real
 audio only, as in training (whose windows are all full: a window ending in
-zeros is one it never saw; the reed warbler model named a toad chorus in its
-padded last window at 0.61 and in the same tail as real audio at 0.42, under
-its 0.54 threshold); in a recording shorter than one window, and with ``own``
-(a stack10 context's last channel, which must not overlap the one before it,
-as in training; similarity indexes, whose vectors predate the rule), its own
-audio filled to the window length (zero-padded, or tiled for checkpoints
-trained with ``short_policy='tile'``). Later windows, which would only hold a
-subset of its audio, are never made. A partial window shorter than
-``min_partial`` (default 1 s) is dropped. A recording shorter than one window
-gives that one partial window (when at least ``min_partial`` long) or no
-window at all.
+zeros is one it never saw; two reed warbler models named a toad chorus in its
+padded last window at 0.61 and 0.62, in the same tail as real audio at 0.42
+and 0.57); in a recording shorter than one window, and with ``own`` (a stack10
+context's last channel, which must not overlap the one before it, as in
+training; similarity indexes, whose vectors predate the rule), its own audio
+filled to the window length (zero-padded, or tiled for checkpoints trained
+with ``short_policy='tile'``). Later windows, which would only hold a subset
+of its audio, are never made. A partial window shorter than ``min_partial``
+(default 1 s) is dropped. A recording shorter than one window gives that one
+partial window (when at least ``min_partial`` long) or no window at all.
 
 Example (window 5 s, hop 5 s, 12.3 s of audio): ``[0, 5)``, ``[5, 10)``,
 ``[10, 12.3)``, the last scored on the audio ``[7.3, 12.3)`` (``own``: its 2.3 s
