@@ -70,7 +70,8 @@ DEFAULT_MIN_PARTIAL_S = 1.0
 """A trailing partial window needs at least this much audio to be scored."""
 
 CONTEXT_POSITIONS = ("centre", "trailing")
-PARTIAL_SOURCES = ("end", "own")
+PARTIAL_END, PARTIAL_OWN = "end", "own"
+PARTIAL_SOURCES = (PARTIAL_END, PARTIAL_OWN)
 """Where the audio of a trailing partial prediction window comes from (see the module doc): ``end``, the
 recording's last window length (the default since 2026-12-07), or ``own``, its own audio filled by ``fill``."""
 
@@ -91,7 +92,7 @@ class WindowGeometry:
     hop_samples: int
     min_partial_samples: int
     fill: str = "pad"
-    partial_source: str = "end"
+    partial_source: str = PARTIAL_END
 
     def __post_init__(self) -> None:
         if self.window_samples <= 0 or self.hop_samples <= 0:
@@ -112,7 +113,7 @@ class WindowGeometry:
         min_partial_s: float = DEFAULT_MIN_PARTIAL_S,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
         fill: str = "pad",
-        partial_source: str = "end",
+        partial_source: str = PARTIAL_END,
     ) -> WindowGeometry:
         """Geometry from seconds (``hop_s=None``: hop = window)."""
         if window_s is None or not window_s > 0:
@@ -202,7 +203,7 @@ def partial_audio_start(*, num_samples: int, tail_start: int, geometry: WindowGe
     """First sample of the audio the kept trailing partial window ``[tail_start, num_samples)`` is scored on
     (see the module rules): ``num_samples - window_samples`` under ``end`` when the recording holds a full
     window, else ``tail_start`` (the window's own audio, to be filled)."""
-    if geometry.partial_source == "end" and num_samples >= geometry.window_samples:
+    if geometry.partial_source == PARTIAL_END and num_samples >= geometry.window_samples:
         return num_samples - geometry.window_samples
     return tail_start
 

@@ -46,7 +46,14 @@ from birdspec.prediction.outputs import scores_table
 from birdspec.prediction.selection import class_thresholds
 from birdspec.prediction.sources import FileResult, collect_audio_paths, tqdm_progress
 from birdspec.runtime import limit_malloc_arenas
-from birdspec.windowing import CONTEXT_POSITIONS, DEFAULT_MIN_PARTIAL_S, WindowGeometry, context_offset
+from birdspec.windowing import (
+    CONTEXT_POSITIONS,
+    DEFAULT_MIN_PARTIAL_S,
+    PARTIAL_END,
+    PARTIAL_OWN,
+    WindowGeometry,
+    context_offset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +133,7 @@ class Predictor:
         stacked = enc.name == "stack10"
         self.geometry = WindowGeometry.from_seconds(  # stack10: the partial window is a context's last channel, as trained
             window_s=enc.window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=SAMPLE_RATE_HZ, fill=policy,
-            partial_source="own" if stacked else "end",
+            partial_source=PARTIAL_OWN if stacked else PARTIAL_END,
         )
         context_windows, stride, offset = 1, 1, 0
         g = self.geometry

@@ -22,6 +22,7 @@ import numpy as np
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError
 from birdspec.windowing import (
+    PARTIAL_END,
     WindowGeometry,
     fit_window,
     num_full_windows,
@@ -148,7 +149,7 @@ class Windower:
                 waves = view[rel]
             items.append(Chunk(self.file_id, int(ks[0]), starts, starts + g.window_samples, waves))
             self.next_k += n_ready
-        keep = g.window_samples if g.partial_source == "end" else 0  # the audio a trailing partial window may need
+        keep = g.window_samples if g.partial_source == PARTIAL_END else 0  # the audio a trailing partial window may need
         drop = min(self.next_k * g.hop_samples - self.buf_off, self.buf.size - keep)
         if drop > 0:
             self.buf = self.buf[drop:]

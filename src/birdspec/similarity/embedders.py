@@ -30,7 +30,7 @@ import numpy as np
 
 from birdspec.config import SAMPLE_RATE_HZ
 from birdspec.errors import AudioError, ConfigError
-from birdspec.windowing import DEFAULT_MIN_PARTIAL_S, WindowGeometry
+from birdspec.windowing import DEFAULT_MIN_PARTIAL_S, PARTIAL_OWN, WindowGeometry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ BIRDNET = "birdnet"
 """The ``--backbone`` name of BirdNET (anything else is a run folder or a checkpoint file)."""
 EMBED_BATCH = 16
 """Windows per backbone call."""
-INDEX_PARTIAL_SOURCE = "own"
+INDEX_PARTIAL_SOURCE = PARTIAL_OWN
 """An index's trailing partial window is its own audio zero-padded (:data:`birdspec.windowing.PARTIAL_SOURCES`)."""
 
 
