@@ -27,6 +27,18 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _threads_back_to_one():
+    """Back to one thread after every test: code under test (the demo, ``predict --threads``, a Predictor)
+    sets PyTorch's process-wide thread count, and sums differ with it, so a model trained by a later test
+    depended on which tests ran before it (the toad test's model differed between a run of its file and of
+    the whole suite)."""
+    import torch
+
+    yield
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_stack_dataset(tmp_path_factory) -> Path:
     """3 classes x 8 recordings of 3 s; stack encoding of 2 x 1 s windows (tile)."""
