@@ -140,3 +140,25 @@ def test_dask_worker_malloc_setting_stops_page_faults_per_block():
               for fix in ("0", "1")]
     assert faults[0] > 500 * 30  # ~41 pages a block without the setting
     assert faults[1] < faults[0] / 20
+
+
+def test_a_run_begun_under_the_padded_partial_window_rule_is_not_resumed_under_the_new_one(archive, tmp_path, capsys):
+    """The run's settings record where a last partial window's audio comes from (this stack10 run: 'own'; window
+    models 'end' since 2026-12-07): a run folder begun before (its settings lack it) would otherwise mix padded and
+    shifted last windows."""
+    from birdspec.models.checkpoint import peek_checkpoint, run_checkpoint
+    from birdspec.prediction.archive import RUN_FILE
+    from birdspec.windowing import partial_source_for
+
+    root, run, _ = archive
+    out = tmp_path / "old"
+    assert _predict(run, root / "rec" / "site0", out, "--jobs", "1") == 0
+    settings = json.loads((out / RUN_FILE).read_text())
+    assert settings["partial_source"] == partial_source_for(peek_checkpoint(run_checkpoint(run, "best")).encoding.name)
+    del settings["partial_source"]
+    (out / RUN_FILE).write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert _predict(run, root / "rec" / "site0", out) == 2
+    assert "other settings (partial_source)" in capsys.readouterr().err
+    assert _predict(run, root / "rec" / "site0", out, "--overwrite") == 0
+    assert json.loads((out / "summary.json").read_text())["scored_now"] == 4

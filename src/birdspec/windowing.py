@@ -76,6 +76,13 @@ PARTIAL_SOURCES = (PARTIAL_END, PARTIAL_OWN)
 recording's last window length (the default since 2026-12-07), or ``own``, its own audio filled by ``fill``."""
 
 
+def partial_source_for(encoding_name: str) -> str:
+    """The partial source a checkpoint of the encoding ``encoding_name`` is scored with: ``own`` for stack10
+    (a context's last channel, as trained), ``end`` for every other encoding. One rule for the predictor and
+    the archive run's settings (a run resumed under another rule would mix the two)."""
+    return PARTIAL_OWN if encoding_name == "stack10" else PARTIAL_END
+
+
 @dataclass(frozen=True)
 class WindowGeometry:
     """Window layout in samples (all positive except ``min_partial_samples`` >= 1).

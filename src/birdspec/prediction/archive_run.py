@@ -129,6 +129,7 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     from birdspec.models.checkpoint_info import describe_thresholds
     from birdspec.prediction.onnx_runtime import file_sha256
     from birdspec.prediction.selection import class_thresholds
+    from birdspec.windowing import partial_source_for
 
     check_engine(engine, scheduler)
     if jobs is not None and jobs < 1:
@@ -136,7 +137,9 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     out = Path(out)
     ckpt = resolve_checkpoint_path(checkpoint)
     items = plan_items(paths)
-    settings = {"checkpoint_sha256": file_sha256(ckpt), **{k: options.get(k) for k in _DECIDES_SCORES}}
+    info = peek_checkpoint(ckpt) or read_checkpoint(ckpt).info
+    settings = {"checkpoint_sha256": file_sha256(ckpt), **{k: options.get(k) for k in _DECIDES_SCORES},
+                "partial_source": partial_source_for(info.encoding.name)}  # runs begun before the 'end' rule: not mixed
     t0 = time.perf_counter()
     with output_lock(out):
         parts = open_run(out, settings, overwrite=overwrite)
@@ -152,7 +155,6 @@ def predict_folder(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         left = pending(items, parts)
         if left:  # a task reported done without its part: never merge an incomplete run
             raise BirdspecError(f"{len(left)} recording(s) were not scored (e.g. {left[0].path}); run the command again")
-        info = peek_checkpoint(ckpt) or read_checkpoint(ckpt).info
         info = info.with_activation(str(options.get("activation") or "auto"))
         thresholds = class_thresholds(min_conf, num_classes=len(info.classes), model_thresholds=info.thresholds)
         summary = _merge(items, parts, out, ckpt_info=info, fmt=fmt, scores=scores, min_conf=thresholds, top_k=top_k)

@@ -49,10 +49,9 @@ from birdspec.runtime import limit_malloc_arenas
 from birdspec.windowing import (
     CONTEXT_POSITIONS,
     DEFAULT_MIN_PARTIAL_S,
-    PARTIAL_END,
-    PARTIAL_OWN,
     WindowGeometry,
     context_offset,
+    partial_source_for,
 )
 
 log = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class Predictor:
         stacked = enc.name == "stack10"
         self.geometry = WindowGeometry.from_seconds(  # stack10: the partial window is a context's last channel, as trained
             window_s=enc.window_s, hop_s=hop_s, min_partial_s=min_partial_s, sample_rate_hz=SAMPLE_RATE_HZ, fill=policy,
-            partial_source=PARTIAL_OWN if stacked else PARTIAL_END,
+            partial_source=partial_source_for(enc.name),
         )
         context_windows, stride, offset = 1, 1, 0
         g = self.geometry
