@@ -447,3 +447,17 @@ def test_predict_into_writes_several_outputs_whole_and_refuses_nothing_scored(wi
         with pytest.raises(AudioError, match="nothing was scored"):
             predict_into(p, [bad], [PredictionWriter("csv", csv_out, **kw)], guard=csv_out)
         assert csv_out.read_bytes() == before
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_predictor_gives_back_the_thread_count_it_found(window_ckpt, cache_dir, backend):
+    """``threads`` is PyTorch's process-wide count while a torch-backend Predictor is open (the ONNX backend keeps
+    its threads in its session); closed, the caller's count is back (sums differ with it: a caller's later training
+    would otherwise change)."""
+    import torch
+
+    torch.set_num_threads(2)
+    with Predictor(window_ckpt, backend=backend, threads=1, cache_dir=cache_dir) as p:
+        assert torch.get_num_threads() == (1 if backend == "torch" else 2)
+        p.predict_array(np.zeros(SR, np.float32), SR)
+    assert torch.get_num_threads() == 2

@@ -102,10 +102,6 @@ def _open_with_torch(checkpoint: Any, path: Path | None, *, dev: str, use_onnx: 
         from birdspec.prediction.birdnet_runtime import BirdnetHeadRuntime
 
         return BirdnetHeadRuntime(ckpt, threads=threads, activation=activation)
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
     if use_onnx:
         try:
             entry = ox.export_to_cache(ckpt, path=path, cache_dir=cache_dir)
@@ -120,4 +116,4 @@ def _open_with_torch(checkpoint: Any, path: Path | None, *, dev: str, use_onnx: 
             log.warning("the fresh ONNX export of %s does not load; running the model with PyTorch", ckpt.source)
     from birdspec.prediction.torch_runtime import TorchRuntime
 
-    return TorchRuntime(ckpt, device=dev, activation=activation)
+    return TorchRuntime(ckpt, device=dev, activation=activation, threads=threads)

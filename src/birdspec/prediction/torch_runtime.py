@@ -19,9 +19,14 @@ from birdspec.prediction.runtime_types import WindowRuntime
 
 
 class TorchRuntime(WindowRuntime):
-    """Scores windows with the checkpoint's PyTorch model on ``device`` ('cpu' or 'cuda')."""
+    """Scores windows with the checkpoint's PyTorch model on ``device`` ('cpu' or 'cuda').
 
-    def __init__(self, ckpt: Checkpoint, *, device: str, activation: str = "auto") -> None:
+    ``threads`` (None: PyTorch's count as it is) is PyTorch's process-wide intra-op thread count while the
+    runtime is open; :meth:`close` gives back the count it found (a library call must not change the
+    arithmetic of the caller's later training: sums differ with the thread count).
+    """
+
+    def __init__(self, ckpt: Checkpoint, *, device: str, activation: str = "auto", threads: int | None = None) -> None:
         import torch
 
         from birdspec.models.registry import BirdspecModel
@@ -35,6 +40,10 @@ class TorchRuntime(WindowRuntime):
         self.model = model
         self._torch = torch
         self._lock = threading.Lock()
+        self._threads_before: int | None = None
+        if threads:
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(int(threads))
 
     def features(self, waves: np.ndarray) -> Any:
         torch = self._torch
@@ -51,3 +60,8 @@ class TorchRuntime(WindowRuntime):
 
     def stack(self, rows: list[Any]) -> Any:
         return self._torch.stack(rows)
+
+    def close(self) -> None:
+        if self._threads_before is not None:
+            self._torch.set_num_threads(self._threads_before)
+            self._threads_before = None
