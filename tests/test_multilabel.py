@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from birdspec.config import EncodingConfig
 from birdspec.data.multilabel import label_targets
 from birdspec.data.nocall import BandCheck, QuietRule, mix_at_snr, quiet_stretches
-from birdspec.errors import ConfigError
+from birdspec.errors import ConfigError, DataError
 from birdspec.evaluation.multilabel import choose_threshold, multilabel_metrics
 from birdspec.models.checkpoint_info import _activation
 from birdspec.training.config import TrainConfig
@@ -178,3 +178,38 @@ def test_train_multi_label_with_nocall_and_background(tmp_path, caplog):
     section = ev.metrics["multilabel"]
     assert section["threshold_source"].startswith("the validation split")
     assert section["recording"]["mean_labels_per_sample"] == pytest.approx(5 / 3)  # primary + synth1 (synth1 rows: 1)
+
+
+def test_mix_nocall_mixes_the_training_sides_no_bird_audio_under_training_samples_only(tiny_window_dataset):
+    """--mix-nocall, even with no no-bird samples: a training sample comes back with a no-bird crop at an SNR of
+    the range (known answer: the crops of a source of constant ones); validation samples are never mixed."""
+    from birdspec.data.inputs import model_dataset
+    from birdspec.data.nocall import BackgroundMixer, WithNoCall
+    from birdspec.data.prepared import PreparedDataset
+    from birdspec.training.samples import sample_sets
+
+    class Ones:
+        def crop(self, length, rng):
+            return np.ones(length, np.float32)
+
+    torch.manual_seed(0)
+    mixer = BackgroundMixer(snr_db=(10.0, 10.0), source=Ones())
+    x = np.random.default_rng(0).standard_normal(4000).astype(np.float32)
+    added = mixer.mix(x) - x
+    np.testing.assert_allclose(added, added[0], rtol=1e-4)  # the source's crop, scaled
+    assert 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2)) == pytest.approx(10.0, abs=1e-3)
+    with pytest.raises(DataError):
+        BackgroundMixer(snr_db=(0.0, 20.0))
+
+    data = PreparedDataset(tiny_window_dataset)
+    train_rows, val_rows = data.select(split="train"), data.select(split="val")
+    cfg = TrainConfig(mix_nocall=True, nocall_fraction=0.0, background_mix_probability=1.0, workers=0, device="cpu")
+    sets = sample_sets(cfg, data, model_input="waveform")(
+        model_dataset(data, model_input="waveform", rows=train_rows, random_crop=True),
+        model_dataset(data, model_input="waveform", rows=val_rows))
+    assert isinstance(sets.train, WithNoCall) and sets.train.count == 0 and sets.train.mixer.source is not None
+    assert sets.train.mixer.source.kinds[-1] == "synthetic" and sets.val_fit is sets.val
+    plain = model_dataset(data, model_input="waveform", rows=val_rows)
+    np.testing.assert_array_equal(sets.val[0][0].numpy(), plain[0][0].numpy())
+    with pytest.raises(ConfigError, match="--mix-nocall"):
+        sample_sets(TrainConfig(model="birdnet-linear", mix_nocall=True), data, model_input="embedding")

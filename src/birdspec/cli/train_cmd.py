@@ -72,6 +72,7 @@ FIELDS = {
     "background": "background_dir",
     "background_mix": "background_mix_dir",
     "background_snr_db": "background_snr_db",
+    "mix_nocall": "mix_nocall",
     "synthetic_nocall": "synthetic_nocall",
     "synthetic_calls": "synthetic_calls",
     "thresholds_on": "thresholds_on",
@@ -201,7 +202,11 @@ def _add_label_options(p: argparse.ArgumentParser, within: str) -> None:
                         "buzzes at other pitches), so a call that is none of the classes is 'no bird' (default off)")
     g.add_argument("--background", metavar="DIR", help="recordings without the classes' birds, for no-bird samples")
     g.add_argument("--background-mix", metavar="DIR", help="mix recordings of DIR under half the training samples")
-    g.add_argument("--background-snr-db", type=float_pair, metavar="LO,HI", help="SNR range of --background-mix (default 0,20)")
+    g.add_argument("--mix-nocall", action=argparse.BooleanOptionalAction, default=None,
+                   help="mix the training side's no-bird audio (quiet stretches, synthetic backgrounds, --background) "
+                        "under half the training samples too (default off)")
+    g.add_argument("--background-snr-db", type=float_pair, metavar="LO,HI",
+                   help="SNR range of --background-mix and --mix-nocall (default 0,20)")
     d = p.add_argument_group("detection thresholds" + within)
     d.add_argument("--thresholds-on", choices=THRESHOLD_SPLITS,
                    help="where the per-class detection thresholds predict uses are chosen after training: val "

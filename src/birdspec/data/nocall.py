@@ -8,7 +8,7 @@
 - :class:`NoCallSource` draws no-bird crops from quiet stretches, background recordings and the
   built-in synthetic backgrounds (:mod:`birdspec.data.backgrounds`: silence, noise, wind, rain,
   hum); :class:`WithNoCall` appends such samples to a dataset; :class:`BackgroundMixer` mixes a
-  background under a sample at an SNR drawn from a range (:func:`mix_at_snr`).
+  background recording or a no-bird crop under a sample at an SNR drawn from a range (:func:`mix_at_snr`).
 
 Training draws come from a NumPy generator seeded from torch's global generator (which Lightning
 seeds per data-loader worker and a resumed run restores); fixed samples (validation, thresholds)
@@ -330,12 +330,18 @@ def find_stretches(data: PreparedDataset, rows: Sequence[int], rule: QuietRule =
 
 class BackgroundMixer:
     """Mixes a random background crop under a sample with probability ``probability``, at an SNR
-    uniform in ``snr_db`` (signal = the sample, all channels together)."""
+    uniform in ``snr_db`` (signal = the sample, all channels together).
 
-    def __init__(self, backgrounds: Sequence[np.ndarray], *, snr_db: tuple[float, float], probability: float = 1.0) -> None:
-        if not backgrounds:
+    The crop comes from one of ``backgrounds`` (recordings) or from ``source`` (no-bird audio: quiet
+    stretches, synthetic backgrounds; :class:`NoCallSource`), each as likely when both are given.
+    """
+
+    def __init__(self, backgrounds: Sequence[np.ndarray] = (), *, snr_db: tuple[float, float], probability: float = 1.0,
+                 source: NoCallSource | None = None) -> None:
+        if not backgrounds and source is None:
             raise DataError("no background recordings to mix; give a folder of recordings with --background-mix")
         self.backgrounds = list(backgrounds)
+        self.source = source
         self.snr_db = (float(snr_db[0]), float(snr_db[1]))
         self.probability = float(probability)
 
@@ -343,6 +349,9 @@ class BackgroundMixer:
         rng = torch_seeded_rng()
         if float(rng.random()) >= self.probability:
             return x
-        bg = _crop_of(self.backgrounds[int(rng.integers(len(self.backgrounds)))], int(x.size), rng).reshape(x.shape)
+        if self.source is not None and (not self.backgrounds or float(rng.random()) < 0.5):
+            bg = self.source.crop(int(x.size), rng).reshape(x.shape)
+        else:
+            bg = _crop_of(self.backgrounds[int(rng.integers(len(self.backgrounds)))], int(x.size), rng).reshape(x.shape)
         lo, hi = self.snr_db
         return mix_at_snr(x, bg, lo + (hi - lo) * float(rng.random()))

@@ -117,6 +117,9 @@ class TrainConfig:
         background_dir: a folder of recordings without the classes' birds, for no-bird samples.
         background_mix_dir: a folder of recordings mixed under training samples, with probability
             ``background_mix_probability`` at an SNR uniform in ``background_snr_db``.
+        mix_nocall: mix the run's no-bird audio (quiet stretches of the training recordings, the synthetic
+            backgrounds, ``background_dir``) under training samples the same way (with ``background_mix_dir``:
+            either, as likely), so calls are also heard over beds at 0-20 dB SNR.
         thresholds_on: where the per-class detection thresholds (and the temperature) are chosen after
             training (:mod:`birdspec.training.detection`): 'val' (the validation rows and their no-bird
             windows) or 'train' (the training rows, in-sample: for runs whose validation rows are a test fold).
@@ -174,6 +177,7 @@ class TrainConfig:
     background_mix_dir: str | None = None
     background_snr_db: tuple[float, float] = (0.0, 20.0)
     background_mix_probability: float = 0.5
+    mix_nocall: bool = False
     thresholds_on: str = "val"
     temperature_scaling: bool = False
 

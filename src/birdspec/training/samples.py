@@ -9,7 +9,8 @@
   crops every epoch; validation gets its own fixed ones (from the validation recordings' quiet
   stretches, the same background folders and the synthetic kinds), so ``val_loss``/``val_acc`` and the
   detection thresholds (:mod:`birdspec.training.detection`) see "no bird" too.
-- **Background mixing** (``background_mix_dir``): under training samples only.
+- **Background mixing** (``background_mix_dir``, ``mix_nocall``: the training side's no-bird audio): under
+  training samples only.
 - **Models that read embeddings** (``birdnet-*`` heads): a sample is a recording's window embeddings and
   a no-bird sample one of the no-bird clips ``birdspec embed`` cached (an output window as prediction
   embeds it: :mod:`birdspec.data.nocall_embeddings`), with the same share, targets and fixed validation
@@ -116,11 +117,11 @@ def check_model_input(cfg: Any, model_input: str) -> None:
     """No-bird crops and background mixing are audio: refuse them for models that read other inputs.
 
     Raises:
-        ConfigError: ``nocall_fraction`` > 0 or ``background_mix_dir`` for a non-waveform model.
+        ConfigError: ``nocall_fraction`` > 0, ``background_mix_dir`` or ``mix_nocall`` for a non-waveform model.
     """
-    if model_input != "waveform" and ((cfg.nocall_fraction or 0) > 0 or cfg.background_mix_dir):
-        raise ConfigError(f"no-bird crops and --background-mix need a waveform model; {cfg.model} reads {model_input}s "
-                          "(give --nocall-fraction 0)")
+    if model_input != "waveform" and ((cfg.nocall_fraction or 0) > 0 or cfg.background_mix_dir or cfg.mix_nocall):
+        raise ConfigError(f"no-bird crops, --background-mix and --mix-nocall need a waveform model; {cfg.model} reads "
+                          f"{model_input}s (give --nocall-fraction 0)")
 
 
 def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any], SampleSets]:
@@ -143,16 +144,21 @@ def sample_sets(cfg: Any, data: Any, *, model_input: str) -> Callable[[Any, Any]
             quiet = find_stretches(data, sorted({int(r) for r in train_set.sample_rows}))
             train_set.avoid_quiet(quiet)
         train, val = targets(train_set), targets(val_set)
+        train_src = (nocall_source(cfg, data, train_set.sample_rows, backgrounds, quiet)
+                     if fraction > 0 or cfg.mix_nocall else None)
         mixer = None
-        if cfg.background_mix_dir:
+        if cfg.background_mix_dir or cfg.mix_nocall:
             mixer = BackgroundMixer(backgrounds(cfg.background_mix_dir), snr_db=cfg.background_snr_db,
-                                    probability=cfg.background_mix_probability)
-        if fraction <= 0:
+                                    probability=cfg.background_mix_probability,
+                                    source=train_src if cfg.mix_nocall else None)
+        if cfg.mix_nocall and train_src is not None:
+            log.info("mixing no-bird audio (%s) under %.0f %% of the training samples at %g-%g dB SNR", ", ".join(train_src.kinds),
+                     100 * cfg.background_mix_probability, *cfg.background_snr_db)
+        if fraction <= 0 or train_src is None:
             return SampleSets(WithNoCall(train, None, 0, None, mixer=mixer) if mixer else train, val, val)
         target = nocall_target(cfg, len(data.classes))
         n_train = nocall_count(len(train), fraction)
         n_val = nocall_count(len(val), fraction, minimum=MIN_NOCALL_VAL)
-        train_src = nocall_source(cfg, data, train_set.sample_rows, backgrounds, quiet)
         val_src = nocall_source(cfg, data, val_set.sample_rows, backgrounds)
         log.info("no-bird samples: %d in training (%.0f %%; %s), %d fixed ones in validation", n_train, 100 * fraction,
                  ", ".join(train_src.kinds), n_val)
@@ -197,11 +203,13 @@ def embedding_sample_sets(cfg: Any, data: Any) -> Callable[[Any, Any], SampleSet
     """:func:`sample_sets` of models that read cached embeddings: no-bird samples are the cache's no-bird clips.
 
     Raises:
-        ConfigError: ``background_mix_dir`` (mixing is audio), or a ``background_dir`` the cache has no clips of.
+        ConfigError: ``background_mix_dir`` or ``mix_nocall`` (mixing is audio), or a ``background_dir`` the cache
+            has no clips of.
         DataError: no-bird samples asked for and the cache has none (says to run ``birdspec embed`` again).
     """
-    if cfg.background_mix_dir:
-        raise ConfigError(f"--background-mix mixes audio; {cfg.model} reads cached embeddings (drop --background-mix)")
+    if cfg.background_mix_dir or cfg.mix_nocall:
+        flag = "--background-mix" if cfg.background_mix_dir else "--mix-nocall"
+        raise ConfigError(f"{flag} mixes audio; {cfg.model} reads cached embeddings (drop {flag})")
     targets = _targets(cfg, data)
     fraction = float(cfg.nocall_fraction or 0.0)
 
