@@ -27,7 +27,8 @@ Protocol (fixed, so the numbers compare across machines):
   with the band input (which part the input contributes), the closed-world model of before (band input, no
   no-bird samples), optionally the defaults plus the training backgrounds (``default-bg``) or with crops
   anywhere (``default-crops-anywhere``: ``--crop-rule anywhere``, the defaults before 2026-12-07) or with
-  the no-bird audio also mixed under training samples (``default-mix``: ``--mix-nocall``); with
+  the no-bird audio also mixed under training samples (``default-mix``: ``--mix-nocall``) or multi-label
+  (``default-multi``: ``--labels multi``); with
   ``pip install 'birdspec[birdnet]'`` also the ``birdnet-linear`` and ``birdnet-prior`` heads with their
   defaults (no-bird samples from ``embed``) for 30 epochs as benchmarks/few_shot.py (optionally
   ``birdnet-prior-multi``: ``--labels multi``), and BirdNET itself as the reference (``birdnet-closed``: its
@@ -76,6 +77,8 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
     "default-band": ("no-bird samples, band input (not level-aware)", MODEL, {"input_norm": "band"}, ()),
     "closed": ("closed-world: band input, no no-bird samples (before)", MODEL, {"input_norm": "band", "nocall_fraction": 0.0}, ()),
     "default-bg": ("defaults + the training backgrounds (--background)", MODEL, {"background_dir": "TRAIN_BG"}, ()),
+    "default-multi": ("multi-label (--labels multi: sigmoid, primary + secondary labels; no-bird samples all zeros)", MODEL,
+                      {"labels": "multi"}, ()),
     "default-mix": ("defaults + no-bird audio mixed under half the training samples at 0-20 dB SNR (--mix-nocall)", MODEL,
                     {"mix_nocall": True}, ()),
     "birdnet-linear": ("birdspec's defaults (no-bird samples)", "birdnet-linear", {}, ()),
