@@ -598,6 +598,32 @@ def test_train_threads_sets_the_training_process_threads_and_refuses_zero(tmp_pa
         torch.set_num_threads(before)
 
 
+def test_a_scoped_thread_count_is_given_back_after_the_block_even_when_it_fails():
+    """``runtime.cpu_threads``: N threads inside the block, the count found before after it (also after an error);
+    None and 0 leave the count as it is; below 0 is refused."""
+    import torch
+
+    from birdspec.errors import ConfigError
+    from birdspec.evaluation.profile import time_inference
+    from birdspec.runtime import cpu_threads
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with cpu_threads(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_threads(other):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    for leave in (None, 0):
+        with cpu_threads(leave):
+            assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="at least 1"), cpu_threads(-1):
+        pass
+    assert time_inference(torch.nn.Linear(4, 2), torch.zeros(2, 4), repeats=1, warmup=0, threads=other) > 0
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize("given,want", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_the_cli_lets_idle_openmp_threads_sleep_unless_told_otherwise(given, want):
     """The CLI sets OMP_WAIT_POLICY=PASSIVE before PyTorch loads (its OpenMP runtime reads it once); a policy given is kept."""

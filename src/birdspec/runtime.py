@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from birdspec.errors import ConfigError
@@ -63,6 +64,27 @@ def set_cpu_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(int(threads))
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch uses ``threads`` CPU threads inside the block and the count it had before after it (None or 0:
+    leave it as is). Float sums differ with the count, so code that sets it for a while gives it back.
+
+    Raises:
+        ConfigError: ``threads`` below 0.
+    """
+    if threads is None or int(threads) == 0:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    set_cpu_threads(threads)  # checks it
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def use_fast_cpu_math() -> None:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from birdspec.errors import ConfigError
+from birdspec.runtime import cpu_threads
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,11 @@ def time_inference(
     """
     if repeats < 1 or warmup < 0:
         raise ConfigError("time_inference needs repeats >= 1 and warmup >= 0")
-    before = torch.get_num_threads()
     was_training = model.training
     model.eval()
     try:
-        if threads:
-            torch.set_num_threads(int(threads))
         times = []
-        with torch.inference_mode():
+        with cpu_threads(threads), torch.inference_mode():
             # Warm up (thread pools, kernel selection): at least `warmup` passes, and on while
             # passes still get faster by more than 20 % (at most MAX_WARMUP).
             previous = float("inf")
@@ -135,7 +133,6 @@ def time_inference(
                 model(example)
                 times.append(time.perf_counter() - t0)
     finally:
-        torch.set_num_threads(before)
         model.train(was_training)
     return float(np.median(times) * 1000.0 / example.shape[0])
 

@@ -9,6 +9,7 @@ pointwise convolutions).
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from typing import Any, cast
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from birdspec.errors import CheckpointError
 from birdspec.models.checkpoint import Checkpoint
 from birdspec.prediction.runtime_types import WindowRuntime
+from birdspec.runtime import cpu_threads
 
 
 class TorchRuntime(WindowRuntime):
@@ -40,10 +42,8 @@ class TorchRuntime(WindowRuntime):
         self.model = model
         self._torch = torch
         self._lock = threading.Lock()
-        self._threads_before: int | None = None
-        if threads:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(int(threads))
+        self._threads = ExitStack()  # open: the thread count of this runtime; closed: the caller's again
+        self._threads.enter_context(cpu_threads(threads))
 
     def features(self, waves: np.ndarray) -> Any:
         torch = self._torch
@@ -62,6 +62,4 @@ class TorchRuntime(WindowRuntime):
         return self._torch.stack(rows)
 
     def close(self) -> None:
-        if self._threads_before is not None:
-            self._torch.set_num_threads(self._threads_before)
-            self._threads_before = None
+        self._threads.close()
