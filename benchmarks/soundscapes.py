@@ -83,6 +83,11 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
                     {"mix_nocall": True}, ()),
     "birdnet-linear": ("birdspec's defaults (no-bird samples)", "birdnet-linear", {}, ()),
     "birdnet-prior": ("birdspec's defaults (no-bird samples)", "birdnet-prior", {}, ()),
+    # a fixed L2-SP strength instead of the one inner validation picks (2026-12-07 evening; not adopted)
+    **{f"birdnet-prior-wd{wd:g}": (f"a fixed pull toward BirdNET (--weight-decay {wd:g})", "birdnet-prior",
+                                    {"weight_decay": wd}, ()) for wd in (10.0, 100.0, 1000.0)},
+    "birdnet-prior-wd100-nocorr": ("--weight-decay 100, BirdNET's rows only (--model-option correction=false)",
+                                   "birdnet-prior", {"weight_decay": 100.0, "model_options": {"correction": False}}, ()),
     "birdnet-prior-multi": ("multi-label (--labels multi: sigmoid, primary + secondary labels; no-bird samples all zeros)",
                             "birdnet-prior", {"labels": "multi"}, ()),
     "birdnet": ("BirdNET as it is (reference; its sigmoid confidence, default 0.1)", "birdnet-closed", {"nocall_fraction": 0.0},
