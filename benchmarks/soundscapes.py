@@ -86,7 +86,7 @@ VARIANTS = {  # name: (description, model, TrainConfig fields, extra predict arg
     # a fixed L2-SP strength instead of the one inner validation picks (2026-12-07 evening; not adopted)
     **{f"birdnet-prior-wd{wd:g}": (f"a fixed pull toward BirdNET (--weight-decay {wd:g})", "birdnet-prior",
                                     {"weight_decay": wd}, ()) for wd in (10.0, 100.0, 1000.0)},
-    "birdnet-prior-wd100-nocorr": ("--weight-decay 100, BirdNET's rows only (--model-option correction=false)",
+    "birdnet-prior-wd100-nocorr": ("--weight-decay 100, no linear correction on the pooled embeddings (--model-option correction=false)",
                                    "birdnet-prior", {"weight_decay": 100.0, "model_options": {"correction": False}}, ()),
     "birdnet-prior-multi": ("multi-label (--labels multi: sigmoid, primary + secondary labels; no-bird samples all zeros)",
                             "birdnet-prior", {"labels": "multi"}, ()),
