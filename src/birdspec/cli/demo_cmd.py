@@ -10,15 +10,15 @@ from birdspec.runtime import DEVICES
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the whole pipeline on built-in synthetic calls (about a minute on 2 CPU cores)",
+        help="run the whole pipeline on built-in synthetic calls (about 4 minutes on 2 CPU cores)",
         description="Synthesize a small BirdCLEF-2021-format dataset of four synthetic call types (trill, whistle, "
         "harmonic stack, buzz — not real species), then prepare it, train the study's two models (mobilenetv2-seed "
         "and resnet18) on the CPU, evaluate them, predict a longer synthetic soundscape that no model saw, and "
         "compare everything in one HTML report (with the soundscape's spectrogram, true calls and detections). "
-        "Finishes in about a minute on 2 CPU cores.",
+        "Finishes in about 4 minutes on 2 CPU cores.",
     )
     p.add_argument("--out", default="birdspec-demo", help="output folder (default: ./birdspec-demo)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of each model (default 4)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of each model (default 6)")
     p.add_argument("--per-class", type=int, default=None, help="synthetic recordings per class (default 10)")
     p.add_argument("--soundscape-s", type=float, default=None,
                    help="length of the calls part of the synthetic soundscape predicted after training, seconds "
