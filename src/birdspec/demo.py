@@ -7,13 +7,14 @@ classes are synthetic call types (trill, down-slurred whistle, harmonic stack,
 buzz) with varied pitch, tempo, loudness, noise and silence — never presented
 as real species.
 
-Where the time goes on 2 idle CPU cores with the defaults (66 s measured for
-``time birdspec demo``): synthesis 3 s, prepare 0.5 s (one process: worker
-start-up would cost more than decoding 8 minutes of audio), training 19 s
-(MobileNetV2) + 32 s (ResNet18; 4 epochs of random 2 s crops, a fixed number
-per recording and epoch, one model after the other in this process with all
-cores given to torch), evaluation 2.4 s, the soundscape 1.6 s and the report
-1.8 s; the rest is start-up.
+Where the time goes on 2 idle CPU cores with the defaults (218 s measured for
+``time birdspec demo`` on a 2-core Intel Xeon, 2026-12-07): synthesis and
+prepare 4 s (one process: worker start-up would cost more than decoding
+8 minutes of audio), training 88 s (MobileNetV2) + 117 s (ResNet18; 6 epochs
+of random 2 s crops, a fixed number per recording and epoch, and 40 % no-bird
+samples, one model after the other in this process with all cores given to
+torch), evaluation 4 s, the soundscape 3 s and the report 3 s; the rest is
+start-up.
 """
 
 from __future__ import annotations
