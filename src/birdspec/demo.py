@@ -138,11 +138,9 @@ def _set_threads(threads: int | None) -> int:
     """Give torch ``threads`` CPU threads (default: every core this process may use); return the number."""
     import torch
 
-    if threads is None:
-        from birdspec.runtime import cpu_count
+    from birdspec.runtime import cpu_count, set_cpu_threads
 
-        threads = cpu_count()
-    torch.set_num_threads(max(1, int(threads)))
+    set_cpu_threads(cpu_count() if threads is None else threads)  # DemoConfig refuses threads < 1
     return torch.get_num_threads()
 
 
