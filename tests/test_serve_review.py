@@ -5,6 +5,7 @@ enough verdicts and a lower confidence bound at the target."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,28 @@ def test_the_queue_shows_top_choices_by_count_or_name_a_page_at_a_time(setup):
 
 
 def test_the_queue_starts_at_the_models_thresholds(setup):
-    client, _ = setup
+    from birdspec.app.predictions import META_FILE
+
+    client, config = setup
     job = wait_job(client, client.post("/api/predict", json={"recording": "recs/song.flac", "checkpoint": CKPT}).json())
     ref = job["result"]["prediction"]
     page = review(client, ref)
     thresholds = page["thresholds"]
     assert thresholds and set(thresholds) == {"synth0", "synth1", "synth2"} and page["min_score"] == "model"
     assert all(c["confidence"] >= thresholds[c["label"]] - 1e-4 and c["rank"] == 1 for c in page["cards"])  # cards round to 4 places
+    assert len(page["cards"]) == 6  # the fixture's thresholds keep every top choice the app wrote: one per window
+    # the thresholds stored with the prediction decide: one species' threshold raised above its best top choice
+    label = page["cards"][0]["label"]
+    meta_path = config.predictions_dir / Path(ref).parent.name / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["thresholds"][label] = page["cards"][0]["confidence"] + 0.01
+    meta_path.write_text(json.dumps(meta))
+    raised = review(client, ref)
+    assert raised["thresholds"][label] == meta["thresholds"][label]
+    assert [c for c in raised["cards"] if c["label"] == label] == []
+    assert len(raised["cards"]) == sum(c["label"] != label for c in page["cards"])
     below = review(client, ref, min_score="0", choices="all")["cards"]
-    assert len(below) > len(page["cards"])
-    assert any(c["confidence"] < thresholds[c["label"]] for c in below)
+    assert len(below) >= len(page["cards"]) and any(c["confidence"] < meta["thresholds"][c["label"]] for c in below)
 
 
 def test_other_species_is_a_class_or_from_the_species_list(setup):
