@@ -168,6 +168,29 @@ def test_validation_parts_split_hits_into_species_and_no_bird_samples():
     assert species == 1.0 and nobird != nobird  # NaN: no no-bird samples
 
 
+def test_best_epoch_counts_species_and_no_bird_halves_so_a_collapsed_epoch_does_not_win():
+    """The demo's case: 24 validation windows and 32 no-bird samples. Epoch 2 answers "no bird" nearly everywhere
+    (val_acc 0.66, the highest); epoch 4 names the species (val_acc 0.63). Each part counting half, epoch 4 is best.
+    Without no-bird samples the score is val_acc; equal scores go to the lower loss; a NaN epoch never wins."""
+    from birdspec.training.callbacks import best_entry, is_better, selection_score
+
+    def row(epoch, species, nobird, loss=1.0, n=(24, 32)):
+        acc = (n[0] * species + n[1] * (0.0 if nobird != nobird else nobird)) / (n[0] + (n[1] if nobird == nobird else 0))
+        return {"epoch": epoch, "val_acc": acc, "val_loss": loss, "val_acc_species": species, "val_acc_nobird": nobird}
+
+    collapsed, naming = row(2, 0.21, 1.0), row(4, 0.85, 0.5)
+    assert collapsed["val_acc"] > naming["val_acc"]
+    assert selection_score(collapsed) == pytest.approx(0.605) and selection_score(naming) == pytest.approx(0.675)
+    assert is_better(naming, best_entry(collapsed)) and not is_better(collapsed, best_entry(naming))
+    nan = float("nan")
+    closed = row(1, 0.5, nan)
+    assert selection_score(closed) == closed["val_acc"] == 0.5
+    assert is_better(row(2, 0.6, nan), closed) and not is_better(row(2, 0.4, nan), closed)
+    assert is_better(row(3, 0.5, nan, loss=0.9), closed) and not is_better(row(3, 0.5, nan, loss=1.1), closed)
+    assert is_better(row(1, 0.1, nan), None) and not is_better(row(2, nan, nan), best_entry(closed))
+    assert best_entry(naming) == naming
+
+
 def test_val_acc_counts_the_no_bird_samples_and_its_species_part_is_at_most_evaluate(tiny_window_dataset, tmp_path):
     """Training's val_acc of a run with no-bird samples is over its validation windows AND its fixed no-bird samples
     (at least 32: with few validation windows they weigh most); birdspec evaluate scores the windows alone, arg-max

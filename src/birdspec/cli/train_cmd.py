@@ -10,7 +10,8 @@ from typing import Any
 DESCRIPTION = """\
 Train a registered model (`birdspec models`) on a prepared dataset and write
 RUN_DIR: config.json, metrics.csv (one row per epoch), curves.png,
-checkpoints/best.pt (best validation accuracy) and checkpoints/last.pt,
+checkpoints/best.pt (best validation accuracy; with no-bird samples, species
+and no-bird accuracy count half each) and checkpoints/last.pt,
 predictions_val.csv (per validation sample, from best.pt) and summary.json.
 
 Unset optimizer, --lr, --weight-decay and --batch-size come from the model's

@@ -54,7 +54,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 COMPARE_NOTES = (
-    "best val acc: the training run's own selection metric (sample level, from summary.json). "
+    "best val acc: the validation accuracy of the epoch the training run selected (sample level, from summary.json). "
     "val acc / macro F1 / cmAP: the selected checkpoint evaluated again on the run's validation recordings, "
     "at the recording level (window probabilities averaged per recording). "
     "Multiply-adds: Conv2d + Linear layers for one sample (log-mel frontend excluded). "

@@ -8,8 +8,10 @@
   no-bird samples included; ``val_acc_species`` / ``val_acc_nobird`` are its parts
   on the validation recordings' samples / on the no-bird samples (empty when the
   run has none; :class:`~birdspec.training.module.BirdspecLightning`);
-- writes ``checkpoints/last.pt`` and, when validation accuracy improved (ties:
-  lower validation loss), ``checkpoints/best.pt`` (birdspec checkpoints);
+- writes ``checkpoints/last.pt`` and, when the epoch is the best so far
+  (:func:`selection_score`: validation accuracy, its species and no-bird parts
+  counting half each when the run has no-bird samples; ties: lower validation
+  loss), ``checkpoints/best.pt`` (birdspec checkpoints);
 - saves Lightning's resume state to ``lightning/last.ckpt``;
 - stops the run when ``max_minutes`` would be exceeded by the next epoch.
 
@@ -42,15 +44,35 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "va
                   "epoch_time_s", "elapsed_s")
 
 
-def is_better(val_acc: float, val_loss: float, best: Mapping[str, Any] | None) -> bool:
-    """Higher validation accuracy wins; equal accuracy: lower validation loss."""
+def selection_score(row: Mapping[str, Any]) -> float:
+    """What picks the best epoch: the mean of ``val_acc_species`` and ``val_acc_nobird`` when the run has
+    no-bird samples, else ``val_acc``.
+
+    ``val_acc`` counts every sample alike, and a run's fixed no-bird samples may outnumber its validation
+    recordings: an early epoch that answers "no bird" to nearly everything (species 0.21, no-bird 1.00) then
+    beats a later one that names the species (0.85, 0.60). Each part counting half, it does not."""
+    species, nobird = (float(row.get(k, float("nan"))) for k in ("val_acc_species", "val_acc_nobird"))
+    if math.isfinite(species) and math.isfinite(nobird):
+        return 0.5 * (species + nobird)
+    return float(row.get("val_acc", float("nan")))
+
+
+def is_better(row: Mapping[str, Any], best: Mapping[str, Any] | None) -> bool:
+    """Whether epoch ``row`` beats ``best`` (the best so far): the higher :func:`selection_score` wins;
+    equal scores: the lower validation loss."""
     if best is None or best.get("epoch") is None:
         return True
-    if not math.isfinite(val_acc):
+    score, best_score = selection_score(row), selection_score(best)
+    if not math.isfinite(score):
         return False
-    if val_acc != best["val_acc"]:
-        return val_acc > best["val_acc"]
-    return val_loss < best["val_loss"]
+    if score != best_score:
+        return score > best_score or not math.isfinite(best_score)
+    return float(row["val_loss"]) < float(best["val_loss"])
+
+
+def best_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What the recorder keeps of the best epoch (what :func:`is_better` and the run's summary read)."""
+    return {k: row.get(k, float("nan")) for k in ("epoch", "val_acc", "val_loss", "val_acc_species", "val_acc_nobird")}
 
 
 def acc_parts(row: Mapping[str, Any]) -> str:
@@ -157,9 +179,9 @@ class RunRecorder(pl.Callback):
             "elapsed_s": self.elapsed_s(),
         }
         self.history = [r for r in self.history if r["epoch"] < epoch] + [row]
-        improved = is_better(row["val_acc"], row["val_loss"], self.best)
+        improved = is_better(row, self.best)
         if improved:
-            self.best = {"epoch": epoch, "val_acc": row["val_acc"], "val_loss": row["val_loss"]}
+            self.best = best_entry(row)
         if trainer.is_global_zero:
             metrics = {k: row[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")}
             ckpt = self._checkpoint(pl_module, epoch=epoch, metrics=metrics)

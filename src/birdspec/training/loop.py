@@ -2,8 +2,9 @@
 
 The run directory's layout is in :mod:`birdspec.training.rundir`; the Lightning
 trainer is built by :mod:`birdspec.training.trainer`. Epochs are counted from 1
-in every file. "Best" is the epoch with the highest validation accuracy (ties:
-lower validation loss); ``--early-stopping N`` watches ``val_loss`` unless
+in every file. "Best" is the epoch with the highest validation accuracy, its species
+and no-bird parts counting half each when the run has no-bird samples (ties: lower
+validation loss; :func:`birdspec.training.callbacks.selection_score`); ``--early-stopping N`` watches ``val_loss`` unless
 ``early_stopping_metric='val_acc'``. At the end, rank 0 chooses each checkpoint's
 detection thresholds, writes the validation predictions of ``best.pt`` and hands
 the checkpoints to the caller's ``export`` (:mod:`birdspec.training.outputs`).
@@ -62,8 +63,8 @@ class TrainResult:
 
     Attributes:
         run_dir: the run directory.
-        best_epoch / best_val_acc / best_val_loss: the selected epoch (highest validation
-            accuracy, ties broken by lower validation loss) and its metrics.
+        best_epoch / best_val_acc / best_val_loss: the selected epoch (module doc) and its
+            metrics (``best_val_acc`` over every validation sample).
         epochs_run: epochs completed in total (over resumes).
         train_time_s: training time in total (over resumes).
         status: 'completed', 'early_stopped' or 'time_limit'.
@@ -113,8 +114,8 @@ def train(
 ) -> TrainResult:
     """Train a registered model on a prepared dataset; write the run directory ``out_dir``.
 
-    Model selection ("best") uses the validation rows: highest accuracy, ties
-    broken by lower loss.
+    Model selection ("best") uses the validation rows: highest accuracy (its species and
+    no-bird parts counting half each when there are no-bird samples), ties broken by lower loss.
 
     Args:
         dataset_dir: a prepared dataset (``birdspec prepare``); with ``resume`` it may be

@@ -9,7 +9,8 @@ Layout::
                              val_acc_species, val_acc_nobird, lr, epoch_time_s, elapsed_s (epochs counted
                              from 1; val_acc counts the fixed no-bird samples too, its two parts follow it)
       curves.png             loss and accuracy, training vs validation
-      checkpoints/best.pt    birdspec checkpoint of the epoch with the best validation accuracy
+      checkpoints/best.pt    birdspec checkpoint of the epoch with the best validation accuracy (its species and
+                             no-bird parts counting half each when there are no-bird samples)
       checkpoints/last.pt    birdspec checkpoint of the last complete epoch
       checkpoints/best.runtime/  the ONNX runtime export of best.pt (fast CPU prediction; also last.runtime/)
       predictions_val.csv    per validation sample, from best.pt: sample, recording_id, row, window,

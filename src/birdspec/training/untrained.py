@@ -27,7 +27,7 @@ def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder
     :func:`~birdspec.training.multilabel.top1_hits`)."""
     import torch
 
-    from birdspec.training.callbacks import write_metrics_csv
+    from birdspec.training.callbacks import best_entry, write_metrics_csv
     from birdspec.training.module import fit_logits, part_accuracies, validation_loss, validation_parts
     from birdspec.training.multilabel import top1_hits
 
@@ -49,7 +49,7 @@ def record_untrained(model: Any, val_loader: Iterable[tuple[Any, Any]], recorder
     row = {"epoch": 0, "train_loss": float("nan"), "train_acc": float("nan"), "val_loss": val_loss, "val_acc": val_acc,
            "val_acc_species": species, "val_acc_nobird": nobird, "lr": 0.0, "epoch_time_s": time.monotonic() - started, "elapsed_s": 0.0}
     recorder.history = [row]
-    recorder.best = {"epoch": 0, "val_acc": val_acc, "val_loss": val_loss}
+    recorder.best = best_entry(row)
     meta = dict(recorder.meta)
     meta["extra"] = {**dict(meta.get("extra") or {}), "untrained": True}
     ckpt = make_checkpoint(model, epoch=0, metrics={"val_loss": val_loss, "val_acc": val_acc}, **meta)
