@@ -48,6 +48,18 @@ def test_best_f1_threshold_known_answers():
     assert t == MIN_THRESHOLD
     t, stats = best_f1_threshold(np.array([0.7, 0.2]), np.array([False, False]))  # no window of the class
     assert t == pytest.approx(0.71) and stats["n_pos"] == 0
+    # scores that do not separate the class: the best F1 accepts every window (a model that learned nothing of it,
+    # near-constant scores); the class is never detected rather than everywhere
+    flat = np.array([0.31, 0.3, 0.3, 0.29, 0.3, 0.3])
+    t, stats = best_f1_threshold(flat, np.array([0, 1, 0, 1, 0, 0], bool))
+    assert t == pytest.approx(0.5) and stats["tp"] == stats["fp"] == 0 and stats["fn"] == 2
+    t, stats = best_f1_threshold(flat + 0.6, np.array([0, 1, 0, 1, 0, 0], bool))
+    assert t == pytest.approx(0.92) and stats["tp"] == 0
+    inverted = np.array([0.9, 0.8, 0.2, 0.1])  # the class scores lowest: accepting everything is its best F1
+    assert best_f1_threshold(inverted, np.array([0, 0, 1, 1], bool))[0] == pytest.approx(0.91)
+    # a weak separation is kept: the accepted windows hold a larger share of the class than all the windows
+    t, stats = best_f1_threshold(np.array([0.4, 0.35, 0.3, 0.3]), np.array([1, 0, 1, 0], bool))
+    assert t < 0.4 and stats["tp"] >= 1
 
 
 def test_choose_detection_counts_no_bird_samples_as_half_the_windows():

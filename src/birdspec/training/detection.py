@@ -9,8 +9,12 @@ in-sample, and no-bird samples drawn apart from training's: :func:`~birdspec.tra
 2. per class, the threshold is the one with the best F1 of "this class is in the window" over those
    windows (positives: the windows of the class, or with it among their labels; negatives: every other
    window, no-bird ones included), placed half-way between the lowest score it accepts and the highest
-   it rejects, and kept within [:data:`MIN_THRESHOLD`, :data:`MAX_THRESHOLD`]; a class without a window
-   there gets a threshold above every window's score of it (at least 0.5). The no-bird samples are
+   it rejects, and kept within [:data:`MIN_THRESHOLD`, :data:`MAX_THRESHOLD`]. A class without a window
+   there gets a threshold above every window's score of it (at least 0.5), and so does a class whose
+   scores do not separate it: when the windows its best cut accepts hold no larger (weighted) share of
+   the class than all the windows do (the cut is "accept everything", or no better), the class is never
+   detected instead of always (a model that learned nothing of it would otherwise label every window
+   of a field recording with it). The no-bird samples are
    weighted so that together they count as much as all the bird windows (:data:`NOCALL_SHARE`): in field
    audio most windows hold none of the classes, so a false detection on "nothing" must cost more than
    the few no-bird samples a validation split holds would make it.
@@ -41,7 +45,7 @@ NOCALL_SHARE = 0.5
 """The share of the (weighted) windows the no-bird samples make up when thresholds are chosen."""
 RULE = (f"per class, the best F1 of 'the class is in the window' (ties: the highest; the no-bird samples weighted "
         f"to {NOCALL_SHARE:.0%} of the windows), half-way between the lowest score accepted and the highest rejected, "
-        f"within [{MIN_THRESHOLD}, {MAX_THRESHOLD}]")
+        f"within [{MIN_THRESHOLD}, {MAX_THRESHOLD}]; above every score when the scores do not separate the class")
 
 
 def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
@@ -53,8 +57,7 @@ def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndar
     w = np.ones(s.size) if weights is None else np.asarray(weights, dtype=np.float64)
     n_pos = int(pos.sum())
     if n_pos == 0:
-        t = float(np.clip(max(NO_POSITIVE_THRESHOLD, (s.max() + 0.01) if s.size else 0.0), 0.0, MAX_THRESHOLD))
-        return t, _stats(s, pos, t)
+        return _above_every_score(s, pos)
     order = np.argsort(-s, kind="stable")
     s_sorted, p_sorted, w_sorted = s[order], pos[order], w[order]
     tp = np.cumsum(np.where(p_sorted, w_sorted, 0.0))
@@ -63,8 +66,15 @@ def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndar
     f1 = np.where(last, 2 * tp / (tp + fp + tp[-1]), -1.0)
     best = float(f1.max())
     i = int(np.flatnonzero(f1 >= best - 1e-12)[0])  # the highest threshold among the best
+    if fp[-1] > 0 and tp[i] / (tp[i] + fp[i]) <= tp[-1] / (tp[-1] + fp[-1]) + 1e-12:
+        return _above_every_score(s, pos)  # what the best cut accepts is no richer in the class than all windows
     below = s_sorted[i + 1] if i + 1 < s_sorted.size else 0.0
     t = float(np.clip(0.5 * (s_sorted[i] + below), MIN_THRESHOLD, MAX_THRESHOLD))
+    return t, _stats(s, pos, t)
+
+
+def _above_every_score(s: np.ndarray, pos: np.ndarray) -> tuple[float, dict[str, Any]]:
+    t = float(np.clip(max(NO_POSITIVE_THRESHOLD, (s.max() + 0.01) if s.size else 0.0), 0.0, MAX_THRESHOLD))
     return t, _stats(s, pos, t)
 
 
