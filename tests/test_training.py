@@ -189,6 +189,12 @@ def test_best_epoch_counts_species_and_no_bird_halves_so_a_collapsed_epoch_does_
     assert is_better(row(3, 0.5, nan, loss=0.9), closed) and not is_better(row(3, 0.5, nan, loss=1.1), closed)
     assert is_better(row(1, 0.1, nan), None) and not is_better(row(2, nan, nan), best_entry(closed))
     assert best_entry(naming) == naming
+    # a resume state saved before the parts were kept: its best gets them from its epoch's row of the history
+    from birdspec.training.callbacks import RunRecorder
+
+    recorder = RunRecorder(Path("unused"), checkpoint_meta={}, max_minutes=None, title="", network=lambda m: m)
+    recorder.load_state_dict({"history": [collapsed, naming], "best": {k: collapsed[k] for k in ("epoch", "val_acc", "val_loss")}})
+    assert recorder.best == collapsed and is_better(naming, recorder.best)
 
 
 def test_val_acc_counts_the_no_bird_samples_and_its_species_part_is_at_most_evaluate(tiny_window_dataset, tmp_path):

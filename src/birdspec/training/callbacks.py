@@ -145,6 +145,9 @@ class RunRecorder(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.best = state_dict.get("best")
+        if self.best is not None and "val_acc_species" not in self.best:  # saved before the parts were kept
+            row = next((r for r in self.history if r.get("epoch") == self.best.get("epoch")), None)
+            self.best = best_entry(row) if row is not None else self.best
         self.elapsed_before_s = float(state_dict.get("elapsed_s", 0.0))
         if state_dict.get("rng"):
             set_rng_state(state_dict["rng"])
