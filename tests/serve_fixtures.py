@@ -29,7 +29,7 @@ def trained_run(base: Path) -> Path:
     Its checkpoints' detection thresholds are then set to the least score the app writes (its MIN_CONF): one
     epoch on 4 batches learns next to nothing, and the thresholds training chose on its 11 validation samples
     put the top choices of a window just above or just below them depending on the CPU's arithmetic (an Intel
-    runner showed no card where an AMD one showed four). The app tests check what the app does with the
+    runner showed fewer than three cards where an AMD one showed four). The app tests check what the app does with the
     thresholds it is given, so they are given ones that keep every top choice the app writes."""
     from birdspec.app.predictions import MIN_CONF
     from birdspec.models.checkpoint import read_checkpoint, set_detection
