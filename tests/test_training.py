@@ -170,7 +170,7 @@ def test_validation_parts_split_hits_into_species_and_no_bird_samples():
 
 def test_best_epoch_counts_species_and_no_bird_halves_so_a_collapsed_epoch_does_not_win():
     """The demo's case: 24 validation windows and 32 no-bird samples. Epoch 2 answers "no bird" nearly everywhere
-    (val_acc 0.66, the highest); epoch 4 names the species (val_acc 0.63). Each part counting half, epoch 4 is best.
+    (val_acc 0.66, the highest); epoch 4 names the species (val_acc 0.65). Each part counting half, epoch 4 is best.
     Without no-bird samples the score is val_acc; equal scores go to the lower loss; a NaN epoch never wins."""
     from birdspec.training.callbacks import best_entry, is_better, selection_score
 

@@ -50,7 +50,7 @@ def selection_score(row: Mapping[str, Any]) -> float:
 
     ``val_acc`` counts every sample alike, and a run's fixed no-bird samples may outnumber its validation
     recordings: an early epoch that answers "no bird" to nearly everything (species 0.21, no-bird 1.00) then
-    beats a later one that names the species (0.85, 0.60). Each part counting half, it does not."""
+    beats a later one that names the species (0.85, 0.50). Each part counting half, it does not."""
     species, nobird = (float(row.get(k, float("nan"))) for k in ("val_acc_species", "val_acc_nobird"))
     if math.isfinite(species) and math.isfinite(nobird):
         return 0.5 * (species + nobird)
