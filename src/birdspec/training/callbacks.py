@@ -50,7 +50,8 @@ def selection_score(row: Mapping[str, Any]) -> float:
 
     ``val_acc`` counts every sample alike, and a run's fixed no-bird samples may outnumber its validation
     recordings: an early epoch that answers "no bird" to nearly everything (species 0.21, no-bird 1.00) then
-    beats a later one that names the species (0.85, 0.50). Each part counting half, it does not."""
+    beats a later one that names the species (0.85, 0.50): with 24 windows and 32 no-bird samples, 0.66 against
+    0.65. Each part counting half (0.61 against 0.68), it does not."""
     species, nobird = (float(row.get(k, float("nan"))) for k in ("val_acc_species", "val_acc_nobird"))
     if math.isfinite(species) and math.isfinite(nobird):
         return 0.5 * (species + nobird)
