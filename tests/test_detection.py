@@ -52,14 +52,32 @@ def test_best_f1_threshold_known_answers():
     # near-constant scores); the class is never detected rather than everywhere
     flat = np.array([0.31, 0.3, 0.3, 0.29, 0.3, 0.3])
     t, stats = best_f1_threshold(flat, np.array([0, 1, 0, 1, 0, 0], bool))
-    assert t == pytest.approx(0.5) and stats["tp"] == stats["fp"] == 0 and stats["fn"] == 2
+    assert t == pytest.approx(0.5) and stats["tp"] == stats["fp"] == 0 and stats["fn"] == 2 and stats["not_separated"]
     t, stats = best_f1_threshold(flat + 0.6, np.array([0, 1, 0, 1, 0, 0], bool))
     assert t == pytest.approx(0.92) and stats["tp"] == 0
     inverted = np.array([0.9, 0.8, 0.2, 0.1])  # the class scores lowest: accepting everything is its best F1
     assert best_f1_threshold(inverted, np.array([0, 0, 1, 1], bool))[0] == pytest.approx(0.91)
     # a weak separation is kept: the accepted windows hold a larger share of the class than all the windows
     t, stats = best_f1_threshold(np.array([0.4, 0.35, 0.3, 0.3]), np.array([1, 0, 1, 0], bool))
-    assert t < 0.4 and stats["tp"] >= 1
+    assert t < 0.4 and stats["tp"] >= 1 and "not_separated" not in stats
+
+
+def test_info_says_which_classes_are_never_detected(tiny_stack_dataset, tmp_path, capsys):
+    from birdspec.cli.main import main
+    from birdspec.models.checkpoint import read_checkpoint, set_detection
+
+    from helpers import make_run
+
+    run = make_run(tmp_path / "run", tiny_stack_dataset)
+    k = len(read_checkpoint(run / "checkpoints" / "best.pt").classes)
+    flat = best_f1_threshold(np.full(6, 0.3), np.array([0, 1, 0, 1, 0, 0], bool))
+    per_class = [flat[1]] + [best_f1_threshold(np.array([0.9, 0.1]), np.array([True, False]))[1]] * (k - 1)
+    thresholds = (flat[0],) + (0.5,) * (k - 1)
+    set_detection(run / "checkpoints" / "best.pt", Detection(thresholds, 1.0, "validation: test", "rule", tuple(per_class)))
+    assert main(["info", str(run)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "(there:" in line]
+    assert len(lines) == k and "did not separate it there, so it is never detected" in lines[0]
+    assert not any("never detected" in line for line in lines[1:])
 
 
 def test_choose_detection_counts_no_bird_samples_as_half_the_windows():

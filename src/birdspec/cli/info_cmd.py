@@ -109,6 +109,7 @@ def _model(path: Path, *, as_json: bool) -> int:
         name = c.get("common_name") or c.get("scientific_name") or ""
         at = c.get("at_threshold") or {}
         nocall = f"; {at['fp_nocall']} no-bird samples above it" if "fp_nocall" in at else ""
+        nocall += "; its scores did not separate it there, so it is never detected" if at.get("not_separated") else ""
         stats = f"  (there: precision {at.get('precision')}, recall {at.get('recall')}, F1 {at.get('f1')}{nocall})" if at else ""
         thr = f"{c['threshold']:.3f}" if c["threshold"] is not None else "-"
         print(f"  {c['label']:<{width}}  {thr}  {name}{stats}")

@@ -51,7 +51,8 @@ RULE = (f"per class, the best F1 of 'the class is in the window' (ties: the high
 def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
                       ) -> tuple[float, dict[str, Any]]:
     """The threshold with the best (``weights``-weighted) F1 of ``scores >= threshold`` against ``positive``
-    (see the module doc) and what it gives, counted unweighted: ``{n_pos, tp, fp, fn, precision, recall, f1}``."""
+    (see the module doc) and what it gives, counted unweighted: ``{n_pos, tp, fp, fn, precision, recall, f1}``,
+    and ``not_separated: True`` when the scores did not separate the class (its threshold is above them all)."""
     s = np.asarray(scores, dtype=np.float64)
     pos = np.asarray(positive, dtype=bool)
     w = np.ones(s.size) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -67,7 +68,8 @@ def best_f1_threshold(scores: np.ndarray, positive: np.ndarray, weights: np.ndar
     best = float(f1.max())
     i = int(np.flatnonzero(f1 >= best - 1e-12)[0])  # the highest threshold among the best
     if fp[-1] > 0 and tp[i] / (tp[i] + fp[i]) <= tp[-1] / (tp[-1] + fp[-1]) + 1e-12:
-        return _above_every_score(s, pos)  # what the best cut accepts is no richer in the class than all windows
+        t, stats = _above_every_score(s, pos)  # what the best cut accepts is no richer in the class than all windows
+        return t, {**stats, "not_separated": True}
     below = s_sorted[i + 1] if i + 1 < s_sorted.size else 0.0
     t = float(np.clip(0.5 * (s_sorted[i] + below), MIN_THRESHOLD, MAX_THRESHOLD))
     return t, _stats(s, pos, t)
