@@ -4,10 +4,11 @@ The run directory's layout is in :mod:`birdspec.training.rundir`; the Lightning
 trainer is built by :mod:`birdspec.training.trainer`. Epochs are counted from 1
 in every file. "Best" is the epoch with the highest validation accuracy, its species
 and no-bird parts counting half each when the run has no-bird samples (ties: lower
-validation loss; :func:`birdspec.training.callbacks.selection_score`); ``--early-stopping N`` watches ``val_loss`` unless
-``early_stopping_metric='val_acc'``. At the end, rank 0 chooses each checkpoint's
-detection thresholds, writes the validation predictions of ``best.pt`` and hands
-the checkpoints to the caller's ``export`` (:mod:`birdspec.training.outputs`).
+validation loss; :func:`birdspec.training.callbacks.selection_score`);
+``--early-stopping N`` watches ``val_loss`` unless ``early_stopping_metric='val_acc'``.
+At the end, rank 0 chooses each checkpoint's detection thresholds, writes the
+validation predictions of ``best.pt`` and hands the checkpoints to the caller's
+``export`` (:mod:`birdspec.training.outputs`).
 Typical multi-GPU use: ``birdspec train DS --model resnet18 --devices 4
 --batch-size 32 --workers 8 --out RUN``.
 """
